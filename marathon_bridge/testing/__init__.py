@@ -1,0 +1,3 @@
+"""The in-process Marathon emulator."""
+
+from __future__ import annotations

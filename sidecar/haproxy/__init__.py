@@ -1,0 +1,3 @@
+"""HAProxy process and runtime API."""
+
+from __future__ import annotations
