@@ -67,3 +67,246 @@ class Service:
     labels: Mapping[str, str] = field(default_factory=dict)
     port_labels: Mapping[str, str] = field(default_factory=dict)
     endpoints: tuple[Endpoint, ...] = ()
+
+
+def network_mode(app: App) -> str:
+    """How the app's tasks are networked: ``host``, ``container/bridge`` or ``container``.
+
+    ``networks`` (Marathon >= 1.5) wins; otherwise the legacy ``container.docker.network``
+    (``BRIDGE`` / ``USER`` / ``HOST``), then a legacy ``ipAddress`` (IP-per-task); else host.
+    """
+    networks = app.get("networks")
+    if isinstance(networks, list) and networks:
+        first = networks[0] if isinstance(networks[0], Mapping) else {}
+        mode = first.get("mode") or CONTAINER
+        return mode if mode in (HOST, BRIDGE, CONTAINER) else CONTAINER
+    docker_network = str(_docker(app).get("network") or "").upper()
+    if docker_network == "BRIDGE":
+        return BRIDGE
+    if docker_network == "USER":
+        return CONTAINER
+    if docker_network == "HOST":
+        return HOST
+    if isinstance(app.get("ipAddress"), Mapping):
+        return CONTAINER
+    return HOST
+
+
+def port_specs(app: App) -> list[PortSpec]:
+    """The app's ports in ``portIndex`` order; ``service_port`` 0 means not assigned (yet)."""
+    if network_mode(app) == HOST:
+        return _host_port_specs(app)
+    mappings = _port_mappings(app)
+    if mappings is not None:
+        return [_mapping_spec(i, m, network_mode(app)) for i, m in enumerate(mappings)]
+    return _discovery_port_specs(app)
+
+
+def task_endpoints(app: App, task: Task) -> list[Optional[Endpoint]]:
+    """One entry per :func:`port_specs` item: where this task serves it, or ``None`` if unknown."""
+    mode = network_mode(app)
+    specs = port_specs(app)
+    host_ports = _int_list(task.get("ports"))
+    healthy = task_health(app, task)
+    out: list[Optional[Endpoint]] = []
+    host_slot = 0
+    for spec in specs:
+        uses_host_port = mode != CONTAINER or spec.host_port is not None
+        if uses_host_port:
+            address, port = _host_address(task), _at(host_ports, host_slot)
+            host_slot += 1
+        else:
+            address, port = _container_address(task), spec.container_port
+        out.append(_endpoint(task, address, port, healthy))
+    return out
+
+
+def task_health(app: App, task: Task) -> Optional[bool]:
+    """``None`` when the app has no health checks; else whether every result is alive.
+
+    A task of a health-checked app with no results yet (just started, or after a leader
+    election) is not healthy.
+    """
+    if not app.get("healthChecks"):
+        return None
+    results = task.get("healthCheckResults") or []
+    alive = [bool(r.get("alive")) for r in results if isinstance(r, Mapping)]
+    return bool(alive) and all(alive)
+
+
+def is_running(app: App, task: Task) -> bool:
+    """``TASK_RUNNING``; a task without ``state`` (old Marathons) counts if it has ``startedAt``."""
+    state = task.get("state")
+    if state is None:
+        return bool(task.get("startedAt"))
+    return state == "TASK_RUNNING"
+
+
+def services_from_apps(apps: Iterable[App], accept: TaskPredicate = is_running) -> list[Service]:
+    """Every (app, assigned service port) with the endpoints of the tasks ``accept`` lets in.
+
+    Sorted by (service port, app id); endpoints by (address, port, task id).
+    """
+    services: list[Service] = []
+    for app in apps:
+        services.extend(_app_services(app, accept))
+    return sorted(services, key=lambda s: (s.service_port, s.app_id, s.port_index))
+
+
+def _app_services(app: App, accept: TaskPredicate) -> list[Service]:
+    specs = [s for s in port_specs(app) if s.service_port > 0]
+    if not specs:
+        return []
+    per_port: dict[int, list[Endpoint]] = {s.index: [] for s in specs}
+    for task in app.get("tasks") or []:
+        if not isinstance(task, Mapping) or not accept(app, task):
+            continue
+        for index, endpoint in enumerate(task_endpoints(app, task)):
+            if endpoint is not None and index in per_port:
+                per_port[index].append(endpoint)
+    mode = network_mode(app)
+    labels = _str_map(app.get("labels"))
+    return [
+        Service(
+            app_id=str(app.get("id", "")),
+            service_port=spec.service_port,
+            port_index=spec.index,
+            network_mode=mode,
+            protocol=spec.protocol,
+            port_name=spec.name,
+            labels=labels,
+            port_labels=spec.labels,
+            endpoints=tuple(sorted(per_port[spec.index], key=_endpoint_key)),
+        )
+        for spec in specs
+    ]
+
+
+def _endpoint_key(endpoint: Endpoint) -> tuple[str, int, str]:
+    return (endpoint.address, endpoint.port, endpoint.task_id)
+
+
+def _endpoint(
+    task: Task, address: str, port: Optional[int], healthy: Optional[bool]
+) -> Optional[Endpoint]:
+    if not address or port is None or port <= 0:
+        return None
+    return Endpoint(
+        task_id=str(task.get("id", "")),
+        address=address,
+        port=port,
+        host=str(task.get("host") or ""),
+        state=str(task.get("state") or ""),
+        healthy=healthy,
+        version=str(task.get("version") or ""),
+    )
+
+
+def _host_address(task: Task) -> str:
+    return str(task.get("host") or "")
+
+
+def _container_address(task: Task) -> str:
+    addresses = task.get("ipAddresses") or []
+    first = addresses[0] if addresses and isinstance(addresses[0], Mapping) else {}
+    return str(first.get("ipAddress") or "")
+
+
+def _host_port_specs(app: App) -> list[PortSpec]:
+    definitions = app.get("portDefinitions")
+    require_ports = bool(app.get("requirePorts"))
+    if isinstance(definitions, list):
+        return [_definition_spec(i, d, require_ports) for i, d in enumerate(definitions)]
+    legacy = _int_list(app.get("ports"))
+    return [
+        PortSpec(index=i, service_port=p or 0, host_port=p if require_ports else None)
+        for i, p in enumerate(legacy)
+    ]
+
+
+def _definition_spec(index: int, definition: Any, require_ports: bool) -> PortSpec:
+    d = definition if isinstance(definition, Mapping) else {}
+    port = _as_int(d.get("port")) or 0
+    return PortSpec(
+        index=index,
+        service_port=port,
+        protocol=str(d.get("protocol") or "tcp"),
+        name=str(d.get("name") or ""),
+        labels=_str_map(d.get("labels")),
+        host_port=port if require_ports else None,
+    )
+
+
+def _mapping_spec(index: int, mapping: Any, mode: str) -> PortSpec:
+    m = mapping if isinstance(mapping, Mapping) else {}
+    host_port = _as_int(m.get("hostPort"))
+    if host_port is None and mode == BRIDGE:
+        host_port = 0  # bridge mode always allocates a host port (Marathon normalizes to 0)
+    return PortSpec(
+        index=index,
+        service_port=_as_int(m.get("servicePort")) or 0,
+        protocol=str(m.get("protocol") or "tcp"),
+        name=str(m.get("name") or ""),
+        labels=_str_map(m.get("labels")),
+        container_port=_as_int(m.get("containerPort")),
+        host_port=host_port,
+    )
+
+
+def _discovery_port_specs(app: App) -> list[PortSpec]:
+    """Legacy ``ipAddress.discovery.ports``: Marathon < 1.5 assigned them no service ports.
+
+    The service port comes from a legacy top-level ``ports[i]`` when one is there; else 0.
+    """
+    ip_address = app.get("ipAddress")
+    discovery = ip_address.get("discovery") if isinstance(ip_address, Mapping) else None
+    ports = discovery.get("ports") if isinstance(discovery, Mapping) else None
+    legacy_service_ports = _int_list(app.get("ports"))
+    specs: list[PortSpec] = []
+    for i, port in enumerate(ports if isinstance(ports, list) else []):
+        p = port if isinstance(port, Mapping) else {}
+        specs.append(
+            PortSpec(
+                index=i,
+                service_port=_at(legacy_service_ports, i) or 0,
+                protocol=str(p.get("protocol") or "tcp"),
+                name=str(p.get("name") or ""),
+                labels=_str_map(p.get("labels")),
+                container_port=_as_int(p.get("number")),
+            )
+        )
+    return specs
+
+
+def _port_mappings(app: App) -> Optional[list[Any]]:
+    container = app.get("container")
+    if isinstance(container, Mapping) and isinstance(container.get("portMappings"), list):
+        return list(container["portMappings"])
+    legacy = _docker(app).get("portMappings")
+    return list(legacy) if isinstance(legacy, list) else None
+
+
+def _docker(app: App) -> Mapping[str, Any]:
+    container = app.get("container")
+    docker = container.get("docker") if isinstance(container, Mapping) else None
+    return docker if isinstance(docker, Mapping) else {}
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _as_int(value: Any) -> Optional[int]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value)
+
+
+def _int_list(value: Any) -> list[Optional[int]]:
+    return [_as_int(v) for v in value] if isinstance(value, list) else []
+
+
+def _at(values: list[Optional[int]], index: int) -> Optional[int]:
+    return values[index] if 0 <= index < len(values) else None
