@@ -5,4 +5,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/setup.sh
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy"; mypy
+echo "== python 3.9 imports"; bash scripts/check_py39.sh 2> >(grep -v "^WARNING: Location" >&2)
 echo "== pytest"; python -m pytest "$@"
