@@ -1,0 +1,547 @@
+"""Deploy app definitions and wait for Marathon to finish; roll back on failure when asked.
+
+How an app is sent:
+
+- it does not exist (``GET`` answers 404): ``POST /v2/apps``;
+- it exists and :func:`~marathon_bridge.definitions.diff_apps` finds no difference: nothing is sent
+  (reported as ``unchanged``);
+- otherwise ``PUT /v2/apps/{id}?partialUpdate=false``: the file is the whole truth, so a field
+  removed from the file goes back to Marathon's default. This is what ``diff`` compares against
+  (the file with Marathon's defaults filled), so after a deploy ``diff`` finds nothing. A partial
+  update would keep fields that were deleted from the file and ``diff`` would never settle.
+
+Following a deployment: its id comes from the ``Marathon-Deployment-Id`` header (or the body);
+``GET /v2/deployments`` is polled until the id disappears. Marathon drops a deployment both when it
+succeeds and when it is cancelled (by a forced deployment, a rollback or a delete), so the app's
+counts are checked at the end as well: running (and healthy, for health-checked apps) instances
+must reach ``instances``. Progress (steps, running / healthy / wanted) goes to a callback.
+
+Rolling back (``rollback_on_failure``): each unfinished deployment is deleted with ``force=false``,
+which makes Marathon start its own rollback deployment; if the deployment is already gone, the app
+is put back to its previous version (``PUT {"version": v}``), or deleted if the deploy created it.
+The rollback is waited for too, and the raised error says what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional, Protocol
+
+from marathon_bridge.errors import (
+    DeploymentError,
+    DeploymentTimeout,
+    MarathonError,
+    NotFound,
+)
+
+log = logging.getLogger(__name__)
+
+CREATED = "created"
+UPDATED = "updated"
+UNCHANGED = "unchanged"
+
+DEPLOYING = "deploying"
+ROLLING_BACK = "rolling back"
+DONE = "done"
+
+EXPECT_RUNNING = "running"
+EXPECT_GONE = "gone"
+EXPECT_ANY = "any"
+
+MIN_ROLLBACK_TIMEOUT = 30.0
+
+
+class DeploymentRefLike(Protocol):
+    """What the client returns for a call that starts a deployment."""
+
+    @property
+    def deployment_id(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+
+class DeployClient(Protocol):
+    """The part of :class:`marathon_bridge.client.MarathonClient` this module uses."""
+
+    def get_app(self, app_id: str, embed: Sequence[str] = ()) -> dict: ...
+
+    def create_app(self, app: Mapping[str, Any]) -> tuple[dict, Any]: ...
+
+    def update_app(
+        self,
+        app_id: str,
+        app: Mapping[str, Any],
+        *,
+        force: bool = False,
+        partial_update: bool = True,
+    ) -> Any: ...
+
+    def delete_app(self, app_id: str, *, force: bool = True) -> Any: ...
+
+    def restart_app(self, app_id: str, *, force: bool = False) -> Any: ...
+
+    def scale_app(self, app_id: str, instances: int, *, force: bool = False) -> Any: ...
+
+    def rollback_app(self, app_id: str, version: str, *, force: bool = False) -> Any: ...
+
+    def list_versions(self, app_id: str) -> list[str]: ...
+
+    def list_deployments(self) -> list[dict]: ...
+
+    def delete_deployment(self, deployment_id: str, *, force: bool = False) -> Any: ...
+
+
+@dataclass(frozen=True)
+class DeployProgress:
+    """Where one app's deployment stands (what the progress callback receives)."""
+
+    app_id: str
+    deployment_id: str
+    phase: str
+    step: int = 0
+    total_steps: int = 0
+    actions: tuple[str, ...] = ()
+    running: int = 0
+    healthy: int = 0
+    wanted: int = 0
+    health_checked: bool = False
+
+    def __str__(self) -> str:
+        parts = [f"{self.app_id}: {self.phase}"]
+        if self.total_steps:
+            actions = f" ({', '.join(self.actions)})" if self.actions else ""
+            parts.append(f"step {self.step}/{self.total_steps}{actions}")
+        tasks = f"{self.running}/{self.wanted} running"
+        if self.health_checked:
+            tasks += f", {self.healthy}/{self.wanted} healthy"
+        parts.append(tasks)
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class AppDeployment:
+    """What was done for one app."""
+
+    app_id: str
+    action: str  # created | updated | unchanged
+    deployment_id: str = ""
+    version: str = ""
+    previous_version: str = ""
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """The outcome of :func:`deploy_apps` (failures raise instead)."""
+
+    apps: tuple[AppDeployment, ...]
+    waited: bool
+
+    @property
+    def deployment_ids(self) -> list[str]:
+        return [a.deployment_id for a in self.apps if a.deployment_id]
+
+
+@dataclass(frozen=True)
+class WaitTarget:
+    """One deployment to follow, and what the app should look like once it is over."""
+
+    deployment_id: str
+    app_id: str
+    expect: str = EXPECT_RUNNING  # running | gone | any
+    phase: str = DEPLOYING
+
+
+ProgressCallback = Callable[[DeployProgress], None]
+
+
+# --- pure helpers ---------------------------------------------------------------------------------
+
+
+def absolute_id(app_id: str) -> str:
+    """Marathon's canonical form of an app id: absolute, no trailing slash."""
+    parts = [p for p in str(app_id).split("/") if p]
+    return "/" + "/".join(parts)
+
+
+def find_deployment(deployments: Sequence[Mapping[str, Any]], deployment_id: str) -> Optional[dict]:
+    """The deployment with this id in a ``GET /v2/deployments`` list, or ``None``."""
+    for deployment in deployments:
+        if isinstance(deployment, Mapping) and deployment.get("id") == deployment_id:
+            return dict(deployment)
+    return None
+
+
+def has_health_checks(app: Mapping[str, Any]) -> bool:
+    return bool(app.get("healthChecks"))
+
+
+def counts_met(app: Mapping[str, Any]) -> bool:
+    """Whether every wanted instance runs (and is healthy, for a health-checked app)."""
+    wanted = _int(app.get("instances"), 1)
+    if _int(app.get("tasksRunning")) < wanted:
+        return False
+    return not has_health_checks(app) or _int(app.get("tasksHealthy")) >= wanted
+
+
+def compute_progress(
+    target: WaitTarget,
+    deployment: Optional[Mapping[str, Any]],
+    app: Optional[Mapping[str, Any]],
+) -> DeployProgress:
+    """Progress of one deployment from its ``/v2/deployments`` entry (None: gone) and the app."""
+    app = app or {}
+    if deployment is None:
+        step = total = 0
+        actions: tuple[str, ...] = ()
+        phase = DONE
+    else:
+        total = _int(deployment.get("totalSteps"), len(deployment.get("steps") or []))
+        step = _int(deployment.get("currentStep"))
+        actions = tuple(
+            str(a.get("action", ""))
+            for a in deployment.get("currentActions") or []
+            if isinstance(a, Mapping) and a.get("app", target.app_id) == target.app_id
+        )
+        phase = target.phase
+    return DeployProgress(
+        app_id=target.app_id,
+        deployment_id=target.deployment_id,
+        phase=phase,
+        step=step,
+        total_steps=total,
+        actions=actions,
+        running=_int(app.get("tasksRunning")),
+        healthy=_int(app.get("tasksHealthy")),
+        wanted=_int(app.get("instances"), 0) if app else 0,
+        health_checked=has_health_checks(app),
+    )
+
+
+def outcome_problem(target: WaitTarget, app: Optional[Mapping[str, Any]]) -> str:
+    """Why a finished deployment did not leave the app as expected ("" when it did)."""
+    if target.expect == EXPECT_ANY:
+        return ""
+    if target.expect == EXPECT_GONE:
+        return "" if app is None else f"app {target.app_id} still exists"
+    if app is None:
+        return f"app {target.app_id} no longer exists"
+    if not counts_met(app):
+        progress = compute_progress(target, None, app)
+        return (
+            f"deployment {target.deployment_id} of {target.app_id} ended but the app has "
+            f"{_tasks_text(progress)}: it was cancelled or superseded"
+        )
+    return ""
+
+
+def previous_version(versions: Sequence[str], app: Mapping[str, Any]) -> Optional[str]:
+    """The newest version older than the app's last configuration change (or its version).
+
+    Marathon's versions are ISO timestamps of one fixed format, so they sort as strings; the
+    order of ``GET /versions`` itself is not guaranteed.
+    """
+    info = app.get("versionInfo")
+    if not isinstance(info, Mapping):
+        info = {}
+    current = str(info.get("lastConfigChangeAt") or app.get("version") or "")
+    older = sorted((v for v in versions if current and v < current), reverse=True)
+    return older[0] if older else None
+
+
+def _tasks_text(progress: DeployProgress) -> str:
+    text = f"{progress.running}/{progress.wanted} running"
+    if progress.health_checked:
+        text += f", {progress.healthy}/{progress.wanted} healthy"
+    return text
+
+
+def _int(value: Any, default: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return int(value)
+
+
+def _ref_id(ref: Any) -> str:
+    return str(getattr(ref, "deployment_id", "") or "") if ref is not None else ""
+
+
+def _ref_version(ref: Any) -> str:
+    return str(getattr(ref, "version", "") or "") if ref is not None else ""
+
+
+# --- waiting --------------------------------------------------------------------------------------
+
+
+def wait_for_deployments(
+    client: DeployClient,
+    targets: Sequence[WaitTarget],
+    *,
+    timeout: float = 600.0,
+    poll_interval: float = 0.5,
+    progress: Optional[ProgressCallback] = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Poll until every target's deployment is gone and its app looks as expected.
+
+    Raises :class:`DeploymentTimeout` (naming the unfinished deployments) when ``timeout`` passes,
+    :class:`DeploymentError` when a deployment ended without the expected result.
+    """
+    deadline = clock() + timeout
+    pending = list(targets)
+    last_seen: dict[str, DeployProgress] = {}
+    while pending:
+        deployments = client.list_deployments()
+        still: list[WaitTarget] = []
+        for target in pending:
+            deployment = find_deployment(deployments, target.deployment_id)
+            app = _get_app_or_none(client, target.app_id)
+            _report(progress, last_seen, compute_progress(target, deployment, app))
+            if deployment is not None:
+                still.append(target)
+                continue
+            problem = outcome_problem(target, app)
+            if problem:
+                raise DeploymentError(
+                    problem, deployment_id=target.deployment_id, app_ids=[target.app_id]
+                )
+        pending = still
+        if not pending:
+            return
+        if clock() >= deadline:
+            raise _timeout_error(pending, last_seen, timeout)
+        sleep(poll_interval)
+
+
+def wait_for_deployment(
+    client: DeployClient,
+    deployment_id: str,
+    app_id: str = "",
+    *,
+    expect: str = EXPECT_RUNNING,
+    timeout: float = 600.0,
+    poll_interval: float = 0.5,
+    progress: Optional[ProgressCallback] = None,
+) -> None:
+    """Wait for one deployment (see :func:`wait_for_deployments`). Without ``app_id``, only
+    its disappearance from ``/v2/deployments`` is waited for."""
+    target = WaitTarget(deployment_id, absolute_id(app_id) if app_id else "", expect)
+    if not app_id:
+        target = replace(target, expect=EXPECT_ANY)
+    wait_for_deployments(
+        client, [target], timeout=timeout, poll_interval=poll_interval, progress=progress
+    )
+
+
+def _get_app_or_none(client: DeployClient, app_id: str) -> Optional[dict]:
+    if not app_id:
+        return None
+    try:
+        return client.get_app(app_id)
+    except NotFound:
+        return None
+
+
+def _report(
+    callback: Optional[ProgressCallback],
+    last_seen: dict[str, DeployProgress],
+    current: DeployProgress,
+) -> None:
+    """Send progress only when it changed, so a caller can print every call."""
+    if last_seen.get(current.deployment_id) == current:
+        return
+    last_seen[current.deployment_id] = current
+    log.debug(
+        "deployment progress",
+        extra={"deployment_id": current.deployment_id, "app_id": current.app_id},
+    )
+    if callback is not None:
+        callback(current)
+
+
+def _timeout_error(
+    pending: Sequence[WaitTarget], last_seen: Mapping[str, DeployProgress], timeout: float
+) -> DeploymentTimeout:
+    parts = []
+    for target in pending:
+        seen = last_seen.get(target.deployment_id)
+        state = f" ({_tasks_text(seen)})" if seen else ""
+        parts.append(f"{target.deployment_id} of {target.app_id}{state}")
+    return DeploymentTimeout(
+        f"deployment did not finish within {timeout:g}s: {'; '.join(parts)}",
+        deployment_id=pending[0].deployment_id,
+        app_ids=[t.app_id for t in pending],
+    )
+
+
+# --- deploying ------------------------------------------------------------------------------------
+
+
+def deploy_apps(
+    client: DeployClient,
+    apps: Sequence[Mapping[str, Any]],
+    *,
+    wait: bool = True,
+    timeout: float = 600.0,
+    force: bool = False,
+    rollback_on_failure: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    poll_interval: float = 0.5,
+) -> DeployResult:
+    """Create or update each app, then (``wait``) follow the deployments to the end.
+
+    Apps are submitted in order; a 409 lock raises :class:`~marathon_bridge.errors.Conflict`
+    (``deployment_ids`` names the locking deployments) unless ``force``. On timeout or failure,
+    raises :class:`DeploymentTimeout` / :class:`DeploymentError`, after rolling back when
+    ``rollback_on_failure`` (the message says how the rollback went).
+    """
+    done = [_submit(client, app, force=force) for app in apps]
+    result = DeployResult(apps=tuple(done), waited=wait)
+    for item in done:
+        log.info(
+            "app submitted",
+            extra={
+                "app_id": item.app_id,
+                "action": item.action,
+                "deployment_id": item.deployment_id,
+            },
+        )
+    targets = [WaitTarget(a.deployment_id, a.app_id) for a in done if a.deployment_id]
+    if not wait or not targets:
+        return result
+    try:
+        wait_for_deployments(
+            client, targets, timeout=timeout, poll_interval=poll_interval, progress=progress
+        )
+    except DeploymentError as failure:
+        if not rollback_on_failure:
+            raise
+        note = _roll_back(
+            client, done, timeout=timeout, poll_interval=poll_interval, progress=progress
+        )
+        raise type(failure)(
+            f"{failure}; {note}", deployment_id=failure.deployment_id, app_ids=failure.app_ids
+        ) from failure
+    return result
+
+
+def _submit(client: DeployClient, app: Mapping[str, Any], *, force: bool) -> AppDeployment:
+    app_id = absolute_id(str(app.get("id", "")))
+    live = _get_app_or_none(client, app_id)
+    if live is None:
+        body, ref = client.create_app(app)
+        return AppDeployment(
+            app_id=app_id,
+            action=CREATED,
+            deployment_id=_ref_id(ref) or _first_deployment_id(body),
+            version=_ref_version(ref) or str(body.get("version", "")),
+        )
+    previous = str(live.get("version", ""))
+    if not _differs(app, live):
+        return AppDeployment(app_id, UNCHANGED, version=previous, previous_version=previous)
+    ref = client.update_app(app_id, app, force=force, partial_update=False)
+    return AppDeployment(app_id, UPDATED, _ref_id(ref), _ref_version(ref), previous)
+
+
+def _differs(app: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
+    from marathon_bridge.definitions import diff_apps  # the definitions part is a peer module
+
+    return bool(diff_apps(app, live))
+
+
+def _first_deployment_id(body: Mapping[str, Any]) -> str:
+    deployments = body.get("deployments") or []
+    first = deployments[0] if deployments and isinstance(deployments[0], Mapping) else {}
+    return str(first.get("id", ""))
+
+
+def _roll_back(
+    client: DeployClient,
+    done: Sequence[AppDeployment],
+    *,
+    timeout: float,
+    poll_interval: float,
+    progress: Optional[ProgressCallback],
+) -> str:
+    """Undo every deployment this deploy started; wait for the undo; describe the outcome.
+
+    The rollback gets its own window: ``timeout`` again, and at least ``MIN_ROLLBACK_TIMEOUT``.
+    """
+    targets: list[WaitTarget] = []
+    notes: list[str] = []
+    for item in done:
+        if not item.deployment_id:
+            continue
+        target, note = _start_rollback(client, item)
+        notes.append(note)
+        if target is not None:
+            targets.append(target)
+    try:
+        wait_for_deployments(
+            client,
+            targets,
+            timeout=max(timeout, MIN_ROLLBACK_TIMEOUT),
+            poll_interval=poll_interval,
+            progress=progress,
+        )
+    except (DeploymentError, MarathonError) as error:
+        return f"rollback did not complete: {error}"
+    return "rolled back: " + "; ".join(notes)
+
+
+def _start_rollback(client: DeployClient, item: AppDeployment) -> tuple[Optional[WaitTarget], str]:
+    expect = EXPECT_RUNNING if item.action == UPDATED else EXPECT_GONE
+    try:
+        ref = client.delete_deployment(item.deployment_id, force=False)
+    except NotFound:
+        ref = None
+    if ref is not None and _ref_id(ref):
+        target = WaitTarget(_ref_id(ref), item.app_id, expect, ROLLING_BACK)
+        what = f"to version {item.previous_version}" if item.action == UPDATED else "(removed)"
+        return target, f"{item.app_id} {what} by Marathon's rollback deployment {_ref_id(ref)}"
+    if item.action == UPDATED and item.previous_version:
+        ref = client.rollback_app(item.app_id, item.previous_version, force=True)
+        target = WaitTarget(_ref_id(ref), item.app_id, EXPECT_RUNNING, ROLLING_BACK)
+        return target, f"{item.app_id} to version {item.previous_version}"
+    ref = client.delete_app(item.app_id, force=True)
+    target = WaitTarget(_ref_id(ref), item.app_id, EXPECT_GONE, ROLLING_BACK)
+    return target, f"{item.app_id} removed (the deploy created it)"
+
+
+# --- single-app operations ------------------------------------------------------------------------
+
+
+def rollback(
+    client: DeployClient, app_id: str, version: Optional[str] = None, *, force: bool = False
+) -> tuple[str, Any]:
+    """Put the app back to ``version`` (default: the one before its last config change).
+
+    Returns ``(version, DeploymentRef)``. Raises :class:`DeploymentError` when there is no
+    earlier version.
+    """
+    app_id = absolute_id(app_id)
+    if version is None:
+        app = client.get_app(app_id)
+        version = previous_version(client.list_versions(app_id), app)
+        if version is None:
+            raise DeploymentError(f"app {app_id} has no earlier version to roll back to")
+    return version, client.rollback_app(app_id, version, force=force)
+
+
+def scale(client: DeployClient, app_id: str, instances: int, *, force: bool = False) -> Any:
+    """Start a scale deployment; returns its DeploymentRef."""
+    return client.scale_app(absolute_id(app_id), instances, force=force)
+
+
+def restart(client: DeployClient, app_id: str, *, force: bool = False) -> Any:
+    """Start a rolling restart; returns its DeploymentRef."""
+    return client.restart_app(absolute_id(app_id), force=force)
+
+
+def delete(client: DeployClient, app_id: str, *, force: bool = True) -> Any:
+    """Delete the app (Marathon's default ``force=true`` cancels deployments that lock it)."""
+    return client.delete_app(absolute_id(app_id), force=force)
