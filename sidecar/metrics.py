@@ -1,0 +1,154 @@
+"""Prometheus metrics of one sidecar daemon (its own registry: no global default registry).
+
+Names start with ``marathon_sidecar_``. The daemon and the follower update them; the status server
+exposes them on ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+PREFIX = "marathon_sidecar_"
+DURATION_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+__all__ = ["CONTENT_TYPE_LATEST", "SidecarMetrics"]
+
+
+class SidecarMetrics:
+    """Every collector of the sidecar, registered on a registry owned by this object."""
+
+    def __init__(
+        self,
+        registry: Optional[CollectorRegistry] = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._clock = clock
+        self._last_sync: Optional[float] = None
+        r = self.registry
+        p = PREFIX
+        self.last_sync_timestamp = Gauge(
+            p + "last_sync_timestamp_seconds",
+            "Wall-clock time of the last successful Marathon snapshot or event (0: never)",
+            registry=r,
+        )
+        self.sync_age = Gauge(
+            p + "sync_age_seconds",
+            "Seconds since the last successful Marathon sync (-1: never)",
+            registry=r,
+        )
+        self.sync_age.set_function(self._sync_age)
+        self.events = Counter(
+            p + "marathon_events", "Marathon events received, by type", ["type"], registry=r
+        )
+        self.resyncs = Counter(
+            p + "marathon_resyncs",
+            "Full Marathon snapshots taken, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.snapshot_apps_fetched = Counter(
+            p + "marathon_app_fetches", "Single apps re-read from Marathon", registry=r
+        )
+        self.marathon_errors = Counter(
+            p + "marathon_errors",
+            "Failed or rejected Marathon answers (the last good state stays), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.stream_connects = Counter(
+            p + "marathon_stream_connects", "Event stream (re)connections", registry=r
+        )
+        self.poll_mode = Gauge(
+            p + "marathon_poll_mode", "1 while following Marathon by polling", registry=r
+        )
+        self.reloads = Counter(p + "haproxy_reloads", "HAProxy reloads done", registry=r)
+        self.reload_failures = Counter(
+            p + "haproxy_reload_failures", "HAProxy reloads that failed", registry=r
+        )
+        self.validation_failures = Counter(
+            p + "haproxy_validation_failures",
+            "Candidate configs that haproxy -c refused",
+            registry=r,
+        )
+        self.apply_failures = Counter(
+            p + "apply_failures", "Applies that raised an error", registry=r
+        )
+        self.runtime_ops = Counter(
+            p + "haproxy_runtime_ops",
+            "HAProxy runtime API changes, by operation",
+            ["op"],
+            registry=r,
+        )
+        self.haproxy_restarts = Counter(
+            p + "haproxy_restarts", "HAProxy (re)starts by the sidecar", registry=r
+        )
+        self.haproxy_up = Gauge(p + "haproxy_up", "1 while HAProxy runs", registry=r)
+        self.old_workers = Gauge(
+            p + "haproxy_old_workers", "Old HAProxy workers still finishing connections", registry=r
+        )
+        self.render_seconds = Histogram(
+            p + "render_duration_seconds",
+            "Time to build the model and render haproxy.cfg",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.apply_seconds = Histogram(
+            p + "apply_duration_seconds",
+            "Time to validate and apply a config (reload or runtime API)",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.services = Gauge(p + "services", "Service ports served", registry=r)
+        self.servers = Gauge(
+            p + "servers", "Servers in the running config, by state", ["state"], registry=r
+        )
+        self.tasks_out = Gauge(
+            p + "tasks_out_of_rotation", "Known tasks not taking traffic", registry=r
+        )
+        self.skipped_apps = Gauge(
+            p + "skipped_apps", "Apps or ports left out of the config (bad labels...)", registry=r
+        )
+        self.state_write_errors = Counter(
+            p + "state_write_errors", "Failures writing the last-known-good state file", registry=r
+        )
+        self.dns_failures = Gauge(
+            p + "dns_failures", "Host name lookups that failed so far", registry=r
+        )
+
+    def record_sync(self, at: Optional[float] = None) -> None:
+        now = self._clock() if at is None else at
+        self._last_sync = now
+        self.last_sync_timestamp.set(now)
+
+    @property
+    def last_sync(self) -> Optional[float]:
+        return self._last_sync
+
+    def _sync_age(self) -> float:
+        if self._last_sync is None:
+            return -1.0
+        return max(0.0, self._clock() - self._last_sync)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

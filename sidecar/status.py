@@ -1,0 +1,519 @@
+"""The status HTTP server: ``/``, ``/health``, ``/metrics``, ``/config``, ``/services``.
+
+:class:`StatusBoard` is the thread-safe place where the daemon posts what it knows (HAProxy up,
+last sync, the running config, the current cluster state and model, problems); the server only
+reads it. The health rule (:func:`evaluate_health`, pure):
+
+- ``failing`` (HTTP 503): HAProxy is not running; or nothing was ever synced from Marathon nor
+  loaded from disk; or the last successful sync (or the start, when serving a state loaded from
+  disk) is older than the allowed age;
+- ``degraded`` (HTTP 200): traffic is served, but something needs attention: serving the last
+  known state from disk, Marathon failing since some time, a config HAProxy refused, an unwritable
+  state directory...;
+- ``ok`` (HTTP 200) otherwise.
+
+The status page ``/`` is plain HTML rendered here (every value escaped) with one static CSS file
+from ``sidecar/static``; it refreshes itself every few seconds.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from marathon_bridge import services as svc
+
+from .metrics import CONTENT_TYPE_LATEST, SidecarMetrics
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PAGE_REFRESH_SECONDS = 3
+
+
+@dataclass(frozen=True)
+class HealthFacts:
+    """What the health rule looks at (monotonic times in seconds)."""
+
+    now: float
+    started_at: float
+    haproxy_required: bool
+    haproxy_running: bool
+    last_sync: Optional[float]
+    loaded_from_disk: Optional[str]  # when the state served came from disk: its save time
+    max_sync_age: float
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    status: str  # "ok" | "degraded" | "failing"
+    reasons: tuple[str, ...]
+    sync_age: Optional[float]
+
+    @property
+    def http_status(self) -> int:
+        return 503 if self.status == "failing" else 200
+
+    def as_dict(self) -> dict[str, Any]:
+        age = None if self.sync_age is None else round(self.sync_age, 3)
+        return {"status": self.status, "reasons": list(self.reasons), "sync_age_seconds": age}
+
+
+def evaluate_health(facts: HealthFacts) -> HealthReport:
+    """The /health verdict (see the module doc)."""
+    failing: list[str] = []
+    degraded: list[str] = list(facts.problems)
+    sync_age = None if facts.last_sync is None else max(0.0, facts.now - facts.last_sync)
+    if facts.haproxy_required and not facts.haproxy_running:
+        failing.append("HAProxy is not running")
+    if facts.loaded_from_disk is not None and facts.last_sync is None:
+        degraded.insert(0, f"serving last known state from {facts.loaded_from_disk}")
+        since_start = facts.now - facts.started_at
+        if since_start > facts.max_sync_age:
+            failing.append(f"no Marathon sync for {since_start:.0f} s since start")
+    elif sync_age is None:
+        failing.append("no Marathon snapshot yet")
+    elif sync_age > facts.max_sync_age:
+        failing.append(
+            f"last Marathon sync {sync_age:.0f} s ago (limit {facts.max_sync_age:.0f} s)"
+        )
+    if failing:
+        return HealthReport("failing", tuple(failing + degraded), sync_age)
+    if degraded:
+        return HealthReport("degraded", tuple(degraded), sync_age)
+    return HealthReport("ok", (), sync_age)
+
+
+@dataclass
+class _View:
+    state: Any = None  # sidecar.model.ClusterState
+    model: Any = None  # sidecar.desired.HAProxyModel
+    previously_in: frozenset[str] = frozenset()
+    config_text: str = ""
+
+
+@dataclass
+class _Facts:
+    started_at: float
+    haproxy_required: bool = True
+    haproxy_running: bool = False
+    last_sync: Optional[float] = None
+    last_sync_wall: Optional[float] = None
+    loaded_from_disk: Optional[str] = None
+    problems: dict[str, str] = field(default_factory=dict)
+    last_apply_wall: Optional[float] = None
+
+
+class StatusBoard:
+    """Thread-safe holder of everything the status server shows."""
+
+    def __init__(
+        self,
+        metrics: SidecarMetrics,
+        *,
+        max_sync_age: float,
+        haproxy_required: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self.max_sync_age = max_sync_age
+        self._clock = clock
+        self._wall = wall_clock
+        self._lock = threading.Lock()
+        self._facts = _Facts(started_at=clock(), haproxy_required=haproxy_required)
+        self._view = _View()
+
+    # --- writers (the daemon) ---------------------------------------------------------------
+    def record_sync(self) -> None:
+        with self._lock:
+            self._facts.last_sync = self._clock()
+            self._facts.last_sync_wall = self._wall()
+            self._facts.loaded_from_disk = None
+        self.metrics.record_sync()
+
+    def set_loaded_from_disk(self, saved_at_text: Optional[str]) -> None:
+        with self._lock:
+            self._facts.loaded_from_disk = saved_at_text
+
+    def set_haproxy_running(self, running: bool) -> None:
+        with self._lock:
+            self._facts.haproxy_running = running
+        self.metrics.haproxy_up.set(1 if running else 0)
+
+    def set_problem(self, key: str, reason: Optional[str]) -> None:
+        """Add (or with ``None`` clear) a degraded-mode reason under ``key``."""
+        with self._lock:
+            if reason:
+                self._facts.problems[key] = reason
+            else:
+                self._facts.problems.pop(key, None)
+
+    def set_view(
+        self, state: Any, model: Any, previously_in: frozenset[str], config_text: str
+    ) -> None:
+        with self._lock:
+            self._view = _View(state, model, previously_in, config_text)
+            self._facts.last_apply_wall = self._wall()
+
+    # --- readers (the server) ---------------------------------------------------------------
+    def health(self) -> HealthReport:
+        with self._lock:
+            f = self._facts
+            facts = HealthFacts(
+                now=self._clock(),
+                started_at=f.started_at,
+                haproxy_required=f.haproxy_required,
+                haproxy_running=f.haproxy_running,
+                last_sync=f.last_sync,
+                loaded_from_disk=f.loaded_from_disk,
+                max_sync_age=self.max_sync_age,
+                problems=tuple(f.problems[k] for k in sorted(f.problems)),
+            )
+        return evaluate_health(facts)
+
+    def config_text(self) -> str:
+        with self._lock:
+            return self._view.config_text
+
+    def services(self) -> list[dict[str, Any]]:
+        with self._lock:
+            view = self._view
+        return services_view(view.state, view.model, view.previously_in)
+
+    def skipped(self) -> list[dict[str, Any]]:
+        with self._lock:
+            model = self._view.model
+        return [
+            {"app_id": s.app_id, "port_index": s.port_index, "reason": s.reason}
+            for s in getattr(model, "skipped", ())
+        ]
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            f = self._facts
+            last_sync_wall = f.last_sync_wall
+            last_apply_wall = f.last_apply_wall
+        return {
+            "last_sync": _iso(last_sync_wall),
+            "last_apply": _iso(last_apply_wall),
+            "reloads": _counter_value(self.metrics.reloads),
+            "reload_failures": _counter_value(self.metrics.reload_failures),
+        }
+
+
+# --- the /services view (pure) -----------------------------------------------------------------
+
+
+def services_view(state: Any, model: Any, previously_in: frozenset[str]) -> list[dict[str, Any]]:
+    """One entry per backend: its port and app, every known task with state, health, in/out, why."""
+    if state is None or model is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for backend in sorted(model.backends, key=lambda b: (b.service_port, b.app_id, b.name)):
+        app = state.apps.get(backend.app_id)
+        tasks = state.tasks.get(backend.app_id, {}) if app is not None else {}
+        servers = {s.task_id: s for s in backend.servers}
+        reasons = _task_reasons(app, tasks, previously_in)
+        port_index = _port_index(app, backend.service_port)
+        endpoints = []
+        for task_id in sorted(tasks):
+            task = tasks[task_id]
+            server = servers.get(task_id)
+            endpoints.append(
+                _endpoint_entry(app, task, task_id, server, port_index, reasons.get(task_id, ""))
+            )
+        out.append(
+            {
+                "service_port": backend.service_port,
+                "app_id": backend.app_id,
+                "backend": backend.name,
+                "mode": backend.mode,
+                "balance": backend.balance,
+                "servers_in": sum(1 for s in backend.servers if s.state == "ready"),
+                "endpoints": endpoints,
+            }
+        )
+    return out
+
+
+def _endpoint_entry(
+    app: Mapping[str, Any],
+    task: Mapping[str, Any],
+    task_id: str,
+    server: Any,
+    port_index: Optional[int],
+    reason: str,
+) -> dict[str, Any]:
+    address, port = "", None
+    if server is not None:
+        address, port = server.address, server.port
+    elif port_index is not None:
+        found = svc.task_endpoints(app, task)
+        endpoint = found[port_index] if port_index < len(found) else None
+        if endpoint is not None:
+            address, port = endpoint.address, endpoint.port
+    in_rotation = server is not None and server.state == "ready"
+    if server is None and not reason:
+        reason = "not in the config"
+    return {
+        "task_id": task_id,
+        "host": str(task.get("host") or ""),
+        "address": address,
+        "port": port,
+        "state": str(task.get("state") or ""),
+        "healthy": svc.task_health(app, task),
+        "in_rotation": in_rotation,
+        "server_state": server.state if server is not None else "out",
+        "reason": "" if in_rotation else reason,
+    }
+
+
+def _task_reasons(
+    app: Optional[Mapping[str, Any]], tasks: Mapping[str, Any], previously_in: frozenset[str]
+) -> dict[str, str]:
+    if app is None or not tasks:
+        return {}
+    try:
+        selection = importlib.import_module("sidecar.selection")
+        verdicts = selection.select_tasks(app, list(tasks.values()), previously_in)
+    except Exception:  # the view must never break the status server
+        log.debug("task verdicts unavailable", exc_info=True)
+        return {}
+    return {v.task_id: v.reason for v in verdicts if not v.in_rotation}
+
+
+def _port_index(app: Optional[Mapping[str, Any]], service_port: int) -> Optional[int]:
+    if app is None:
+        return None
+    for spec in svc.port_specs(app):
+        if spec.service_port == service_port:
+            return spec.index
+    return None
+
+
+def _iso(wall: Optional[float]) -> Optional[str]:
+    if wall is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+
+
+def _counter_value(counter: Any) -> float:
+    for metric in counter.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                return float(sample.value)
+    return 0.0
+
+
+# --- the HTML page (pure) -----------------------------------------------------------------------
+
+
+def render_page(
+    health: HealthReport,
+    summary: Mapping[str, Any],
+    services: Sequence[Mapping[str, Any]],
+    skipped: Sequence[Mapping[str, Any]],
+) -> str:
+    """The status page; every dynamic value goes through :func:`html.escape`."""
+    e = _escape
+    reasons = "".join(f"<li>{e(r)}</li>" for r in health.reasons)
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="refresh" content="{PAGE_REFRESH_SECONDS}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>marathon-sidecar</title>",
+        '<link rel="stylesheet" href="/static/status.css"></head><body>',
+        "<header><h1>marathon-sidecar</h1>",
+        f'<p class="health {e(health.status)}" id="health">{e(health.status)}</p></header>',
+        f'<ul class="reasons">{reasons}</ul>' if reasons else "",
+        '<dl class="summary">',
+        f'<dt>last sync</dt><dd id="last-sync">{e(summary.get("last_sync") or "never")}</dd>',
+        f"<dt>last apply</dt><dd>{e(summary.get('last_apply') or 'never')}</dd>",
+        f'<dt>reloads</dt><dd id="reloads">{e(int(summary.get("reloads") or 0))}</dd>',
+        f"<dt>failed reloads</dt><dd>{e(int(summary.get('reload_failures') or 0))}</dd>",
+        f"<dt>services</dt><dd>{len(services)}</dd>",
+        "</dl>",
+        "<h2>Services</h2>",
+        _services_table(services) if services else '<p class="empty">no services</p>',
+    ]
+    if skipped:
+        rows = "".join(
+            f"<tr><td>{e(s.get('app_id'))}</td><td>{e(_none(s.get('port_index')))}</td>"
+            f"<td>{e(s.get('reason'))}</td></tr>"
+            for s in skipped
+        )
+        parts += [
+            "<h2>Skipped</h2>",
+            '<table class="skipped"><thead><tr><th>app</th><th>port index</th><th>why</th>'
+            f"</tr></thead><tbody>{rows}</tbody></table>",
+        ]
+    parts += [
+        '<footer><a href="/health">/health</a> <a href="/services">/services</a> '
+        '<a href="/config">/config</a> <a href="/metrics">/metrics</a></footer>',
+        "</body></html>",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def _services_table(services: Sequence[Mapping[str, Any]]) -> str:
+    e = _escape
+    rows: list[str] = []
+    for service in services:
+        endpoints = service.get("endpoints") or []
+        span = max(1, len(endpoints))
+        head = (
+            f'<td rowspan="{span}" class="port">{e(service.get("service_port"))}</td>'
+            f'<td rowspan="{span}" class="app">{e(service.get("app_id"))}</td>'
+            f'<td rowspan="{span}">{e(service.get("mode"))}</td>'
+        )
+        if not endpoints:
+            rows.append(
+                f'<tr class="service">{head}<td colspan="5" class="empty">no tasks</td></tr>'
+            )
+            continue
+        for i, endpoint in enumerate(endpoints):
+            cls = "in" if endpoint.get("in_rotation") else "out"
+            address = f"{endpoint.get('address') or '?'}:{_none(endpoint.get('port'))}"
+            rows.append(
+                f'<tr class="{cls}">{head if i == 0 else ""}'
+                f'<td class="task">{e(endpoint.get("task_id"))}</td>'
+                f"<td>{e(address)}</td>"
+                f"<td>{e(endpoint.get('state'))}</td>"
+                f"<td>{e(_health_word(endpoint.get('healthy')))}</td>"
+                f'<td class="verdict">{e(endpoint.get("server_state"))}'
+                f"{' - ' + e(endpoint.get('reason')) if endpoint.get('reason') else ''}</td></tr>"
+            )
+    return (
+        '<table class="services"><thead><tr><th>port</th><th>app</th><th>mode</th><th>task</th>'
+        "<th>address</th><th>state</th><th>health</th><th>in rotation / why not</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _health_word(healthy: Any) -> str:
+    if healthy is None:
+        return "no checks"
+    return "healthy" if healthy else "unhealthy"
+
+
+def _none(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _escape(value: Any) -> str:
+    return html.escape(_none(value), quote=True)
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+
+class StatusServer:
+    """A small threaded HTTP server over a :class:`StatusBoard` (loopback by default)."""
+
+    def __init__(self, board: StatusBoard, host: str = "127.0.0.1", port: int = 9090) -> None:
+        self.board = board
+        handler = _make_handler(board)
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    def start(self) -> StatusServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="status-server"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
+
+
+def _make_handler(board: StatusBoard) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "marathon-sidecar"
+        sys_version = ""
+
+        def do_GET(self) -> None:
+            try:
+                self._route(self.path.split("?", 1)[0])
+            except BrokenPipeError:
+                pass
+            except Exception:
+                log.exception("status request failed", extra={"path": self.path[:200]})
+                self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def _route(self, path: str) -> None:
+            if path == "/health":
+                report = board.health()
+                self._json(report.http_status, report.as_dict())
+            elif path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, board.metrics.render())
+            elif path == "/config":
+                self._send(200, "text/plain; charset=utf-8", board.config_text().encode("utf-8"))
+            elif path == "/services":
+                self._json(200, {"services": board.services(), "skipped": board.skipped()})
+            elif path == "/":
+                page = render_page(
+                    board.health(), board.summary(), board.services(), board.skipped()
+                )
+                self._send(200, "text/html; charset=utf-8", page.encode("utf-8"))
+            elif path == "/static/status.css":
+                self._static("status.css", "text/css; charset=utf-8")
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+        def _static(self, name: str, content_type: str) -> None:
+            try:
+                body = (STATIC_DIR / name).read_bytes()
+            except OSError:
+                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+                return
+            self._send(200, content_type, body)
+
+        def _json(self, status: int, body: Any) -> None:
+            data = json.dumps(body, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+            self._send(status, "application/json", data)
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status, HTTPStatus(status).phrase)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("status request", extra={"request": self.requestline[:200]})
+
+    return Handler

@@ -1,0 +1,193 @@
+"""The status server: health rules, /health, /metrics, /config, /services and the HTML page."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+
+from sidecar.desired import BackendSpec, HAProxyModel, ServerSpec, SkippedApp
+from sidecar.metrics import SidecarMetrics
+from sidecar.status import (
+    HealthFacts,
+    StatusBoard,
+    StatusServer,
+    evaluate_health,
+    render_page,
+    services_view,
+)
+
+
+@dataclass(frozen=True)
+class FakeState:
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+def facts(**overrides: Any) -> HealthFacts:
+    base: dict[str, Any] = {
+        "now": 100.0,
+        "started_at": 0.0,
+        "haproxy_required": True,
+        "haproxy_running": True,
+        "last_sync": 95.0,
+        "loaded_from_disk": None,
+        "max_sync_age": 60.0,
+    }
+    base.update(overrides)
+    return HealthFacts(**base)
+
+
+def test_health_ok_when_haproxy_runs_and_sync_is_recent() -> None:
+    report = evaluate_health(facts())
+    assert report.status == "ok" and report.http_status == 200 and report.reasons == ()
+
+
+def test_health_failing_without_haproxy() -> None:
+    report = evaluate_health(facts(haproxy_running=False))
+    assert report.status == "failing" and report.http_status == 503
+    assert "HAProxy is not running" in report.reasons
+
+
+def test_health_failing_when_sync_is_old_or_missing() -> None:
+    old = evaluate_health(facts(last_sync=10.0))
+    assert old.status == "failing" and "last Marathon sync 90 s ago" in old.reasons[0]
+    never = evaluate_health(facts(last_sync=None))
+    assert never.status == "failing" and never.reasons == ("no Marathon snapshot yet",)
+
+
+def test_health_degraded_while_serving_state_from_disk() -> None:
+    report = evaluate_health(
+        facts(now=30.0, last_sync=None, loaded_from_disk="2026-01-01T00:00:00Z")
+    )
+    assert report.status == "degraded" and report.http_status == 200
+    assert report.reasons == ("serving last known state from 2026-01-01T00:00:00Z",)
+    too_long = evaluate_health(
+        facts(now=1000.0, last_sync=None, loaded_from_disk="2026-01-01T00:00:00Z")
+    )
+    assert too_long.status == "failing"
+
+
+def test_health_degraded_with_problems() -> None:
+    report = evaluate_health(facts(problems=("state directory: cannot write",)))
+    assert report.status == "degraded" and report.reasons == ("state directory: cannot write",)
+
+
+def sample_view() -> tuple[FakeState, HAProxyModel]:
+    app = {
+        "id": "/web",
+        "portDefinitions": [{"port": 10001}],
+        "healthChecks": [{"protocol": "HTTP", "path": "/health"}],
+    }
+    tasks = {
+        "web.a": {
+            "id": "web.a",
+            "host": "127.0.0.1",
+            "ports": [31001],
+            "state": "TASK_RUNNING",
+            "healthCheckResults": [{"alive": True}],
+        },
+        "web.b": {
+            "id": "web.b",
+            "host": "127.0.0.1",
+            "ports": [31002],
+            "state": "TASK_RUNNING",
+            "healthCheckResults": [{"alive": False}],
+        },
+    }
+    backend = BackendSpec(
+        name="web_10001",
+        app_id="/web",
+        service_port=10001,
+        mode="http",
+        balance="roundrobin",
+        servers=(ServerSpec(name="web_a", address="127.0.0.1", port=31001, task_id="web.a"),),
+    )
+    model = HAProxyModel(
+        backends=(backend,),
+        skipped=(SkippedApp(app_id="/bad<script>", reason="bad label HAPROXY_0_PORT"),),
+    )
+    return FakeState(apps={"/web": app}, tasks={"/web": tasks}), model
+
+
+def test_services_view_lists_tasks_in_and_out() -> None:
+    state, model = sample_view()
+    view = services_view(state, model, frozenset())
+    assert len(view) == 1
+    service = view[0]
+    assert (service["service_port"], service["app_id"], service["servers_in"]) == (10001, "/web", 1)
+    by_id = {e["task_id"]: e for e in service["endpoints"]}
+    assert by_id["web.a"]["in_rotation"] and by_id["web.a"]["healthy"] is True
+    assert not by_id["web.b"]["in_rotation"] and by_id["web.b"]["healthy"] is False
+    assert by_id["web.b"]["address"] == "127.0.0.1" and by_id["web.b"]["port"] == 31002
+    assert by_id["web.b"]["reason"]
+
+
+def test_page_escapes_everything() -> None:
+    state, model = sample_view()
+    report = evaluate_health(facts(problems=("<b>boom</b>",)))
+    skipped = [{"app_id": "/bad<script>", "port_index": None, "reason": "x"}]
+    page = render_page(
+        report, {"last_sync": None, "reloads": 2}, services_view(state, model, frozenset()), skipped
+    )
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<b>boom</b>" not in page and "&lt;b&gt;boom&lt;/b&gt;" in page
+    assert 'http-equiv="refresh"' in page and "10001" in page and "web.a" in page
+
+
+@pytest.fixture
+def served() -> Any:
+    metrics = SidecarMetrics()
+    board = StatusBoard(metrics, max_sync_age=60)
+    server = StatusServer(board, "127.0.0.1", 0).start()
+    yield board, f"http://127.0.0.1:{server.port}"
+    server.stop()
+
+
+def test_endpoints(served: Any, http_get: Callable[..., Any]) -> None:
+    board, base = served
+    status, body, _ = http_get(base + "/health")
+    assert status == 503 and json.loads(body)["status"] == "failing"
+
+    state, model = sample_view()
+    board.set_haproxy_running(True)
+    board.record_sync()
+    board.set_view(state, model, frozenset(), "global\n  daemon\n")
+    board.metrics.events.labels(type="status_update_event").inc()
+
+    status, body, _ = http_get(base + "/health")
+    assert status == 200 and json.loads(body) == {
+        "status": "ok",
+        "reasons": [],
+        "sync_age_seconds": json.loads(body)["sync_age_seconds"],
+    }
+    status, body, headers = http_get(base + "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'marathon_sidecar_marathon_events_total{type="status_update_event"} 1.0' in body
+    assert "marathon_sidecar_sync_age_seconds" in body
+    status, body, _ = http_get(base + "/config")
+    assert (status, body) == (200, "global\n  daemon\n")
+    status, body, _ = http_get(base + "/services")
+    data = json.loads(body)
+    assert data["services"][0]["service_port"] == 10001
+    assert data["skipped"][0]["reason"] == "bad label HAPROXY_0_PORT"
+    status, body, headers = http_get(base + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "/web" in body and "&lt;script&gt;" in body
+    status, body, _ = http_get(base + "/static/status.css")
+    assert status == 200 and ".health" in body
+    assert http_get(base + "/nope")[0] == 404
+
+    board.set_problem("state_dir", "cannot write /x: No space left on device")
+    status, body, _ = http_get(base + "/health")
+    assert status == 200 and json.loads(body)["status"] == "degraded"
+    assert "No space left" in json.loads(body)["reasons"][0]
+
+
+def test_each_board_has_its_own_registry() -> None:
+    first, second = SidecarMetrics(), SidecarMetrics()
+    first.reloads.inc()
+    assert b"marathon_sidecar_haproxy_reloads_total 1.0" in first.render()
+    assert b"marathon_sidecar_haproxy_reloads_total 0.0" in second.render()
