@@ -216,6 +216,8 @@ def _innermost(exc: BaseException) -> BaseException:
             nested = current.reason
         elif current.args and isinstance(current.args[-1], BaseException):
             nested = current.args[-1]
+        elif isinstance(current.__cause__, OSError):
+            nested = current.__cause__
         if nested is None:
             break
         current = nested
