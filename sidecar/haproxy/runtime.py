@@ -313,6 +313,7 @@ def _exchange(path: str, payload: bytes, timeout: float) -> str:
     try:
         sock.connect(path)
         sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)  # the master CLI answers only once it sees the end
         chunks: list[bytes] = []
         while True:
             chunk = sock.recv(65536)
