@@ -1,0 +1,456 @@
+"""Following Marathon: a snapshot, then the event stream, with periodic resyncs (or polling).
+
+:class:`MarathonFollower` owns the sidecar's :class:`~sidecar.model.ClusterState`. Two threads:
+
+- the *stream* thread reads ``GET /v2/events`` (the one long-lived Marathon connection) and
+  queues what it gets: a "snapshot please" marker on every (re)connect (``on_connect``: Marathon
+  replays nothing missed while disconnected), then the events of that connection;
+- the *worker* thread is the only one touching the state. It takes full snapshots
+  (``GET /v2/apps?embed=apps.tasks``: short requests) at start, after every stream (re)connect,
+  every ``resync_interval`` (jittered) and whenever an event cannot be applied
+  (``EventOutcome.resync``); between them it applies events to the state directly and re-reads
+  single apps when ``EventOutcome.fetch_apps`` asks.
+
+Poll mode (``poll=True``, or automatically while the stream is down: no connection or no byte,
+heartbeats included, for ``stream_silence`` seconds) takes a snapshot every ``poll_interval``.
+
+Bad news never replaces good state. A Marathon outage, an HTTP error, an answer that is not a
+list of app objects, or a snapshot that cannot be turned into a state keeps the last good state
+(counted in ``marathon_errors_total{kind}``, reported through ``on_problem``) and is retried
+with backoff. One more rule: **an empty app list, when the last good snapshot had apps, is
+suspicious** (a Marathon that lost its state, an auth plugin hiding everything, a proxy answering
+for Marathon). It is believed only when every snapshot taken during ``empty_confirm`` seconds (at
+least two) says so; until then the previous state stays. Apps deleted one by one
+(``app_terminated_event``) are not subject to this rule.
+
+New states go to the ``on_state(state, reason)`` callback, from the worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+from marathon_bridge.errors import MarathonError, NotFound
+
+from .metrics import SidecarMetrics
+from .model import ClusterState, EventOutcome
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES: tuple[str, ...] = (
+    "status_update_event",
+    "health_status_changed_event",
+    "instance_health_changed_event",
+    "api_post_event",
+    "app_terminated_event",
+    "deployment_success",
+    "deployment_failed",
+)
+
+StateCallback = Callable[[ClusterState, str], None]
+ProblemCallback = Callable[[Optional[str]], None]
+
+
+class SnapshotRejected(Exception):
+    """Marathon answered, but not with something we are willing to believe."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class _Resync:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Event:
+    type: str
+    data: Mapping[str, Any]
+
+
+_Item = Union[_Resync, _Event]
+
+
+def check_snapshot(apps: Any) -> list[dict[str, Any]]:
+    """Marathon's ``apps`` list, or :class:`SnapshotRejected` when its shape is wrong (pure)."""
+    if not isinstance(apps, list):
+        raise SnapshotRejected("garbage", f"expected a list of apps, got {type(apps).__name__}")
+    for i, app in enumerate(apps):
+        if not isinstance(app, dict) or not isinstance(app.get("id"), str) or not app["id"]:
+            raise SnapshotRejected("garbage", f"apps[{i}] is not an app object with an id")
+        tasks = app.get("tasks", [])
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise SnapshotRejected("garbage", f"apps[{i}].tasks is not a list of task objects")
+    return apps
+
+
+def jittered(interval: float, rng: Callable[[float, float], float] = random.uniform) -> float:
+    """``interval`` shortened by up to 25 %, so nodes started together spread their resyncs."""
+    return interval * rng(0.75, 1.0)
+
+
+class MarathonFollower:
+    """Keeps a :class:`ClusterState` in step with Marathon (see the module doc)."""
+
+    def __init__(
+        self,
+        client: Any,  # marathon_bridge.client.MarathonClient (or a fake with the same methods)
+        on_state: StateCallback,
+        *,
+        metrics: Optional[SidecarMetrics] = None,
+        on_problem: Optional[ProblemCallback] = None,
+        on_contact: Optional[Callable[[], None]] = None,
+        poll: bool = False,
+        poll_interval: float = 10.0,
+        resync_interval: float = 300.0,
+        empty_confirm: float = 5.0,
+        stream_read_timeout: float = 30.0,
+        stream_silence: Optional[float] = None,
+        retry_backoff: float = 0.5,
+        max_retry_backoff: float = 10.0,
+        event_types: Sequence[str] = EVENT_TYPES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._on_state = on_state
+        self._on_problem = on_problem
+        self._on_contact = on_contact
+        self.metrics = metrics if metrics is not None else SidecarMetrics()
+        self.poll_mode = poll
+        self.poll_interval = poll_interval
+        self.resync_interval = resync_interval
+        self.empty_confirm = empty_confirm
+        self.stream_read_timeout = stream_read_timeout
+        self.stream_silence = (
+            stream_silence if stream_silence is not None else stream_read_timeout + 5.0
+        )
+        self.retry_backoff = retry_backoff
+        self.max_retry_backoff = max_retry_backoff
+        self.event_types = tuple(event_types)
+        self._clock = clock
+        self._queue: queue.Queue[_Item] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._stream: Any = None
+        self._stream_lock = threading.Lock()
+        self._state: Optional[ClusterState] = None
+        self._have_snapshot = False
+        self._empty_since: Optional[float] = None
+        self._empty_count = 0
+        self._failures = 0
+        self._next_snapshot = 0.0
+        self._snapshot_reason = "start"
+        self.last_sync: Optional[float] = None  # monotonic time of the last good snapshot
+        self.snapshots = 0
+        self.last_error: Optional[str] = None
+
+    # --- public ---------------------------------------------------------------------------------
+    @property
+    def state(self) -> Optional[ClusterState]:
+        return self._state
+
+    def seed(self, state: ClusterState) -> None:
+        """Start from a state loaded from disk: served, but not trusted as a base for events."""
+        self._state = state
+
+    def snapshot_once(self) -> ClusterState:
+        """One checked snapshot, no threads (``--once``); raises on any failure."""
+        apps = check_snapshot(self._client.list_apps(embed=("apps.tasks",)))
+        state = ClusterState.from_apps(apps)
+        self._accept_snapshot(state, "once")
+        return state
+
+    def start(self) -> MarathonFollower:
+        # with the stream, its connect asks for the first snapshot; without one soon, poll
+        grace = 0.0 if self.poll_mode else min(2.0, self.poll_interval)
+        self._next_snapshot = self._clock() + grace
+        self.metrics.poll_mode.set(1 if self.poll_mode else 0)
+        worker = threading.Thread(target=self._work, name="follow-worker", daemon=True)
+        self._threads = [worker]
+        if not self.poll_mode:
+            reader = threading.Thread(target=self._read_stream, name="follow-stream", daemon=True)
+            self._threads.append(reader)
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        with self._stream_lock:
+            stream = self._stream
+        if stream is not None:
+            stream.close()
+        self._queue.put(_Resync("stop"))  # wake the worker
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    def request_resync(self, reason: str = "requested") -> None:
+        self._queue.put(_Resync(reason))
+
+    @property
+    def last_contact(self) -> Optional[float]:
+        """Monotonic time Marathon was last heard from: a good snapshot or stream activity."""
+        times = [t for t in (self.last_sync, self._stream_activity()) if t is not None]
+        return max(times) if times else None
+
+    def _stream_activity(self) -> Optional[float]:
+        with self._stream_lock:
+            stream = self._stream
+        if stream is None or stream.connects == 0 or not self._have_snapshot:
+            return None
+        return float(stream.last_activity)
+
+    @property
+    def stream_connected(self) -> bool:
+        """True while the event stream is open and heard from recently (heartbeats count)."""
+        with self._stream_lock:
+            stream = self._stream
+        if stream is None or self.poll_mode or stream.connects == 0:
+            return False
+        return self._clock() - stream.last_activity < self.stream_silence
+
+    # --- stream thread --------------------------------------------------------------------------
+    def _read_stream(self) -> None:
+        backoff = self.retry_backoff
+        while not self._stop.is_set():
+            try:
+                stream = self._client.event_stream(
+                    self.event_types,
+                    on_connect=self._on_stream_connect,
+                    read_timeout=self.stream_read_timeout,
+                    stop=self._stop,
+                )
+                with self._stream_lock:
+                    self._stream = stream
+                for event in stream:
+                    self._queue.put(_Event(event.type, event.data))
+                backoff = self.retry_backoff
+            except MarathonError as exc:  # 401/403: the stream gives up; so do we, for a while
+                self._count_error(exc, "stream")
+            except Exception as exc:  # never let the reader die silently
+                log.exception("event stream reader failed; restarting it")
+                self._count_error(exc, "stream")
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, max(self.max_retry_backoff, self.retry_backoff))
+
+    def _on_stream_connect(self) -> None:
+        self.metrics.stream_connects.inc()
+        self._queue.put(_Resync("stream connected"))
+
+    # --- worker thread --------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            timeout = min(max(0.0, self._next_snapshot - self._clock()), self._wake_interval())
+            try:
+                item: Optional[_Item] = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if self._stop.is_set():
+                return
+            try:
+                if isinstance(item, _Resync):
+                    self._snapshot(item.reason)
+                elif isinstance(item, _Event):
+                    self._handle_event(item)
+                self._check_stream_fallback()
+                if self._clock() >= self._next_snapshot:
+                    self._snapshot(self._snapshot_reason)
+            except Exception:  # a bug must not end the following
+                log.exception("follower step failed; resyncing soon")
+                self._schedule(self.retry_backoff, "retry after an internal error")
+
+    def _wake_interval(self) -> float:
+        return self.poll_interval if self.poll_mode else min(self.poll_interval, 5.0)
+
+    def _check_stream_fallback(self) -> None:
+        """While the stream is down, poll: bring a far-away resync forward to the poll interval."""
+        if self.poll_mode or self.stream_connected or self.last_sync is None:
+            return
+        due = self.last_sync + self.poll_interval
+        if due < self._next_snapshot:
+            self._next_snapshot, self._snapshot_reason = due, "poll (event stream down)"
+            self.metrics.poll_mode.set(1)
+
+    def _snapshot(self, reason: str) -> None:
+        self.metrics.resyncs.labels(reason=_reason_label(reason)).inc()
+        try:
+            apps = check_snapshot(self._client.list_apps(embed=("apps.tasks",)))
+            state = ClusterState.from_apps(apps)
+        except MarathonError as exc:
+            self._failed(exc, "marathon")
+            return
+        except SnapshotRejected as exc:
+            self._failed(exc, exc.kind)
+            return
+        except Exception as exc:  # a shape from_apps cannot digest
+            log.warning("snapshot could not be read", extra={"error": repr(exc)})
+            self._failed(exc, "invalid_snapshot")
+            return
+        if self._suspicious_empty(state):
+            return
+        self._accept_snapshot(state, reason)
+        self._schedule_regular()
+        self._publish(state, f"snapshot ({reason})")
+
+    def _suspicious_empty(self, state: ClusterState) -> bool:
+        """Hold back an empty snapshot after a non-empty state (see the module doc)."""
+        previous = self._state
+        if state.apps or previous is None or not previous.apps:
+            self._empty_since, self._empty_count = None, 0
+            return False
+        now = self._clock()
+        if self._empty_since is None:
+            self._empty_since = now
+        self._empty_count += 1
+        if now - self._empty_since >= self.empty_confirm and self._empty_count >= 2:
+            log.warning("Marathon keeps answering with no apps: believing it")
+            self._empty_since, self._empty_count = None, 0
+            return False
+        self.metrics.marathon_errors.labels(kind="suspicious_empty").inc()
+        self._report(
+            f"Marathon answered with no apps while {len(previous.apps)} were known: "
+            "keeping them until confirmed"
+        )
+        log.warning(
+            "empty app list after a non-empty one; keeping the last good state",
+            extra={"known_apps": len(previous.apps)},
+        )
+        self._schedule(min(max(self.empty_confirm / 3, 0.1), self.poll_interval), "confirm empty")
+        return True
+
+    def _accept_snapshot(self, state: ClusterState, reason: str) -> None:
+        self._state = state
+        self._have_snapshot = True
+        self._failures = 0
+        self.snapshots += 1
+        self.last_sync = self._clock()
+        self.last_error = None
+        self._report(None)
+        if self._on_contact is not None:
+            self._on_contact()
+        log.info("Marathon snapshot", extra={"reason": reason, "apps": len(state.apps)})
+
+    def _handle_event(self, item: _Event) -> None:
+        self.metrics.events.labels(type=_type_label(item.type)).inc()
+        if not self._have_snapshot or self._state is None:
+            return  # no trusted base yet: the pending snapshot will include this change
+        if not isinstance(item.data, Mapping):
+            self.metrics.marathon_errors.labels(kind="garbage_event").inc()
+            return
+        try:
+            outcome: EventOutcome = self._state.apply_event(item.type, item.data)
+        except Exception as exc:
+            log.warning(
+                "event could not be applied; resyncing",
+                extra={"event_type": item.type, "error": repr(exc)},
+            )
+            self.metrics.marathon_errors.labels(kind="garbage_event").inc()
+            self._schedule(0.0, "unreadable event")
+            return
+        state = outcome.state
+        if outcome.fetch_apps:
+            state = self._fetch_apps(state, outcome.fetch_apps)
+        if outcome.resync:
+            self._schedule(0.0, f"event {item.type}")
+        if outcome.changed or state is not outcome.state:
+            self._state = state
+            self._publish(state, f"event {item.type}")
+
+    def _fetch_apps(self, state: ClusterState, app_ids: frozenset[str]) -> ClusterState:
+        for app_id in sorted(app_ids):
+            self.metrics.snapshot_apps_fetched.inc()
+            try:
+                app = self._client.get_app(app_id)
+                if not isinstance(app, dict) or app.get("id") != app_id:
+                    raise SnapshotRejected("garbage", f"GET /v2/apps{app_id}: not that app")
+                state = state.with_app(app)
+            except NotFound:
+                state = state.without_app(app_id)
+            except (MarathonError, SnapshotRejected) as exc:
+                kind = exc.kind if isinstance(exc, SnapshotRejected) else "marathon"
+                self._count_error(exc, kind)
+                self._schedule(self._backoff(), "app fetch failed")
+        return state
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _publish(self, state: ClusterState, reason: str) -> None:
+        try:
+            self._on_state(state, reason)
+        except Exception:
+            log.exception("state callback failed")
+
+    def _failed(self, exc: BaseException, kind: str) -> None:
+        self._failures += 1
+        self._count_error(exc, kind)
+        self._schedule(self._backoff(), "retry after a failure")
+
+    def _count_error(self, exc: BaseException, kind: str) -> None:
+        self.metrics.marathon_errors.labels(kind=kind).inc()
+        message = _describe(exc)
+        self.last_error = message
+        self._report(f"Marathon: {message}; keeping the last good state")
+        log.warning(
+            "Marathon failed; keeping the last good state", extra={"kind": kind, "error": message}
+        )
+
+    def _report(self, problem: Optional[str]) -> None:
+        if self._on_problem is not None:
+            self._on_problem(problem)
+
+    def _backoff(self) -> float:
+        exponent = min(max(self._failures - 1, 0), 20)
+        return min(self.retry_backoff * (2**exponent), self.max_retry_backoff)
+
+    def _schedule(self, delay: float, reason: str) -> None:
+        now = self._clock()
+        at = now + delay
+        if self._next_snapshot <= now or at < self._next_snapshot:
+            self._next_snapshot, self._snapshot_reason = at, reason
+
+    def _schedule_regular(self) -> None:
+        """The next snapshot after a good one: poll interval, or the jittered resync interval."""
+        if self.poll_mode:
+            delay, reason = self.poll_interval, "poll"
+        elif self.stream_connected:
+            delay, reason = jittered(self.resync_interval), "resync interval"
+        else:
+            delay, reason = self.poll_interval, "poll (event stream down)"
+        self.metrics.poll_mode.set(0 if reason == "resync interval" else 1)
+        self._next_snapshot, self._snapshot_reason = self._clock() + delay, reason
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:300]
+
+
+def _reason_label(reason: str) -> str:
+    """A small fixed set of label values for the resync counter."""
+    for known in (
+        "start",
+        "stream connected",
+        "resync interval",
+        "poll",
+        "event",
+        "retry",
+        "confirm empty",
+        "once",
+        "requested",
+    ):
+        if reason.startswith(known):
+            return known.replace(" ", "_")
+    return "other"
+
+
+def _type_label(event_type: str) -> str:
+    return event_type if event_type in EVENT_TYPES else "other"
