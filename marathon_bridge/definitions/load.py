@@ -296,9 +296,7 @@ def _apps_from_document(data: Any, name: str) -> list[AppSource]:
         apps: list[AppSource] = []
         for index, item in enumerate(data):
             if not isinstance(item, dict):
-                raise _LoadFailure(
-                    f"item [{index}] is a {_json_type(item)}, expected an app object"
-                )
+                raise _LoadFailure(f"item [{index}] is {_json_type(item)}, expected an app object")
             apps.append(AppSource(app=item, source=f"{name}#[{index}]"))
         return apps
     if isinstance(data, dict):
@@ -306,7 +304,7 @@ def _apps_from_document(data: Any, name: str) -> list[AppSource]:
             return _apps_from_group(data, "/", name, "")
         return [AppSource(app=data, source=name)]
     raise _LoadFailure(
-        f"top level is a {_json_type(data)}: expected an app, a list of apps or a group"
+        f"top level is {_json_type(data)}: expected an app, a list of apps or a group"
     )
 
 
@@ -319,19 +317,19 @@ def _apps_from_group(
 ) -> list[AppSource]:
     raw_id = group.get("id", parent_id)
     if not isinstance(raw_id, str):
-        raise _LoadFailure(f"{where or 'group'} id is a {_json_type(raw_id)}, expected a string")
+        raise _LoadFailure(f"{where or 'group'} id is {_json_type(raw_id)}, expected a string")
     group_id = resolve_id(raw_id, parent_id)
     apps_value = group.get("apps") or []
     groups_value = group.get("groups") or []
     if not isinstance(apps_value, list):
-        raise _LoadFailure(f"{where}apps is a {_json_type(apps_value)}, expected a list")
+        raise _LoadFailure(f"{where}apps is {_json_type(apps_value)}, expected a list")
     if not isinstance(groups_value, list):
-        raise _LoadFailure(f"{where}groups is a {_json_type(groups_value)}, expected a list")
+        raise _LoadFailure(f"{where}groups is {_json_type(groups_value)}, expected a list")
     out: list[AppSource] = []
     for index, app in enumerate(apps_value):
         here = f"{where}apps[{index}]"
         if not isinstance(app, dict):
-            raise _LoadFailure(f"{here} is a {_json_type(app)}, expected an app object")
+            raise _LoadFailure(f"{here} is {_json_type(app)}, expected an app object")
         placed = dict(app)
         if isinstance(placed.get("id"), str):
             placed["id"] = resolve_id(placed["id"], group_id)
@@ -339,7 +337,7 @@ def _apps_from_group(
     for index, child in enumerate(groups_value):
         here = f"{where}groups[{index}]"
         if not isinstance(child, dict):
-            raise _LoadFailure(f"{here} is a {_json_type(child)}, expected a group object")
+            raise _LoadFailure(f"{here} is {_json_type(child)}, expected a group object")
         out.extend(_apps_from_group(child, group_id, name, here + "."))
     return out
 
@@ -363,16 +361,17 @@ def resolve_id(raw_id: str, base: str = "/") -> str:
 
 
 def _json_type(value: Any) -> str:
+    """The JSON type of a value, with its article: "an object", "a list", "null"."""
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "boolean"
+        return "a boolean"
     if isinstance(value, (int, float)):
-        return "number"
+        return "a number"
     if isinstance(value, str):
-        return "string"
+        return "a string"
     if isinstance(value, list):
-        return "list"
+        return "a list"
     if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+        return "an object"
+    return f"a {type(value).__name__}"

@@ -121,6 +121,7 @@ def validate_app(
         _check_legacy(app, out)
         _check_command(app, view, out)
         _check_networks(view, out, default_network_name)
+        _check_explicit_network_ports(app, out)
         _check_ports(view, out)
         _check_container(view, out)
         _check_health_checks(view, out)
@@ -264,10 +265,14 @@ def _check_legacy(app: Mapping[str, Any], out: _Collector) -> None:
         if not same:
             out.add("/", "cannot specify both ports and port definitions")
     if _present(docker, "portMappings") and _present(container, "portMappings"):
-        out.add(
-            "/container",
-            "cannot specify both container.docker.portMappings and container.portMappings",
-        )
+        out.add("/container", "cannot specify both portMappings and docker.portMappings")
+    discovery = _dict(ip_address.get("discovery")) if ip_address is not None else None
+    if (
+        discovery
+        and _non_empty_list(discovery.get("ports"))
+        and _present(container, "portMappings")
+    ):
+        out.add("/", "container.portMappings and ipAddress.discovery.ports must not both be set")
     if _non_empty_list(app.get("uris")) and _non_empty_list(app.get("fetch")):
         out.add("/uris", "may not be set in conjunction with fetch")
     if _container_type(app) == "MESOS":
@@ -341,10 +346,24 @@ def _check_networks(
         out.add("/", MSG_NETWORK_NAME_REQUIRED)
     if _container_type(view) == "DOCKER" and containers > 1:
         out.add("/", MSG_DOCKER_SINGLE_NETWORK)
-    container = _dict(view.get("container")) or {}
-    if HOST in modes and _non_empty_list(container.get("portMappings")):
+
+
+def _check_explicit_network_ports(app: Mapping[str, Any], out: _Collector) -> None:
+    """Ports that do not fit explicitly given ``networks``.
+
+    When ``networks`` is not given (legacy ``docker.network``/``ipAddress``, or nothing),
+    Marathon silently drops the ports that do not apply, so only explicit networks count.
+    """
+    if not _non_empty_list(app.get("networks")):
+        return
+    modes = network_modes(app)
+    container = _dict(app.get("container")) or {}
+    docker = _dict(container.get("docker")) or {}
+    mappings = container.get("portMappings") or docker.get("portMappings")
+    if HOST in modes and _non_empty_list(mappings):
         out.add("/", MSG_PORT_MAPPINGS_HOST)
-    if any(m != HOST for m in modes) and _non_empty_list(view.get("portDefinitions")):
+    definitions = app.get("portDefinitions") or app.get("ports")
+    if any(m != HOST for m in modes) and _non_empty_list(definitions):
         out.add("/", MSG_PORT_DEFINITIONS_NON_HOST)
 
 
