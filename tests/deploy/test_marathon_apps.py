@@ -1,0 +1,197 @@
+"""deploy/marathon: the sidecar's own Marathon app and the example apps.
+
+Every app definition under deploy/ must pass ``marathon-bridge validate``; the sidecar's app must
+keep the properties its comments and docs promise (one per node, host ports, a health check on
+the status server, a rolling upgrade Marathon can actually carry out); the examples must call each
+other through the service ports they declare; and both deploy on the emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marathon_bridge.cli import main as cli_main
+from marathon_bridge.definitions.load import load_definitions
+from marathon_bridge.testing.emulator import MarathonEmulator
+from sidecar.labels import parse_app_labels
+from sidecar.settings import OPTIONS, build_parser, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+MARATHON = ROOT / "deploy" / "marathon"
+SIDECAR_APP = MARATHON / "marathon-sidecar.json"
+EXAMPLES = MARATHON / "examples"
+APP_FILES = sorted(p for p in MARATHON.rglob("*") if p.suffix in (".json", ".yaml", ".yml"))
+
+
+def sidecar_app() -> dict[str, Any]:
+    app: dict[str, Any] = json.loads(SIDECAR_APP.read_text(encoding="utf-8"))
+    return app
+
+
+def example_apps(path: Path) -> dict[str, dict[str, Any]]:
+    return {source.app["id"]: source.app for source in load_definitions(path)}
+
+
+def service_port(app: dict[str, Any]) -> int:
+    if app.get("portDefinitions"):
+        return int(app["portDefinitions"][0]["port"])
+    return int(app["container"]["portMappings"][0]["servicePort"])
+
+
+def loopback_port(address: str) -> int:
+    """``http://127.0.0.1:10001`` or ``127.0.0.1:10002`` -> the port; only loopback counts."""
+    rest = address.split("://", 1)[-1]
+    host, _, port = rest.partition(":")
+    assert host == "127.0.0.1", f"{address} does not go through the node's sidecar"
+    return int(port.split("/", 1)[0])
+
+
+def test_there_are_app_definitions_to_check() -> None:
+    names = {p.name for p in APP_FILES}
+    assert {"marathon-sidecar.json", "shop.yaml", "shop-web.json"} <= names
+
+
+@pytest.mark.parametrize("path", APP_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_app_definition_passes_marathon_bridge_validate(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["validate", str(path)]) == 0, capsys.readouterr()
+
+
+# --- the sidecar's own app ---------------------------------------------------------------------
+
+
+def test_sidecar_runs_once_per_node_on_the_host_network() -> None:
+    app = sidecar_app()
+    assert ["hostname", "UNIQUE"] in app["constraints"]
+    assert app["networks"] == [{"mode": "host"}]
+    assert app["requirePorts"] is True
+    assert app["container"]["type"] == "DOCKER"
+    assert app["container"]["docker"]["privileged"] is False
+
+
+def test_status_port_health_check_and_listen_address_agree() -> None:
+    app = sidecar_app()
+    (port_definition,) = app["portDefinitions"]
+    (check,) = app["healthChecks"]
+    assert check["protocol"] == "MESOS_HTTP"  # run by the agent, against the node's loopback
+    assert check["path"] == "/health"
+    assert check["portIndex"] == 0
+    settings = load_settings(app["args"], app.get("env", {}))
+    assert settings.status_port == port_definition["port"]
+    assert settings.status_host == "127.0.0.1"
+    assert app["env"]["MARATHON_SIDECAR_STATUS_LISTEN"] == settings.status_listen
+
+
+def test_every_flag_passed_to_the_sidecar_exists() -> None:
+    args = sidecar_app()["args"]
+    _, unknown = build_parser().parse_known_args(args)
+    assert unknown == []
+    flags = [a for a in args if a.startswith("--")]
+    assert flags and all(f in {o.flag for o in OPTIONS} for f in flags)
+
+
+def test_every_environment_variable_is_a_sidecar_setting() -> None:
+    known = {option.env_var for option in OPTIONS}
+    assert set(sidecar_app().get("env", {})) <= known
+
+
+def test_sidecar_keeps_its_state_on_the_host() -> None:
+    app = sidecar_app()
+    settings = load_settings(app["args"], {})
+    volumes = {v["containerPath"]: v for v in app["container"]["volumes"]}
+    assert settings.state_dir in volumes
+    assert volumes[settings.state_dir]["mode"] == "RW"
+
+
+def test_sidecar_does_not_route_its_own_status_port() -> None:
+    options, problems = parse_app_labels(sidecar_app())
+    assert options is not None and problems == []
+    assert options.port(0).enabled is False
+
+
+def marathon_restart_plan(instances: int, strategy: dict[str, float]) -> tuple[int, int]:
+    """(tasks killed at once, max tasks during the upgrade), the way Marathon computes them.
+
+    Marathon: minHealthy = ceil(instances * minimumHealthCapacity), maxCapacity =
+    floor(instances * (1 + maximumOverCapacity)); when minHealthy == maxCapacity it allows one
+    task over capacity instead of killing one (TaskReplaceActor).
+    """
+    min_healthy = math.ceil(instances * strategy["minimumHealthCapacity"])
+    max_capacity = math.floor(instances * (1 + strategy["maximumOverCapacity"]))
+    kill_now = max(0, instances - min_healthy)
+    if min_healthy == max_capacity:
+        max_capacity += 1
+    return kill_now, max_capacity
+
+
+@pytest.mark.parametrize("agents", [5, 10, 50, 200])
+def test_upgrade_replaces_a_few_nodes_at_a_time_without_needing_a_spare_node(agents: int) -> None:
+    strategy = sidecar_app()["upgradeStrategy"]
+    kill_now, max_capacity = marathon_restart_plan(agents, strategy)
+    # UNIQUE hostname + a required host port: a task over capacity could never be placed.
+    assert max_capacity == agents
+    # Some node is replaced at once (otherwise Marathon would wait for a spare node forever)...
+    assert kill_now >= 1
+    # ...but never every node: most nodes keep their sidecar during the upgrade.
+    assert kill_now <= math.ceil(agents * 0.2)
+
+
+def test_documented_instances_need_at_least_five_agents_with_this_strategy() -> None:
+    app = sidecar_app()
+    assert app["instances"] >= 5
+    # Below five agents 0.8 would leave no task to kill: the docs give smaller values there.
+    assert marathon_restart_plan(4, app["upgradeStrategy"]) == (0, 5)
+
+
+# --- the example apps --------------------------------------------------------------------------
+
+
+def test_json_and_yaml_examples_define_the_same_apps() -> None:
+    from_json: dict[str, dict[str, Any]] = {}
+    for path in sorted(EXAMPLES.glob("*.json")):
+        from_json.update(example_apps(path))
+    assert from_json == example_apps(EXAMPLES / "shop.yaml")
+
+
+def test_each_tier_calls_the_next_through_its_service_port() -> None:
+    apps = example_apps(EXAMPLES / "shop.yaml")
+    web, api, db = apps["/shop/web"], apps["/shop/api"], apps["/shop/db"]
+    assert loopback_port(web["env"]["API_URL"]) == service_port(api)
+    assert loopback_port(api["env"]["DB_ADDR"]) == service_port(db)
+    assert f"127.0.0.1:{service_port(db)}" in api["cmd"]
+    assert web["dependencies"] == ["/shop/api"] and api["dependencies"] == ["/shop/db"]
+    # A caller must share the node's network namespace to reach the node's loopback.
+    for caller in (web, api):
+        assert caller["networks"] == [{"mode": "host"}]
+
+
+def test_example_labels_are_all_honored() -> None:
+    for app in example_apps(EXAMPLES / "shop.yaml").values():
+        options, problems = parse_app_labels(app)
+        assert options is not None, app["id"]
+        assert problems == [], app["id"]
+
+
+def test_sidecar_and_examples_deploy_on_the_emulator(capsys: pytest.CaptureFixture[str]) -> None:
+    with MarathonEmulator() as marathon:
+        for path in (SIDECAR_APP, EXAMPLES / "shop.yaml"):
+            code = cli_main(["deploy", "--marathon", marathon.url, "--timeout", "120", str(path)])
+            assert code == 0, capsys.readouterr()
+        capsys.readouterr()
+        assert cli_main(["services", "--marathon", marathon.url, "--output", "json"]) == 0
+        listing = json.loads(capsys.readouterr().out)
+    running = {
+        (entry["service_port"], entry["app_id"]): len(entry["endpoints"]) for entry in listing
+    }
+    assert running == {
+        (9090, "/infra/marathon-sidecar"): sidecar_app()["instances"],
+        (10000, "/shop/web"): 2,
+        (10001, "/shop/api"): 3,
+        (10002, "/shop/db"): 1,
+    }

@@ -1,0 +1,305 @@
+"""deploy/systemd: the sidecar's unit, its YAML settings file and the haproxy.service drop-in.
+
+The YAML file is read with the sidecar's own loader and must document every option; the unit's
+command line must be one the sidecar's parser accepts; the drop-in must point Debian's HAProxy
+at the file the sidecar writes and open the master socket the sidecar is told to use; and the
+bootstrap config must let a real HAProxy start in master-worker mode with that socket.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from sidecar.haproxy.runtime import MasterCLI
+from sidecar.settings import OPTIONS, Settings, build_parser, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEMD = ROOT / "deploy" / "systemd"
+UNIT = SYSTEMD / "marathon-sidecar.service"
+DROP_IN = SYSTEMD / "haproxy.service.d" / "marathon-sidecar.conf"
+BOOTSTRAP = SYSTEMD / "haproxy-bootstrap.cfg"
+SIDECAR_YAML = SYSTEMD / "sidecar.yaml"
+DEBIAN_HAPROXY_UNIT = Path("/lib/systemd/system/haproxy.service")
+
+
+def unit_entries(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """systemd's INI dialect: section -> [(key, value)] in order (keys may repeat)."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current = ""
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1]
+            sections.setdefault(current, [])
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and current, f"{path.name}:{number}: not 'Key=value' inside a section"
+        assert not line.endswith("\\"), f"{path.name}:{number}: keep entries on one line"
+        sections[current].append((key.strip(), value.strip()))
+    return sections
+
+
+def unit_value(path: Path, section: str, key: str) -> str:
+    values = [v for k, v in unit_entries(path)[section] if k == key]
+    assert values, f"{path.name}: no {key}= in [{section}]"
+    return values[-1]
+
+
+def drop_in_environment() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for key, value in unit_entries(DROP_IN)["Service"]:
+        if key == "Environment":
+            for item in shlex.split(value):
+                name, _, text = item.partition("=")
+                env[name] = text
+    return env
+
+
+def master_socket_option() -> tuple[str, dict[str, str]]:
+    """The drop-in's ``-S path,opt,value,...`` -> (path, {option: value})."""
+    words = shlex.split(drop_in_environment()["EXTRAOPTS"])
+    assert words[0] == "-S" and len(words) == 2
+    path, *rest = words[1].split(",")
+    return path, dict(zip(rest[::2], rest[1::2]))
+
+
+def yaml_settings() -> Settings:
+    return load_settings(["--config", str(SIDECAR_YAML)], {})
+
+
+def exec_start_argv() -> list[str]:
+    return shlex.split(unit_value(UNIT, "Service", "ExecStart"))
+
+
+# --- sidecar.yaml ------------------------------------------------------------------------------
+
+
+def test_sidecar_yaml_loads_with_the_sidecars_own_loader() -> None:
+    settings = yaml_settings()
+    assert len(settings.marathon_urls) == 3
+    assert settings.master_socket == "/run/haproxy-master.sock"
+    assert settings.haproxy_config_path == "/var/lib/marathon-sidecar/haproxy.cfg"
+    assert settings.state_dir == "/var/lib/marathon-sidecar"
+    assert settings.log_format == "json"
+
+
+def test_sidecar_yaml_documents_every_option_with_its_environment_variable() -> None:
+    lines = SIDECAR_YAML.read_text(encoding="utf-8").splitlines()
+    for option in OPTIONS:
+        pattern = re.compile(rf"^(# )?{re.escape(option.name)}:")
+        where = [i for i, line in enumerate(lines) if pattern.match(line)]
+        assert len(where) == 1, f"{option.name}: expected once in sidecar.yaml, found {len(where)}"
+        comment = []
+        for line in reversed(lines[: where[0]]):
+            if not line.startswith("#") or line.startswith("# ---") or line == "":
+                break
+            comment.append(line)
+        assert f"(env: {option.env_var}" in " ".join(comment), option.name
+
+
+def commented_examples() -> dict[str, Any]:
+    """Every commented-out ``# key: value`` (with its ``#   - item`` lines), uncommented."""
+    examples: dict[str, Any] = {}
+    lines = SIDECAR_YAML.read_text(encoding="utf-8").splitlines()
+    names = {o.name for o in OPTIONS}
+    for i, line in enumerate(lines):
+        match = re.match(r"^# ([a-z-]+):(.*)$", line)
+        if not match or match.group(1) not in names:
+            continue
+        block = [line[2:]]
+        if not match.group(2).strip():  # a list follows, one "#   - item" per line
+            for following in lines[i + 1 :]:
+                if not following.startswith("#   - "):
+                    break
+                block.append(following[2:])
+        examples.update(yaml.safe_load("\n".join(block)))
+    return examples
+
+
+def test_every_commented_example_value_is_valid() -> None:
+    examples = commented_examples()
+    assert len(examples) >= 20
+    by_name = {o.name: o for o in OPTIONS}
+    for name, value in examples.items():
+        option = by_name[name]
+        if option.repeatable:
+            assert isinstance(value, list) and value, name
+            for item in value:
+                option.parse(item)
+        else:
+            option.parse(value)
+
+
+def test_commented_defaults_match_the_real_defaults() -> None:
+    examples = commented_examples()
+    defaults = Settings()
+    assert examples["resync-interval"] == defaults.resync_interval
+    assert examples["poll-interval"] == defaults.poll_interval
+    assert examples["min-reload-interval"] == defaults.min_reload_interval
+    assert examples["debounce"] == defaults.debounce
+    assert examples["drain-timeout"] == defaults.drain_timeout
+    assert examples["empty-confirm"] == defaults.empty_confirm
+    assert examples["marathon-timeout"] == defaults.marathon_timeout
+    assert examples["bind"] == list(defaults.binds)
+    assert examples["status-listen"] == defaults.status_listen
+    assert examples["log-level"] == defaults.log_level
+    assert examples["poll"] is defaults.poll and examples["once"] is defaults.once
+
+
+# --- the sidecar's unit ------------------------------------------------------------------------
+
+
+def test_unit_command_line_is_accepted_by_the_sidecars_parser() -> None:
+    argv = exec_start_argv()
+    assert argv[0] == "/opt/marathon-sidecar/bin/marathon-sidecar"
+    parsed, unknown = build_parser().parse_known_args(argv[1:])
+    assert unknown == []
+    assert vars(parsed) == {"config": "/etc/marathon-sidecar/sidecar.yaml"}
+
+
+def test_unit_restarts_always_and_stops_in_order() -> None:
+    assert unit_value(UNIT, "Service", "Restart") == "always"
+    assert unit_value(UNIT, "Service", "KillMode") == "mixed"
+    stop_seconds = int(unit_value(UNIT, "Service", "TimeoutStopSec").rstrip("s"))
+    assert stop_seconds > yaml_settings().drain_timeout
+
+
+def test_unit_is_hardened_and_unprivileged() -> None:
+    service = dict(unit_entries(UNIT)["Service"])
+    assert service["User"] == "marathon-sidecar"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["ProtectSystem"] == "strict"
+    assert service["ProtectHome"] == "yes"
+    assert service["PrivateTmp"] == "yes"
+    assert service["CapabilityBoundingSet"] == ""
+    assert service["StateDirectory"] == "marathon-sidecar"
+    # ProtectSystem=strict leaves only the state directory writable: what the sidecar writes
+    # (its state and the haproxy.cfg) must live there.
+    settings = yaml_settings()
+    state = "/var/lib/" + service["StateDirectory"]
+    assert settings.state_dir == state
+    assert settings.haproxy_config_path.startswith(state + "/")
+    assert "MemoryDenyWriteExecute" not in service  # HAProxy's PCRE2 JIT needs W+X pages
+
+
+def test_unit_starts_after_the_haproxy_it_drives() -> None:
+    unit = dict(unit_entries(UNIT)["Unit"])
+    assert "haproxy.service" in unit["After"].split()
+    assert "haproxy.service" in unit["Wants"].split()
+
+
+def systemd_analyze_warnings(unit: Path, search_path: Path) -> str:
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{search_path}:"},
+        check=False,
+    )
+    return "\n".join(
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if str(search_path) in line  # only what concerns the files under test
+    )
+
+
+def test_systemd_accepts_the_unit_and_the_drop_in(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        # No systemd here: the static checks above are all that can run.
+        assert unit_entries(UNIT) and unit_entries(DROP_IN)
+        return
+    units = tmp_path / "units"
+    (units / "haproxy.service.d").mkdir(parents=True)
+    text = UNIT.read_text(encoding="utf-8")
+    # verify checks that ExecStart exists; the package is not installed under /opt here.
+    (units / UNIT.name).write_text(text.replace(exec_start_argv()[0], "/bin/true"))
+    assert systemd_analyze_warnings(units / UNIT.name, units) == ""
+    if DEBIAN_HAPROXY_UNIT.is_file():
+        shutil.copy(DEBIAN_HAPROXY_UNIT, units / "haproxy.service")
+        shutil.copy(DROP_IN, units / "haproxy.service.d" / DROP_IN.name)
+        assert systemd_analyze_warnings(units / "haproxy.service", units) == ""
+
+
+# --- the haproxy.service drop-in ---------------------------------------------------------------
+
+
+def test_drop_in_points_haproxy_at_the_config_the_sidecar_writes() -> None:
+    assert drop_in_environment()["CONFIG"] == yaml_settings().haproxy_config_path
+
+
+def test_drop_in_master_socket_is_the_one_the_sidecar_uses_and_its_group_can_open() -> None:
+    path, options = master_socket_option()
+    assert path == yaml_settings().master_socket
+    assert options == {"mode": "660", "group": unit_value(UNIT, "Service", "Group")}
+
+
+def test_drop_in_seeds_the_bootstrap_config_only_when_none_exists() -> None:
+    pre = [v for k, v in unit_entries(DROP_IN)["Service"] if k == "ExecStartPre"]
+    copy = [shlex.split(v.lstrip("-")) for v in pre if "cp" in v]
+    assert len(copy) == 1
+    argv = copy[0]
+    assert "--no-clobber" in argv
+    assert argv[-2] == "/etc/marathon-sidecar/" + BOOTSTRAP.name
+    assert argv[-1] == drop_in_environment()["CONFIG"]
+    assert all(v.startswith("-") for v in pre), "a failed seed step must not stop HAProxy"
+
+
+def test_bootstrap_config_is_valid(haproxy_bin: str) -> None:
+    result = subprocess.run(
+        [haproxy_bin, "-c", "-f", str(BOOTSTRAP)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_haproxy_starts_from_the_bootstrap_config_with_the_drop_ins_master_socket(
+    haproxy_bin: str, tmp_path: Path, wait_until: Callable[..., None]
+) -> None:
+    config = tmp_path / "haproxy.cfg"
+    # A private abstract socket name so that this test never meets a real bootstrap listener.
+    unique = f"marathon-sidecar-bootstrap-test-{os.getpid()}"
+    config.write_text(BOOTSTRAP.read_text(encoding="utf-8").replace(
+        "abns@marathon-sidecar-bootstrap", f"abns@{unique}"
+    ))  # fmt: skip
+    _, options = master_socket_option()
+    socket_path = tmp_path / "master.sock"
+    group = grp.getgrgid(os.getgid()).gr_name  # the drop-in's group, as this test's own group
+    master_arg = f"{socket_path},mode,{options['mode']},group,{group}"
+    pidfile = tmp_path / "haproxy.pid"
+    proc = subprocess.Popen(
+        [haproxy_bin, "-W", "-f", str(config), "-p", str(pidfile), "-S", master_arg],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(socket_path.exists, timeout=30)
+        mode = socket_path.stat().st_mode & 0o777
+        assert mode == 0o660
+        master = MasterCLI(str(socket_path))
+        wait_until(lambda: len(master.show_proc().worker_pids) == 1, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert proc.returncode is not None
