@@ -397,10 +397,8 @@ def _diff_text(app_id: str, where: str, status: str, changes: Sequence[Any]) -> 
 
 
 def _is_missing(value: Any) -> bool:
-    try:
-        from marathon_bridge.definitions import MISSING  # type: ignore[attr-defined]
-    except ImportError:
-        return False
+    from marathon_bridge.definitions import MISSING
+
     return value is MISSING
 
 
@@ -578,20 +576,12 @@ def _follow(
 
 
 def cmd_emulator(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> int:
-    import threading
+    """Serve an emulated Marathon until SIGINT/SIGTERM (the emulator's own runner)."""
+    from marathon_bridge.testing import run_emulator
 
-    from marathon_bridge.testing import MarathonEmulator  # type: ignore[attr-defined]
-
-    stop = threading.Event()
-    with MarathonEmulator(host=args.host, port=args.port, run_tasks=args.run_tasks) as emulator:
-        io.result(f"Marathon emulator listening on {emulator.url} (Ctrl-C to stop)\n")
-        io.out.flush()
-        try:
-            while not stop.wait(3600):
-                pass
-        except KeyboardInterrupt:
-            io.error("stopping")
-    return EXIT_OK
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        io.error(f"warning: the emulator listens on {args.host}, beyond this machine's loopback")
+    return run_emulator(host=args.host, port=args.port, run_tasks=args.run_tasks)
 
 
 COMMANDS: Mapping[str, Command] = {

@@ -521,11 +521,11 @@ def rollback(
     """Put the app back to ``version`` (default: the one before its last config change).
 
     Returns ``(version, DeploymentRef)``. Raises :class:`DeploymentError` when there is no
-    earlier version.
+    earlier version, ``NotFound`` (Marathon's message) when the app does not exist.
     """
     app_id = absolute_id(app_id)
+    app = client.get_app(app_id)
     if version is None:
-        app = client.get_app(app_id)
         version = previous_version(client.list_versions(app_id), app)
         if version is None:
             raise DeploymentError(f"app {app_id} has no earlier version to roll back to")
@@ -533,13 +533,25 @@ def rollback(
 
 
 def scale(client: DeployClient, app_id: str, instances: int, *, force: bool = False) -> Any:
-    """Start a scale deployment; returns its DeploymentRef."""
-    return client.scale_app(absolute_id(app_id), instances, force=force)
+    """Start a scale deployment; returns its DeploymentRef.
+
+    The app is read first: ``PUT /v2/apps/{id}`` would otherwise try to create a missing app,
+    and Marathon's "App '/x' does not exist" is the answer a user needs.
+    """
+    app_id = absolute_id(app_id)
+    client.get_app(app_id)
+    return client.scale_app(app_id, instances, force=force)
 
 
 def restart(client: DeployClient, app_id: str, *, force: bool = False) -> Any:
-    """Start a rolling restart; returns its DeploymentRef."""
-    return client.restart_app(absolute_id(app_id), force=force)
+    """Start a rolling restart; returns its DeploymentRef.
+
+    The app is read first, so that a client with several URLs knows which one answers before
+    the ``POST`` (which is not sent again to another URL once it went out).
+    """
+    app_id = absolute_id(app_id)
+    client.get_app(app_id)
+    return client.restart_app(app_id, force=force)
 
 
 def delete(client: DeployClient, app_id: str, *, force: bool = True) -> Any:
