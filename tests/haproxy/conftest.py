@@ -82,6 +82,9 @@ class NamedServer(ThreadingHTTPServer):
     def port(self) -> int:
         return int(self.server_address[1])
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # HAProxy closing idle server connections is normal here
+
     def stop(self) -> None:
         self.release.set()
         self.shutdown()
@@ -338,3 +341,31 @@ class Kit:
 @pytest.fixture
 def kit(hapaths: HAPaths) -> Kit:
     return Kit(hapaths)
+
+
+@pytest.fixture
+def make_applier(
+    haproxy_process: HAProxyProcess, hapaths: HAPaths, kit: Kit
+) -> Callable[..., object]:
+    """An Applier driving ``haproxy_process`` with the stand-in renderer (override via kwargs)."""
+    from sidecar.apply import Applier
+    from sidecar.haproxy.runtime import RuntimeAPI
+
+    def make(**kwargs: object) -> Applier:
+        options: dict = {
+            "haproxy_bin": haproxy_process.haproxy_bin,
+            "state_file": str(hapaths.state_file),
+            "drain_timeout": 30.0,
+            "server_options": server_options,
+        }
+        options.update(kwargs)
+        render = options.pop("render", kit.render)
+        return Applier(
+            haproxy_process,
+            RuntimeAPI(str(hapaths.admin_socket)),
+            str(hapaths.config),
+            render,  # type: ignore[arg-type]
+            **options,  # type: ignore[arg-type]
+        )
+
+    return make

@@ -1,0 +1,1010 @@
+"""Apply an :class:`~sidecar.desired.HAProxyModel` to a running HAProxy: runtime API or reload.
+
+Decision per call of :meth:`Applier.apply`:
+
+* **listeners unchanged** (same :func:`~sidecar.desired.listener_signature` as the running
+  config): server changes go through the runtime API, backend by backend, diffing the servers
+  HAProxy has (``show servers state``) against the model by name. A new server is
+  ``add server`` + ``enable health`` (when it has a check) + ``set server ... state ready``
+  (dynamic servers start in maintenance); a weight change is ``set weight``; a server the model
+  drains, or that left the model, is set to ``drain`` at once and kept in a small registry;
+  :meth:`Applier.tick` moves it to ``maint`` and deletes it once its sessions reach 0 or
+  ``drain_timeout`` passed (then its sessions are shut). The config file is then rewritten to
+  match (validated with ``haproxy -c``, atomic rename, no reload), draining servers included
+  (rendered with ``state="drain"``) until they are deleted, so a later reload or restart keeps the
+  same servers. Any unexpected runtime failure falls back to a validated reload.
+* **listeners changed** (or first start, or a backend whose balance algorithm cannot take dynamic
+  servers gets a new one): render, write a candidate next to the target, ``haproxy -c`` it; check
+  every *new* listening port is free (a taken port breaks a reload for every port for ~2 s);
+  dump ``show servers state`` to the server-state file; rename the candidate into place; reload
+  through the master CLI and confirm the new worker. A reload never starts while the previous one
+  is unconfirmed. When HAProxy refuses the config, the running one stays; the apps behind the
+  error lines are found from ``haproxy -c``'s messages (line numbers and proxy names mapped to the
+  sections of the rendered text), dropped and the rest applied; bisection over the apps is the
+  fallback when the messages cannot be mapped.
+
+Draining servers get no new requests: ``retries`` + ``option redispatch`` in the rendered
+``defaults`` cover the race of a request already on its way to a server that is going.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
+
+from sidecar.desired import BackendSpec, FrontendSpec, HAProxyModel, ServerSpec, SkippedApp
+from sidecar.haproxy.process import HAProxyControl
+from sidecar.haproxy.runtime import (
+    RuntimeAPI,
+    RuntimeAPIError,
+    ServerState,
+    add_server_command,
+    parse_csv_stat,
+    parse_servers_state,
+    set_state_command,
+)
+
+log = logging.getLogger(__name__)
+
+# balance algorithms that accept "add server" in 2.6 (hashes only with "hash-type consistent")
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104 -- what an empty or "*" bind address means, never bound here
+DYNAMIC_BALANCE = frozenset({"roundrobin", "leastconn", "first", "random"})
+MAX_MAPPING_ROUNDS = 5
+MAX_VALIDATIONS = 48
+RENDER_SERVER_DRAIN = "drain"
+
+Renderer = Callable[[HAProxyModel], str]
+ServerOptions = Callable[[BackendSpec, ServerSpec], str]
+Signature = Callable[[HAProxyModel], Hashable]
+
+
+# ----------------------------------------------------------------------------- results, counters
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one :meth:`Applier.apply` did."""
+
+    ok: bool
+    action: str  # "none" | "runtime" | "reload" | "start" | "failed"
+    reloaded: bool = False
+    started: bool = False
+    runtime_ops: int = 0
+    config_written: bool = False
+    skipped: tuple[SkippedApp, ...] = ()  # apps left out because HAProxy refused their config
+    error: str = ""
+    new_worker_pid: Optional[int] = None
+    validations: int = 0
+    duration: float = 0.0
+    config_text: Optional[str] = None  # the text now on disk (None when unchanged or failed)
+
+
+@dataclass
+class ApplyCounters:
+    """Totals the daemon exports as metrics."""
+
+    applies: int = 0
+    reloads: int = 0
+    reload_failures: int = 0
+    starts: int = 0
+    runtime_ops: int = 0
+    runtime_failures: int = 0
+    validations: int = 0
+    validation_failures: int = 0
+    refused_ports: int = 0
+    skipped_apps: int = 0
+    drains_started: int = 0
+    servers_deleted: int = 0
+    config_writes: int = 0
+    old_workers: int = 0
+    last_error: str = ""
+    last_apply_seconds: float = 0.0
+
+
+@dataclass
+class DrainEntry:
+    backend: str
+    server: str
+    address: str
+    port: int
+    weight: int
+    started_at: float
+    task_id: str = ""
+    shut: bool = False  # sessions were shut after drain_timeout
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def default_listener_signature(model: HAProxyModel) -> Hashable:
+    """Everything but the servers: what only a reload can change."""
+    return (
+        model.frontends,
+        tuple(replace(b, servers=()) for b in model.backends),
+    )
+
+
+def supports_dynamic_servers(backend: BackendSpec) -> bool:
+    """Can HAProxy 2.6 ``add server`` to this backend (dynamic algorithm, no cookie)?"""
+    words = backend.balance.split()
+    return bool(words) and words[0] in DYNAMIC_BALANCE and not backend.sticky
+
+
+def bind_endpoints(frontend: FrontendSpec) -> list[tuple[str, int]]:
+    """The (address, port) pairs a frontend listens on."""
+    out: list[tuple[str, int]] = []
+    for bind in frontend.binds or ("127.0.0.1",):
+        host, port = bind, frontend.port
+        if bind.startswith("["):
+            host, _, rest = bind[1:].partition("]")
+            if rest.startswith(":") and rest[1:].isdigit():
+                port = int(rest[1:])
+        elif bind.count(":") == 1:
+            head, _, tail = bind.partition(":")
+            if tail.isdigit():
+                host, port = head, int(tail)
+        if host in ("", "*"):
+            host = ANY_ADDRESS
+        out.append((host, port))
+    return out
+
+
+def model_binds(model: HAProxyModel) -> frozenset[tuple[str, int]]:
+    return frozenset(ep for fe in model.frontends for ep in bind_endpoints(fe))
+
+
+_BIND_LINE = re.compile(r"^\s*bind\s+(\S+)")
+
+
+def binds_in_config(text: str) -> frozenset[tuple[str, int]]:
+    """``bind addr:port`` lines of a config file (for an HAProxy we did not start)."""
+    out = set()
+    for line in text.splitlines():
+        m = _BIND_LINE.match(line)
+        if not m:
+            continue
+        addr, _, port = m.group(1).rpartition(":")
+        if port.isdigit():
+            out.add((addr.strip("[]") or ANY_ADDRESS, int(port)))
+    return frozenset(out)
+
+
+def port_problem(host: str, port: int) -> Optional[str]:
+    """Try to bind ``host:port`` the way a plain listener would; None when it is free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is already in use"
+            return f"{host}:{port} cannot be bound: {exc.strerror or exc}"
+    return None
+
+
+def apps_of(model: HAProxyModel) -> list[str]:
+    return sorted({b.app_id for b in model.backends})
+
+
+def without_apps(model: HAProxyModel, drop: Iterable[str], reason: str = "") -> HAProxyModel:
+    """The model without the backends of ``drop`` (and routes/frontends left with nothing)."""
+    dropped = set(drop)
+    if not dropped:
+        return model
+    backends = tuple(b for b in model.backends if b.app_id not in dropped)
+    kept = {b.name for b in backends}
+    frontends = []
+    for fe in model.frontends:
+        routes = tuple(r for r in fe.routes if r.backend in kept)
+        default = fe.default_backend if fe.default_backend in kept else None
+        if routes or default:
+            frontends.append(replace(fe, routes=routes, default_backend=default))
+    skipped = model.skipped
+    if reason:
+        skipped += tuple(SkippedApp(app_id=a, reason=reason) for a in sorted(dropped))
+    return replace(model, frontends=tuple(frontends), backends=backends, skipped=skipped)
+
+
+def only_apps(model: HAProxyModel, keep: Iterable[str]) -> HAProxyModel:
+    kept = set(keep)
+    return without_apps(model, [a for a in apps_of(model) if a not in kept])
+
+
+@dataclass(frozen=True)
+class Section:
+    first_line: int  # 1-based line of the section keyword
+    kind: str  # "global" | "defaults" | "frontend" | "backend" | "listen" | ...
+    name: str
+
+
+_SECTION_KINDS = (
+    "global",
+    "defaults",
+    "frontend",
+    "backend",
+    "listen",
+    "resolvers",
+    "peers",
+    "userlist",
+    "cache",
+    "program",
+    "http-errors",
+    "ring",
+    "mailers",
+)
+
+
+def config_sections(text: str) -> list[Section]:
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line or line[0].isspace() or line.startswith("#"):
+            continue
+        words = line.split()
+        if words and words[0] in _SECTION_KINDS:
+            out.append(Section(number, words[0], words[1] if len(words) > 1 else ""))
+    return out
+
+
+def section_at(sections: Sequence[Section], line: int) -> Optional[Section]:
+    found = None
+    for section in sections:
+        if section.first_line > line:
+            break
+        found = section
+    return found
+
+
+_LINE_REF = re.compile(r"\[[^\]\s]*:(\d+)\]")
+_PROXY_REF = re.compile(r"(?:backend|frontend|proxy|listen)\s+'([^']+)'", re.IGNORECASE)
+_SERVER_REF = re.compile(r"'server ([^/' ]+)/")
+_FOR_PROXY = re.compile(r"for (?:frontend|backend|proxy|listen) ([^\s:'\"]+)", re.IGNORECASE)
+
+
+def proxy_apps(model: HAProxyModel) -> dict[str, set[str]]:
+    """Section name -> the app ids it serves."""
+    by_backend = {b.name: b.app_id for b in model.backends}
+    out: dict[str, set[str]] = {name: {app} for name, app in by_backend.items()}
+    for fe in model.frontends:
+        names = [r.backend for r in fe.routes] + (
+            [fe.default_backend] if fe.default_backend else []
+        )
+        out.setdefault(fe.name, set()).update(by_backend[n] for n in names if n in by_backend)
+    return out
+
+
+def blame_apps(model: HAProxyModel, text: str, errors: str) -> tuple[set[str], bool]:
+    """Map ``haproxy -c`` messages to app ids: (apps, every error line was mapped)."""
+    sections = config_sections(text)
+    lines = text.splitlines()
+    apps_by_proxy = proxy_apps(model)
+    backend_app = {b.name: b.app_id for b in model.backends}
+    blamed: set[str] = set()
+    complete = True
+    for message in errors.splitlines():
+        if "[ALERT]" not in message:
+            continue
+        found: set[str] = set()
+        for ref in _LINE_REF.findall(message):
+            number = int(ref)
+            section = section_at(sections, number)
+            if section is None or section.name not in apps_by_proxy:
+                continue
+            found |= apps_by_proxy[section.name]
+            if section.kind == "frontend" and 0 < number <= len(lines):
+                words = set(re.split(r"[\s,()]+", lines[number - 1]))
+                named = {backend_app[w] for w in words if w in backend_app}
+                if named:
+                    found = (found - apps_by_proxy[section.name]) | named
+        for pattern in (_PROXY_REF, _SERVER_REF, _FOR_PROXY):
+            for name in pattern.findall(message):
+                found |= apps_by_proxy.get(name, set())
+        if found:
+            blamed |= found
+        elif not _is_summary(message):
+            complete = False
+    return blamed, complete
+
+
+def _is_summary(message: str) -> bool:
+    summaries = (
+        "Error(s) found in configuration file",
+        "Fatal errors found in configuration",
+        "Failed to initialize server(s) addr",
+        "Some warnings were found",
+    )
+    return any(s in message for s in summaries)
+
+
+def server_line_options_default(backend: BackendSpec, server: ServerSpec) -> str:
+    options = f"weight {server.weight}"
+    if server.check and backend.health_check is not None:
+        options += " check"
+    return options
+
+
+def plan_backend(
+    backend: BackendSpec,
+    running: Sequence[ServerState],
+    options_for: ServerOptions,
+) -> tuple[list[str], list[ServerState], set[str]]:
+    """The runtime commands that bring ``running`` to ``backend``'s servers.
+
+    Returns (commands, servers to drain, names now wanted in rotation). Additions come first so
+    a backend never passes through an empty state while one server replaces another.
+    """
+    have = {s.name: s for s in running}
+    wanted = {s.name: s for s in backend.servers}
+    commands: list[str] = []
+    to_drain: list[ServerState] = []
+    ready: set[str] = set()
+    be = backend.name
+    for name, spec in sorted(wanted.items()):
+        if spec.state != "ready":
+            continue
+        ready.add(name)
+        current = have.get(name)
+        if current is None:
+            commands.append(
+                add_server_command(be, name, spec.address, spec.port, options_for(backend, spec))
+            )
+            if spec.check and backend.health_check is not None:
+                commands.append(f"enable health {be}/{name}")
+            commands.append(set_state_command(be, name, "ready"))
+            continue
+        if current.address != spec.address or current.port != spec.port:
+            commands.append(f"set server {be}/{name} addr {spec.address} port {spec.port}")
+        if current.uweight != spec.weight:
+            commands.append(f"set server {be}/{name} weight {spec.weight}")
+        if current.admin != "ready":
+            commands.append(set_state_command(be, name, "ready"))
+    for name, current in sorted(have.items()):
+        if name in ready:
+            continue
+        if current.admin == "ready":
+            commands.append(set_state_command(be, name, "drain"))
+        to_drain.append(current)
+    return commands, to_drain, ready
+
+
+# ----------------------------------------------------------------------------- the applier
+
+
+class Applier:
+    """The imperative shell between the pure model and a running HAProxy."""
+
+    def __init__(
+        self,
+        haproxy: HAProxyControl,
+        runtime: RuntimeAPI,
+        config_path: str,
+        render: Renderer,
+        *,
+        haproxy_bin: str = "haproxy",
+        validate_cmd: Optional[Sequence[str]] = None,
+        state_file: Optional[str] = None,
+        drain_timeout: float = 30.0,
+        reload_timeout: float = 30.0,
+        retry_failed_after: float = 30.0,
+        server_options: Optional[ServerOptions] = None,
+        listener_signature: Optional[Signature] = None,
+        check_ports: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.haproxy = haproxy
+        self.runtime = runtime
+        self.config_path = str(config_path)
+        self.render = render
+        self.validate_cmd = list(validate_cmd or [haproxy_bin, "-c", "-f"])
+        self.state_file = state_file
+        self.drain_timeout = drain_timeout
+        self.reload_timeout = reload_timeout
+        self.retry_failed_after = retry_failed_after
+        self.server_options = server_options or _default_server_options()
+        self.signature = listener_signature or _default_signature()
+        self.check_ports = check_ports
+        self.clock = clock
+        self.counters = ApplyCounters()
+        self.draining: dict[tuple[str, str], DrainEntry] = {}
+        self._lock = threading.RLock()
+        self._running_signature: Optional[Hashable] = None
+        self._running_binds: Optional[frozenset[tuple[str, int]]] = None
+        self._model: Optional[HAProxyModel] = None  # the last model applied (after skips)
+        self._synced: dict[str, BackendSpec] = {}  # backends whose runtime state matches
+        self._failed: Optional[tuple[str, float, str]] = None  # text, when, error
+        self._unconfirmed = False
+
+    # -- public
+
+    def apply(self, model: HAProxyModel) -> ApplyResult:
+        started = self.clock()
+        with self._lock:
+            try:
+                result = self._apply(model)
+            except RuntimeAPIError as exc:  # the fallback reload could not talk to HAProxy either
+                result = ApplyResult(False, "failed", error=str(exc))
+            duration = self.clock() - started
+            result = replace(result, duration=duration)
+            self._count(result, duration)
+            return result
+
+    def tick(self) -> int:
+        """Advance drains (the daemon calls this periodically); returns servers deleted."""
+        with self._lock:
+            if not self.draining or not self.haproxy.running():
+                return 0
+            try:
+                deleted = self._advance_drains()
+            except RuntimeAPIError as exc:
+                log.warning("drain step failed", extra={"error": str(exc)})
+                return 0
+            if deleted and self._model is not None:
+                self._rewrite_config(self._model)
+            return deleted
+
+    def write_only(self, model: HAProxyModel) -> bool:
+        """``--once``: render, validate and write the config; no HAProxy involved."""
+        with self._lock:
+            text = self.render(model)
+            ok, error = self._install(text)
+            if not ok:
+                self.counters.last_error = error
+            return ok
+
+    @property
+    def running_config(self) -> Optional[HAProxyModel]:
+        return self._model
+
+    # -- decision
+
+    def _apply(self, model: HAProxyModel) -> ApplyResult:
+        if self._unconfirmed and not self._settle_unconfirmed():
+            return ApplyResult(False, "failed", error="the previous reload is still unconfirmed")
+        if not self.haproxy.running() or self._running_signature is None:
+            return self._reload(model, first=not self.haproxy.running())
+        if self.signature(model) != self._running_signature:
+            return self._reload(model)
+        if self._needs_reload_for_servers(model):
+            return self._reload(model)
+        return self._apply_runtime(model)
+
+    def _apply_runtime(self, model: HAProxyModel, fallback: bool = True) -> ApplyResult:
+        """Servers through the runtime API, then the file rewritten to match (no reload)."""
+        try:
+            ops = self._sync_runtime(model, only_changed=True)
+            self._advance_drains()
+        except RuntimeAPIError as exc:
+            self.counters.runtime_failures += 1
+            log.warning("runtime API failed; reloading instead", extra={"error": str(exc)})
+            self._running_signature = None
+            return self._reload(model) if fallback else ApplyResult(False, "failed", error=str(exc))
+        self._model = model
+        written, error = self._rewrite_config(model)
+        if error:
+            # HAProxy refuses the file although listeners did not change: go the long way,
+            # which finds and drops the apps at fault
+            if fallback:
+                return self._reload(model)
+            return ApplyResult(False, "failed", runtime_ops=ops, error=error)
+        text = self._read_config() if written else None
+        return ApplyResult(
+            True,
+            "runtime" if ops or written else "none",
+            runtime_ops=ops,
+            config_written=written,
+            config_text=text,
+        )
+
+    def _needs_reload_for_servers(self, model: HAProxyModel) -> bool:
+        previous = {b.name: b for b in self._model.backends} if self._model else {}
+        for backend in model.backends:
+            if supports_dynamic_servers(backend):
+                continue
+            before = previous.get(backend.name)
+            known = {s.name for s in before.servers} if before else set()
+            if any(s.state == "ready" and s.name not in known for s in backend.servers):
+                return True
+        return False
+
+    # -- runtime path
+
+    def _sync_runtime(self, model: HAProxyModel, only_changed: bool) -> int:
+        backends = [b for b in model.backends if not only_changed or self._synced.get(b.name) != b]
+        if not backends:
+            return 0
+        running = self._servers_state([b.name for b in backends], everything=not only_changed)
+        commands: list[str] = []
+        drains: list[tuple[BackendSpec, ServerState]] = []
+        for backend in backends:
+            cmds, to_drain, ready = plan_backend(
+                backend, running.get(backend.name, []), self.server_options
+            )
+            commands.extend(cmds)
+            drains.extend((backend, s) for s in to_drain)
+            for name in ready:
+                self.draining.pop((backend.name, name), None)
+        if commands:
+            errors = [e for e in self.runtime.write_many(commands) if e is not None]
+            self.counters.runtime_ops += len(commands) - len(errors)
+            if errors:
+                self._synced = {}
+                raise errors[0]
+        now = self.clock()
+        tasks = {(b.name, s.name): s.task_id for b in model.backends for s in b.servers}
+        for backend, state in drains:
+            key = (backend.name, state.name)
+            if key not in self.draining:
+                self.draining[key] = DrainEntry(
+                    backend.name,
+                    state.name,
+                    state.address,
+                    state.port,
+                    state.uweight,
+                    now,
+                    tasks.get(key, ""),
+                )
+                self.counters.drains_started += 1
+        for backend in backends:
+            self._synced[backend.name] = backend
+        if commands:
+            log.info("runtime changes applied", extra={"commands": len(commands)})
+        return len(commands)
+
+    def _servers_state(
+        self, names: Sequence[str], everything: bool
+    ) -> dict[str, list[ServerState]]:
+        out: dict[str, list[ServerState]] = {}
+        if everything or len(names) > 16:
+            for state in self.runtime.show_servers_state():
+                out.setdefault(state.backend, []).append(state)
+            return out
+        answers = self.runtime.execute_many([f"show servers state {n}" for n in names])
+        for name, answer in zip(names, answers):
+            if answer.strip().startswith("Can't find backend"):
+                raise RuntimeAPIError(f"show servers state {name}", answer.strip())
+            out[name] = parse_servers_state(answer)
+        return out
+
+    def _advance_drains(self) -> int:
+        """Delete draining servers whose sessions ended (or whose time is up)."""
+        if not self.draining:
+            return 0
+        rows = parse_csv_stat(self.runtime.execute("show stat -1 4 -1"))
+        sessions = {(r["pxname"], r["svname"]): int(r.get("scur") or 0) for r in rows}
+        queued = {(r["pxname"], r["svname"]): int(r.get("qcur") or 0) for r in rows}
+        now = self.clock()
+        deleted = 0
+        for key, entry in sorted(self.draining.items()):
+            if key not in sessions:
+                del self.draining[key]  # gone already (reload, restart, someone else)
+                continue
+            timed_out = now - entry.started_at >= self.drain_timeout
+            if sessions[key] + queued.get(key, 0) > 0 and not timed_out:
+                continue
+            be, srv = key
+            commands = [set_state_command(be, srv, "maint")]
+            if timed_out and sessions[key] > 0:
+                commands.append(f"shutdown sessions server {be}/{srv}")
+            commands.append(f"del server {be}/{srv}")
+            errors = self.runtime.write_many(commands)
+            self.counters.runtime_ops += sum(1 for e in errors if e is None)
+            if errors[-1] is None:
+                del self.draining[key]
+                deleted += 1
+                self.counters.servers_deleted += 1
+                log.info("server removed", extra={"backend": be, "server": srv})
+            elif "No such server" in errors[-1].message:
+                del self.draining[key]
+            else:
+                log.debug("server not removable yet", extra={"error": errors[-1].message})
+        return deleted
+
+    def _effective(self, model: HAProxyModel) -> HAProxyModel:
+        """The model as HAProxy runs it: draining servers kept until they are deleted."""
+        backends = []
+        for backend in model.backends:
+            servers = [
+                s
+                for s in backend.servers
+                if s.state == "ready" or (backend.name, s.name) in self.draining
+            ]
+            names = {s.name for s in servers}
+            for (be, name), entry in sorted(self.draining.items()):
+                if be == backend.name and name not in names:
+                    servers.append(
+                        ServerSpec(
+                            name=name,
+                            address=entry.address,
+                            port=entry.port,
+                            task_id=entry.task_id,
+                            weight=max(entry.weight, 1),
+                            state=RENDER_SERVER_DRAIN,
+                        )
+                    )
+            servers = [
+                replace(s, state=RENDER_SERVER_DRAIN)
+                if (backend.name, s.name) in self.draining
+                else s
+                for s in servers
+            ]
+            backends.append(replace(backend, servers=tuple(sorted(servers, key=lambda s: s.name))))
+        return replace(model, backends=tuple(backends))
+
+    def _rewrite_config(self, model: HAProxyModel) -> tuple[bool, str]:
+        """Write the effective config if it changed: (written, validation error)."""
+        text = self.render(self._effective(model))
+        if text == self._read_config():
+            return False, ""
+        ok, error = self._install(text)
+        return ok, error
+
+    # -- reload path
+
+    def _reload(self, model: HAProxyModel, first: bool = False) -> ApplyResult:
+        accepted, skipped, text, candidate, error, validations = self._validated(model)
+        if candidate is None or text is None or accepted is None:
+            self.counters.validation_failures += 1
+            return ApplyResult(False, "failed", error=error, validations=validations)
+        try:
+            if skipped and self._runs_listeners_of(accepted):
+                # the apps at fault were left out and the rest has the running listeners
+                result = self._apply_runtime(accepted, fallback=False)
+                if result.ok:
+                    return replace(result, skipped=skipped, validations=validations)
+            return self._swap_and_reload(accepted, skipped, text, candidate, validations, first)
+        finally:
+            if os.path.exists(candidate):
+                os.unlink(candidate)
+
+    def _runs_listeners_of(self, model: HAProxyModel) -> bool:
+        return (
+            self.haproxy.running()
+            and self._running_signature is not None
+            and self.signature(model) == self._running_signature
+            and not self._needs_reload_for_servers(model)
+        )
+
+    def _swap_and_reload(
+        self,
+        model: HAProxyModel,
+        skipped: tuple[SkippedApp, ...],
+        text: str,
+        candidate: str,
+        validations: int,
+        first: bool,
+    ) -> ApplyResult:
+        running = self.haproxy.running()
+        failed = self._failed
+        if failed and failed[0] == text and self.clock() - failed[1] < self.retry_failed_after:
+            return ApplyResult(
+                False,
+                "failed",
+                skipped=skipped,
+                validations=validations,
+                error=f"this config failed to load recently: {failed[2]}",
+            )
+        problems = self._new_port_problems(model, running)
+        if problems:
+            self.counters.refused_ports += 1
+            return ApplyResult(
+                False,
+                "failed",
+                skipped=skipped,
+                validations=validations,
+                error="not reloading, new listeners cannot bind: " + "; ".join(problems),
+            )
+        previous_text = self._read_config()
+        if running:
+            self._dump_server_state()
+        os.replace(candidate, self.config_path)
+        if not running:
+            started = self.haproxy.ensure_started(self.reload_timeout)
+            if started:
+                return self._loaded(model, skipped, text, validations, started=True)
+        result = self.haproxy.reload(self.reload_timeout)
+        if result.ok:
+            self.counters.old_workers = result.old_workers
+            return self._loaded(model, skipped, text, validations, new_pid=result.new_pid)
+        if "not confirmed" in result.message:
+            self._unconfirmed = True
+        self._failed = (text, self.clock(), result.message)
+        if previous_text is not None:
+            self._write_atomically(previous_text)  # a restart must load what actually runs
+        return ApplyResult(
+            False,
+            "failed",
+            skipped=skipped,
+            validations=validations,
+            error=f"reload failed: {result.message}",
+        )
+
+    def _loaded(
+        self,
+        model: HAProxyModel,
+        skipped: tuple[SkippedApp, ...],
+        text: str,
+        validations: int,
+        started: bool = False,
+        new_pid: Optional[int] = None,
+    ) -> ApplyResult:
+        """HAProxy runs ``text`` now: remember it and converge the runtime state to the model."""
+        self._running_signature = self.signature(model)
+        self._running_binds = model_binds(model)
+        self._model = model
+        self._synced = {}
+        self._failed = None
+        ops = 0
+        try:
+            # the server-state file may have restored a drain/maint the model no longer wants
+            ops = self._sync_runtime(model, only_changed=False)
+            self._advance_drains()
+            self._rewrite_config(model)
+        except RuntimeAPIError as exc:
+            log.warning("runtime sync after reload failed", extra={"error": str(exc)})
+            self._synced = {}
+        return ApplyResult(
+            True,
+            "start" if started else "reload",
+            reloaded=not started,
+            started=started,
+            runtime_ops=ops,
+            config_written=True,
+            skipped=skipped,
+            new_worker_pid=new_pid,
+            validations=validations,
+            config_text=self._read_config() or text,
+        )
+
+    def _settle_unconfirmed(self) -> bool:
+        status = self.haproxy.proc_status()
+        if status is None:
+            return False
+        self._unconfirmed = False
+        self._running_signature = None  # unknown outcome: converge with a fresh reload
+        return True
+
+    def _new_port_problems(self, model: HAProxyModel, running: bool) -> list[str]:
+        if not self.check_ports:
+            return []
+        current = self._running_binds if running else frozenset()
+        if current is None:
+            current = binds_in_config(self._read_config() or "")
+        problems = []
+        for host, port in sorted(model_binds(model) - current):
+            problem = port_problem(host, port)
+            if problem:
+                problems.append(problem)
+        return problems
+
+    def _dump_server_state(self) -> None:
+        if not self.state_file:
+            return
+        try:
+            text = self.runtime.servers_state_text()
+        except RuntimeAPIError as exc:
+            log.warning("server state not saved before reload", extra={"error": str(exc)})
+            return
+        _write_file_atomically(self.state_file, text)
+
+    # -- validation and bad apps
+
+    def _validated(
+        self, model: HAProxyModel
+    ) -> tuple[
+        Optional[HAProxyModel], tuple[SkippedApp, ...], Optional[str], Optional[str], str, int
+    ]:
+        """Render and ``haproxy -c`` the model, dropping apps HAProxy refuses.
+
+        Returns (accepted model, skipped apps, text, candidate path, first error, validations).
+        """
+        budget = _Budget(MAX_VALIDATIONS)
+        text = self.render(self._effective(model))
+        candidate, error = self._check_text(text, budget)
+        if candidate is not None:
+            return model, (), text, candidate, "", budget.used
+        first_error = error
+        log.warning("haproxy refused the config", extra={"error": error[:2000]})
+        current = model
+        dropped: set[str] = set()
+        for _ in range(MAX_MAPPING_ROUNDS):
+            blamed, _complete = blame_apps(current, text, error)
+            blamed &= set(apps_of(current))
+            if not blamed:
+                break
+            dropped |= blamed
+            current = without_apps(current, blamed)
+            text = self.render(self._effective(current))
+            candidate, error = self._check_text(text, budget)
+            if candidate is not None:
+                return self._with_skips(model, dropped, first_error, text, candidate, budget)
+        bad = self._bisect(current, budget)
+        if bad:
+            dropped |= bad
+            current = without_apps(current, bad)
+            text = self.render(self._effective(current))
+            candidate, error = self._check_text(text, budget)
+            if candidate is not None:
+                return self._with_skips(model, dropped, first_error, text, candidate, budget)
+        self.counters.last_error = first_error
+        return None, (), None, None, first_error, budget.used
+
+    def _with_skips(
+        self,
+        model: HAProxyModel,
+        dropped: set[str],
+        error: str,
+        text: str,
+        candidate: str,
+        budget: _Budget,
+    ) -> tuple[HAProxyModel, tuple[SkippedApp, ...], str, str, str, int]:
+        reason = "haproxy refused its configuration: " + _first_alert(error)
+        skipped = tuple(SkippedApp(app_id=a, reason=reason) for a in sorted(dropped))
+        accepted = without_apps(model, dropped)
+        accepted = replace(accepted, skipped=accepted.skipped + skipped)
+        self.counters.skipped_apps += len(skipped)
+        log.warning("apps left out of the config", extra={"apps": sorted(dropped)})
+        return accepted, skipped, text, candidate, error, budget.used
+
+    def _bisect(self, model: HAProxyModel, budget: _Budget) -> set[str]:
+        """Apps whose config HAProxy refuses, by halving (each probe is one ``haproxy -c``)."""
+        apps = apps_of(model)
+        if not apps or not self._probe(only_apps(model, []), budget):
+            return set()  # even without apps the config fails: not an app's fault
+
+        def search(group: list[str]) -> set[str]:
+            if len(group) == 1:
+                return set(group)
+            half = len(group) // 2
+            found: set[str] = set()
+            for part in (group[:half], group[half:]):
+                if budget.left() <= 0:
+                    return found
+                if not self._probe(only_apps(model, part), budget):
+                    found |= search(part)
+            return found
+
+        return search(apps)
+
+    def _probe(self, model: HAProxyModel, budget: _Budget) -> bool:
+        candidate, _ = self._check_text(self.render(self._effective(model)), budget)
+        if candidate is not None:
+            os.unlink(candidate)
+            return True
+        return False
+
+    def _check_text(self, text: str, budget: _Budget) -> tuple[Optional[str], str]:
+        """Write a candidate and validate it: (candidate path, "") or (None, error text)."""
+        if budget.left() <= 0:
+            return None, "validation budget exhausted"
+        budget.used += 1
+        self.counters.validations += 1
+        candidate = self._write_candidate(text)
+        ok, error = self._validate(candidate)
+        if ok:
+            return candidate, ""
+        os.unlink(candidate)
+        return None, error
+
+    def _validate(self, path: str) -> tuple[bool, str]:
+        try:
+            proc = subprocess.run(
+                [*self.validate_cmd, path],
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"cannot run {self.validate_cmd[0]}: {exc}"
+        output = (proc.stderr + proc.stdout).decode("utf-8", "replace")
+        if proc.returncode != 0:
+            return False, output.strip() or f"exit status {proc.returncode}"
+        return True, ""
+
+    def _install(self, text: str) -> tuple[bool, str]:
+        """Validate ``text`` and rename it into place (no reload)."""
+        candidate, error = self._check_text(text, _Budget(1))
+        if candidate is None:
+            self.counters.validation_failures += 1
+            self.counters.last_error = error
+            return False, error
+        os.replace(candidate, self.config_path)
+        self.counters.config_writes += 1
+        return True, ""
+
+    # -- files
+
+    def _write_candidate(self, text: str) -> str:
+        directory = os.path.dirname(os.path.abspath(self.config_path))
+        base = os.path.basename(self.config_path)
+        fd, path = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(path, self._config_mode())
+        return path
+
+    def _config_mode(self) -> int:
+        try:
+            return os.stat(self.config_path).st_mode & 0o777
+        except OSError:
+            return 0o644
+
+    def _write_atomically(self, text: str) -> None:
+        candidate = self._write_candidate(text)
+        os.replace(candidate, self.config_path)
+
+    def _read_config(self) -> Optional[str]:
+        try:
+            with open(self.config_path, encoding="utf-8") as fh:
+                return fh.read()
+        except OSError:
+            return None
+
+    # -- bookkeeping
+
+    def _count(self, result: ApplyResult, duration: float) -> None:
+        c = self.counters
+        c.applies += 1
+        c.last_apply_seconds = duration
+        if result.reloaded:
+            c.reloads += 1
+        if result.started:
+            c.starts += 1
+        if not result.ok:
+            c.last_error = result.error
+            if result.error.startswith("reload failed"):
+                c.reload_failures += 1
+            log.warning("apply failed", extra={"error": result.error[:2000]})
+        if result.ok and result.skipped:
+            c.last_error = "; ".join(f"{s.app_id}: {s.reason}" for s in result.skipped)[:2000]
+
+
+@dataclass
+class _Budget:
+    limit: int
+    used: int = 0
+
+    def left(self) -> int:
+        return self.limit - self.used
+
+
+def _first_alert(error: str) -> str:
+    for line in error.splitlines():
+        if "[ALERT]" in line and not _is_summary(line):
+            return line.split(" : ", 1)[-1].strip()[:300]
+    return error.strip().splitlines()[0][:300] if error.strip() else "invalid configuration"
+
+
+def _write_file_atomically(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _default_server_options() -> ServerOptions:
+    try:
+        from sidecar import render
+    except ImportError:
+        return server_line_options_default
+    found = getattr(render, "server_line_options", None)
+    return found if callable(found) else server_line_options_default
+
+
+def _default_signature() -> Signature:
+    from sidecar import desired
+
+    found = getattr(desired, "listener_signature", None)
+    return found if callable(found) else default_listener_signature

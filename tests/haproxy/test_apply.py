@@ -1,0 +1,363 @@
+"""The Applier against the real HAProxy: runtime changes without reload, reloads for listeners,
+drains, refused reloads, bad apps found and left out, supervision, no request lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from dataclasses import replace
+from typing import Any
+
+from sidecar.desired import ServerSpec
+from sidecar.haproxy.runtime import RuntimeAPI
+
+
+def admin(kit: Any) -> RuntimeAPI:
+    return RuntimeAPI(str(kit.paths.admin_socket))
+
+
+def server_names(kit: Any, backend: str) -> list[str]:
+    return sorted(s.name for s in admin(kit).show_servers_state(backend))
+
+
+def test_first_apply_starts_and_an_unchanged_model_does_nothing(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a = backends("a")
+    port = kit.free_port()
+    model = kit.model_of(kit.service("/a", port, {"a": a}))
+    applier = make_applier()
+    first = applier.apply(model)
+    assert first.ok and first.started and first.action == "start", first.error
+    assert kit.get(port) == (200, "a")
+    mtime = os.stat(kit.paths.config).st_mtime_ns
+    pid = admin(kit).worker_pid()
+    again = applier.apply(model)
+    assert again.ok and again.action == "none" and not again.config_written
+    assert again.runtime_ops == 0 and not again.reloaded
+    assert os.stat(kit.paths.config).st_mtime_ns == mtime
+    assert admin(kit).worker_pid() == pid
+
+
+def test_servers_added_and_removed_without_reload(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b, c = backends("a"), backends("b"), backends("c")
+    port = kit.free_port()
+    be = f"be_{port}"
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    pid = admin(kit).worker_pid()
+
+    grown = applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b, "c": c})))
+    assert grown.ok and grown.action == "runtime" and not grown.reloaded, grown.error
+    assert set(kit.answers(port, 9)) == {"a", "b", "c"}
+    assert "server b 127.0.0.1" in kit.paths.config.read_text()  # the file follows
+
+    shrunk = applier.apply(kit.model_of(kit.service("/a", port, {"c": c})))
+    assert shrunk.ok and not shrunk.reloaded, shrunk.error
+    kit.wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["c"], what="deleted")
+    assert set(kit.answers(port, 6)) == {"c"}
+    applier.tick()
+    text = kit.paths.config.read_text()
+    assert "server a " not in text and "server b " not in text and "server c " in text
+    assert admin(kit).worker_pid() == pid
+    assert applier.counters.reloads == 0 and applier.counters.servers_deleted == 2
+    status = applier.haproxy.proc_status()
+    assert status is not None and status.reloads == 0
+
+
+def test_weight_change_through_the_runtime_api(make_applier: Any, kit: Any, backends: Any) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
+    applier = make_applier()
+    assert applier.apply(model).ok
+    heavier = kit.with_servers(
+        model,
+        f"be_{port}",
+        tuple(replace(s, weight=3) if s.name == "b" else s for s in model.backends[0].servers),
+    )
+    result = applier.apply(heavier)
+    assert result.ok and result.action == "runtime" and result.runtime_ops == 1
+    weights = {s.name: s.uweight for s in admin(kit).show_servers_state(f"be_{port}")}
+    assert weights == {"a": 1, "b": 3}
+    assert "weight 3" in kit.paths.config.read_text()
+
+
+def test_killed_task_stops_receiving_traffic_and_its_request_finishes(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    be = f"be_{port}"
+    model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
+    applier = make_applier()
+    assert applier.apply(model).ok
+    # hold one request open on b (round robin: try until b got one)
+    slow: list[tuple[int, str]] = []
+
+    def slow_request() -> None:
+        slow.append(kit.get(port, "/slow", timeout=30))
+
+    threads = []
+    while not b.slow_started.is_set():
+        t = threading.Thread(target=slow_request, daemon=True)
+        t.start()
+        threads.append(t)
+        kit.wait_until(lambda: b.slow_started.is_set() or a.slow_started.is_set(), what="slow")
+        a.release.set()
+    # Marathon says b is going (TASK_KILLING): the model keeps it with state "drain"
+    killing = tuple(
+        replace(s, state="drain") if s.name == "b" else s for s in model.backends[0].servers
+    )
+    result = applier.apply(kit.with_servers(model, be, killing))
+    assert result.ok and not result.reloaded, result.error
+    hits_before = b.hits
+    assert set(kit.answers(port, 8)) == {"a"}
+    assert b.hits == hits_before  # nothing new reached b
+    assert applier.tick() == 0 and "b" in server_names(kit, be)  # its request still runs
+    b.release.set()
+    for t in threads:
+        t.join(30)
+    assert all(status == 200 for status, _ in slow)
+    kit.wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["a"], what="b gone")
+    again = applier.apply(kit.with_servers(model, be, killing))
+    assert again.ok and again.runtime_ops == 0 and server_names(kit, be) == ["a"]
+
+
+def test_scale_down_and_up_under_load_loses_no_request(
+    make_applier: Any, kit: Any, backends: Any, traffic: Any
+) -> None:
+    servers = {name: backends(name) for name in ("a", "b", "c", "d")}
+    port = kit.free_port()
+    be = f"be_{port}"
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", port, servers))).ok
+    loops = [traffic(port), traffic(port, keep_alive=True)]
+    kit.wait_until(lambda: all(loop.total_ok() > 20 for loop in loops), what="traffic flowing")
+    for keep in (("a", "b", "c"), ("a", "b"), ("b",)):
+        result = applier.apply(kit.model_of(kit.service("/a", port, {k: servers[k] for k in keep})))
+        assert result.ok and not result.reloaded, result.error
+        kit.wait_until(
+            lambda keep=keep: applier.tick() >= 0 and server_names(kit, be) == list(keep),
+            what=f"only {keep} left",
+        )
+        marks = [loop.total_ok() for loop in loops]
+        kit.wait_until(
+            lambda marks=marks: all(lp.total_ok() > m + 20 for lp, m in zip(loops, marks)),
+            what="traffic after the change",
+        )
+    grown = applier.apply(kit.model_of(kit.service("/a", port, servers)))
+    assert grown.ok and not grown.reloaded
+    kit.wait_until(lambda: all(loop.ok["d"] > 0 for loop in loops), what="d back in rotation")
+    for loop in loops:
+        loop.stop()
+    assert [loop.failures for loop in loops] == [[], []]
+    assert applier.counters.reloads == 0
+
+
+def test_new_service_port_reloads_seamlessly(
+    make_applier: Any, kit: Any, backends: Any, traffic: Any
+) -> None:
+    a = backends("a")
+    p1, p2 = kit.free_port(), kit.free_port()
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}))).ok
+    pid = admin(kit).worker_pid()
+    loops = [traffic(p1), traffic(p1, keep_alive=True)]
+    kit.wait_until(lambda: all(loop.total_ok() > 20 for loop in loops), what="traffic flowing")
+    for _ in range(3):  # a few reloads while the load runs
+        p2 = kit.free_port()
+        result = applier.apply(
+            kit.model_of(kit.service("/a", p1, {"a": a}), kit.service("/b", p2, {"a": a}))
+        )
+        assert result.ok and result.reloaded, result.error
+        assert result.new_worker_pid not in (None, pid)
+        assert kit.get(p2) == (200, "a")
+        marks = [loop.total_ok() for loop in loops]
+        kit.wait_until(
+            lambda marks=marks: all(lp.total_ok() > m + 20 for lp, m in zip(loops, marks)),
+            what="traffic after the reload",
+        )
+    for loop in loops:
+        loop.stop()
+    assert [loop.failures for loop in loops] == [[], []]
+    assert applier.counters.reloads == 3 and admin(kit).worker_pid() != pid
+
+
+def test_taken_new_port_is_refused_and_the_old_config_keeps_serving(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a = backends("a")
+    p1 = kit.free_port()
+    old_model = kit.model_of(kit.service("/a", p1, {"a": a}))
+    applier = make_applier()
+    assert applier.apply(old_model).ok
+    pid = admin(kit).worker_pid()
+    before = kit.paths.config.read_text()
+    with socket.socket() as squatter:  # a plain listener without SO_REUSEPORT
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(8)
+        taken = squatter.getsockname()[1]
+        result = applier.apply(
+            kit.model_of(kit.service("/a", p1, {"a": a}), kit.service("/b", taken, {"a": a}))
+        )
+        assert not result.ok and not result.reloaded
+        assert f"127.0.0.1:{taken} is already in use" in result.error
+        assert kit.get(p1) == (200, "a")
+    assert applier.counters.refused_ports == 1 and "in use" in applier.counters.last_error
+    assert kit.paths.config.read_text() == before
+    assert admin(kit).worker_pid() == pid
+    assert not [p for p in kit.paths.root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_failed_reload_restores_the_file_and_keeps_serving(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a = backends("a")
+    p1 = kit.free_port()
+    applier = make_applier(check_ports=False)  # let the reload itself hit the taken port
+    assert applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}))).ok
+    pid = admin(kit).worker_pid()
+    before = kit.paths.config.read_text()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(8)
+        taken = squatter.getsockname()[1]
+        result = applier.apply(
+            kit.model_of(kit.service("/a", p1, {"a": a}), kit.service("/b", taken, {"a": a}))
+        )
+    assert not result.ok and result.error.startswith("reload failed")
+    assert applier.counters.reload_failures == 1
+    assert kit.paths.config.read_text() == before  # a restart would load what runs
+    kit.wait_until(lambda: admin(kit).worker_pid() == pid, what="old worker answering")
+    kit.wait_until(lambda: kit.get(p1) == (200, "a"), what="old port serving")
+
+
+def test_bad_backend_is_found_from_the_error_lines_and_the_rest_applied(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a = backends("a")
+    ports = [kit.free_port() for _ in range(4)]
+    good = [kit.service(f"/app{i}", p, {"a": a}) for i, p in enumerate(ports[:3])]
+    bad_fe, bad_be = kit.service("/bad", ports[3], {"a": a}, balance="no-such-algorithm")
+    applier = make_applier()
+    result = applier.apply(kit.model_of(*good, (bad_fe, bad_be)))
+    assert result.ok, result.error
+    assert [s.app_id for s in result.skipped] == ["/bad"]
+    assert "balance" in result.skipped[0].reason
+    assert result.validations == 2  # the failed one, then the one without /bad
+    for port in ports[:3]:
+        assert kit.get(port) == (200, "a")
+    assert f"be_{ports[3]}" not in kit.paths.config.read_text()
+    # the same bad app again: no reload, the skip reported again
+    again = applier.apply(kit.model_of(*good, (bad_fe, bad_be)))
+    assert again.ok and not again.reloaded and [s.app_id for s in again.skipped] == ["/bad"]
+
+
+def test_unmappable_error_is_found_by_bisection(make_applier: Any, kit: Any, backends: Any) -> None:
+    a = backends("a")
+    ports = [kit.free_port() for _ in range(5)]
+    services = [kit.service(f"/app{i}", p, {"a": a}) for i, p in enumerate(ports)]
+
+    def render(model: Any) -> str:
+        text = kit.render(model)
+        if any(b.app_id == "/app3" for b in model.backends):  # breaks the global section
+            text = text.replace("global\n", "global\n    no-such-global-keyword\n", 1)
+        return text
+
+    applier = make_applier(render=render)
+    result = applier.apply(kit.model_of(*services))
+    assert result.ok, result.error
+    assert [s.app_id for s in result.skipped] == ["/app3"]
+    assert result.validations < 2 * len(services)
+    for i, port in enumerate(ports):
+        if i != 3:
+            assert kit.get(port) == (200, "a")
+
+
+def test_config_error_of_no_app_keeps_everything(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a = backends("a")
+    p1, p2 = kit.free_port(), kit.free_port()
+    state = {"broken": False}
+
+    def render(model: Any) -> str:
+        text = kit.render(model)
+        return (
+            text.replace("defaults\n", "defaults\n    broken-keyword\n")
+            if state["broken"]
+            else text
+        )
+
+    applier = make_applier(render=render)
+    assert applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}))).ok
+    before = kit.paths.config.read_text()
+    state["broken"] = True
+    result = applier.apply(
+        kit.model_of(kit.service("/a", p1, {"a": a}), kit.service("/b", p2, {"a": a}))
+    )
+    assert not result.ok and "broken-keyword" in result.error
+    assert applier.counters.validation_failures == 1
+    assert kit.paths.config.read_text() == before
+    assert kit.get(p1) == (200, "a")
+
+
+def test_killed_master_comes_back_with_the_current_servers(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    assert (
+        applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b}))).action == "runtime"
+    )
+    proc = applier.haproxy
+    os.kill(proc.master_pid, signal.SIGKILL)
+    kit.wait_until(lambda: not proc.running(), what="master gone")
+    assert proc.restart_if_dead(timeout=30)
+    kit.wait_until(lambda: set(kit.answers(port, 6)) == {"a", "b"}, what="both servers back")
+    c = backends("c")
+    result = applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b, "c": c})))
+    assert result.ok and result.action == "runtime" and not result.reloaded
+    kit.wait_until(lambda: "c" in kit.answers(port, 6), what="c in rotation")
+
+
+def test_runtime_api_failure_falls_back_to_a_reload(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    working = applier.runtime
+    applier.runtime = RuntimeAPI(str(kit.paths.root / "run" / "gone.sock"), timeout=1)
+    result = applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b})))
+    assert result.ok and result.reloaded, result.error
+    assert applier.counters.runtime_failures >= 1
+    assert set(kit.answers(port, 6)) == {"a", "b"}
+    applier.runtime = working
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b}))).ok
+
+
+def test_new_server_with_a_drain_state_is_not_added(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
+    draining = tuple(
+        replace(s, state="drain") if s.name == "b" else s for s in model.backends[0].servers
+    )
+    result = applier.apply(kit.with_servers(model, f"be_{port}", draining))
+    assert result.ok and result.runtime_ops == 0
+    assert server_names(kit, f"be_{port}") == ["a"]
+    extra = ServerSpec(name="x", address="127.0.0.1", port=b.port, task_id="t")
+    assert extra.state == "ready"
