@@ -427,3 +427,72 @@ def test_emulator_command_serves_until_stopped(
         thread.join(30)
     assert codes == [0]
     assert calls == [{"host": "127.0.0.1", "port": 0, "run_tasks": False}]
+
+
+# --- more commands -------------------------------------------------------------------------------
+
+
+def test_diff_of_an_app_that_does_not_exist_yet(
+    marathon: MarathonEmulator, run_cli: Callable, write_app: Callable
+) -> None:
+    path = write_app(WEB)
+    result = run_cli("diff", path, "-m", marathon.url)
+    assert result.code == 1
+    assert "/demo/web" in result.out and "would be created" in result.out
+    doc = run_cli("diff", path, "-m", marathon.url, "-o", "json").json()
+    assert doc["differences"] is True and doc["apps"][0]["status"] == "new"
+    assert requests_to(marathon, "POST") == []
+
+
+def test_deploy_several_apps_from_one_yaml_file(
+    marathon: MarathonEmulator, run_cli: Callable, write_app: Callable
+) -> None:
+    apps = [{**WEB, "id": "/demo/a", "instances": 1}, {**WEB, "id": "/demo/b", "instances": 1}]
+    path = write_app(apps, "apps.yaml")
+    result = run_cli("deploy", path, "-m", marathon.url, "-o", "json")
+    assert result.code == 0, result.err
+    doc = result.json()
+    assert doc["ok"] is True and doc["waited"] is True
+    assert [(a["id"], a["action"]) for a in doc["apps"]] == [
+        ("/demo/a", "created"),
+        ("/demo/b", "created"),
+    ]
+    ports = {marathon.app(i)["portDefinitions"][0]["port"] for i in ("/demo/a", "/demo/b")}  # type: ignore[index]
+    assert len(ports) == 2 and min(ports) >= 10000
+    assert run_cli("diff", path, "-m", marathon.url).code == 0
+
+
+def test_no_wait_returns_the_deployment_id(
+    marathon: MarathonEmulator, run_cli: Callable, write_app: Callable
+) -> None:
+    result = run_cli("deploy", write_app(WEB), "-m", marathon.url, "--no-wait", "-o", "json")
+    assert result.code == 0, result.err
+    [app] = result.json()["apps"]
+    assert app["deployment_id"] and result.json()["waited"] is False
+
+
+def test_scale_rollback_and_delete_wait_for_their_deployments(
+    marathon: MarathonEmulator, run_cli: Callable, write_app: Callable
+) -> None:
+    assert run_cli("deploy", write_app({**WEB, "instances": 1}), "-m", marathon.url).code == 0
+    first_version = marathon.app("/demo/web")["version"]  # type: ignore[index]
+    assert (
+        run_cli(
+            "deploy", write_app({**WEB, "instances": 1, "cmd": "sleep 2000"}), "-m", marathon.url
+        ).code
+        == 0
+    )
+
+    scaled = run_cli("scale", "/demo/web", "3", "-m", marathon.url)
+    assert scaled.code == 0, scaled.err
+    assert "scaled /demo/web to 3" in scaled.out
+    assert marathon.app("/demo/web")["tasksRunning"] == 3  # type: ignore[index]
+
+    back = run_cli("rollback", "/demo/web", "-m", marathon.url, "-o", "json")
+    assert back.code == 0, back.err
+    assert back.json()["message"] == f"rolled back /demo/web to version {first_version}"
+    assert marathon.app("/demo/web")["cmd"] == "sleep 1000"  # type: ignore[index]
+
+    gone = run_cli("delete", "/demo/web", "-m", marathon.url)
+    assert gone.code == 0, gone.err
+    assert marathon.app("/demo/web") is None and marathon.deployments() == []

@@ -119,6 +119,9 @@ class FakeMarathon:
 
     def rollback_app(self, app_id: str, version: str, *, force: bool = False) -> Ref:
         self.calls.append(("rollback_app", (app_id, version, force)))
+        if force:  # a forced deployment supersedes the ones that lock the app
+            self.stuck.discard(app_id)
+            self.deployments = {k: d for k, d in self.deployments.items() if d["app"] != app_id}
         return self._new_deployment(app_id, {**self.apps[app_id], "version": version}, steps=1)
 
     def scale_app(self, app_id: str, instances: int, *, force: bool = False) -> Ref:
@@ -342,3 +345,73 @@ def test_rollback_helper_picks_the_previous_version() -> None:
     fake.apps["/web"]["versions"] = ["2021-01-03T00:00:00.000Z"]
     with pytest.raises(DeploymentError, match="no earlier version"):
         deploy.rollback(fake, "/web")
+
+
+def live_app(**extra: Any) -> dict:
+    return {
+        "id": "/web",
+        "cmd": "x",
+        "instances": 1,
+        "version": "2021-01-01T00:00:00.000Z",
+        "tasksRunning": 1,
+        "tasksHealthy": 0,
+        **extra,
+    }
+
+
+def test_update_uses_a_full_replace_and_records_the_previous_version() -> None:
+    fake = FakeMarathon()
+    fake.apps["/web"] = live_app()
+    result = deploy_apps(fake, [{"id": "/web", "cmd": "y", "instances": 1}], **fast())
+    [item] = result.apps
+    assert (item.action, item.previous_version) == ("updated", "2021-01-01T00:00:00.000Z")
+    assert ("update", ("/web", False, False)) in fake.calls  # partialUpdate=false, no force
+
+
+def test_unchanged_app_sends_nothing() -> None:
+    fake = FakeMarathon()
+    fake.apps["/web"] = live_app()
+    result = deploy_apps(fake, [{"id": "web", "cmd": "x"}], **fast())
+    assert [a.action for a in result.apps] == ["unchanged"]
+    assert fake.calls == []
+
+
+def test_force_is_passed_to_the_update() -> None:
+    fake = FakeMarathon()
+    fake.apps["/web"] = live_app()
+    deploy_apps(fake, [{"id": "/web", "cmd": "y"}], force=True, **fast())
+    assert ("update", ("/web", False, True)) in fake.calls
+
+
+def test_failed_update_rolls_back_to_the_previous_definition() -> None:
+    fake = FakeMarathon()
+    fake.apps["/web"] = live_app()
+    fake.stuck.add("/web")
+    with pytest.raises(DeploymentTimeout) as caught:
+        deploy_apps(
+            fake, [{"id": "/web", "cmd": "y"}], timeout=0.0, rollback_on_failure=True, **fast()
+        )
+    assert "rolled back: /web to version 2021-01-01T00:00:00.000Z" in str(caught.value)
+    assert fake.apps["/web"]["cmd"] == "x"
+
+
+def test_failed_update_whose_deployment_vanished_is_put_back_by_version() -> None:
+    fake = FakeMarathon()
+    fake.apps["/web"] = live_app()
+    fake.stuck.add("/web")
+    fake.missing_deployments = True
+    with pytest.raises(DeploymentTimeout) as caught:
+        deploy_apps(
+            fake, [{"id": "/web", "cmd": "y"}], timeout=0.0, rollback_on_failure=True, **fast()
+        )
+    assert ("rollback_app", ("/web", "2021-01-01T00:00:00.000Z", True)) in fake.calls
+    assert "rolled back" in str(caught.value)
+
+
+def test_scale_and_restart_of_a_missing_app_raise_not_found() -> None:
+    fake = FakeMarathon()
+    with pytest.raises(NotFound, match="App '/nope' does not exist"):
+        deploy.scale(fake, "nope", 2)
+    with pytest.raises(NotFound):
+        deploy.restart(fake, "/nope")
+    assert fake.calls == []
