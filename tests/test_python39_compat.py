@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = sorted(
-    p for pkg in ("marathon_bridge", "sidecar") for p in (ROOT / pkg).rglob("*.py")
-)
+MODULES = sorted(p for pkg in ("marathon_bridge", "sidecar") for p in (ROOT / pkg).rglob("*.py"))
 
 
 def test_there_are_modules_to_check() -> None:
@@ -27,7 +25,9 @@ def test_module_parses_as_python_39(path: Path) -> None:
 def test_module_postpones_annotations(path: Path) -> None:
     """PEP 604 unions and builtin generics in annotations only work on 3.9 when postponed."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    body = [
+        n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+    ]
     if not body:
         return  # an empty module (docstring only) has nothing to postpone
     futures = {
