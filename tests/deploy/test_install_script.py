@@ -167,7 +167,7 @@ def test_real_install_into_a_prefix(tmp_path: Path) -> None:
     venv = prefix / "opt" / "marathon-sidecar"
     installed = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import sidecar; print(sidecar.__file__)"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True, text=True, env=env, timeout=60, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     assert installed.stdout.strip().startswith(str(venv)), "the installed copy must be the one used"
@@ -185,7 +185,7 @@ def test_real_install_into_a_prefix(tmp_path: Path) -> None:
     probe = subprocess.run(
         [str(prefix / "usr/local/bin/marathon-sidecar-healthcheck"), "--url",
          "http://127.0.0.1:9/health", "--timeout", "2"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True, text=True, env=env, timeout=60, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert probe.returncode == 1
     assert "no answer" in probe.stdout

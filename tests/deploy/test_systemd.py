@@ -8,7 +8,6 @@ bootstrap config must let a real HAProxy start in master-worker mode with that s
 
 from __future__ import annotations
 
-import grp
 import os
 import re
 import shlex
@@ -20,7 +19,7 @@ from typing import Any, Callable
 
 import yaml
 
-from sidecar.haproxy.runtime import MasterCLI
+from sidecar.haproxy.runtime import MasterCLI, RuntimeUnavailable
 from sidecar.settings import OPTIONS, Settings, build_parser, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +88,7 @@ def exec_start_argv() -> list[str]:
 def test_sidecar_yaml_loads_with_the_sidecars_own_loader() -> None:
     settings = yaml_settings()
     assert len(settings.marathon_urls) == 3
-    assert settings.master_socket == "/run/haproxy-master.sock"
+    assert settings.master_socket == "/run/haproxy/master.sock"
     assert settings.haproxy_config_path == "/var/lib/marathon-sidecar/haproxy.cfg"
     assert settings.state_dir == "/var/lib/marathon-sidecar"
     assert settings.log_format == "json"
@@ -240,15 +239,25 @@ def test_drop_in_points_haproxy_at_the_config_the_sidecar_writes() -> None:
     assert drop_in_environment()["CONFIG"] == yaml_settings().haproxy_config_path
 
 
-def test_drop_in_master_socket_is_the_one_the_sidecar_uses_and_its_group_can_open() -> None:
+def test_drop_in_master_socket_is_the_one_the_sidecar_uses() -> None:
     path, options = master_socket_option()
     assert path == yaml_settings().master_socket
-    assert options == {"mode": "660", "group": unit_value(UNIT, "Service", "Group")}
+    assert options == {"mode": "600"}
+    # A non-root HAProxy can only create it in its own runtime directory.
+    runtime = unit_value(DROP_IN, "Service", "RuntimeDirectory")
+    assert path.startswith(f"/run/{runtime}/")
+    assert drop_in_environment()["PIDFILE"].startswith(f"/run/{runtime}/")
+
+
+def test_haproxy_runs_as_the_sidecars_account_so_its_sockets_are_the_sidecars() -> None:
+    for key in ("User", "Group"):
+        assert unit_value(DROP_IN, "Service", key) == unit_value(UNIT, "Service", key)
+    assert unit_value(DROP_IN, "Service", "AmbientCapabilities") == "CAP_NET_BIND_SERVICE"
 
 
 def test_drop_in_seeds_the_bootstrap_config_only_when_none_exists() -> None:
     pre = [v for k, v in unit_entries(DROP_IN)["Service"] if k == "ExecStartPre"]
-    copy = [shlex.split(v.lstrip("-")) for v in pre if "cp" in v]
+    copy = [shlex.split(v.lstrip("-+")) for v in pre if v.lstrip("-+").startswith("/bin/cp")]
     assert len(copy) == 1
     argv = copy[0]
     assert "--no-clobber" in argv
@@ -279,8 +288,7 @@ def test_haproxy_starts_from_the_bootstrap_config_with_the_drop_ins_master_socke
     ))  # fmt: skip
     _, options = master_socket_option()
     socket_path = tmp_path / "master.sock"
-    group = grp.getgrgid(os.getgid()).gr_name  # the drop-in's group, as this test's own group
-    master_arg = f"{socket_path},mode,{options['mode']},group,{group}"
+    master_arg = ",".join([str(socket_path)] + [f"{k},{v}" for k, v in options.items()])
     pidfile = tmp_path / "haproxy.pid"
     proc = subprocess.Popen(
         [haproxy_bin, "-W", "-f", str(config), "-p", str(pidfile), "-S", master_arg],
@@ -290,9 +298,17 @@ def test_haproxy_starts_from_the_bootstrap_config_with_the_drop_ins_master_socke
     try:
         wait_until(socket_path.exists, timeout=30)
         mode = socket_path.stat().st_mode & 0o777
-        assert mode == 0o660
+        assert mode == int(options["mode"], 8)
+        assert socket_path.stat().st_uid == os.getuid()  # the account HAProxy runs as
         master = MasterCLI(str(socket_path))
-        wait_until(lambda: len(master.show_proc().worker_pids) == 1, timeout=30)
+
+        def one_worker() -> bool:
+            try:
+                return len(master.show_proc().worker_pids) == 1
+            except RuntimeUnavailable:  # the socket file exists a moment before it accepts
+                return False
+
+        wait_until(one_worker, timeout=30)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
