@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from sidecar.desired import BackendSpec, FrontendSpec, HAProxyModel, ServerSpec, SkippedApp
 from sidecar.haproxy.process import HAProxyControl
@@ -56,15 +56,16 @@ from sidecar.haproxy.runtime import (
 
 log = logging.getLogger(__name__)
 
-# balance algorithms that accept "add server" in 2.6 (hashes only with "hash-type consistent")
+# balance algorithms that accept "add server" in 2.6; source/uri only with "hash-type consistent",
+# which sidecar.render emits for them (with another template a refused add falls back to a reload)
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 -- what an empty or "*" bind address means, never bound here
-DYNAMIC_BALANCE = frozenset({"roundrobin", "leastconn", "first", "random"})
+DYNAMIC_BALANCE = frozenset({"roundrobin", "leastconn", "first", "random", "source", "uri"})
 MAX_MAPPING_ROUNDS = 5
 MAX_VALIDATIONS = 48
 RENDER_SERVER_DRAIN = "drain"
 
 Renderer = Callable[[HAProxyModel], str]
-ServerOptions = Callable[[BackendSpec, ServerSpec], str]
+ServerOptions = Callable[[BackendSpec, ServerSpec], Union[str, Sequence[str]]]
 Signature = Callable[[HAProxyModel], Hashable]
 
 
@@ -135,9 +136,16 @@ def default_listener_signature(model: HAProxyModel) -> Hashable:
 
 
 def supports_dynamic_servers(backend: BackendSpec) -> bool:
-    """Can HAProxy 2.6 ``add server`` to this backend (dynamic algorithm, no cookie)?"""
+    """Can HAProxy 2.6 ``add server`` to this backend (a dynamic load-balancing algorithm)?
+
+    Sticky backends qualify: the renderer uses dynamic cookies, not a ``cookie`` per server.
+    """
     words = backend.balance.split()
-    return bool(words) and words[0] in DYNAMIC_BALANCE and not backend.sticky
+    return bool(words) and words[0] in DYNAMIC_BALANCE
+
+
+def options_text(options: Union[str, Sequence[str]]) -> str:
+    return options if isinstance(options, str) else " ".join(options)
 
 
 def bind_endpoints(frontend: FrontendSpec) -> list[tuple[str, int]]:
@@ -327,10 +335,7 @@ def _is_summary(message: str) -> bool:
 
 
 def server_line_options_default(backend: BackendSpec, server: ServerSpec) -> str:
-    options = f"weight {server.weight}"
-    if server.check and backend.health_check is not None:
-        options += " check"
-    return options
+    return f"weight {server.weight}" + (" check" if server.check else "")
 
 
 def plan_backend(
@@ -348,6 +353,7 @@ def plan_backend(
     commands: list[str] = []
     to_drain: list[ServerState] = []
     ready: set[str] = set()
+    added = False
     be = backend.name
     for name, spec in sorted(wanted.items()):
         if spec.state != "ready":
@@ -355,12 +361,12 @@ def plan_backend(
         ready.add(name)
         current = have.get(name)
         if current is None:
-            commands.append(
-                add_server_command(be, name, spec.address, spec.port, options_for(backend, spec))
-            )
-            if spec.check and backend.health_check is not None:
+            options = options_text(options_for(backend, spec))
+            commands.append(add_server_command(be, name, spec.address, spec.port, options))
+            if spec.check:
                 commands.append(f"enable health {be}/{name}")
             commands.append(set_state_command(be, name, "ready"))
+            added = True
             continue
         if current.address != spec.address or current.port != spec.port:
             commands.append(f"set server {be}/{name} addr {spec.address} port {spec.port}")
@@ -374,6 +380,8 @@ def plan_backend(
         if current.admin == "ready":
             commands.append(set_state_command(be, name, "drain"))
         to_drain.append(current)
+    if added and backend.sticky:
+        commands.append(f"enable dynamic-cookie backend {be}")  # cookies for the new servers
     return commands, to_drain, ready
 
 
@@ -1000,7 +1008,13 @@ def _default_server_options() -> ServerOptions:
     except ImportError:
         return server_line_options_default
     found = getattr(render, "server_line_options", None)
-    return found if callable(found) else server_line_options_default
+    if not callable(found):
+        return server_line_options_default
+
+    def joined(backend: BackendSpec, server: ServerSpec) -> str:
+        return options_text(found(backend, server))
+
+    return joined
 
 
 def _default_signature() -> Signature:

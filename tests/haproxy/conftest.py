@@ -1,5 +1,6 @@
 """Fixtures for tests against the real HAProxy: tiny named HTTP backends, a supervised HAProxy in
-tmp_path that is always stopped in teardown, a traffic loop, and a small stand-in renderer."""
+tmp_path that is always stopped in teardown, a traffic loop, and the real renderer pointed at
+tmp_path."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from typing import Callable, Optional
 
 import pytest
 
-from sidecar.desired import BackendSpec, FrontendSpec, HAProxyModel, ServerSpec
+from sidecar.desired import BackendSpec, FrontendSpec, HAProxyModel, RenderSettings, ServerSpec
 from sidecar.haproxy.process import HAProxyProcess
+from sidecar.render import render_config
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
@@ -233,50 +235,18 @@ def haproxy_process(haproxy_bin: str, hapaths: HAPaths) -> Iterator[HAProxyProce
     assert not proc.running()
 
 
+def render_settings(paths: HAPaths) -> RenderSettings:
+    return RenderSettings(
+        admin_socket=str(paths.admin_socket),
+        server_state_file=str(paths.state_file),
+        hard_stop_after="10s",
+        maxconn=2000,
+    )
+
+
 def render_for_tests(model: HAProxyModel, paths: HAPaths) -> str:
-    """A small stand-in for sidecar.render.render_config, enough for these tests."""
-    lines = [
-        "global",
-        f"    stats socket {paths.admin_socket} mode 600 level admin",
-        f"    server-state-file {paths.state_file}",
-        "    hard-stop-after 10s",
-        "    maxconn 2000",
-        "",
-        "defaults",
-        "    mode http",
-        "    timeout connect 2s",
-        "    timeout client 30s",
-        "    timeout server 30s",
-        "    timeout http-keep-alive 5s",
-        "    retries 3",
-        "    option redispatch 1",
-        "    option idle-close-on-response",
-        "    load-server-state-from-file global",
-        "",
-    ]
-    for fe in model.frontends:
-        lines.append(f"frontend {fe.name}")
-        lines.append(f"    mode {fe.mode}")
-        lines.extend(f"    bind {addr}:{fe.port}" for addr in fe.binds)
-        if fe.default_backend:
-            lines.append(f"    default_backend {fe.default_backend}")
-        lines.append("")
-    for be in model.backends:
-        lines.append(f"backend {be.name}")
-        lines.append(f"    mode {be.mode}")
-        lines.append(f"    balance {be.balance}")
-        for srv in be.servers:
-            lines.append(
-                f"    server {srv.name} {srv.address}:{srv.port} {server_options(be, srv)}"
-            )
-            if srv.state == "drain":
-                lines[-1] += " disabled"
-        lines.append("")
-    return "\n".join(lines)
-
-
-def server_options(backend: BackendSpec, server: ServerSpec) -> str:
-    return f"weight {server.weight}"
+    """The real renderer with the sockets and state file of this test's tmp_path."""
+    return render_config(model, render_settings(paths))
 
 
 def service(
@@ -347,7 +317,7 @@ def kit(hapaths: HAPaths) -> Kit:
 def make_applier(
     haproxy_process: HAProxyProcess, hapaths: HAPaths, kit: Kit
 ) -> Callable[..., object]:
-    """An Applier driving ``haproxy_process`` with the stand-in renderer (override via kwargs)."""
+    """An Applier driving ``haproxy_process`` with the real renderer (override via kwargs)."""
     from sidecar.apply import Applier
     from sidecar.haproxy.runtime import RuntimeAPI
 
@@ -356,7 +326,6 @@ def make_applier(
             "haproxy_bin": haproxy_process.haproxy_bin,
             "state_file": str(hapaths.state_file),
             "drain_timeout": 30.0,
-            "server_options": server_options,
         }
         options.update(kwargs)
         render = options.pop("render", kit.render)
