@@ -8,17 +8,25 @@ other through the service ports they declare; and both deploy on the emulator.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from marathon_bridge.cli import main as cli_main
+from marathon_bridge.client import MarathonClient
 from marathon_bridge.definitions.load import load_definitions
 from marathon_bridge.testing.emulator import MarathonEmulator
+from sidecar.desired import RenderSettings, build_model
 from sidecar.labels import parse_app_labels
+from sidecar.model import ClusterState
+from sidecar.render import render_config
 from sidecar.settings import OPTIONS, build_parser, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,14 +186,25 @@ def test_example_labels_are_all_honored() -> None:
         assert problems == [], app["id"]
 
 
-def test_sidecar_and_examples_deploy_on_the_emulator(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(scope="module")
+def deployed() -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """The sidecar's app and the examples deployed on the emulator: (services listing, apps)."""
     with MarathonEmulator() as marathon:
         for path in (SIDECAR_APP, EXAMPLES / "shop.yaml"):
             code = cli_main(["deploy", "--marathon", marathon.url, "--timeout", "120", str(path)])
-            assert code == 0, capsys.readouterr()
-        capsys.readouterr()
-        assert cli_main(["services", "--marathon", marathon.url, "--output", "json"]) == 0
-        listing = json.loads(capsys.readouterr().out)
+            assert code == 0
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli_main(["services", "--marathon", marathon.url, "--output", "json"]) == 0
+        with MarathonClient(marathon.url) as client:
+            apps = client.list_apps(embed=["apps.tasks"])
+    yield json.loads(out.getvalue()), apps
+
+
+def test_sidecar_and_examples_deploy_on_the_emulator(
+    deployed: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    listing, _ = deployed
     running = {
         (entry["service_port"], entry["app_id"]): len(entry["endpoints"]) for entry in listing
     }
@@ -195,3 +214,24 @@ def test_sidecar_and_examples_deploy_on_the_emulator(capsys: pytest.CaptureFixtu
         (10001, "/shop/api"): 3,
         (10002, "/shop/db"): 1,
     }
+
+
+def test_examples_render_to_a_config_haproxy_accepts(
+    deployed: tuple[list[dict[str, Any]], list[dict[str, Any]]], haproxy_bin: str, tmp_path: Path
+) -> None:
+    _, apps = deployed
+    settings = RenderSettings(
+        vhost_port=18080,
+        reserved_ports=(9090,),
+        admin_socket=str(tmp_path / "admin.sock"),
+        server_state_file=str(tmp_path / "server-state"),
+    )
+    model = build_model(ClusterState.from_apps(apps), settings, frozenset(), {}.get)
+    ports = sorted(frontend.port for frontend in model.frontends)
+    assert ports == [10000, 10001, 10002, 18080]  # not 9090: the sidecar's own port
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render_config(model, settings), encoding="utf-8")
+    result = subprocess.run(
+        [haproxy_bin, "-c", "-f", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
