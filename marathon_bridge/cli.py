@@ -455,10 +455,10 @@ def cmd_deploy(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> 
     if io.json:
         io.result(output.to_json({"ok": True, "waited": result.waited, "apps": apps}))
     else:
-        done = "deployed" if result.waited else "submitted"
+        state = "finished" if result.waited else "started"
         for a in result.apps:
-            ref = f" (deployment {a.deployment_id})" if a.deployment_id else ""
-            io.result(f"{a.app_id}: {a.action}{ref}{', ' + done if a.deployment_id else ''}\n")
+            ref = f" (deployment {a.deployment_id} {state})" if a.deployment_id else ""
+            io.result(f"{a.app_id}: {a.action}{ref}\n")
     return EXIT_OK
 
 

@@ -35,6 +35,7 @@ from marathon_bridge.errors import (
     DeploymentTimeout,
     MarathonError,
     NotFound,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -289,32 +290,47 @@ def wait_for_deployments(
     """Poll until every target's deployment is gone and its app looks as expected.
 
     Raises :class:`DeploymentTimeout` (naming the unfinished deployments) when ``timeout`` passes,
-    :class:`DeploymentError` when a deployment ended without the expected result.
+    :class:`DeploymentError` when a deployment ended without the expected result. A Marathon
+    that is briefly unreachable (``Unavailable``: a leader election, a restart) does not end the
+    wait; other Marathon errors are raised.
     """
     deadline = clock() + timeout
     pending = list(targets)
     last_seen: dict[str, DeployProgress] = {}
     while pending:
-        deployments = client.list_deployments()
-        still: list[WaitTarget] = []
-        for target in pending:
-            deployment = find_deployment(deployments, target.deployment_id)
-            app = _get_app_or_none(client, target.app_id)
-            _report(progress, last_seen, compute_progress(target, deployment, app))
-            if deployment is not None:
-                still.append(target)
-                continue
-            problem = outcome_problem(target, app)
-            if problem:
-                raise DeploymentError(
-                    problem, deployment_id=target.deployment_id, app_ids=[target.app_id]
-                )
-        pending = still
+        try:
+            pending = _poll_once(client, pending, progress, last_seen)
+        except Unavailable as error:
+            log.warning("Marathon unavailable while waiting", extra={"error": str(error)})
         if not pending:
             return
         if clock() >= deadline:
             raise _timeout_error(pending, last_seen, timeout)
         sleep(poll_interval)
+
+
+def _poll_once(
+    client: DeployClient,
+    pending: Sequence[WaitTarget],
+    progress: Optional[ProgressCallback],
+    last_seen: dict[str, DeployProgress],
+) -> list[WaitTarget]:
+    """One look at ``/v2/deployments`` and the apps; returns the targets still running."""
+    deployments = client.list_deployments()
+    still: list[WaitTarget] = []
+    for target in pending:
+        deployment = find_deployment(deployments, target.deployment_id)
+        app = _get_app_or_none(client, target.app_id)
+        _report(progress, last_seen, compute_progress(target, deployment, app))
+        if deployment is not None:
+            still.append(target)
+            continue
+        problem = outcome_problem(target, app)
+        if problem:
+            raise DeploymentError(
+                problem, deployment_id=target.deployment_id, app_ids=[target.app_id]
+            )
+    return still
 
 
 def wait_for_deployment(

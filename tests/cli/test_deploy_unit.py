@@ -25,7 +25,13 @@ from marathon_bridge.deploy import (
     previous_version,
     wait_for_deployments,
 )
-from marathon_bridge.errors import Conflict, DeploymentError, DeploymentTimeout, NotFound
+from marathon_bridge.errors import (
+    Conflict,
+    DeploymentError,
+    DeploymentTimeout,
+    NotFound,
+    Unavailable,
+)
 
 
 @dataclass(frozen=True)
@@ -415,3 +421,22 @@ def test_scale_and_restart_of_a_missing_app_raise_not_found() -> None:
     with pytest.raises(NotFound):
         deploy.restart(fake, "/nope")
     assert fake.calls == []
+
+
+def test_waiting_survives_a_briefly_unavailable_marathon() -> None:
+    fake = FakeMarathon()
+    fake.create_app({"id": "/web", "cmd": "x"})
+    real_list = fake.list_deployments
+    failures = [Unavailable("no Marathon answered", status=503)] * 2
+
+    def flaky() -> list[dict]:
+        if failures:
+            raise failures.pop()
+        return real_list()
+
+    fake.list_deployments = flaky  # type: ignore[method-assign]
+    clock = FakeClock()
+    wait_for_deployments(
+        fake, [WaitTarget("dep-1", "/web")], timeout=60, clock=clock, sleep=clock.sleep
+    )
+    assert failures == [] and "dep-1" not in fake.deployments
