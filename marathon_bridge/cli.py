@@ -88,8 +88,8 @@ def _global_options(*, with_timeout: bool) -> argparse.ArgumentParser:
         f"default {DEFAULT_MARATHON})",
     )
     g.add_argument("--user", default=s, help=f"basic auth user (env {ENV_USER})")
-    g.add_argument("--password", default=s, help=f"basic auth password (env {ENV_PASSWORD})")
-    g.add_argument("--token", default=s, help=f"DC/OS auth token (env {ENV_TOKEN})")
+    g.add_argument("--password", default=s, help=f"basic auth password (prefer env {ENV_PASSWORD})")
+    g.add_argument("--token", default=s, help=f"DC/OS auth token (prefer env {ENV_TOKEN})")
     g.add_argument("--ca-bundle", default=s, metavar="PATH", help="CA bundle to verify TLS with")
     g.add_argument(
         "--insecure",
@@ -101,7 +101,7 @@ def _global_options(*, with_timeout: bool) -> argparse.ArgumentParser:
         g.add_argument(
             "--timeout",
             dest="http_timeout",
-            type=_positive_float,
+            type=_http_timeout,
             default=s,
             metavar="S",
             help=f"HTTP timeout in seconds (default {DEFAULT_HTTP_TIMEOUT:g})",
@@ -109,7 +109,7 @@ def _global_options(*, with_timeout: bool) -> argparse.ArgumentParser:
     g.add_argument(
         "--request-timeout",
         dest="http_timeout",
-        type=_positive_float,
+        type=_http_timeout,
         default=s,
         metavar="S",
         help="HTTP timeout in seconds (also valid after deploy)",
@@ -139,6 +139,13 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _http_timeout(text: str) -> float:
+    value = _positive_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
     return value
 
 
@@ -625,6 +632,20 @@ def marathon_error_text(error: MarathonError) -> str:
     return "\n".join(lines)
 
 
+def marathon_error_json(error: MarathonError) -> dict[str, Any]:
+    """The error as data: Marathon's message, status, issues and locking deployments."""
+    data: dict[str, Any] = {
+        "type": type(error).__name__,
+        "message": error.message,
+        "status": error.status,
+    }
+    if isinstance(error, Invalid):
+        data["issues"] = output.issues_json(error.issues)
+    if isinstance(error, Conflict):
+        data["deployment_ids"] = error.deployment_ids
+    return data
+
+
 def _configure_logging(verbose: bool, err: TextIO) -> None:
     root = logging.getLogger("marathon_bridge")
     for handler in list(root.handlers):
@@ -667,6 +688,8 @@ def main(
             io.error(output.issue_text(issue))
         return EXIT_USAGE
     except MarathonError as error:
+        if io.json:
+            io.result(output.to_json({"ok": False, "error": marathon_error_json(error)}))
         io.error(marathon_error_text(error))
         return EXIT_MARATHON
     except DeploymentError as error:

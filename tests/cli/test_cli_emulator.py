@@ -496,3 +496,12 @@ def test_scale_rollback_and_delete_wait_for_their_deployments(
     gone = run_cli("delete", "/demo/web", "-m", marathon.url)
     assert gone.code == 0, gone.err
     assert marathon.app("/demo/web") is None and marathon.deployments() == []
+
+
+def test_json_output_of_a_marathon_error(marathon: MarathonEmulator, run_cli: Callable) -> None:
+    result = run_cli("scale", "/missing", "2", "-m", marathon.url, "-o", "json")
+    assert result.code == 3
+    assert result.json() == {
+        "ok": False,
+        "error": {"type": "NotFound", "message": "App '/missing' does not exist", "status": 404},
+    }

@@ -68,6 +68,8 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scale", "/x", "many"], environ={}) == EXIT_USAGE
     assert main(["scale", "/x", "-1"], environ={}) == EXIT_USAGE
     assert main(["apps", "--output", "xml"], environ={}) == EXIT_USAGE
+    assert main(["apps", "--timeout", "0"], environ={}) == EXIT_USAGE
+    assert main(["deploy", "a.json", "--timeout", "-5"], environ={}) == EXIT_USAGE
     assert main([], environ={}) == EXIT_USAGE
     assert "usage:" in capsys.readouterr().err
 
