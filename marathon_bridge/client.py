@@ -142,6 +142,12 @@ def strip_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
 def _userinfo_auth(url: str) -> Optional[BasicAuth]:
     parts = urlsplit(url)
     if parts.username is None:
@@ -436,7 +442,11 @@ class MarathonClient:
                 header = str(deployments[0].get("id") or "")
         if not header:
             raise MarathonError(
-                "Marathon's answer names no deployment", status=response.status_code, body=body
+                "Marathon's answer names no deployment",
+                status=response.status_code,
+                method="POST",
+                url=response.url,
+                body=body,
             )
         version = body.get("version", "") if isinstance(body, dict) else ""
         return body, DeploymentRef(header, str(version or ""))
@@ -704,9 +714,14 @@ class MarathonClient:
         timeout: tuple[float, float],
         *,
         stream: bool = False,
+        trust_redirects: bool = False,
     ) -> requests.Response:
-        """One request; GET/HEAD redirects are followed here, re-sending the credentials
-        (except from https to http), so a standby's 302 to the leader keeps the auth."""
+        """One request; GET/HEAD redirects are followed here (other methods get the 3xx).
+
+        The credentials go along to the same origin and to the configured Marathon URLs, and
+        with ``trust_redirects`` (the event stream: a standby's 302 names the leader) to any
+        target -- never from https down to http.
+        """
         response = self._session.request(
             method,
             url,
@@ -721,18 +736,19 @@ class MarathonClient:
         )
         hops = 0
         while response.is_redirect and method in ("GET", "HEAD") and hops < _MAX_REDIRECTS:
-            target = strip_userinfo(urljoin(response.url, response.headers["Location"]))
-            downgrade = response.url.startswith("https:") and target.startswith("http:")
+            source = response.url
+            target = strip_userinfo(urljoin(source, response.headers["Location"]))
             response.close()
+            send_auth = self._may_send_auth(source, target, trust_redirects)
             log.info(
                 "following a redirect",
-                extra={"marathon_url": strip_userinfo(response.url), "location": target},
+                extra={"marathon_url": source, "location": target, "with_auth": send_auth},
             )
             response = self._session.request(
                 method,
                 target,
                 headers=dict(headers),
-                auth=None if downgrade else self._auth_hook,
+                auth=self._auth_hook if send_auth else None,
                 timeout=timeout,
                 verify=self.verify,
                 allow_redirects=False,
@@ -740,6 +756,17 @@ class MarathonClient:
             )
             hops += 1
         return response
+
+    def _may_send_auth(self, source: str, target: str, trust_redirects: bool) -> bool:
+        """May the credentials follow a redirect from ``source`` to ``target``?"""
+        if source.startswith("https:") and not target.startswith("https:"):
+            return False
+        origin = _origin(target)
+        return (
+            trust_redirects
+            or origin == _origin(source)
+            or any(origin == _origin(base) for base in self.urls)
+        )
 
     def _open_event_stream(
         self, params: Sequence[tuple[str, str]], read_timeout: float
@@ -751,12 +778,15 @@ class MarathonClient:
         for base in self.urls:
             url = base + "/v2/events"
             try:
-                response = self._send("GET", url, params, None, headers, timeout, stream=True)
+                response = self._send(
+                    "GET", url, params, None, headers, timeout, stream=True, trust_redirects=True
+                )
             except requests.RequestException as exc:
                 failures.append((base, Unavailable(_describe(exc), method="GET", url=url)))
                 continue
             content_type = response.headers.get("Content-Type", "")
-            if response.status_code == 200 and content_type.lower().startswith(_SSE):
+            is_sse = not content_type or content_type.lower().startswith(_SSE)
+            if response.status_code == 200 and is_sse:
                 self._prefer(base)
                 return response
             error: MarathonError

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import http
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import pytest
 import requests
 import requests.adapters
 from requests.structures import CaseInsensitiveDict
+
+DATA = Path(__file__).resolve().parent / "data"
+TLS_CERT = str(DATA / "loopback.cert.pem")  # self-signed for 127.0.0.1 and localhost, 2000-2100
+TLS_KEY = str(DATA / "loopback.key.pem")  # test-only key
+
+
+@pytest.fixture
+def tls_ca_bundle() -> str:
+    """Path of the CA bundle that trusts the loopback TLS servers' certificate."""
+    return TLS_CERT
+
 
 # ---------------------------------------------------------------------------------------------
 # polling
@@ -141,7 +154,8 @@ class LoopbackServer:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        scheme = "https" if isinstance(self.server.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://{host}:{port}"
 
     @property
     def port(self) -> int:
@@ -191,9 +205,13 @@ def loopback() -> Iterator[Callable[[Respond], LoopbackServer]]:
     """``loopback(respond) -> LoopbackServer``: start a real HTTP server; all stop at teardown."""
     started: list[LoopbackServer] = []
 
-    def start(respond: Respond) -> LoopbackServer:
+    def start(respond: Respond, tls: bool = False) -> LoopbackServer:
         state: dict[str, Any] = {"respond": respond}
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(state))
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(TLS_CERT, TLS_KEY)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         server.daemon_threads = True
         thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         loop = LoopbackServer(server=server, thread=thread)

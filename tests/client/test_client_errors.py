@@ -477,6 +477,33 @@ def test_auth_headers(make_client: Any) -> None:
     assert adapter.requests[-1].headers["Authorization"] == "token=tok.en"
 
 
+def test_get_redirects_carry_credentials_only_to_known_origins(make_client: Any) -> None:
+    def handler(request: requests.PreparedRequest) -> Any:
+        where = (host(request), urlsplit(request.url or "").path)
+        redirects = {
+            ("a.test:8080", "/v2/info"): A + "/v2/info/",  # same origin
+            ("a.test:8080", "/v2/leader"): B + "/v2/leader",  # another configured Marathon
+            ("a.test:8080", "/v2/queue"): "http://elsewhere.test/v2/queue",  # unknown host
+        }
+        if where in redirects:
+            return (302, b"", {"Location": redirects[where]})
+        return (200, b'{"leader": "x", "queue": []}', {})
+
+    client, adapter = make_client(handler, urls=[A, B], auth=TokenAuth("t0k"))
+    client.get_info()
+    client.get_leader()
+    client.get_queue()
+    sent = [(host(r), r.headers.get("Authorization")) for r in adapter.requests]
+    assert sent == [
+        ("a.test:8080", "token=t0k"),
+        ("a.test:8080", "token=t0k"),
+        ("a.test:8080", "token=t0k"),
+        ("b.test:8080", "token=t0k"),
+        ("a.test:8080", "token=t0k"),
+        ("elsewhere.test", None),
+    ]
+
+
 def test_credentials_never_show_in_repr_errors_or_logs(
     make_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
 import pytest
+from urllib3.exceptions import InsecureRequestWarning
 
 from marathon_bridge.client import BasicAuth, DeploymentRef, MarathonClient, TokenAuth
 from marathon_bridge.errors import NotFound, Unavailable
@@ -113,3 +115,20 @@ def test_a_refused_post_goes_to_the_next_url(
         _, ref = client.create_app({"id": "/x"})
     assert ref.deployment_id == "dep-1"
     assert len(good.received) == 1
+
+
+def test_tls_verifies_against_a_ca_bundle_by_default_and_can_opt_out(
+    loopback: Any, reply_json: Any, tls_ca_bundle: str
+) -> None:
+    server = loopback(marathon_like(reply_json), tls=True)
+    assert server.url.startswith("https://127.0.0.1:")
+    with MarathonClient(server.url, verify=tls_ca_bundle) as client:
+        assert client.get_leader() == "127.0.0.1:8080"
+    with MarathonClient(server.url, retries=0) as client, pytest.raises(Unavailable) as info:
+        client.get_leader()
+    assert "TLS error" in info.value.message
+    assert "certificate verify failed" in info.value.message
+    with MarathonClient(server.url, verify=False) as client, warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        assert client.get_leader() == "127.0.0.1:8080"
+    assert len(server.received) == 2
