@@ -22,8 +22,9 @@ __all__ = ["dumps", "loads"]
 def loads(data: Union[bytes, bytearray, memoryview, str]) -> Any:
     """Parse a JSON document from ``bytes`` or ``str``.
 
-    orjson refuses a few inputs the standard library accepts (integers beyond 64 bits,
-    ``NaN``); those are parsed again with :mod:`json`, so both give the same result.
+    What orjson refuses but the standard library accepts (``NaN``, ``Infinity``) is parsed
+    again with :mod:`json`. One difference remains: orjson reads integers beyond 64 bits as
+    floats (Marathon never sends such numbers).
     """
     if _orjson is not None:
         try:

@@ -371,3 +371,36 @@ def test_last_activity_follows_received_bytes(
     server.send(b"\r\n")
     wait_until(lambda: stream.heartbeats == 1)
     assert stream.last_activity > before
+
+
+def test_setting_stop_ends_iteration_at_the_next_read(
+    sse_server: Any, consume: Any, wait_until: Any
+) -> None:
+    server = sse_server()
+    stop = threading.Event()
+    stream = MarathonClient(server.url).event_stream(read_timeout=300.0, stop=stop)
+    consumer = consume(stream)
+    wait_until(lambda: consumer.events)
+    stop.set()
+    server.send(b"\r\n")
+    consumer.thread.join(timeout=15)
+    assert not consumer.thread.is_alive()
+    assert stream.closed
+
+
+def test_a_failed_resync_drops_the_connection_and_tries_again(
+    sse_server: Any, consume: Any, wait_until: Any
+) -> None:
+    server = sse_server()
+    outcomes = [Unavailable("snapshot failed")]
+
+    def on_connect() -> None:
+        if outcomes:
+            raise outcomes.pop()
+
+    stream = MarathonClient(server.url, backoff=0.01).event_stream(on_connect=on_connect)
+    consumer = consume(stream)
+    wait_until(lambda: consumer.events)
+    assert stream.connects == 2
+    assert len(server.connections) == 2
+    assert consumer.error is None
