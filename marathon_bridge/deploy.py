@@ -10,6 +10,10 @@ How an app is sent:
   (the file with Marathon's defaults filled), so after a deploy ``diff`` finds nothing. A partial
   update would keep fields that were deleted from the file and ``diff`` would never settle.
 
+What is sent is the definition as written, unknown fields included, minus the read-only fields
+Marathon writes (``version``, ``tasks``, counts, ...; see :data:`READ_ONLY_FIELDS`), so that a
+file saved from ``GET /v2/apps/{id}`` deploys as it is.
+
 Following a deployment: its id comes from the ``Marathon-Deployment-Id`` header (or the body);
 ``GET /v2/deployments`` is polled until the id disappears. Marathon drops a deployment both when it
 succeeds and when it is cancelled (by a forced deployment, a rollback or a delete), so the app's
@@ -30,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Protocol
 
+from marathon_bridge.definitions import diff_apps
 from marathon_bridge.errors import (
     DeploymentError,
     DeploymentTimeout,
@@ -53,6 +58,23 @@ EXPECT_GONE = "gone"
 EXPECT_ANY = "any"
 
 MIN_ROLLBACK_TIMEOUT = 30.0
+
+# What Marathon writes and never reads back. A file saved from ``GET /v2/apps/{id}`` carries
+# them; sending ``version`` with other fields is even refused (it means "roll back").
+READ_ONLY_FIELDS = (
+    "version",
+    "versionInfo",
+    "tasks",
+    "tasksStaged",
+    "tasksRunning",
+    "tasksHealthy",
+    "tasksUnhealthy",
+    "deployments",
+    "lastTaskFailure",
+    "readinessCheckResults",
+    "taskStats",
+    "tasksStats",
+)
 
 
 class DeploymentRefLike(Protocol):
@@ -253,6 +275,12 @@ def previous_version(versions: Sequence[str], app: Mapping[str, Any]) -> Optiona
     return older[0] if older else None
 
 
+def request_body(app: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition as sent to Marathon: everything but :data:`READ_ONLY_FIELDS`
+    (unknown fields included: Marathon ignores them, and they are the user's to send)."""
+    return {k: v for k, v in app.items() if k not in READ_ONLY_FIELDS}
+
+
 def _tasks_text(progress: DeployProgress) -> str:
     text = f"{progress.running}/{progress.wanted} running"
     if progress.health_checked:
@@ -447,6 +475,7 @@ def deploy_apps(
 
 def _submit(client: DeployClient, app: Mapping[str, Any], *, force: bool) -> AppDeployment:
     app_id = absolute_id(str(app.get("id", "")))
+    app = request_body(app)
     live = _get_app_or_none(client, app_id)
     if live is None:
         body, ref = client.create_app(app)
@@ -464,8 +493,6 @@ def _submit(client: DeployClient, app: Mapping[str, Any], *, force: bool) -> App
 
 
 def _differs(app: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
-    from marathon_bridge.definitions import diff_apps  # the definitions part is a peer module
-
     return bool(diff_apps(app, live))
 
 

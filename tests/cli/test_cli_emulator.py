@@ -505,3 +505,17 @@ def test_json_output_of_a_marathon_error(marathon: MarathonEmulator, run_cli: Ca
         "ok": False,
         "error": {"type": "NotFound", "message": "App '/missing' does not exist", "status": 404},
     }
+
+
+def test_a_definition_saved_from_marathon_deploys_as_it_is(
+    marathon: MarathonEmulator, run_cli: Callable, write_app: Callable
+) -> None:
+    assert run_cli("deploy", write_app({**WEB, "instances": 1}), "-m", marathon.url).code == 0
+    saved = marathon.app("/demo/web")
+    assert saved is not None and saved["version"] and saved["tasks"]
+    saved["instances"] = 2
+    result = run_cli("deploy", write_app(saved, "saved.json"), "-m", marathon.url)
+    assert result.code == 0, result.err
+    [put] = requests_to(marathon, "PUT")
+    assert "version" not in put.body and "tasks" not in put.body
+    assert marathon.app("/demo/web")["tasksRunning"] == 2  # type: ignore[index]

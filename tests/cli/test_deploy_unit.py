@@ -440,3 +440,23 @@ def test_waiting_survives_a_briefly_unavailable_marathon() -> None:
         fake, [WaitTarget("dep-1", "/web")], timeout=60, clock=clock, sleep=clock.sleep
     )
     assert failures == [] and "dep-1" not in fake.deployments
+
+
+def test_request_body_drops_only_what_marathon_writes() -> None:
+    saved = {
+        "id": "/web",
+        "cmd": "x",
+        "version": "2021-01-01T00:00:00.000Z",
+        "versionInfo": {},
+        "tasks": [],
+        "tasksRunning": 1,
+        "deployments": [],
+        "x-unknown": 1,
+        "killSelection": "OLDEST_FIRST",
+    }
+    assert deploy.request_body(saved) == {
+        "id": "/web",
+        "cmd": "x",
+        "x-unknown": 1,
+        "killSelection": "OLDEST_FIRST",
+    }
