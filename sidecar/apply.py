@@ -29,6 +29,7 @@ Draining servers get no new requests: ``retries`` + ``option redispatch`` in the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -43,8 +44,9 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional, Union
 
 from sidecar.desired import BackendSpec, FrontendSpec, HAProxyModel, ServerSpec, SkippedApp
-from sidecar.haproxy.process import HAProxyControl
+from sidecar.haproxy.process import HAProxyControl, HAProxyError
 from sidecar.haproxy.runtime import (
+    ReloadResult,
     RuntimeAPI,
     RuntimeAPIError,
     ServerState,
@@ -439,7 +441,7 @@ class Applier:
         with self._lock:
             try:
                 result = self._apply(model)
-            except RuntimeAPIError as exc:  # the fallback reload could not talk to HAProxy either
+            except (RuntimeAPIError, HAProxyError) as exc:  # HAProxy cannot be reached at all
                 result = ApplyResult(False, "failed", error=str(exc))
             duration = self.clock() - started
             result = replace(result, duration=duration)
@@ -587,7 +589,9 @@ class Applier:
         """Delete draining servers whose sessions ended (or whose time is up)."""
         if not self.draining:
             return 0
-        rows = parse_csv_stat(self.runtime.execute("show stat -1 4 -1"))
+        names = sorted({be for be, _ in self.draining})
+        answers = self.runtime.execute_many([f"show stat {be} 4 -1" for be in names])
+        rows = [row for answer in answers for row in parse_csv_stat(answer)]
         sessions = {(r["pxname"], r["svname"]): int(r.get("scur") or 0) for r in rows}
         queued = {(r["pxname"], r["svname"]): int(r.get("qcur") or 0) for r in rows}
         now = self.clock()
@@ -715,11 +719,12 @@ class Applier:
         if running:
             self._dump_server_state()
         os.replace(candidate, self.config_path)
-        if not running:
-            started = self.haproxy.ensure_started(self.reload_timeout)
-            if started:
+        try:
+            if not running and self.haproxy.ensure_started(self.reload_timeout):
                 return self._loaded(model, skipped, text, validations, started=True)
-        result = self.haproxy.reload(self.reload_timeout)
+            result = self.haproxy.reload(self.reload_timeout)
+        except (RuntimeAPIError, HAProxyError) as exc:
+            result = ReloadResult(False, message=str(exc))
         if result.ok:
             self.counters.old_workers = result.old_workers
             return self._loaded(model, skipped, text, validations, new_pid=result.new_pid)
@@ -751,6 +756,7 @@ class Applier:
         self._model = model
         self._synced = {}
         self._failed = None
+        self._forget_server_state()
         ops = 0
         try:
             # the server-state file may have restored a drain/maint the model no longer wants
@@ -793,6 +799,12 @@ class Applier:
             if problem:
                 problems.append(problem)
         return problems
+
+    def _forget_server_state(self) -> None:
+        """Once loaded, the dump is stale: a later restart must not restore old admin states."""
+        if self.state_file:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.state_file)
 
     def _dump_server_state(self) -> None:
         if not self.state_file:

@@ -361,3 +361,103 @@ def test_new_server_with_a_drain_state_is_not_added(
     assert server_names(kit, f"be_{port}") == ["a"]
     extra = ServerSpec(name="x", address="127.0.0.1", port=b.port, task_id="t")
     assert extra.state == "ready"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_drain_timeout_shuts_the_last_sessions_and_deletes(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    be = f"be_{port}"
+    clock = FakeClock()
+    applier = make_applier(clock=clock, drain_timeout=5.0)
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b}))).ok
+    held: list[object] = []
+
+    def hold() -> None:
+        try:
+            held.append(kit.get(port, "/slow", timeout=30))
+        except OSError as exc:
+            held.append(exc)
+
+    threads = []
+    while not b.slow_started.is_set():  # round robin: until a request is held by b
+        t = threading.Thread(target=hold, daemon=True)
+        t.start()
+        threads.append(t)
+        kit.wait_until(lambda: b.slow_started.is_set() or a.slow_started.is_set(), what="slow")
+        a.release.set()
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    assert applier.tick() == 0 and "b" in server_names(kit, be)  # its session keeps it
+    clock.now += 5.0
+    # time is up: sessions shut, then deleted (the shutdown completes asynchronously)
+    kit.wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["a"], what="b gone")
+    for t in threads:
+        t.join(30)
+    assert applier.counters.servers_deleted == 1
+    cut = [h for h in held if isinstance(h, OSError) or (isinstance(h, tuple) and h[0] == 502)]
+    assert cut, held  # b's held request was cut when its time was up
+    assert "server b " not in kit.paths.config.read_text()
+
+
+def test_same_failed_config_is_not_retried_at_once(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a = backends("a")
+    p1 = kit.free_port()
+    applier = make_applier(check_ports=False)
+    assert applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}))).ok
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(8)
+        taken = squatter.getsockname()[1]
+        wanted = kit.model_of(kit.service("/a", p1, {"a": a}), kit.service("/b", taken, {"a": a}))
+        assert not applier.apply(wanted).ok
+        kit.wait_until(lambda: kit.get(p1) == (200, "a"), what="old port serving")
+        status = applier.haproxy.proc_status()
+        again = applier.apply(wanted)
+    assert not again.ok and "failed to load recently" in again.error
+    after = applier.haproxy.proc_status()
+    assert status is not None and after is not None and after.reloads == status.reloads
+    assert applier.counters.reload_failures == 1
+
+
+def test_checked_and_sticky_servers_added_at_runtime(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    from sidecar.desired import PassiveCheckSpec
+
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    fe, be = kit.service("/a", port, {"a": a})
+    be = replace(
+        be,
+        sticky=True,
+        passive_check=PassiveCheckSpec(),
+        servers=tuple(replace(s, check=True) for s in be.servers),
+    )
+    applier = make_applier()
+    assert applier.apply(kit.model_of((fe, be))).ok
+    pid = admin(kit).worker_pid()
+    new = ServerSpec(name="b", address="127.0.0.1", port=b.port, task_id="t.b", check=True)
+    result = applier.apply(kit.model_of((fe, replace(be, servers=(*be.servers, new)))))
+    assert result.ok and result.action == "runtime", result.error
+    rows = {r["svname"]: r for r in admin(kit).show_stat(be.name, 4)}
+    assert rows["b"]["check_status"] != ""  # the check runs (it was enabled)
+    kit.wait_until(lambda: rows_status(kit, be.name, "b").startswith("UP"), what="b UP")
+    # a client without the cookie reaches both; the cookie of b pins it to b
+    assert set(kit.answers(port, 6)) == {"a", "b"}
+    assert admin(kit).worker_pid() == pid
+
+
+def rows_status(kit: Any, backend: str, server: str) -> str:
+    rows = {r["svname"]: r for r in admin(kit).show_stat(backend, 4)}
+    return rows[server]["status"]

@@ -1,0 +1,227 @@
+"""Pure parts of sidecar.apply: error-to-app mapping (on real ``haproxy -c`` output), runtime
+plans, bind endpoints, model subsets."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+from sidecar.apply import (
+    bind_endpoints,
+    binds_in_config,
+    blame_apps,
+    config_sections,
+    default_listener_signature,
+    plan_backend,
+    port_problem,
+    supports_dynamic_servers,
+    without_apps,
+)
+from sidecar.desired import (
+    BackendSpec,
+    FrontendSpec,
+    HAProxyModel,
+    RenderSettings,
+    RouteSpec,
+    ServerSpec,
+)
+from sidecar.haproxy.runtime import CMAINT, FDRAIN, FMAINT, ServerState
+from sidecar.render import render_config
+
+
+def backend(app: str, port: int, *servers: ServerSpec, **kw: object) -> BackendSpec:
+    return BackendSpec(
+        name=f"be_{port}",
+        app_id=app,
+        service_port=port,
+        mode="http",
+        balance=str(kw.pop("balance", "roundrobin")),
+        servers=servers,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def frontend(port: int, default: str = "", routes: tuple[RouteSpec, ...] = ()) -> FrontendSpec:
+    return FrontendSpec(
+        name=f"fe_{port}",
+        port=port,
+        binds=("127.0.0.1",),
+        mode="http",
+        default_backend=default or None,
+        routes=routes,
+    )
+
+
+def srv(name: str, port: int = 9000, **kw: object) -> ServerSpec:
+    return ServerSpec(name=name, address="127.0.0.1", port=port, task_id=f"t.{name}", **kw)  # type: ignore[arg-type]
+
+
+def state(name: str, admin: int = 0, weight: int = 1, port: int = 9000) -> ServerState:
+    return ServerState(1, "be", 1, name, "127.0.0.1", 2, admin, weight, weight, 0, port)
+
+
+def haproxy_check(haproxy_bin: str, tmp_path: Path, text: str) -> str:
+    path = tmp_path / "candidate.cfg"
+    path.write_text(text)
+    proc = subprocess.run(
+        [haproxy_bin, "-c", "-f", str(path)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode != 0
+    return proc.stderr
+
+
+def model_with_bad_parts() -> HAProxyModel:
+    good = backend("/good", 8001, srv("a"))
+    bad_balance = backend("/bad-balance", 8002, srv("a"), balance="nope")
+    dup = backend("/dup", 8003, srv("a"), srv("a", 9001))
+    return HAProxyModel(
+        frontends=(
+            frontend(8001, good.name),
+            frontend(8002, bad_balance.name),
+            frontend(8003, dup.name),
+        ),
+        backends=(good, bad_balance, dup),
+    )
+
+
+def test_blame_maps_real_haproxy_errors_to_apps(haproxy_bin: str, tmp_path: Path) -> None:
+    model = model_with_bad_parts()
+    text = render_config(model, RenderSettings())
+    errors = haproxy_check(haproxy_bin, tmp_path, text)
+    blamed, complete = blame_apps(model, text, errors)
+    assert "/good" not in blamed
+    assert "/bad-balance" in blamed  # "parsing [file:LINE] : balance only supports ..."
+    assert complete
+    # the next round finds the duplicate server (reported by proxy name and line)
+    rest = without_apps(model, blamed)
+    text = render_config(rest, RenderSettings())
+    errors = haproxy_check(haproxy_bin, tmp_path, text)
+    assert blame_apps(rest, text, errors)[0] == {"/dup"}
+
+
+def test_blame_narrows_a_shared_frontend_line_to_the_backend_it_names() -> None:
+    a = backend("/a", 8001, srv("x"))
+    b = backend("/b", 8002, srv("x"))
+    shared = FrontendSpec(
+        name="fe_vhost",
+        port=80,
+        binds=("127.0.0.1",),
+        mode="http",
+        routes=(RouteSpec(a.name, ("a.example",)), RouteSpec(b.name, ("b.example",))),
+    )
+    model = HAProxyModel(frontends=(shared,), backends=(a, b))
+    text = render_config(model, RenderSettings())
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "use_backend be_8002" in t)
+    errors = f"[ALERT]    (1) : config : parsing [x.cfg:{line}] : error detected while parsing"
+    assert blame_apps(model, text, errors) == ({"/b"}, True)
+    unmapped = "[ALERT]    (1) : config : parsing [x.cfg:2] : unknown keyword 'x' in 'global'"
+    assert blame_apps(model, text, unmapped) == (set(), False)
+
+
+def test_config_sections() -> None:
+    text = "global\n    a\n\ndefaults\n    b\nfrontend fe_1\n    bind x\nbackend be_1\n    s\n"
+    assert [(s.first_line, s.kind, s.name) for s in config_sections(text)] == [
+        (1, "global", ""),
+        (4, "defaults", ""),
+        (6, "frontend", "fe_1"),
+        (8, "backend", "be_1"),
+    ]
+
+
+def test_without_apps_drops_routes_and_empty_frontends() -> None:
+    a = backend("/a", 8001, srv("x"))
+    b = backend("/b", 8002, srv("x"))
+    shared = FrontendSpec(
+        name="fe_vhost",
+        port=80,
+        binds=("127.0.0.1",),
+        mode="http",
+        routes=(RouteSpec(a.name, ("a.example",)), RouteSpec(b.name, ("b.example",))),
+    )
+    model = HAProxyModel(frontends=(shared, frontend(8001, a.name)), backends=(a, b))
+    rest = without_apps(model, ["/a"], reason="refused")
+    assert [b.app_id for b in rest.backends] == ["/b"]
+    assert [f.name for f in rest.frontends] == ["fe_vhost"]
+    assert [r.backend for r in rest.frontends[0].routes] == ["be_8002"]
+    assert [(s.app_id, s.reason) for s in rest.skipped] == [("/a", "refused")]
+    assert without_apps(model, []) is model
+
+
+def test_plan_adds_enables_and_drains() -> None:
+    be = backend("/a", 8001, srv("new", check=True), srv("same"), srv("heavier", weight=3))
+    running = [state("same"), state("heavier"), state("gone"), state("old", admin=FMAINT)]
+    commands, drains, ready = plan_backend(be, running, lambda b, s: ["weight", str(s.weight)])
+    assert commands == [
+        "set server be_8001/heavier weight 3",
+        "add server be_8001/new 127.0.0.1:9000 weight 1",
+        "enable health be_8001/new",
+        "set server be_8001/new state ready",
+        "set server be_8001/gone state drain",
+    ]
+    assert [d.name for d in drains] == ["gone", "old"]  # "old" is in maintenance already
+    assert ready == {"new", "same", "heavier"}
+
+
+def test_plan_brings_back_a_drained_server_and_moves_a_changed_address() -> None:
+    be = backend("/a", 8001, srv("back"), srv("moved", port=9100))
+    running = [state("back", admin=FDRAIN | CMAINT), state("moved")]
+    commands, drains, _ = plan_backend(be, running, lambda b, s: "")
+    assert commands == [
+        "set server be_8001/back state ready",
+        "set server be_8001/moved addr 127.0.0.1 port 9100",
+    ]
+    assert drains == []
+
+
+def test_plan_keeps_drain_state_servers_out_and_gives_sticky_backends_cookies() -> None:
+    be = backend("/a", 8001, srv("going", state="drain"), srv("fresh"), sticky=True)
+    commands, drains, ready = plan_backend(be, [state("going")], lambda b, s: "")
+    assert commands[-1] == "enable dynamic-cookie backend be_8001"
+    assert "set server be_8001/going state drain" in commands
+    assert [d.name for d in drains] == ["going"] and ready == {"fresh"}
+    idle = backend("/a", 8001, srv("going", state="drain"))
+    assert plan_backend(idle, [], lambda b, s: "") == ([], [], set())
+
+
+def test_dynamic_server_support_by_algorithm() -> None:
+    assert supports_dynamic_servers(backend("/a", 1, balance="roundrobin"))
+    assert supports_dynamic_servers(backend("/a", 1, balance="leastconn"))
+    assert supports_dynamic_servers(
+        backend("/a", 1, balance="source")
+    )  # render: hash-type consistent
+    assert not supports_dynamic_servers(backend("/a", 1, balance="static-rr"))
+    assert not supports_dynamic_servers(backend("/a", 1, balance="hdr(host)"))
+
+
+def test_bind_endpoints_and_binds_in_config() -> None:
+    fe = FrontendSpec("fe", 8080, ("127.0.0.1", "10.0.0.1:9090", "[::1]", "*"), "http")
+    assert bind_endpoints(fe) == [
+        ("127.0.0.1", 8080),
+        ("10.0.0.1", 9090),
+        ("::1", 8080),
+        ("0.0.0.0", 8080),
+    ]
+    text = "frontend fe\n    bind 127.0.0.1:8080\n    bind [::1]:81\nbackend b\n"
+    assert binds_in_config(text) == {("127.0.0.1", 8080), ("::1", 81)}
+
+
+def test_port_problem_sees_a_taken_port() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        assert port_problem("127.0.0.1", port) == f"127.0.0.1:{port} is already in use"
+    assert port_problem("127.0.0.1", port) is None
+    assert "cannot be bound" in (port_problem("192.0.2.77", port) or "")
+
+
+def test_default_signature_ignores_servers_only() -> None:
+    model = HAProxyModel(
+        frontends=(frontend(8001, "be_8001"),), backends=(backend("/a", 8001, srv("x")),)
+    )
+    more = replace(model, backends=(backend("/a", 8001, srv("x"), srv("y")),))
+    other_mode = replace(model, backends=(replace(model.backends[0], mode="tcp"),))
+    assert default_listener_signature(model) == default_listener_signature(more)
+    assert default_listener_signature(model) != default_listener_signature(other_mode)
