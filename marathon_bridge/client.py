@@ -158,8 +158,12 @@ def _userinfo_auth(url: str) -> Optional[BasicAuth]:
 def _base_url(url: str) -> str:
     url = url.strip()
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"urls: not an http(s) URL: {strip_userinfo(url)!r}")
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number or out of range
+        valid = False
+    if not valid or parts.query or parts.fragment:
+        raise ValueError(f"urls: not an http(s) base URL: {strip_userinfo(url)!r}")
     return strip_userinfo(url).rstrip("/")
 
 
@@ -172,7 +176,7 @@ def _segment(value: str, what: str) -> str:
 
 def _id_path(value: str, what: str) -> str:
     """``/a/b`` for an app or group id given as ``a/b`` or ``/a/b`` (segments quoted)."""
-    segments = [s for s in str(value).strip("/").split("/")]
+    segments = str(value).strip("/").split("/")
     if segments == [""]:
         raise ValueError(f"{what}: must not be empty or '/'")
     return "/" + "/".join(_segment(s, what) for s in segments)
@@ -848,7 +852,7 @@ class MarathonClient:
 
     @staticmethod
     def _log_failover(method: str, url: str, error: MarathonError) -> None:
-        log.warning(
+        log.info(
             "Marathon URL did not answer; trying the next one",
             extra={
                 "http_method": method,

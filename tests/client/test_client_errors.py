@@ -525,7 +525,8 @@ def test_credentials_never_show_in_repr_errors_or_logs(
 def test_bad_configuration_is_refused() -> None:
     with pytest.raises(ValueError, match="urls"):
         MarathonClient([])
-    with pytest.raises(ValueError, match="urls"):
-        MarathonClient("ftp://x")
+    for bad in ("ftp://x", "http://x:99999", "http://x:port", "http://x/?a=1", "marathon:8080"):
+        with pytest.raises(ValueError, match="urls"):
+            MarathonClient(bad)
     with pytest.raises(ValueError, match="verify"):
         MarathonClient("http://x", verify="/nonexistent/ca.pem")
