@@ -12,7 +12,8 @@
   single apps when ``EventOutcome.fetch_apps`` asks.
 
 Poll mode (``poll=True``, or automatically while the stream is down: no connection or no byte,
-heartbeats included, for ``stream_silence`` seconds) takes a snapshot every ``poll_interval``.
+heartbeats included, for ``stream_silence`` seconds -- Marathon sends one every 10 s) takes a
+snapshot every ``poll_interval``.
 
 Bad news never replaces good state. A Marathon outage, an HTTP error, an answer that is not a
 list of app objects, or a snapshot that cannot be turned into a state keeps the last good state
@@ -113,8 +114,8 @@ class MarathonFollower:
         poll_interval: float = 10.0,
         resync_interval: float = 300.0,
         empty_confirm: float = 5.0,
-        stream_read_timeout: float = 30.0,
-        stream_silence: Optional[float] = None,
+        stream_read_timeout: float = 20.0,
+        stream_silence: float = 15.0,
         retry_backoff: float = 0.5,
         max_retry_backoff: float = 10.0,
         event_types: Sequence[str] = EVENT_TYPES,
@@ -130,9 +131,7 @@ class MarathonFollower:
         self.resync_interval = resync_interval
         self.empty_confirm = empty_confirm
         self.stream_read_timeout = stream_read_timeout
-        self.stream_silence = (
-            stream_silence if stream_silence is not None else stream_read_timeout + 5.0
-        )
+        self.stream_silence = stream_silence
         self.retry_backoff = retry_backoff
         self.max_retry_backoff = max_retry_backoff
         self.event_types = tuple(event_types)
@@ -298,9 +297,11 @@ class MarathonFollower:
             return
         if self._suspicious_empty(state):
             return
+        unchanged = self._have_snapshot and state == self._state
         self._accept_snapshot(state, reason)
         self._schedule_regular()
-        self._publish(state, f"snapshot ({reason})")
+        if not unchanged:
+            self._publish(state, f"snapshot ({reason})")
 
     def _suspicious_empty(self, state: ClusterState) -> bool:
         """Hold back an empty snapshot after a non-empty state (see the module doc)."""

@@ -1,0 +1,579 @@
+"""The sidecar daemon: the imperative shell that wires following, building, applying and status.
+
+:class:`Daemon` runs the main loop on the calling thread:
+
+1. the :class:`~sidecar.follow.MarathonFollower` (its own threads) publishes new cluster states;
+2. the loop coalesces bursts: it waits ``debounce`` seconds after a change for more to come
+   (never longer than :data:`MAX_COALESCE` in total), and keeps at least ``min_reload_interval``
+   between two applies that need a reload (a change of :func:`~sidecar.desired.listener_signature`);
+   changes of servers only (runtime API) go through at once;
+3. it builds the model (:func:`~sidecar.desired.build_model`, with ``previously_in``: the task ids
+   in rotation after the last apply, and the caching resolver), and hands it to the
+   :class:`~sidecar.apply.Applier` (render, validate, swap, reload or runtime API);
+4. after a successful apply it saves the snapshot as the last known good state, and posts the
+   view to the status board;
+5. every tick it lets the applier finish deferred work (``tick``), restarts HAProxy if it died,
+   and refreshes health facts.
+
+If Marathon cannot be reached at start, the last known good state from ``--state-dir`` is served
+and ``/health`` says so. SIGTERM/SIGINT (:meth:`Daemon.stop`) end the loop: stop following,
+stop HAProxy if the daemon started it, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .apply import Applier
+from .desired import HAProxyModel, RenderSettings, build_model, listener_signature
+from .follow import MarathonFollower
+from .haproxy.process import ExternalHAProxy, HAProxyControl, HAProxyProcess
+from .haproxy.runtime import RuntimeAPI
+from .metrics import SidecarMetrics
+from .model import ClusterState
+from .render import render_config
+from .resolve import Resolver
+from .settings import Settings
+from .state_store import StateStore
+from .status import StatusBoard, StatusServer
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+MAX_COALESCE = 1.0  # a steady stream of changes still gets applied at least this often
+STARTUP_WAIT = 10.0
+RETRY_FIRST = 1.0  # seconds before a failed apply is retried; doubles up to RETRY_MAX
+RETRY_MAX = 30.0  # how long to wait for a first snapshot before using the state on disk
+
+
+@dataclass
+class _Pending:
+    state: ClusterState
+    reason: str
+    first_at: float
+    last_at: float
+    not_before: float = 0.0  # a reload waits for the minimum interval since the last one
+
+
+class Daemon:
+    """One sidecar: follower + builder + applier + HAProxy supervision + status server."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: Any = None,
+        haproxy: Any = None,
+        applier: Any = None,
+        resolver: Optional[Resolver] = None,
+        metrics: Optional[SidecarMetrics] = None,
+        startup_wait: float = STARTUP_WAIT,
+        stream_silence: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else SidecarMetrics()
+        self._clock = clock
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: Optional[_Pending] = None
+        self.startup_wait = startup_wait
+        self.client = client if client is not None else make_client(settings)
+        self.resolver = resolver if resolver is not None else Resolver(on_update=self._wake.set)
+        self.state_store = StateStore(settings.state_dir)
+        self.board = StatusBoard(
+            self.metrics, max_sync_age=settings.max_sync_age, haproxy_required=not settings.once
+        )
+        self.follower = MarathonFollower(
+            self.client,
+            self._on_state,
+            metrics=self.metrics,
+            on_problem=lambda problem: self.board.set_problem("marathon", problem),
+            on_contact=self.board.record_sync,
+            poll=settings.poll,
+            poll_interval=settings.poll_interval,
+            resync_interval=settings.resync_interval,
+            empty_confirm=settings.empty_confirm,
+            stream_silence=stream_silence,
+        )
+        self._haproxy = haproxy
+        self._applier = applier
+        self._render_settings: Optional[RenderSettings] = None
+        self.status_server: Optional[StatusServer] = None
+        self.state: Optional[ClusterState] = None  # the state of the last successful apply
+        self.model: Optional[HAProxyModel] = None
+        self.previously_in: frozenset[str] = frozenset()
+        self._last_signature: Optional[tuple[Any, ...]] = None
+        self._last_reload_at: Optional[float] = None
+        self.applies = 0
+        self.apply_errors = 0
+        self._failures = 0
+        self._seen_counters: dict[str, int] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to end (thread- and signal-safe)."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def start_status_server(self) -> StatusServer:
+        if self.status_server is None:
+            self.status_server = StatusServer(
+                self.board, self.settings.status_host, self.settings.status_port
+            ).start()
+            log.info("status server listening", extra={"address": self.status_server_address})
+        return self.status_server
+
+    @property
+    def status_server_address(self) -> str:
+        server = self.status_server
+        return "" if server is None else f"{server.host}:{server.port}"
+
+    def run(self) -> int:
+        """Run until :meth:`stop`; returns the process exit code."""
+        self.start_status_server()
+        try:
+            self.follower.start()
+            first = self._wait_for_first_state()
+            self._start_haproxy(first)
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def run_once(self) -> int:
+        """``--once``: one snapshot, build, render, validate, write; no HAProxy. 0 when written."""
+        try:
+            state = self.follower.snapshot_once()
+        except Exception as exc:
+            log.error("cannot read Marathon", extra={"error": str(exc)[:300]})
+            return 1
+        model = self._build(state)
+        ok = bool(self.applier.write_only(model))
+        self.resolver.close()
+        if ok:
+            log.info(
+                "config written",
+                extra={"path": self.settings.haproxy_config_path, "backends": len(model.backends)},
+            )
+        else:
+            error = getattr(getattr(self.applier, "counters", None), "last_error", "")
+            log.error("config not written", extra={"error": str(error)[:1000]})
+        return 0 if ok else 1
+
+    # --- main loop -------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_tick = self._clock()
+        while not self.stopping:
+            timeout = max(0.0, min(next_tick, self._apply_due_at()) - self._clock())
+            self._wake.wait(timeout)
+            self._wake.clear()
+            if self.stopping:
+                return
+            now = self._clock()
+            if now >= self._apply_due_at():
+                self._apply_pending()
+            if now >= next_tick:
+                self._tick()
+                next_tick = now + TICK_SECONDS
+
+    def _apply_due_at(self) -> float:
+        """When the pending state should be applied (inf: nothing pending)."""
+        with self._lock:
+            pending = self._pending
+        if pending is None:
+            return float("inf")
+        settled = min(pending.last_at + self.settings.debounce, pending.first_at + MAX_COALESCE)
+        return max(settled, pending.not_before)
+
+    def _on_state(self, state: ClusterState, reason: str) -> None:
+        """Follower callback (its worker thread): remember the newest state, wake the loop."""
+        now = self._clock()
+        with self._lock:
+            if self._pending is None:
+                self._pending = _Pending(state, reason, now, now)
+            else:
+                old = self._pending
+                self._pending = _Pending(state, reason, old.first_at, now, old.not_before)
+        self._wake.set()
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        model = self._build(pending.state)
+        if model == self.model:
+            self.state = pending.state  # nothing HAProxy would see changed
+            return
+        wait_until = self._reload_allowed_at(model)
+        if wait_until > self._clock():
+            with self._lock:
+                if self._pending is None:  # nothing newer arrived: retry this one later
+                    pending.not_before = wait_until
+                    self._pending = pending
+                else:
+                    self._pending.not_before = wait_until
+            return
+        self.apply_state(pending.state, pending.reason, model=model)
+
+    def _reload_allowed_at(self, model: HAProxyModel) -> float:
+        """Now for runtime-only changes; else not before the minimum reload interval."""
+        if self._last_reload_at is None or self._signature(model) == self._last_signature:
+            return 0.0
+        return self._last_reload_at + self.settings.min_reload_interval
+
+    def apply_state(
+        self, state: ClusterState, reason: str = "", model: Optional[HAProxyModel] = None
+    ) -> bool:
+        """Build, render and apply ``state``; ``True`` when HAProxy now runs it."""
+        if model is None:
+            model = self._build(state)
+        signature = self._signature(model)
+        started = self._clock()
+        try:
+            result = self.applier.apply(model)
+        except Exception as exc:
+            self.metrics.apply_failures.inc()
+            self.board.set_problem("apply", f"apply failed: {str(exc)[:300]}")
+            log.exception("apply failed; HAProxy keeps its running config")
+            self._retry_later(state, reason)
+            return False
+        finally:
+            self.metrics.apply_seconds.observe(self._clock() - started)
+        if getattr(result, "reload_failed", False):
+            self._last_reload_at = self._clock()
+        if not self._record_result(result):
+            log.warning(
+                "apply failed; HAProxy keeps its running config",
+                extra={"reason": reason, "error": str(getattr(result, "error", ""))[:500]},
+            )
+            self._retry_later(state, reason)
+            return False
+        self._failures = 0
+        if _reloaded(result):
+            self._last_reload_at = self._clock()
+        running = getattr(self.applier, "running_config", None)
+        if isinstance(running, HAProxyModel):
+            model = running  # what HAProxy runs: apps it refused are left out (and listed)
+        self._last_signature = signature
+        self.applies += 1
+        self.state, self.model = state, model
+        self.previously_in = _in_rotation(model)
+        self._record_model(model)
+        self.board.set_view(state, model, self.previously_in, self._config_text(result))
+        self._save_state(state)
+        log.info(
+            "applied",
+            extra={
+                "reason": reason,
+                "backends": len(model.backends),
+                "reloaded": _reloaded(result),
+            },
+        )
+        return True
+
+    def _retry_later(self, state: ClusterState, reason: str) -> None:
+        """Try a failed state again after a backoff, unless something newer arrives first."""
+        self.apply_errors += 1
+        self._failures += 1
+        delay = min(RETRY_MAX, RETRY_FIRST * 2 ** min(self._failures - 1, 10))
+        now = self._clock()
+        with self._lock:
+            if self._pending is None:
+                self._pending = _Pending(state, f"retry: {reason}", now, now, now + delay)
+
+    def _tick(self) -> None:
+        tick = getattr(self.applier, "tick", None)
+        if tick is not None:
+            try:
+                tick()
+            except Exception:
+                log.exception("applier tick failed")
+            sync_counters(
+                getattr(self.applier, "counters", None), self._seen_counters, self.metrics
+            )
+        self._supervise_haproxy()
+        if self.follower.stream_connected:
+            self.board.record_sync()
+        self.metrics.dns_failures.set(self.resolver.failures)
+
+    # --- pieces ----------------------------------------------------------------------------------
+    def _build(self, state: ClusterState) -> HAProxyModel:
+        started = self._clock()
+        try:
+            return build_model(state, self.render_settings, self.previously_in, self.resolver)
+        finally:
+            self.metrics.render_seconds.observe(self._clock() - started)
+
+    @property
+    def render_settings(self) -> RenderSettings:
+        if self._render_settings is None:
+            self._render_settings = make_render_settings(self.settings)
+        return self._render_settings
+
+    def _signature(self, model: HAProxyModel) -> tuple[Any, ...]:
+        return tuple(listener_signature(model))
+
+    def _wait_for_first_state(self) -> Optional[ClusterState]:
+        deadline = self._clock() + self.startup_wait
+        while not self.stopping and self._clock() < deadline:
+            with self._lock:
+                if self._pending is not None:
+                    return self._pending.state
+            self._wake.wait(0.05)
+        stored = self.state_store.load()
+        if stored is None:
+            log.warning("no Marathon snapshot and no saved state: starting with no services")
+            return None
+        try:
+            state = ClusterState.from_apps(stored.apps)
+        except Exception:
+            log.exception("saved state unusable")
+            return None
+        log.warning(
+            "Marathon unreachable: serving the last known state",
+            extra={"saved_at": stored.describe_time(), "apps": len(stored.apps)},
+        )
+        self.board.set_loaded_from_disk(stored.describe_time())
+        self.follower.seed(state)
+        with self._lock:
+            if self._pending is None:
+                self._pending = _Pending(state, "saved state", self._clock(), self._clock())
+        return state
+
+    def _start_haproxy(self, first: Optional[ClusterState]) -> None:
+        """Write a first config (from the first state, or empty) and start HAProxy on it."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        state = pending.state if pending is not None else ClusterState.from_apps([])
+        reason = pending.reason if pending is not None else "start with no services"
+        self.apply_state(state, reason)
+        self._supervise_haproxy()
+
+    def _supervise_haproxy(self) -> None:
+        haproxy = self.haproxy
+        try:
+            if haproxy.restart_if_dead():
+                self.metrics.haproxy_restarts.inc()
+        except Exception as exc:
+            log.error("cannot restart haproxy", extra={"error": str(exc)[:500]})
+        running = bool(haproxy.running())
+        self.board.set_haproxy_running(running)
+        status = None
+        try:
+            status = haproxy.proc_status()
+        except Exception:
+            status = None
+        if status is not None:
+            self.metrics.old_workers.set(len(status.old_workers))
+
+    def _record_result(self, result: Any) -> bool:
+        sync_counters(getattr(self.applier, "counters", None), self._seen_counters, self.metrics)
+        return record_apply_result(result, self.metrics, self.board)
+
+    def _record_model(self, model: HAProxyModel) -> None:
+        self.metrics.services.set(len(model.backends))
+        ready = sum(1 for b in model.backends for s in b.servers if s.state == "ready")
+        drain = sum(1 for b in model.backends for s in b.servers if s.state != "ready")
+        self.metrics.servers.labels(state="ready").set(ready)
+        self.metrics.servers.labels(state="drain").set(drain)
+        self.metrics.skipped_apps.set(len(model.skipped))
+
+    def _save_state(self, state: ClusterState) -> None:
+        if self.board_loaded_from_disk_only():
+            return  # do not refresh the file's time with data that did not come from Marathon
+        if self.state_store.save(state.apps_with_tasks()):
+            self.board.set_problem("state_dir", None)
+        else:
+            self.metrics.state_write_errors.inc()
+            self.board.set_problem(
+                "state_dir", f"last known state not saved: {self.state_store.last_error}"
+            )
+
+    def board_loaded_from_disk_only(self) -> bool:
+        return self.follower.last_sync is None
+
+    def _config_text(self, result: Any) -> str:
+        text = getattr(result, "config_text", None)
+        if isinstance(text, str):
+            return text
+        try:
+            return Path(self.settings.haproxy_config_path).read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def _shutdown(self) -> None:
+        log.info("stopping")
+        self.follower.stop()
+        try:
+            if self._haproxy is not None:
+                self._haproxy.stop()
+        except Exception:
+            log.exception("stopping haproxy failed")
+        if self.status_server is not None:
+            self.status_server.stop()
+            self.status_server = None
+        self.resolver.close()
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
+
+    # --- lazily built collaborators --------------------------------------------------------------
+    @property
+    def haproxy(self) -> Any:
+        if self._haproxy is None:
+            self._haproxy = make_haproxy(self.settings, self.render_settings)
+        return self._haproxy
+
+    @property
+    def applier(self) -> Any:
+        if self._applier is None:
+            self._applier = make_applier(self.settings, self.haproxy, self.render_settings)
+        return self._applier
+
+
+def _in_rotation(model: HAProxyModel) -> frozenset[str]:
+    return frozenset(s.task_id for b in model.backends for s in b.servers if s.state == "ready")
+
+
+def _reloaded(result: Any) -> bool:
+    return bool(getattr(result, "reloaded", False) or getattr(result, "started", False))
+
+
+def record_apply_result(result: Any, metrics: SidecarMetrics, board: StatusBoard) -> bool:
+    """Post the outcome of one apply to the status board; ``True`` when HAProxy runs the model.
+
+    Counters come from the applier's own totals (:func:`sync_counters`); this reads ``ok``,
+    ``error`` and ``skipped`` (apps HAProxy refused, left out) by attribute.
+    """
+    ok = bool(getattr(result, "ok", True))
+    error = getattr(result, "error", "") or ""
+    skipped = tuple(getattr(result, "skipped", ()) or ())
+    if not ok:
+        board.set_problem("apply", f"HAProxy keeps its running config: {str(error)[:300]}")
+    elif skipped:
+        shown = ", ".join(sorted({str(getattr(s, "app_id", s)) for s in skipped})[:5])
+        board.set_problem("apply", f"left out apps HAProxy refused: {shown}")
+    else:
+        board.set_problem("apply", None)
+    return ok
+
+
+_COUNTER_METRICS = (
+    ("reloads", "reloads"),
+    ("reload_failures", "reload_failures"),
+    ("validation_failures", "validation_failures"),
+    ("starts", "haproxy_restarts"),
+)
+
+
+def sync_counters(counters: Any, seen: dict[str, int], metrics: SidecarMetrics) -> None:
+    """Add what the applier counted since the last call to the Prometheus counters."""
+    if counters is None:
+        return
+    for field_name, metric_name in _COUNTER_METRICS:
+        _add_delta(counters, field_name, seen, getattr(metrics, metric_name))
+    ops_delta = _delta(counters, "runtime_ops", seen)
+    if ops_delta > 0:
+        metrics.runtime_ops.labels(op="server").inc(ops_delta)
+    fail_delta = _delta(counters, "runtime_failures", seen)
+    if fail_delta > 0:
+        metrics.runtime_ops.labels(op="failed").inc(fail_delta)
+    deleted = _delta(counters, "servers_deleted", seen)
+    if deleted > 0:
+        metrics.runtime_ops.labels(op="delete").inc(deleted)
+    old = getattr(counters, "old_workers", None)
+    if isinstance(old, int):
+        metrics.old_workers.set(old)
+
+
+def _delta(counters: Any, name: str, seen: dict[str, int]) -> int:
+    value = getattr(counters, name, None)
+    if not isinstance(value, int):
+        return 0
+    delta = value - seen.get(name, 0)
+    seen[name] = value
+    return max(0, delta)
+
+
+def _add_delta(counters: Any, name: str, seen: dict[str, int], metric: Any) -> None:
+    delta = _delta(counters, name, seen)
+    if delta > 0:
+        metric.inc(delta)
+
+
+def make_client(settings: Settings) -> Any:
+    from marathon_bridge.client import BasicAuth, MarathonClient, TokenAuth
+
+    auth: Any = None
+    if settings.token:
+        auth = TokenAuth(settings.token)
+    elif settings.user:
+        auth = BasicAuth(settings.user, settings.password or "")
+    verify: Any = False if settings.insecure else (settings.ca_bundle or True)
+    return MarathonClient(
+        list(settings.marathon_urls),
+        auth=auth,
+        verify=verify,
+        timeout=(3.05, settings.marathon_timeout),
+        retries=1,
+    )
+
+
+def run_dir(settings: Settings) -> str:
+    """Where HAProxy's sockets and pid file live (private to the sidecar)."""
+    return str(Path(settings.state_dir) / "run")
+
+
+def make_render_settings(settings: Settings) -> RenderSettings:
+    reserved = (settings.status_port,) if settings.status_port else ()
+    return RenderSettings(
+        bind_addrs=settings.binds,
+        groups=(settings.group,) if settings.group else (),
+        vhost_port=settings.vhost_port,
+        reserved_ports=reserved,
+        admin_socket=str(Path(run_dir(settings)) / "admin.sock"),
+        server_state_file=str(Path(settings.state_dir) / "haproxy-server-state"),
+        hard_stop_after=f"{max(1, int(settings.drain_timeout))}s",
+    )
+
+
+def make_haproxy(settings: Settings, render_settings: RenderSettings) -> HAProxyControl:
+    """The HAProxy we drive: one we start and supervise, or an external one (--master-socket)."""
+    if settings.master_socket:
+        return ExternalHAProxy(settings.master_socket, render_settings.admin_socket)
+    return HAProxyProcess(
+        settings.haproxy_bin,
+        settings.haproxy_config_path,
+        run_dir(settings),
+        admin_socket=render_settings.admin_socket,
+    )
+
+
+def make_applier(settings: Settings, haproxy: Any, render_settings: RenderSettings) -> Applier:
+    template = Path(settings.template).read_text(encoding="utf-8") if settings.template else None
+
+    def render(model: HAProxyModel) -> str:
+        return render_config(model, render_settings, template)
+
+    return Applier(
+        haproxy,
+        RuntimeAPI(render_settings.admin_socket),
+        settings.haproxy_config_path,
+        render,
+        haproxy_bin=settings.haproxy_bin,
+        state_file=render_settings.server_state_file,
+        drain_timeout=settings.drain_timeout,
+        listener_signature=listener_signature,
+    )

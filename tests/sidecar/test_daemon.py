@@ -1,0 +1,274 @@
+"""The daemon loop with a fake Marathon client, a fake applier and a fake HAProxy."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from marathon_bridge.errors import Unavailable
+from sidecar.daemon import Daemon, make_render_settings
+from sidecar.desired import HAProxyModel, listener_signature
+from sidecar.settings import Settings
+
+
+def app(app_id: str, port: int, *task_ids: str) -> dict[str, Any]:
+    return {
+        "id": app_id,
+        "portDefinitions": [{"port": port, "protocol": "tcp"}],
+        "tasks": [
+            {
+                "id": t,
+                "appId": app_id,
+                "host": "127.0.0.1",
+                "ports": [31000 + i],
+                "state": "TASK_RUNNING",
+                "startedAt": "2026-01-01T00:00:00.000Z",
+            }
+            for i, t in enumerate(task_ids)
+        ],
+    }
+
+
+class FakeClient:
+    def __init__(self, apps: Any) -> None:
+        self.apps = apps
+        self.lock = threading.Lock()
+
+    def list_apps(self, embed: Sequence[str] = ()) -> Any:
+        with self.lock:
+            if isinstance(self.apps, BaseException):
+                raise self.apps
+            return json.loads(json.dumps(self.apps))
+
+    def get_app(self, app_id: str, embed: Sequence[str] = ()) -> Any:
+        raise Unavailable("not in this test")
+
+    def event_stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise Unavailable("no stream in this test")  # the follower polls
+
+
+@dataclass
+class Result:
+    ok: bool = True
+    reloaded: bool = False
+    runtime_ops: int = 0
+    config_text: str = ""
+    error: Optional[str] = None
+
+
+@dataclass
+class FakeApplier:
+    models: list[HAProxyModel] = field(default_factory=list)
+    fail: bool = False
+    ticks: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply(self, model: HAProxyModel) -> Result:
+        with self.lock:
+            if self.fail:
+                return Result(ok=False, error="haproxy -c failed")
+            previous = self.models[-1] if self.models else None
+            self.models.append(model)
+        reload = previous is None or listener_signature(previous) != listener_signature(model)
+        return Result(
+            reloaded=reload,
+            runtime_ops=0 if reload else 1,
+            config_text=f"# {len(model.backends)} backends\n",
+        )
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.models)
+
+    def last(self) -> HAProxyModel:
+        with self.lock:
+            return self.models[-1]
+
+
+class FakeHAProxy:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def running(self) -> bool:
+        return not self.stopped
+
+    def restart_if_dead(self, timeout: float = 30.0) -> bool:
+        return False
+
+    def proc_status(self) -> None:
+        return None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopped = True
+
+
+def ports(model: HAProxyModel) -> set[int]:
+    return {b.service_port for b in model.backends}
+
+
+def servers(model: HAProxyModel) -> set[str]:
+    return {s.task_id for b in model.backends for s in b.servers}
+
+
+@pytest.fixture
+def run_daemon(tmp_path: Path) -> Any:
+    started: list[tuple[Daemon, threading.Thread]] = []
+
+    def start(
+        apps: Any, state_dir: Optional[Path] = None, startup_wait: float = 5.0, **overrides: Any
+    ) -> tuple[Daemon, FakeClient, FakeApplier, FakeHAProxy]:
+        values: dict[str, Any] = {
+            "marathon_urls": ("http://127.0.0.1:1",),
+            "state_dir": str(state_dir or tmp_path),
+            "status_host": "127.0.0.1",
+            "status_port": 0,
+            "poll": True,
+            "poll_interval": 0.1,
+            "debounce": 0.02,
+            "min_reload_interval": 0.5,
+            "empty_confirm": 0.3,
+        }
+        values.update(overrides)
+        client, applier, haproxy = FakeClient(apps), FakeApplier(), FakeHAProxy()
+        daemon = Daemon(
+            Settings(**values),
+            client=client,
+            applier=applier,
+            haproxy=haproxy,
+            startup_wait=startup_wait,
+        )
+        thread = threading.Thread(target=daemon.run, daemon=True)
+        thread.start()
+        started.append((daemon, thread))
+        return daemon, client, applier, haproxy
+
+    yield start
+    for daemon, thread in started:
+        daemon.stop()
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+def test_first_snapshot_is_applied_and_saved(
+    run_daemon: Any, wait_until: Any, tmp_path: Path
+) -> None:
+    daemon, _client, applier, _haproxy = run_daemon([app("/web", 10001, "web.1", "web.2")])
+    wait_until(lambda: applier.count() >= 1)
+    assert ports(applier.last()) == {10001}
+    assert servers(applier.last()) == {"web.1", "web.2"}
+    wait_until(lambda: (tmp_path / "last-applied.json").exists())
+    saved = json.loads((tmp_path / "last-applied.json").read_text())
+    assert [a["id"] for a in saved["apps"]] == ["/web"]
+    wait_until(lambda: daemon.board.health().status == "ok")
+    assert daemon.previously_in == frozenset({"web.1", "web.2"})
+
+
+def test_server_changes_apply_at_once_but_reloads_keep_the_minimum_interval(
+    run_daemon: Any, wait_until: Any
+) -> None:
+    daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")], min_reload_interval=3.0)
+    wait_until(lambda: applier.count() >= 1)
+    with client.lock:
+        client.apps = [app("/web", 10001, "web.1", "web.2")]
+    wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"})  # runtime-only: quick
+    first_reload = daemon._last_reload_at
+    assert first_reload is not None
+    with client.lock:
+        client.apps = [app("/web", 10001, "web.1", "web.2"), app("/api", 10002, "api.1")]
+    wait_until(lambda: ports(applier.last()) == {10001, 10002}, timeout=20)
+    assert daemon._last_reload_at is not None
+    assert daemon._last_reload_at - first_reload >= 3.0
+
+
+def test_bursts_are_coalesced(run_daemon: Any, wait_until: Any) -> None:
+    daemon, _client, applier, _ = run_daemon(
+        [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100
+    )
+    wait_until(lambda: applier.count() >= 1)
+    before = applier.count()
+    for i in range(2, 12):
+        daemon._on_state(
+            daemon.follower.state.with_app(  # type: ignore[union-attr]
+                app("/web", 10001, *[f"web.{n}" for n in range(1, i)])
+            ),
+            "test burst",
+        )
+    wait_until(lambda: len(servers(applier.last())) == 10)
+    assert applier.count() - before < 10
+
+
+def test_failed_apply_keeps_state_and_reports(run_daemon: Any, wait_until: Any) -> None:
+    daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")])
+    wait_until(lambda: applier.count() >= 1)
+    applier.fail = True
+    with client.lock:
+        client.apps = [app("/web", 10001, "web.1", "web.2")]
+    wait_until(lambda: daemon.board.health().status == "degraded")
+    assert "haproxy -c failed" in daemon.board.health().reasons[0]
+    assert daemon.previously_in == frozenset({"web.1"})
+    applier.fail = False
+    wait_until(lambda: daemon.board.health().status == "ok")
+
+
+def test_marathon_unreachable_at_start_serves_the_saved_state(
+    run_daemon: Any, wait_until: Any, tmp_path: Path
+) -> None:
+    daemon, _client, _applier, _ = run_daemon([app("/web", 10001, "web.1")])
+    wait_until(lambda: (tmp_path / "last-applied.json").exists())
+    daemon.stop()
+
+    second, client2, applier2, _ = run_daemon(Unavailable("connection refused"), startup_wait=0.3)
+    wait_until(lambda: applier2.count() >= 1)
+    assert servers(applier2.last()) == {"web.1"}
+    report = second.board.health()
+    assert report.status == "degraded"
+    assert report.reasons[0].startswith("serving last known state from ")
+    with client2.lock:
+        client2.apps = [app("/web", 10001, "web.1", "web.2")]
+    wait_until(lambda: servers(applier2.last()) == {"web.1", "web.2"})
+    wait_until(lambda: second.board.health().status == "ok")
+
+
+def test_unwritable_state_dir_keeps_serving(
+    run_daemon: Any, wait_until: Any, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    daemon, _client, applier, _ = run_daemon([app("/web", 10001, "web.1")], state_dir=blocker)
+    wait_until(lambda: applier.count() >= 1)
+    wait_until(lambda: any("not saved" in r for r in daemon.board.health().reasons))
+    assert daemon.board.health().http_status == 200
+    assert (
+        daemon.metrics.registry.get_sample_value("marathon_sidecar_state_write_errors_total") >= 1
+    )
+
+
+def test_stop_stops_haproxy_and_returns(run_daemon: Any, wait_until: Any) -> None:
+    daemon, _client, applier, haproxy = run_daemon([app("/web", 10001, "web.1")])
+    wait_until(lambda: applier.count() >= 1)
+    daemon.stop()
+    wait_until(lambda: haproxy.stopped)
+
+
+def test_render_settings_from_settings(tmp_path: Path) -> None:
+    settings = Settings(
+        marathon_urls=("http://m",),
+        state_dir=str(tmp_path),
+        binds=("127.0.0.2",),
+        group="internal",
+        status_port=9999,
+        drain_timeout=12,
+    )
+    rs = make_render_settings(settings)
+    assert rs.bind_addrs == ("127.0.0.2",) and rs.groups == ("internal",)
+    assert rs.reserved_ports == (9999,) and rs.hard_stop_after == "12s"
+    assert rs.admin_socket.startswith(str(tmp_path))
