@@ -1,0 +1,138 @@
+"""Full render time (build_model + render_config) and process RSS at 1k, 5k and 10k apps x 3 tasks.
+
+Run: ``python bench/bench_render.py [--sizes 1000,5000,10000] [--runs 5]``.
+Each size runs in a fresh child process so its RSS is not inflated by a bigger earlier size.
+Prints the median of ``--runs`` renders per size, the per-app cost, and the ratio to the smallest
+size (linear growth means time ratio ~= size ratio). Goal: 10k apps in <= 0.3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sidecar.desired import RenderSettings, build_model  # noqa: E402
+from sidecar.model import ClusterState  # noqa: E402
+from sidecar.render import render_config  # noqa: E402
+
+TASKS_PER_APP = 3
+GOAL_SECONDS_10K = 0.3
+
+
+def generated_apps(count: int) -> list[dict[str, Any]]:
+    """``count`` host-networking apps, 3 running tasks each on 100 agents (host names)."""
+    apps = []
+    for i in range(count):
+        app_id = f"/bench/group-{i // 100}/app-{i}"
+        tasks = [
+            {
+                "id": f"bench_group-{i // 100}_app-{i}.instance-{i:06d}-{t}._app.1",
+                "appId": app_id,
+                "host": f"agent-{(i + t) % 100}.cluster.local",
+                "ports": [31000 + (i * 3 + t) % 1000],
+                "state": "TASK_RUNNING",
+                "startedAt": "2021-02-10T12:00:02.456Z",
+                "version": "2021-02-10T11:59:59.000Z",
+                "healthCheckResults": [],
+            }
+            for t in range(TASKS_PER_APP)
+        ]
+        apps.append(
+            {
+                "id": app_id,
+                "instances": TASKS_PER_APP,
+                "networks": [{"mode": "host"}],
+                "portDefinitions": [{"port": 10000 + i, "protocol": "tcp", "name": "http"}],
+                "labels": {"HAPROXY_GROUP": "internal", "HAPROXY_0_BALANCE": "leastconn"},
+                "tasks": tasks,
+            }
+        )
+    return apps
+
+
+def agent_addresses() -> dict[str, str]:
+    return {f"agent-{n}.cluster.local": f"10.0.{n // 250}.{n % 250 + 1}" for n in range(100)}
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(size: int, runs: int) -> dict[str, Any]:
+    """Median seconds of build_model + render_config for ``size`` apps, and RSS afterwards."""
+    state = ClusterState.from_apps(generated_apps(size))
+    settings = RenderSettings(admin_socket="/tmp/bench.sock", server_state_file="/tmp/bench.state")
+    resolve = agent_addresses().get
+    build_times, render_times, totals = [], [], []
+    text = ""
+    for _ in range(runs):
+        start = time.perf_counter()
+        model = build_model(state, settings, frozenset(), resolve)
+        built = time.perf_counter()
+        text = render_config(model, settings)
+        done = time.perf_counter()
+        build_times.append(built - start)
+        render_times.append(done - built)
+        totals.append(done - start)
+    return {
+        "apps": size,
+        "servers": size * TASKS_PER_APP,
+        "build_s": statistics.median(build_times),
+        "render_s": statistics.median(render_times),
+        "total_s": statistics.median(totals),
+        "config_kb": len(text) // 1024,
+        "rss_mb": round(rss_mb(), 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,5000,10000")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.runs)))
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = []
+    for size in sizes:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(size), "--runs", str(args.runs)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        results.append(json.loads(out.stdout))
+    base = results[0]
+    print(f"median of {args.runs} runs per size; {TASKS_PER_APP} tasks per app")
+    print("apps    servers  build_s  render_s  total_s  us/app  x_time  x_size  rss_MB  cfg_KB")
+    for r in results:
+        print(
+            f"{r['apps']:<7} {r['servers']:<8} {r['build_s']:.3f}    {r['render_s']:.3f}     "
+            f"{r['total_s']:.3f}    {r['total_s'] / r['apps'] * 1e6:<6.0f}  "
+            f"{r['total_s'] / base['total_s']:<6.2f}  {r['apps'] / base['apps']:<6.1f}  "
+            f"{r['rss_mb']:<6}  {r['config_kb']}"
+        )
+    biggest = results[-1]
+    if biggest["apps"] == 10000:
+        verdict = "met" if biggest["total_s"] <= GOAL_SECONDS_10K else "MISSED"
+        print(f"goal: 10k apps <= {GOAL_SECONDS_10K} s: {verdict} ({biggest['total_s']:.3f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

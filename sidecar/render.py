@@ -1,0 +1,193 @@
+"""HAProxyModel -> haproxy.cfg text (pure).
+
+The default template (``templates/haproxy.cfg.j2``) is rendered by Jinja2 with ``StrictUndefined``
+and no autoescaping: every value that reaches the file was derived and checked by
+:mod:`sidecar.desired`, so there is nothing to escape. The same output for the same model, byte for
+byte: everything is sorted before it gets here.
+
+:func:`server_line_options` is the single source of a server's keywords: the config file and the
+runtime ``add server`` commands both use it (HAProxy 2.6 does not apply ``default-server`` to
+dynamic servers, so every keyword is on the line, and only keywords ``add server`` accepts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Optional
+
+import jinja2
+
+from sidecar.desired import (
+    BackendSpec,
+    FrontendSpec,
+    HAProxyModel,
+    RenderSettings,
+    RouteSpec,
+    ServerSpec,
+)
+
+TEMPLATE_NAME = "haproxy.cfg.j2"
+STICKY_COOKIE = "MBSRV"
+
+
+def default_template() -> str:
+    """The text of the template shipped with the package."""
+    return (resources.files("sidecar") / "templates" / TEMPLATE_NAME).read_text("utf-8")
+
+
+@lru_cache(maxsize=8)
+def _compile(template_text: str) -> jinja2.Template:
+    env = jinja2.Environment(
+        autoescape=False,  # noqa: S701 - every value is derived and checked (module docstring)
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    return env.from_string(template_text)
+
+
+def render_config(
+    model: HAProxyModel, settings: RenderSettings, template: Optional[str] = None
+) -> str:
+    """The config text for ``model``; ``template`` (Jinja2 source) replaces the default one."""
+    compiled = _compile(template if template is not None else default_template())
+    return compiled.render(**template_context(model, settings))
+
+
+def template_context(model: HAProxyModel, settings: RenderSettings) -> dict[str, Any]:
+    """What a template sees. Custom templates may use the objects or the pre-built lines."""
+    return {
+        "model": model,
+        "settings": settings,
+        "frontends": model.frontends,
+        "backends": model.backends,
+        "duration": duration,
+        "address": address,
+        "server_line": server_line,
+        "frontend_lines": frontend_lines,
+        "backend_lines": backend_lines,
+        "frontend_sections": "".join(_section(f.name, frontend_lines(f)) for f in model.frontends),
+        "backend_sections": "".join(_section(b.name, backend_lines(b)) for b in model.backends),
+        "cookie_name": STICKY_COOKIE,
+    }
+
+
+def _section(_name: str, lines: list[str]) -> str:
+    return "\n" + "\n".join(lines) + "\n"
+
+
+# --- pieces -----------------------------------------------------------------------------------
+
+
+def duration(ms: int) -> str:
+    """An HAProxy time value: ``60s`` for 60000, ``1500ms`` for 1500."""
+    if ms % 60000 == 0 and ms >= 60000:
+        return f"{ms // 60000}m"
+    if ms % 1000 == 0:
+        return f"{ms // 1000}s"
+    return f"{ms}ms"
+
+
+def address(ip: str, port: int) -> str:
+    """``ip:port``, with brackets for IPv6."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def server_line_options(backend: BackendSpec, server: ServerSpec) -> list[str]:
+    """Every keyword of the server's line after ``server <name> <addr>:<port>``.
+
+    Used for the config file and, unchanged, for runtime ``add server``. The server's state is not
+    a keyword: a dynamic server starts in maintenance and the applier sets ready/drain; in the
+    file a draining server gets ``disabled`` (see :func:`server_line`). Sticky backends use
+    HAProxy's dynamic cookies (``cookie ... dynamic``), since ``add server`` refuses ``cookie``;
+    after adding servers to one, run ``enable dynamic-cookie backend <name>`` to give them theirs.
+    """
+    options = ["weight", str(server.weight)]
+    active = backend.health_check
+    passive = backend.passive_check
+    if active is not None:
+        options += ["check", "inter", duration(active.interval_ms)]
+        if passive is not None:
+            options += [
+                "fastinter",
+                duration(passive.fastinter_ms),
+                "downinter",
+                duration(passive.downinter_ms),
+            ]
+        options += ["rise", str(active.rise), "fall", str(active.fall)]
+        if active.port is not None:
+            options += ["port", str(active.port)]
+    elif passive is not None:
+        options += [
+            "check",
+            "inter",
+            duration(passive.inter_ms),
+            "fastinter",
+            duration(passive.fastinter_ms),
+            "downinter",
+            duration(passive.downinter_ms),
+            "rise",
+            str(passive.rise),
+            "fall",
+            str(passive.fall),
+        ]
+    if passive is not None:
+        options += ["observe", "layer4", "error-limit", str(passive.error_limit)]
+        options += ["on-error", "mark-down"]
+    return options
+
+
+def server_line(backend: BackendSpec, server: ServerSpec) -> str:
+    parts = ["server", server.name, address(server.address, server.port)]
+    parts += server_line_options(backend, server)
+    if server.state != "ready":
+        parts.append("disabled")
+    return " ".join(parts)
+
+
+def cookie_key(backend: BackendSpec) -> str:
+    """The dynamic-cookie key of a sticky backend: derived from its name, stable across reloads."""
+    return hashlib.sha256(("marathon-sidecar:" + backend.name).encode()).hexdigest()[:32]
+
+
+def frontend_lines(frontend: FrontendSpec) -> list[str]:
+    lines = [f"frontend {frontend.name}", f"    mode {frontend.mode}"]
+    if frontend.mode == "http":
+        lines.append("    option idle-close-on-response")
+    lines += [f"    bind {address(ip, frontend.port)}" for ip in frontend.binds]
+    for route in frontend.routes:
+        lines.append(f"    use_backend {route.backend} if {route_condition(route)}")
+    if frontend.default_backend is not None:
+        lines.append(f"    default_backend {frontend.default_backend}")
+    return lines
+
+
+def route_condition(route: RouteSpec) -> str:
+    """Anonymous ACLs for a vhost route: the Host (port removed, lowercased) and a path prefix."""
+    condition = "{ req.hdr(host),host_only -m str " + " ".join(route.hosts) + " }"
+    if route.path:
+        condition += " { path_beg " + route.path + " }"
+    return condition
+
+
+def backend_lines(backend: BackendSpec) -> list[str]:
+    lines = [
+        f"backend {backend.name}",
+        f"    mode {backend.mode}",
+        f"    balance {backend.balance}",
+    ]
+    if backend.balance in ("source", "uri"):
+        lines.append("    hash-type consistent")
+    if backend.sticky:
+        lines.append(f"    cookie {STICKY_COOKIE} insert indirect nocache dynamic")
+        lines.append(f"    dynamic-cookie-key {cookie_key(backend)}")
+    check = backend.health_check
+    if check is not None:
+        if check.kind == "http":
+            lines.append(f"    option httpchk GET {check.path}")
+        lines.append(f"    timeout check {duration(check.timeout_ms)}")
+    lines += [f"    {server_line(backend, s)}" for s in backend.servers]
+    return lines

@@ -1,0 +1,198 @@
+"""render_config and server_line_options: content, determinism, templates."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sidecar.desired import (
+    BackendSpec,
+    HAProxyModel,
+    HealthCheckSpec,
+    PassiveCheckSpec,
+    RenderSettings,
+    ServerSpec,
+    build_model,
+)
+from sidecar.model import ClusterState
+from sidecar.render import default_template, render_config, server_line, server_line_options
+
+HOSTS = {"agent1": "10.0.0.1", "agent2": "10.0.0.2"}
+
+
+def host_app(app_id: str, port: int, tasks: Any = (), **extra: Any) -> dict[str, Any]:
+    app = {"id": app_id, "portDefinitions": [{"port": port}], "tasks": list(tasks)}
+    app.update(extra)
+    return app
+
+
+def running(task_id: str, host: str = "agent1", port: int = 31000, **extra: Any) -> dict[str, Any]:
+    return {"id": task_id, "host": host, "ports": [port], "state": "TASK_RUNNING", **extra}
+
+
+def cluster() -> list[dict[str, Any]]:
+    return [
+        host_app(
+            "/web",
+            10000,
+            [running("web.1"), running("web.2", "agent2", 31001)],
+            labels={"HAPROXY_0_VHOST": "web.example.com", "HAPROXY_0_STICKY": "true"},
+        ),
+        host_app(
+            "/db", 10001, [running("db.1", "::1", 5432)], labels={"HAPROXY_0_BALANCE": "source"}
+        ),
+        host_app("/empty", 10002, []),
+        host_app(
+            "/checked",
+            10003,
+            [running("c.1", healthCheckResults=[{"alive": True}])],
+            healthChecks=[{"protocol": "HTTP", "path": "/health", "intervalSeconds": 10}],
+            labels={"HAPROXY_0_HEALTHCHECK": "true"},
+        ),
+    ]
+
+
+def render(
+    settings: RenderSettings,
+    apps: list[dict[str, Any]] | None = None,
+    previously_in: frozenset[str] = frozenset(),
+) -> str:
+    state = ClusterState.from_apps(cluster() if apps is None else apps)
+    model = build_model(state, settings, previously_in, HOSTS.get)
+    return render_config(model, settings)
+
+
+def section(text: str, header: str) -> list[str]:
+    lines = text.split("\n")
+    start = lines.index(header)
+    end = lines.index("", start)
+    return lines[start:end]
+
+
+def test_default_config_sections(
+    tmp_settings: Callable[..., RenderSettings], assert_grammar: Callable[[str], None]
+) -> None:
+    settings = tmp_settings(vhost_port=8080)
+    text = render(settings)
+    assert_grammar(text)
+    assert f"    stats socket {settings.admin_socket} mode 600 level admin" in text
+    assert "    hard-stop-after 30s" in text and "daemon" not in text
+    assert f"    server-state-file {settings.server_state_file}" in text
+    assert "    load-server-state-from-file global" in text
+    assert "    option redispatch" in text and "    retries 3" in text
+    assert section(text, "frontend fe_10001") == [
+        "frontend fe_10001",
+        "    mode tcp",
+        "    bind 127.0.0.1:10001",
+        "    default_backend be_db_10001",
+    ]
+    assert section(text, "backend be_db_10001") == [
+        "backend be_db_10001",
+        "    mode tcp",
+        "    balance source",
+        "    hash-type consistent",
+        "    server db.1 [::1]:5432 weight 1 check inter 1m fastinter 2s downinter 2s rise 2 fall 3"
+        " observe layer4 error-limit 3 on-error mark-down",
+    ]
+    web = section(text, "backend be_web_10000")
+    assert "    mode http" in web and "    cookie MBSRV insert indirect nocache dynamic" in web
+    assert section(text, "frontend fe_vhost_8080") == [
+        "frontend fe_vhost_8080",
+        "    mode http",
+        "    option idle-close-on-response",
+        "    bind 127.0.0.1:8080",
+        "    use_backend be_web_10000 if { req.hdr(host),host_only -m str web.example.com }",
+    ]
+    checked = section(text, "backend be_checked_10003")
+    assert "    option httpchk GET /health" in checked and "    timeout check 10s" in checked
+    assert any(" check inter 10s " in line for line in checked)
+
+
+def test_backend_without_servers_is_still_rendered(
+    tmp_settings: Callable[..., RenderSettings],
+) -> None:
+    text = render(tmp_settings())
+    assert section(text, "backend be_empty_10002") == [
+        "backend be_empty_10002",
+        "    mode tcp",
+        "    balance roundrobin",
+    ]
+    assert "    default_backend be_empty_10002" in text
+
+
+def test_unchanged_model_gives_a_byte_identical_file(
+    tmp_settings: Callable[..., RenderSettings],
+) -> None:
+    settings = tmp_settings(vhost_port=8080)
+    first = render(settings)
+    assert render(settings) == first
+    assert render(settings, list(reversed(cluster()))) == first
+    shuffled = [dict(a, tasks=list(reversed(a["tasks"]))) for a in cluster()]
+    assert render(settings, shuffled) == first
+
+
+def test_draining_server_is_written_disabled(tmp_settings: Callable[..., RenderSettings]) -> None:
+    apps = [host_app("/a", 10000, [running("k", state="TASK_KILLING")])]
+    text = render(tmp_settings(), apps, frozenset({"k"}))
+    assert next(line for line in text.split("\n") if "server k " in line).endswith(" disabled")
+
+
+def test_passive_checks_can_be_turned_off(tmp_settings: Callable[..., RenderSettings]) -> None:
+    text = render(tmp_settings(passive_checks=False), [host_app("/a", 10000, [running("t")])])
+    assert "    server t 10.0.0.1:31000 weight 1" in text.split("\n")
+
+
+def test_server_line_options() -> None:
+    server = ServerSpec("s", "10.0.0.1", 80, "s", weight=2)
+    plain = BackendSpec("be", "/a", 1, "tcp", "roundrobin")
+    assert server_line_options(plain, server) == ["weight", "2"]
+    passive = BackendSpec(
+        "be",
+        "/a",
+        1,
+        "tcp",
+        "roundrobin",
+        passive_check=PassiveCheckSpec(30000, 1500, 2000, 2, 3, 5),
+    )
+    assert " ".join(server_line_options(passive, server)) == (
+        "weight 2 check inter 30s fastinter 1500ms downinter 2s rise 2 fall 3"
+        " observe layer4 error-limit 5 on-error mark-down"
+    )
+    active = BackendSpec(
+        "be",
+        "/a",
+        1,
+        "tcp",
+        "roundrobin",
+        health_check=HealthCheckSpec("http", "/h", 10000, 2000, 2, 4, port=8081),
+    )
+    assert (
+        " ".join(server_line_options(active, server))
+        == "weight 2 check inter 10s rise 2 fall 4 port 8081"
+    )
+    assert server_line(active, ServerSpec("s", "::1", 80, "s", state="drain")).startswith(
+        "server s [::1]:80 weight 1 check"
+    )
+    # "cookie" is refused by runtime `add server`, so it never appears on a server line
+    sticky = BackendSpec(
+        "be", "/a", 1, "http", "roundrobin", sticky=True, passive_check=PassiveCheckSpec()
+    )
+    assert "cookie" not in server_line_options(sticky, server)
+
+
+def test_custom_template_sees_the_model(tmp_settings: Callable[..., RenderSettings]) -> None:
+    template = "{% for b in backends %}{{ b.name }}:{{ b.servers|length }}\n{% endfor %}"
+    model = build_model(ClusterState.from_apps(cluster()), tmp_settings(), frozenset(), HOSTS.get)
+    assert (
+        render_config(model, tmp_settings(), template)
+        == "be_checked_10003:1\nbe_db_10001:1\nbe_empty_10002:0\nbe_web_10000:2\n"
+    )
+    custom = default_template().replace("    option dontlognull\n", "")
+    assert "dontlognull" not in render_config(model, tmp_settings(), custom)
+
+
+def test_empty_model_renders(
+    tmp_settings: Callable[..., RenderSettings], assert_grammar: Callable[[str], None]
+) -> None:
+    text = render_config(HAProxyModel(), tmp_settings())
+    assert_grammar(text)
+    assert text.endswith("load-server-state-from-file global\n")
