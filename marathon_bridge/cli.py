@@ -646,18 +646,40 @@ def marathon_error_json(error: MarathonError) -> dict[str, Any]:
     return data
 
 
-def _configure_logging(verbose: bool, err: TextIO) -> None:
-    root = logging.getLogger("marathon_bridge")
-    for handler in list(root.handlers):
-        if getattr(handler, "_marathon_bridge_cli", False):
-            root.removeHandler(handler)
-    if not verbose:
-        return
-    handler = logging.StreamHandler(err)
-    handler._marathon_bridge_cli = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
+STANDARD_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class _FieldsFormatter(logging.Formatter):
+    """``level name: message key=value ...``: the structured ``extra=`` fields shown too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = {k: v for k, v in vars(record).items() if k not in STANDARD_RECORD_KEYS}
+        if fields:
+            text += " " + " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
+        return text
+
+
+class _Logging:
+    """Logs of the ``marathon_bridge`` package to the command's stderr while it runs: warnings
+    (a Marathon URL that did not answer, TLS checks off), everything with ``--verbose``."""
+
+    def __init__(self, verbose: bool, err: TextIO) -> None:
+        self.logger = logging.getLogger("marathon_bridge")
+        self.handler = logging.StreamHandler(err)
+        self.handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        self.handler.setFormatter(_FieldsFormatter("%(levelname)s %(name)s: %(message)s"))
+        self.level = self.logger.level
+
+    def __enter__(self) -> _Logging:
+        self.logger.addHandler(self.handler)
+        if self.handler.level == logging.DEBUG:
+            self.logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
 
 
 def main(
@@ -677,7 +699,11 @@ def main(
         code = exit_request.code
         return code if isinstance(code, int) else EXIT_USAGE
     io = Io(out=out, err=err, json=args.output == "json")
-    _configure_logging(args.verbose, err)
+    with _Logging(args.verbose, err):
+        return _run(args, io, env)
+
+
+def _run(args: argparse.Namespace, io: Io, env: Mapping[str, str]) -> int:
     try:
         return COMMANDS[args.command](args, io, env)
     except UsageError as error:
