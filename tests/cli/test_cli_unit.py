@@ -82,7 +82,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         (["apps", "--token", "t"], {"MARATHON_USER": "u", "MARATHON_PASSWORD": "p"}, "not both"),
         (["apps", "--insecure", "--ca-bundle", "/etc/hosts"], {}, "--ca-bundle or --insecure"),
         (["apps", "--ca-bundle", "/nonexistent/ca.pem"], {}, "does not exist"),
-        (["apps", "--marathon", "ftp://x"], {}, "not an http(s) URL"),
+        (["apps", "--marathon", "ftp://x"], {}, "ftp://x"),
     ],
 )
 def test_bad_client_options_exit_2_without_sending(
