@@ -409,6 +409,7 @@ class Applier:
         server_options: Optional[ServerOptions] = None,
         listener_signature: Optional[Signature] = None,
         check_ports: bool = True,
+        config_write_delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.haproxy = haproxy
@@ -423,6 +424,7 @@ class Applier:
         self.server_options = server_options or _default_server_options()
         self.signature = listener_signature or _default_signature()
         self.check_ports = check_ports
+        self.config_write_delay = config_write_delay
         self.clock = clock
         self.counters = ApplyCounters()
         self.draining: dict[tuple[str, str], DrainEntry] = {}
@@ -433,6 +435,8 @@ class Applier:
         self._synced: dict[str, BackendSpec] = {}  # backends whose runtime state matches
         self._failed: Optional[tuple[str, float, str]] = None  # text, when, error
         self._unconfirmed = False
+        self._dirty_since: Optional[float] = None  # runtime changed, file not rewritten yet
+        self._starts_seen = _starts(haproxy)
 
     # -- public
 
@@ -449,18 +453,38 @@ class Applier:
             return result
 
     def tick(self) -> int:
-        """Advance drains (the daemon calls this periodically); returns servers deleted."""
+        """Periodic work (the daemon calls it about once a second): advance drains, write a
+        deferred config file, resync everything after HAProxy was restarted. Returns the number
+        of servers deleted."""
         with self._lock:
-            if not self.draining or not self.haproxy.running():
+            if not self.haproxy.running():
                 return 0
+            deleted = 0
             try:
-                deleted = self._advance_drains()
+                if _starts(self.haproxy) != self._starts_seen:
+                    self._after_restart()
+                if self.draining:
+                    deleted = self._advance_drains()
             except RuntimeAPIError as exc:
-                log.warning("drain step failed", extra={"error": str(exc)})
+                log.warning("applier tick failed", extra={"error": str(exc)})
                 return 0
-            if deleted and self._model is not None:
-                self._rewrite_config(self._model)
+            if self._model is not None and (deleted or self._write_due()):
+                _, error = self._rewrite_config(self._model)
+                if error:  # the next apply takes the long way: validate, drop bad apps, reload
+                    self._running_signature = None
             return deleted
+
+    def _write_due(self) -> bool:
+        return self._dirty_since is not None and (
+            self.clock() - self._dirty_since >= self.config_write_delay
+        )
+
+    def _after_restart(self) -> None:
+        """HAProxy was restarted from the file: check every backend against the model again."""
+        self._starts_seen = _starts(self.haproxy)
+        self._synced = {}
+        if self._model is not None:
+            self._sync_runtime(self._model, only_changed=False)
 
     def write_only(self, model: HAProxyModel) -> bool:
         """``--once``: render, validate and write the config; no HAProxy involved."""
@@ -486,6 +510,11 @@ class Applier:
             return self._reload(model)
         if self._needs_reload_for_servers(model):
             return self._reload(model)
+        if _starts(self.haproxy) != self._starts_seen:
+            try:
+                self._after_restart()
+            except RuntimeAPIError:
+                return self._reload(model)
         return self._apply_runtime(model)
 
     def _apply_runtime(self, model: HAProxyModel, fallback: bool = True) -> ApplyResult:
@@ -499,6 +528,11 @@ class Applier:
             self._running_signature = None
             return self._reload(model) if fallback else ApplyResult(False, "failed", error=str(exc))
         self._model = model
+        if self.config_write_delay > 0 and self._running_signature is not None:
+            # the file follows on a later tick; bursts of server changes share one write
+            if ops and self._dirty_since is None:
+                self._dirty_since = self.clock()
+            return ApplyResult(True, "runtime" if ops else "none", runtime_ops=ops)
         written, error = self._rewrite_config(model)
         if error:
             # HAProxy refuses the file although listeners did not change: go the long way,
@@ -654,6 +688,7 @@ class Applier:
 
     def _rewrite_config(self, model: HAProxyModel) -> tuple[bool, str]:
         """Write the effective config if it changed: (written, validation error)."""
+        self._dirty_since = None
         text = self.render(self._effective(model))
         if text == self._read_config():
             return False, ""
@@ -757,6 +792,7 @@ class Applier:
         self._synced = {}
         self._failed = None
         self._forget_server_state()
+        self._starts_seen = _starts(self.haproxy)
         ops = 0
         try:
             # the server-state file may have restored a drain/maint the model no longer wants
@@ -1012,6 +1048,12 @@ def _write_file_atomically(path: str, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+def _starts(haproxy: HAProxyControl) -> int:
+    """How many times a supervised HAProxy was (re)started; 0 for one run elsewhere."""
+    starts = getattr(haproxy, "starts", 0)
+    return starts if isinstance(starts, int) else 0
 
 
 def _default_server_options() -> ServerOptions:

@@ -461,3 +461,21 @@ def test_checked_and_sticky_servers_added_at_runtime(
 def rows_status(kit: Any, backend: str, server: str) -> str:
     rows = {r["svname"]: r for r in admin(kit).show_stat(backend, 4)}
     return rows[server]["status"]
+
+
+def test_deferred_config_write_follows_on_tick(make_applier: Any, kit: Any, backends: Any) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    clock = FakeClock()
+    applier = make_applier(clock=clock, config_write_delay=1.0)
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    result = applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b})))
+    assert result.ok and result.runtime_ops == 2 and not result.config_written  # add, ready
+    assert set(kit.answers(port, 6)) == {"a", "b"}  # routing changed at once
+    assert "server b " not in kit.paths.config.read_text()
+    applier.tick()
+    assert "server b " not in kit.paths.config.read_text()  # not yet due
+    clock.now += 1.0
+    applier.tick()
+    assert "server b " in kit.paths.config.read_text()
+    assert applier.counters.reloads == 0
