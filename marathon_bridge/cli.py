@@ -43,6 +43,7 @@ DEFAULT_MARATHON = "http://127.0.0.1:8080"
 DEFAULT_HTTP_TIMEOUT = 30.0
 DEFAULT_WAIT_TIMEOUT = 600.0
 CONNECT_TIMEOUT = 3.05
+PATH_HELP = "definition file (.json, .yaml, .yml): one app, a list of apps, or a group"
 
 ENV_URL = "MARATHON_URL"
 ENV_USER = "MARATHON_USER"
@@ -184,13 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[parent], help=help_text, description=help_text)
 
     p = command("validate", "check definition files offline (nothing is sent)")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=PATH_HELP)
 
     p = command("diff", "show what deploying the files would change")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=PATH_HELP)
 
     p = command("deploy", "create or update the apps and wait for the deployment", own_timeout=True)
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=PATH_HELP)
     _wait_options(p, with_timeout=True)
     p.add_argument(
         "--rollback-on-failure",
