@@ -123,7 +123,6 @@ class DrainEntry:
     weight: int
     started_at: float
     task_id: str = ""
-    shut: bool = False  # sessions were shut after drain_timeout
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -505,7 +504,7 @@ class Applier:
         if self._unconfirmed and not self._settle_unconfirmed():
             return ApplyResult(False, "failed", error="the previous reload is still unconfirmed")
         if not self.haproxy.running() or self._running_signature is None:
-            return self._reload(model, first=not self.haproxy.running())
+            return self._reload(model)
         if self.signature(model) != self._running_signature:
             return self._reload(model)
         if self._needs_reload_for_servers(model):
@@ -584,10 +583,10 @@ class Applier:
                 self._synced = {}
                 raise errors[0]
         now = self.clock()
-        tasks = {(b.name, s.name): s.task_id for b in model.backends for s in b.servers}
         for backend, state in drains:
             key = (backend.name, state.name)
             if key not in self.draining:
+                task_id = next((s.task_id for s in backend.servers if s.name == state.name), "")
                 self.draining[key] = DrainEntry(
                     backend.name,
                     state.name,
@@ -595,7 +594,7 @@ class Applier:
                     state.port,
                     state.uweight,
                     now,
-                    tasks.get(key, ""),
+                    task_id,
                 )
                 self.counters.drains_started += 1
         for backend in backends:
@@ -657,33 +656,33 @@ class Applier:
 
     def _effective(self, model: HAProxyModel) -> HAProxyModel:
         """The model as HAProxy runs it: draining servers kept until they are deleted."""
+        if not self.draining and all(s.state == "ready" for b in model.backends for s in b.servers):
+            return model
+        by_backend: dict[str, dict[str, DrainEntry]] = {}
+        for (be, name), entry in self.draining.items():
+            by_backend.setdefault(be, {})[name] = entry
         backends = []
         for backend in model.backends:
+            draining = by_backend.get(backend.name, {})
             servers = [
-                s
+                s if s.name not in draining else replace(s, state=RENDER_SERVER_DRAIN)
                 for s in backend.servers
-                if s.state == "ready" or (backend.name, s.name) in self.draining
+                if s.state == "ready" or s.name in draining
             ]
-            names = {s.name for s in servers}
-            for (be, name), entry in sorted(self.draining.items()):
-                if be == backend.name and name not in names:
-                    servers.append(
-                        ServerSpec(
-                            name=name,
-                            address=entry.address,
-                            port=entry.port,
-                            task_id=entry.task_id,
-                            weight=max(entry.weight, 1),
-                            state=RENDER_SERVER_DRAIN,
-                        )
-                    )
-            servers = [
-                replace(s, state=RENDER_SERVER_DRAIN)
-                if (backend.name, s.name) in self.draining
-                else s
-                for s in servers
+            known = {s.name for s in servers}
+            servers += [
+                ServerSpec(
+                    name=name,
+                    address=entry.address,
+                    port=entry.port,
+                    task_id=entry.task_id,
+                    weight=max(entry.weight, 1),
+                    state=RENDER_SERVER_DRAIN,
+                )
+                for name, entry in sorted(draining.items())
+                if name not in known
             ]
-            backends.append(replace(backend, servers=tuple(sorted(servers, key=lambda s: s.name))))
+            backends.append(replace(backend, servers=tuple(servers)))
         return replace(model, backends=tuple(backends))
 
     def _rewrite_config(self, model: HAProxyModel) -> tuple[bool, str]:
@@ -697,7 +696,7 @@ class Applier:
 
     # -- reload path
 
-    def _reload(self, model: HAProxyModel, first: bool = False) -> ApplyResult:
+    def _reload(self, model: HAProxyModel) -> ApplyResult:
         accepted, skipped, text, candidate, error, validations = self._validated(model)
         if candidate is None or text is None or accepted is None:
             self.counters.validation_failures += 1
@@ -708,7 +707,7 @@ class Applier:
                 result = self._apply_runtime(accepted, fallback=False)
                 if result.ok:
                     return replace(result, skipped=skipped, validations=validations)
-            return self._swap_and_reload(accepted, skipped, text, candidate, validations, first)
+            return self._swap_and_reload(accepted, skipped, text, candidate, validations)
         finally:
             if os.path.exists(candidate):
                 os.unlink(candidate)
@@ -728,7 +727,6 @@ class Applier:
         text: str,
         candidate: str,
         validations: int,
-        first: bool,
     ) -> ApplyResult:
         running = self.haproxy.running()
         failed = self._failed
