@@ -150,7 +150,13 @@ def services_from_apps(apps: Iterable[App], accept: TaskPredicate = is_running) 
     services: list[Service] = []
     for app in apps:
         services.extend(_app_services(app, accept))
-    return sorted(services, key=lambda s: (s.service_port, s.app_id, s.port_index))
+    return sorted(services, key=_service_key)
+
+
+def _service_key(service: Service) -> tuple[Any, ...]:
+    # (port, app id) is unique in real Marathon state; the rest only makes bad input sort stably
+    endpoints = tuple(_endpoint_key(e) for e in service.endpoints)
+    return (service.service_port, service.app_id, service.port_index, endpoints)
 
 
 def _app_services(app: App, accept: TaskPredicate) -> list[Service]:
