@@ -14,6 +14,7 @@ import json
 import logging
 import queue
 import re
+import select
 import socket
 import threading
 import time
@@ -717,6 +718,8 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 frame = sub.queue.get(timeout=timeout)
             except queue.Empty:
+                if self._client_gone():
+                    break
                 if time.monotonic() >= next_beat:
                     self.wfile.write(HEARTBEAT)
                     self.wfile.flush()
@@ -726,6 +729,16 @@ class Handler(BaseHTTPRequestHandler):
                 break
             self.wfile.write(frame)
             self.wfile.flush()
+
+    def _client_gone(self) -> bool:
+        """True when the client closed its side (a stream request sends nothing more)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     # ------------------------------------------------------------------ standby
 

@@ -1173,7 +1173,8 @@ class ClusterState:
                 task.state = RUNNING
                 task.started_at = time.time()
                 task.started_mono = now
-                task.health = [HealthResult() for _ in task.checks]
+                if not task.health_forced:
+                    task.health = [HealthResult() for _ in task.checks]
                 self._status_event(task, RUNNING)
         elif task.state == RUNNING:
             if exit_code is not None:
