@@ -326,6 +326,7 @@ def make_applier(
             "haproxy_bin": haproxy_process.haproxy_bin,
             "state_file": str(hapaths.state_file),
             "drain_timeout": 30.0,
+            "config_write_delay": 0.0,
         }
         options.update(kwargs)
         render = options.pop("render", kit.render)
