@@ -280,7 +280,10 @@ def test_errors_and_garbage_keep_the_last_good_state(make: Any, wait_until: Any)
     assert errors(follower, "marathon") == 2
     assert all(set(s.apps) == {"/web"} for s in rec.states)
     assert any(p and "keeping the last good state" in p for p in rec.problems)
-    wait_until(lambda: rec.count() > published and rec.problems[-1] is None)
+    wait_until(lambda: rec.problems[-1] is None)  # recovered: the problem is cleared
+    assert rec.count() == published  # the same apps again: nothing new to publish
+    client.apps = [app("/web", "web.1", "web.2")]
+    wait_until(lambda: "web.2" in rec.last.tasks["/web"])
 
 
 def test_an_empty_list_after_apps_needs_confirmation(make: Any, wait_until: Any) -> None:
