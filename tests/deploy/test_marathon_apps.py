@@ -226,7 +226,8 @@ def test_examples_render_to_a_config_haproxy_accepts(
         admin_socket=str(tmp_path / "admin.sock"),
         server_state_file=str(tmp_path / "server-state"),
     )
-    model = build_model(ClusterState.from_apps(apps), settings, frozenset(), {}.get)
+    no_names: dict[str, str] = {}  # the emulator's tasks run on 127.0.0.1: nothing to resolve
+    model = build_model(ClusterState.from_apps(apps), settings, frozenset(), no_names.get)
     ports = sorted(frontend.port for frontend in model.frontends)
     assert ports == [10000, 10001, 10002, 18080]  # not 9090: the sidecar's own port
     config = tmp_path / "haproxy.cfg"

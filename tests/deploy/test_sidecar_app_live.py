@@ -1,0 +1,125 @@
+"""The sidecar's Marathon app, run for real: its health check answers 200 from a running sidecar.
+
+The app JSON is deployed on the emulator, then the sidecar is started with the app's own ``args``
+and ``env`` (only the Marathon URL, the state directory and the status port are swapped for test
+values) and a real HAProxy. Marathon's health check (``path`` on the status port), the image's
+HEALTHCHECK probe and a clean stop within the kill grace period are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from marathon_bridge.cli import main as cli_main
+from marathon_bridge.testing.emulator import MarathonEmulator
+
+ROOT = Path(__file__).resolve().parents[2]
+SIDECAR_APP = ROOT / "deploy" / "marathon" / "marathon-sidecar.json"
+HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def replace_flag(args: list[str], flag: str, value: str) -> list[str]:
+    out = list(args)
+    out[out.index(flag) + 1] = value
+    return out
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+@pytest.fixture
+def running_sidecar(
+    tmp_path: Path, haproxy_bin: str, wait_until: Callable[..., None]
+) -> Iterator[tuple[dict[str, Any], int, Path, subprocess.Popen[bytes]]]:
+    app: dict[str, Any] = json.loads(SIDECAR_APP.read_text(encoding="utf-8"))
+    with MarathonEmulator() as marathon:
+        assert cli_main(["deploy", "--marathon", marathon.url, str(SIDECAR_APP)]) == 0
+        port = free_port()
+        state_dir = tmp_path / "state"
+        state_dir.mkdir(mode=0o750)  # the host volume exists (docs/operations.md, deploying)
+        args = replace_flag(app["args"], "--marathon", marathon.url)
+        args = replace_flag(args, "--state-dir", str(state_dir))
+        args = replace_flag(args, "--status-listen", f"127.0.0.1:{port}")
+        env = {**os.environ, **app["env"], "MARATHON_SIDECAR_STATUS_LISTEN": f"127.0.0.1:{port}"}
+        env["MARATHON_SIDECAR_HAPROXY_BIN"] = haproxy_bin
+        log = (tmp_path / "sidecar.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", *args], env=env, stdout=log, stderr=log
+        )
+        try:
+            yield app, port, state_dir, proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=30)
+            log.close()
+
+
+def test_marathons_health_check_answers_200_from_a_running_sidecar(
+    running_sidecar: tuple[dict[str, Any], int, Path, subprocess.Popen[bytes]],
+    wait_until: Callable[..., None],
+    tmp_path: Path,
+) -> None:
+    app, port, state_dir, proc = running_sidecar
+    (check,) = app["healthChecks"]
+    url = f"http://127.0.0.1:{port}{check['path']}"  # what the agent's MESOS_HTTP check asks
+    wait_until(lambda: http_status(url) == 200 or proc.poll() is not None, timeout=60)
+    log = (tmp_path / "sidecar.log").read_text(encoding="utf-8", errors="replace")
+    assert proc.poll() is None, log
+    assert http_status(url) == 200
+    # ...within the check's timeout, well before the grace period ends
+    assert check["gracePeriodSeconds"] > check["timeoutSeconds"]
+
+    # The image's HEALTHCHECK probe finds the same server through the app's environment.
+    probe = subprocess.run(
+        [sys.executable, str(HEALTHCHECK)],
+        env={**os.environ, "MARATHON_SIDECAR_STATUS_LISTEN": f"127.0.0.1:{port}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+
+    # The host volume gets the last known good state.
+    wait_until(lambda: any(state_dir.glob("last-applied.json")), timeout=30)
+
+
+def test_sidecar_stops_cleanly_within_the_kill_grace_period(
+    running_sidecar: tuple[dict[str, Any], int, Path, subprocess.Popen[bytes]],
+    wait_until: Callable[..., None],
+) -> None:
+    app, port, _, proc = running_sidecar
+    wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout=60)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=app["taskKillGracePeriodSeconds"]) == 0
+    assert http_status(f"http://127.0.0.1:{port}/health") == 0  # the status server is gone
