@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -71,6 +72,30 @@ class EchoServer(ThreadingHTTPServer):
     block_on_close = True
     allow_reuse_address = True
 
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._conn_lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        super().__init__(address, handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        with self._conn_lock:
+            self._conns.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def end_reading(self) -> None:
+        """Idle keep-alive connections see EOF; answers in progress still go out."""
+        with self._conn_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RD)
+
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="echo_server", description=__doc__)
@@ -99,8 +124,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         terminating.wait()
     time.sleep(max(0.0, args.drain))  # keep answering while load balancers drain us
-    server.shutdown()
+    server.shutdown()  # stop accepting
     serving.join()
+    server.end_reading()
     server.server_close()  # joins in-flight handler threads
     return 0
 

@@ -296,6 +296,13 @@ class MarathonEmulator:
         """Task id -> pid of its process group leader (run_tasks=True)."""
         return self._cluster().process_pids()
 
+    def task_sandbox(self, task_id: str) -> str:
+        """The working directory of a task's process (run_tasks=True)."""
+        runner = self._cluster().runner
+        if runner is None:
+            raise RuntimeError("run_tasks is off: tasks have no sandbox")
+        return runner.sandbox(task_id)
+
     def event_stream_count(self) -> int:
         """How many /v2/events clients are connected."""
         return self.bus.subscriber_count() if self.bus is not None else 0

@@ -107,7 +107,7 @@ class ProcessRunner:
 
     def start(self, task_id: str, cmd: str, env: Mapping[str, str]) -> TaskProcess:
         """Run ``/bin/sh -c cmd`` for a task."""
-        workdir = os.path.join(self._root, task_id)
+        workdir = self.sandbox(task_id)
         os.makedirs(workdir, exist_ok=True)
         full_env = dict(os.environ)
         full_env.update(env)
@@ -143,6 +143,10 @@ class ProcessRunner:
             proc.kill()  # the group may still hold children of the shell
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=1.0)
+
+    def sandbox(self, task_id: str) -> str:
+        """The task's working directory (``$MESOS_SANDBOX``)."""
+        return os.path.join(self._root, task_id)
 
     def pids(self) -> dict[str, int]:
         with self._lock:
