@@ -22,6 +22,30 @@ def server_names(kit: Any, backend: str) -> list[str]:
     return sorted(s.name for s in admin(kit).show_servers_state(backend))
 
 
+def hold_request_on(
+    kit: Any, port: int, target: Any, other: Any
+) -> tuple[list[object], list[threading.Thread]]:
+    """Send slow requests until one is held by ``target`` (``other`` answers them at once)."""
+    results: list[object] = []
+    threads: list[threading.Thread] = []
+    other.release.set()
+
+    def slow_request() -> None:
+        try:
+            results.append(kit.get(port, "/slow", timeout=30))
+        except OSError as exc:
+            results.append(exc)
+
+    while not target.slow_started.is_set():
+        thread = threading.Thread(target=slow_request, daemon=True)
+        thread.start()
+        threads.append(thread)
+        kit.wait_until(
+            lambda t=thread: target.slow_started.is_set() or not t.is_alive(), what="slow request"
+        )
+    return results, threads
+
+
 def test_first_apply_starts_and_an_unchanged_model_does_nothing(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
@@ -96,19 +120,7 @@ def test_killed_task_stops_receiving_traffic_and_its_request_finishes(
     model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
     applier = make_applier()
     assert applier.apply(model).ok
-    # hold one request open on b (round robin: try until b got one)
-    slow: list[tuple[int, str]] = []
-
-    def slow_request() -> None:
-        slow.append(kit.get(port, "/slow", timeout=30))
-
-    threads = []
-    while not b.slow_started.is_set():
-        t = threading.Thread(target=slow_request, daemon=True)
-        t.start()
-        threads.append(t)
-        kit.wait_until(lambda: b.slow_started.is_set() or a.slow_started.is_set(), what="slow")
-        a.release.set()
+    slow, threads = hold_request_on(kit, port, b, a)
     # Marathon says b is going (TASK_KILLING): the model keeps it with state "drain"
     killing = tuple(
         replace(s, state="drain") if s.name == "b" else s for s in model.backends[0].servers
@@ -122,7 +134,7 @@ def test_killed_task_stops_receiving_traffic_and_its_request_finishes(
     b.release.set()
     for t in threads:
         t.join(30)
-    assert all(status == 200 for status, _ in slow)
+    assert slow and all(isinstance(r, tuple) and r[0] == 200 for r in slow), slow
     kit.wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["a"], what="b gone")
     again = applier.apply(kit.with_servers(model, be, killing))
     assert again.ok and again.runtime_ops == 0 and server_names(kit, be) == ["a"]
@@ -380,21 +392,7 @@ def test_drain_timeout_shuts_the_last_sessions_and_deletes(
     clock = FakeClock()
     applier = make_applier(clock=clock, drain_timeout=5.0)
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b}))).ok
-    held: list[object] = []
-
-    def hold() -> None:
-        try:
-            held.append(kit.get(port, "/slow", timeout=30))
-        except OSError as exc:
-            held.append(exc)
-
-    threads = []
-    while not b.slow_started.is_set():  # round robin: until a request is held by b
-        t = threading.Thread(target=hold, daemon=True)
-        t.start()
-        threads.append(t)
-        kit.wait_until(lambda: b.slow_started.is_set() or a.slow_started.is_set(), what="slow")
-        a.release.set()
+    held, threads = hold_request_on(kit, port, b, a)
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
     assert applier.tick() == 0 and "b" in server_names(kit, be)  # its session keeps it
     clock.now += 5.0
