@@ -79,6 +79,7 @@ class MarathonEmulator:
         self._threads: list[threading.Thread] = []
         self._standbys: list[MarathonEmulator] = []
         self._server: Optional[EmulatorServer] = None
+        self._suspended: Optional[EmulatorServer] = None
         self._prober: Optional[HealthProber] = None
         self._leader_url = leader_url
         self._running = False
@@ -124,11 +125,8 @@ class MarathonEmulator:
             return self.url if self._running else None
         return self._leader_url() if self._leader_url else None
 
-    def start(self) -> MarathonEmulator:
-        """Bind, serve and (for a leader) run the scheduler; returns self."""
-        if self._running:
-            return self
-        context = ServerContext(
+    def _context(self) -> ServerContext:
+        return ServerContext(
             state=self.state,
             bus=self.bus,
             faults=self.faults,
@@ -141,7 +139,15 @@ class MarathonEmulator:
             on_abdicate=lambda: self.leader_election(blank_health_for=0.0),
             stopping=self._stop,
         )
-        self._server = EmulatorServer((self.host, self.port), context)
+
+    def start(self) -> MarathonEmulator:
+        """Bind, serve and (for a leader) run the scheduler; returns self. Not restartable."""
+        if self._running:
+            return self
+        if self._stop.is_set():
+            raise RuntimeError("a stopped emulator cannot start again (use suspend/resume)")
+        self._server = EmulatorServer((self.host, self.port), self._context())
+        self.port = self._server.server_address[1]
         self._running = True
         self._spawn("emu-http", self._server.serve_forever)
         if self.state is not None:
@@ -168,6 +174,26 @@ class MarathonEmulator:
             except Exception:  # keep ticking: one bad tick must not freeze the cluster
                 LOG.exception("emulator tick failed")
 
+    def suspend(self) -> None:
+        """Marathon goes away: the port closes and every connection drops; tasks keep running."""
+        server = self._server
+        if server is None or self._suspended is not None:
+            return
+        if self.bus is not None:
+            self.bus.close_all("suspended")
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        self._suspended = server
+
+    def resume(self) -> None:
+        """Marathon is back on the same port, with the same state."""
+        if self._suspended is None:
+            return
+        self._suspended = None
+        self._server = EmulatorServer((self.host, self.port), self._context())
+        self._spawn("emu-http", self._server.serve_forever)
+
     def stop(self) -> None:
         """Stop serving, close every connection and kill every task process."""
         for standby in self._standbys:
@@ -182,7 +208,7 @@ class MarathonEmulator:
         if self.bus is not None:
             self.bus.close_all("shutdown")
         server = self._server
-        if server is not None:
+        if server is not None and self._suspended is None:
             server.shutdown()
             server.close_connections()
             server.server_close()

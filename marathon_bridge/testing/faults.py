@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -35,6 +36,7 @@ class Fault:
     drop: bool = False
     truncate: bool = False
     times: Optional[int] = None
+    expires_at: Optional[float] = None
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -72,8 +74,12 @@ class FaultInjector:
         drop: bool = False,
         truncate: bool = False,
         times: Optional[int] = None,
+        duration: Optional[float] = None,
     ) -> Fault:
-        """Add a fault. ``body`` alone answers 200 with those bytes (e.g. ``b"garbage"``)."""
+        """Add a fault. ``body`` alone answers 200 with those bytes (e.g. ``b"garbage"``).
+
+        ``times``: fire that many times; ``duration``: only for that many seconds from now.
+        """
         fault = Fault(
             path=path,
             method=method.upper(),
@@ -83,6 +89,7 @@ class FaultInjector:
             drop=drop,
             truncate=truncate,
             times=times,
+            expires_at=_expiry(duration),
         )
         with self._lock:
             self._faults.append(fault)
@@ -96,9 +103,17 @@ class FaultInjector:
         status: int = 200,
         method: str = "GET",
         times: Optional[int] = None,
+        duration: Optional[float] = None,
     ) -> Fault:
         """Answer ``body`` (any JSON value) instead of the real answer, e.g. an empty app list."""
-        fault = Fault(path=path, method=method.upper(), status=status, json_body=body, times=times)
+        fault = Fault(
+            path=path,
+            method=method.upper(),
+            status=status,
+            json_body=body,
+            times=times,
+            expires_at=_expiry(duration),
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -119,8 +134,12 @@ class FaultInjector:
     def take(self, method: str, path: str) -> list[Fault]:
         """Faults that fire for this request (each counted once; exhausted ones removed)."""
         fired: list[Fault] = []
+        now = time.monotonic()
         with self._lock:
             for fault in list(self._faults):
+                if fault.expires_at is not None and now >= fault.expires_at:
+                    self._faults.remove(fault)
+                    continue
                 if not fault.matches(method, path):
                     continue
                 fault.hits += 1
@@ -128,3 +147,7 @@ class FaultInjector:
                 if fault.times is not None and fault.hits >= fault.times:
                     self._faults.remove(fault)
         return fired
+
+
+def _expiry(duration: Optional[float]) -> Optional[float]:
+    return None if duration is None else time.monotonic() + duration

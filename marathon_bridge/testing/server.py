@@ -384,7 +384,8 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/v2/events" and method == "GET":
                 self._events(split.query, query)
                 return
-            self._write(self._respond(method, path, query, raw), method)
+            routed = "GET" if method == "HEAD" else method
+            self._write(self._respond(routed, path, query, raw), method)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

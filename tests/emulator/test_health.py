@@ -127,4 +127,5 @@ def test_health_results_come_back_after_the_election() -> None:
         emu.leader_election(blank_health_for=0.3)
         wait_until(lambda: app_counts(emu) == (2, 2, 0))
         assert all(t["healthCheckResults"][0]["alive"] for t in emu.tasks("/web"))
-        assert len(emu.events("health_status_changed_event")) == before + 2
+        wait_until(lambda: len(emu.events("health_status_changed_event")) == before + 2)
+        assert all(e["alive"] for e in emu.events("health_status_changed_event")[before:])
