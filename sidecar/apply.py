@@ -742,6 +742,10 @@ class Applier:
                 validations=validations,
                 error=f"this config failed to load recently: {failed[2]}",
             )
+        if not running:
+            stop_leftover = getattr(self.haproxy, "stop_leftover", None)
+            if callable(stop_leftover):
+                stop_leftover()  # a master of an earlier run would hold our ports
         problems = self._new_port_problems(model, running)
         if problems:
             self.counters.refused_ports += 1
@@ -766,8 +770,9 @@ class Applier:
             self.counters.old_workers = result.old_workers
             return self._loaded(model, skipped, text, validations, new_pid=result.new_pid)
         if "not confirmed" in result.message:
-            self._unconfirmed = True
-        self._failed = (text, self.clock(), result.message)
+            self._unconfirmed = True  # outcome unknown: settle it first, then try again
+        else:
+            self._failed = (text, self.clock(), result.message)
         if previous_text is not None:
             self._write_atomically(previous_text)  # a restart must load what actually runs
         return ApplyResult(

@@ -23,6 +23,7 @@ import stat
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import IO, Optional, Protocol
 
 from marathon_bridge.errors import MarathonBridgeError
@@ -207,9 +208,9 @@ class HAProxyProcess(_MasterDriver):
             if self.running():
                 return
             self.prepare_run_dir()
-            for stale in (self.master_socket,):
-                if os.path.exists(stale):
-                    os.unlink(stale)
+            self.stop_leftover()
+            if os.path.exists(self.master_socket):
+                os.unlink(self.master_socket)
             if self._log is None:
                 self._log = open(self.log_file, "ab")  # noqa: SIM115 -- kept for the child's life
             self._proc = subprocess.Popen(
@@ -221,6 +222,21 @@ class HAProxyProcess(_MasterDriver):
             )
             self.starts += 1
             log.info("haproxy started", extra={"master_pid": self._proc.pid})
+
+    def stop_leftover(self, timeout: float = 10.0) -> Optional[int]:
+        """Stop a master an earlier sidecar run left behind (found by our pid file and socket).
+
+        Without this it would keep serving its old config next to ours: HAProxy binds with
+        SO_REUSEPORT, so a second master starts fine and the two split the traffic.
+        """
+        pid = _leftover_master(self.pid_file, self.master_socket)
+        if pid is None or pid == self.master_pid:
+            return None
+        log.warning("stopping a leftover haproxy master", extra={"pid": pid})
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        self._kill_leftovers({pid}, timeout=timeout)
+        return pid
 
     def wait_ready(self, timeout: float = 30.0) -> ProcStatus:
         """Wait until the master lists a worker and (if configured) the admin socket answers."""
@@ -328,6 +344,24 @@ class HAProxyProcess(_MasterDriver):
             return ""
         alerts = [ln.strip() for ln in text.splitlines() if "[ALERT]" in ln]
         return " | ".join(alerts[-5:])
+
+
+def _leftover_master(pid_file: str, master_socket: str) -> Optional[int]:
+    """The pid in ``pid_file`` if it is a live haproxy started with ``master_socket``."""
+    try:
+        pid = int(Path(pid_file).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return None
+    name = os.path.basename(argv[0].decode("utf-8", "replace")) if argv else ""
+    wanted = master_socket.encode()
+    if "haproxy" not in name or not any(arg.split(b",")[0] == wanted for arg in argv):
+        return None
+    return pid if _pid_alive(pid) else None
 
 
 def _pid_alive(pid: int) -> bool:

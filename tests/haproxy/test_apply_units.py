@@ -7,8 +7,10 @@ import socket
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 from sidecar.apply import (
+    Applier,
     bind_endpoints,
     binds_in_config,
     blame_apps,
@@ -27,7 +29,15 @@ from sidecar.desired import (
     RouteSpec,
     ServerSpec,
 )
-from sidecar.haproxy.runtime import CMAINT, FDRAIN, FMAINT, ServerState
+from sidecar.haproxy.runtime import (
+    CMAINT,
+    FDRAIN,
+    FMAINT,
+    ProcStatus,
+    ReloadResult,
+    RuntimeAPI,
+    ServerState,
+)
 from sidecar.render import render_config
 
 
@@ -225,3 +235,61 @@ def test_default_signature_ignores_servers_only() -> None:
     other_mode = replace(model, backends=(replace(model.backends[0], mode="tcp"),))
     assert default_listener_signature(model) == default_listener_signature(more)
     assert default_listener_signature(model) != default_listener_signature(other_mode)
+
+
+class FakeHAProxy:
+    """An HAProxy whose reloads never get confirmed until told otherwise."""
+
+    master_socket = "/nonexistent/master.sock"
+    admin_socket = None
+
+    def __init__(self) -> None:
+        self.reloads = 0
+        self.answer = ReloadResult(False, message="reload not confirmed within 1.0s")
+        self.status: Optional[ProcStatus] = None
+
+    def running(self) -> bool:
+        return True
+
+    def ensure_started(self, timeout: float = 30.0) -> bool:
+        return False
+
+    def reload(self, timeout: float = 30.0) -> ReloadResult:
+        self.reloads += 1
+        return self.answer
+
+    def restart_if_dead(self, timeout: float = 30.0) -> bool:
+        return False
+
+    def proc_status(self) -> Optional[ProcStatus]:
+        return self.status
+
+    def stop(self, timeout: float = 10.0) -> None:
+        pass
+
+
+def test_no_reload_while_the_previous_one_is_unconfirmed(haproxy_bin: str, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    be = backend("/a", port, srv("x"))
+    model = HAProxyModel(frontends=(frontend(port, be.name),), backends=(be,))
+    fake = FakeHAProxy()
+    applier = Applier(
+        fake,
+        RuntimeAPI(str(tmp_path / "no-admin.sock"), timeout=0.5),
+        str(tmp_path / "haproxy.cfg"),
+        lambda m: render_config(m, RenderSettings()),
+        haproxy_bin=haproxy_bin,
+    )
+    first = applier.apply(model)
+    assert not first.ok and "not confirmed" in first.error and fake.reloads == 1
+    second = applier.apply(model)
+    assert not second.ok and "still unconfirmed" in second.error
+    assert fake.reloads == 1  # no second reload on top of the unknown one
+    fake.status = ProcStatus(None, (), (), 1, 0)  # the master answers again
+    fake.answer = ReloadResult(True, new_pid=4242)
+    third = applier.apply(model)
+    assert third.ok and third.reloaded and third.new_worker_pid == 4242
+    assert fake.reloads == 2
+    assert applier.counters.reloads == 1 and applier.counters.reload_failures == 1
