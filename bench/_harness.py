@@ -1,0 +1,719 @@
+"""Shared pieces for the whole-system benchmarks and the zero-drop tests.
+
+A :class:`System` is one node: the Marathon emulator running real echo tasks, one sidecar (the
+:class:`~sidecar.daemon.Daemon` in a thread, or ``python -m sidecar`` as a child process) and the
+real HAProxy it starts, everything on free loopback ports under a private temporary directory.
+A :class:`LoadGenerator` sends a continuous loopback load (keep-alive ``requests.Session`` clients
+and one-connection-per-request clients) and counts every request, failure and answering task.
+
+Nothing here sleeps to wait for something: :func:`wait_until` polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from marathon_bridge.client import MarathonClient  # noqa: E402
+from marathon_bridge.testing import MarathonEmulator  # noqa: E402
+from marathon_bridge.testing.tasks import echo_server_cmd  # noqa: E402
+from sidecar.desired import backend_name, server_name  # noqa: E402
+from sidecar.haproxy.runtime import MasterCLI, ProcStatus, RuntimeAPI, ServerState  # noqa: E402
+
+EMULATOR_HOST_PORTS = (31000, 32000)
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, message: str = ""
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); TimeoutError otherwise."""
+    deadline = time.monotonic() + timeout
+    last_error: Optional[BaseException] = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+            last_error = None
+        except Exception as exc:  # things settle: a predicate may fail for a while
+            last_error = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise TimeoutError(f"not within {timeout} s: {message or predicate}{detail}")
+        time.sleep(interval)
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports outside the emulator's host port range."""
+    found: list[int] = []
+    held: list[socket.socket] = []
+    try:
+        while len(found) < count:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+            port = int(s.getsockname()[1])
+            if not EMULATOR_HOST_PORTS[0] <= port <= EMULATOR_HOST_PORTS[1]:
+                found.append(port)
+    finally:
+        for s in held:
+            s.close()
+    return found
+
+
+def echo_app(
+    app_id: str, service_port: int, instances: int, *, mode: str = "http", health: bool = True
+) -> dict[str, Any]:
+    """An app of echo tasks (each answers ``GET /`` with its task id) on one service port."""
+    app: dict[str, Any] = {
+        "id": app_id,
+        "cmd": echo_server_cmd(),
+        "instances": instances,
+        "cpus": 0.01,
+        "mem": 16,
+        "portDefinitions": [{"port": service_port, "protocol": "tcp", "name": "http"}],
+        "labels": {"HAPROXY_0_MODE": mode},
+    }
+    if health:
+        app["healthChecks"] = [
+            {
+                "protocol": "HTTP",
+                "path": "/health",
+                "portIndex": 0,
+                "gracePeriodSeconds": 10,
+                "intervalSeconds": 1,
+                "timeoutSeconds": 1,
+                "maxConsecutiveFailures": 0,
+            }
+        ]
+    return app
+
+
+def ask(port: int, timeout: float = 3.0) -> str:
+    """One request on a new connection: the task id that answered, or ``error:<what>``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"Connection": "close"})
+        response = conn.getresponse()
+        body = response.read().decode("utf-8", "replace").strip()
+        return body if response.status == 200 else f"error:{response.status}"
+    except (OSError, http.client.HTTPException) as exc:
+        return f"error:{type(exc).__name__}"
+    finally:
+        conn.close()
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (``pct`` in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100.0 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def machine_facts(haproxy_bin: str = "haproxy") -> dict[str, str]:
+    """nproc, memory, haproxy and python versions: printed with every benchmark's figures."""
+    facts = {"nproc": str(os.cpu_count()), "python": platform.python_version()}
+    try:
+        out = subprocess.run(["free", "-h"], capture_output=True, text=True, timeout=10).stdout
+        facts["mem_total"] = out.splitlines()[1].split()[1]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        facts["mem_total"] = "?"
+    try:
+        version = subprocess.run([haproxy_bin, "-v"], capture_output=True, text=True, timeout=10)
+        facts["haproxy"] = version.stdout.splitlines()[0].strip()
+    except (OSError, IndexError, subprocess.SubprocessError):
+        facts["haproxy"] = "?"
+    with contextlib.suppress(OSError):
+        facts["loadavg"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return facts
+
+
+def find_haproxy() -> str:
+    found = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(found).exists():
+        raise RuntimeError("haproxy is not installed")
+    return found
+
+
+# ----------------------------------------------------------------------------- the load
+
+
+@dataclass
+class PortStats:
+    """What the clients saw on one service port."""
+
+    sent: int = 0
+    ok: int = 0
+    failures: int = 0
+    errors: list[str] = field(default_factory=list)  # the first few, for the report
+    by_task: Counter[str] = field(default_factory=Counter)
+    # per task id: the latest request *start* time (monotonic) that this task answered
+    last_start: dict[str, float] = field(default_factory=dict)
+
+    def copy(self) -> PortStats:
+        return PortStats(
+            self.sent,
+            self.ok,
+            self.failures,
+            list(self.errors),
+            Counter(self.by_task),
+            dict(self.last_start),
+        )
+
+
+MAX_ERRORS_KEPT = 50
+
+
+class LoadGenerator:
+    """Background clients hammering service ports on 127.0.0.1; counts every outcome.
+
+    ``keepalive`` threads each use one ``requests.Session`` (pooled keep-alive connections, no
+    retries); ``fresh`` threads open a new connection per request (``Connection: close``).
+    Each thread cycles over the current target ports; :meth:`add_port` adds one under load.
+    """
+
+    def __init__(
+        self,
+        ports: Sequence[int] = (),
+        *,
+        keepalive: int = 3,
+        fresh: int = 2,
+        timeout: float = 5.0,
+        pause: float = 0.0,
+    ) -> None:
+        self._ports = list(ports)
+        self.keepalive = keepalive
+        self.fresh = fresh
+        self.timeout = timeout
+        self.pause = pause
+        self._lock = threading.Lock()
+        self._stats: dict[int, PortStats] = {p: PortStats() for p in self._ports}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.started_at = 0.0
+        self.stopped_at = 0.0
+
+    # -- control
+
+    def start(self) -> LoadGenerator:
+        self._stop.clear()
+        self.started_at = time.monotonic()
+        for i in range(self.keepalive):
+            self._spawn(f"load-ka-{i}", self._keepalive_client, i)
+        for i in range(self.fresh):
+            self._spawn(f"load-new-{i}", self._fresh_client, i)
+        return self
+
+    def _spawn(self, name: str, target: Callable[[int], None], index: int) -> None:
+        thread = threading.Thread(target=target, args=(index,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+        self._threads.clear()
+        self.stopped_at = time.monotonic()
+
+    def __enter__(self) -> LoadGenerator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_port(self, port: int) -> None:
+        with self._lock:
+            if port not in self._ports:
+                self._ports.append(port)
+                self._stats[port] = PortStats()
+
+    def remove_port(self, port: int) -> None:
+        with self._lock:
+            if port in self._ports:
+                self._ports.remove(port)
+
+    # -- reading
+
+    def stats(self, port: int) -> PortStats:
+        with self._lock:
+            return self._stats[port].copy()
+
+    def totals(self) -> PortStats:
+        total = PortStats()
+        with self._lock:
+            for stats in self._stats.values():
+                total.sent += stats.sent
+                total.ok += stats.ok
+                total.failures += stats.failures
+                total.errors.extend(stats.errors)
+                total.by_task.update(stats.by_task)
+        return total
+
+    def wait_for_requests(self, port: int, more: int, timeout: float = 60.0) -> None:
+        """Wait until ``more`` further requests were answered (or failed) on ``port``."""
+        target = self.stats(port).sent + more
+        wait_until(lambda: self.stats(port).sent >= target, timeout, message=f"{more} requests")
+
+    # -- clients
+
+    def _next_port(self, turn: int) -> Optional[int]:
+        with self._lock:
+            if not self._ports:
+                return None
+            return self._ports[turn % len(self._ports)]
+
+    def _record(self, port: int, started: float, task_id: Optional[str], error: str) -> None:
+        with self._lock:
+            stats = self._stats.setdefault(port, PortStats())
+            stats.sent += 1
+            if task_id is not None:
+                stats.ok += 1
+                stats.by_task[task_id] += 1
+                if started > stats.last_start.get(task_id, 0.0):
+                    stats.last_start[task_id] = started
+            else:
+                stats.failures += 1
+                if len(stats.errors) < MAX_ERRORS_KEPT:
+                    stats.errors.append(f"{time.monotonic() - self.started_at:.2f}s {error}")
+
+    def _keepalive_client(self, index: int) -> None:
+        session = requests.Session()
+        turn = index
+        try:
+            while not self._stop.is_set():
+                port = self._next_port(turn)
+                turn += 1
+                if port is None:
+                    self._stop.wait(0.01)
+                    continue
+                started = time.monotonic()
+                try:
+                    resp = session.get(f"http://127.0.0.1:{port}/", timeout=self.timeout)
+                    body = resp.text.strip()
+                    if resp.status_code == 200 and body:
+                        self._record(port, started, body, "")
+                    else:
+                        self._record(port, started, None, f"ka HTTP {resp.status_code}")
+                except requests.RequestException as exc:
+                    self._record(port, started, None, f"ka {type(exc).__name__}: {exc}"[:300])
+                if self.pause:
+                    self._stop.wait(self.pause)
+        finally:
+            session.close()
+
+    def _fresh_client(self, index: int) -> None:
+        turn = index
+        while not self._stop.is_set():
+            port = self._next_port(turn)
+            turn += 1
+            if port is None:
+                self._stop.wait(0.01)
+                continue
+            started = time.monotonic()
+            answer = ask(port, self.timeout)
+            if answer.startswith("error:"):
+                self._record(port, started, None, f"new {answer}")
+            else:
+                self._record(port, started, answer, "")
+            if self.pause:
+                self._stop.wait(self.pause)
+
+
+# ----------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    connect_errors: int
+    read_errors: int
+    write_errors: int
+    timeouts: int
+    non_2xx: int
+    output: str
+
+    @property
+    def failures(self) -> int:
+        return (
+            self.connect_errors
+            + self.read_errors
+            + self.write_errors
+            + self.timeouts
+            + self.non_2xx
+        )
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """The counts of wrk 4.1's text summary."""
+    requests_done, seconds = 0, 0.0
+    errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+    non_2xx = 0
+    for line in output.splitlines():
+        text = line.strip()
+        if " requests in " in text:
+            count, _, rest = text.partition(" requests in ")
+            requests_done = int(count)
+            seconds = _wrk_seconds(rest.split(",")[0].strip())
+        elif text.startswith("Socket errors:"):
+            for part in text.split(":", 1)[1].split(","):
+                name, value = part.split()
+                errors[name] = int(value)
+        elif text.startswith("Non-2xx or 3xx responses:"):
+            non_2xx = int(text.split(":", 1)[1])
+    return WrkResult(
+        requests_done,
+        seconds,
+        errors["connect"],
+        errors["read"],
+        errors["write"],
+        errors["timeout"],
+        non_2xx,
+        output,
+    )
+
+
+def _wrk_seconds(text: str) -> float:
+    for suffix, scale in (("ms", 0.001), ("us", 0.000001), ("m", 60.0), ("s", 1.0)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * scale
+    return float(text)
+
+
+class Wrk:
+    """One ``wrk`` run in the background (``close=True``: a new connection per request)."""
+
+    def __init__(
+        self, port: int, seconds: float, *, connections: int = 8, close: bool = False
+    ) -> None:
+        args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+        args += ["--timeout", "5s"]
+        if close:
+            args += ["-H", "Connection: close"]
+        args.append(f"http://127.0.0.1:{port}/")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def result(self, timeout: float = 600.0) -> WrkResult:
+        out, _ = self.proc.communicate(timeout=timeout)
+        return parse_wrk(out.decode("utf-8", "replace"))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+# ----------------------------------------------------------------------------- the system
+
+
+@dataclass
+class SystemOptions:
+    """How the node under test is set up."""
+
+    in_process: bool = True  # Daemon in a thread; False: ``python -m sidecar`` child process
+    kill_grace: float = 0.5  # TASK_KILLING -> SIGTERM to the task process
+    debounce: float = 0.05
+    min_reload_interval: float = 0.2
+    resync_interval: float = 300.0
+    drain_timeout: float = 5.0
+    heartbeat_interval: float = 1.0
+    log_level: str = "WARNING"
+
+
+class System:
+    """Emulator (real echo tasks) + one sidecar + its HAProxy, all on loopback."""
+
+    def __init__(
+        self, options: Optional[SystemOptions] = None, haproxy_bin: Optional[str] = None
+    ) -> None:
+        self.options = options or SystemOptions()
+        self.haproxy_bin = haproxy_bin or find_haproxy()
+        self.state_dir = ""
+        self.emulator: Optional[MarathonEmulator] = None
+        self.marathon: Optional[MarathonClient] = None
+        self.daemon: Any = None
+        self._thread: Optional[threading.Thread] = None
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.status_port = 0
+        self._recorders: list[Callable[[str, dict[str, Any]], None]] = []
+
+    # -- lifecycle
+
+    def start(self) -> System:
+        self.state_dir = tempfile.mkdtemp(prefix="zd-", dir="/tmp")  # short: socket paths
+        try:
+            self.emulator = MarathonEmulator(
+                run_tasks=True,
+                kill_grace=self.options.kill_grace,
+                heartbeat_interval=self.options.heartbeat_interval,
+            ).start()
+            self._hook_publish(self.emulator)
+            self.marathon = MarathonClient(self.emulator.url, timeout=(3.0, 10.0))
+            (self.status_port,) = free_ports(1)
+            if self.options.in_process:
+                self._start_in_process()
+            else:
+                self._start_subprocess()
+            wait_until(self._haproxy_ready, 60, message="haproxy started by the sidecar")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _settings_values(self) -> dict[str, Any]:
+        o = self.options
+        assert self.emulator is not None
+        return {
+            "marathon_urls": (self.emulator.url,),
+            "state_dir": self.state_dir,
+            "haproxy_bin": self.haproxy_bin,
+            "status_host": "127.0.0.1",
+            "status_port": self.status_port,
+            "debounce": o.debounce,
+            "min_reload_interval": o.min_reload_interval,
+            "resync_interval": o.resync_interval,
+            "drain_timeout": o.drain_timeout,
+            "empty_confirm": 60.0,
+            "marathon_timeout": 5.0,
+        }
+
+    def _start_in_process(self) -> None:
+        from sidecar.daemon import Daemon
+        from sidecar.settings import Settings
+
+        self.daemon = Daemon(Settings(**self._settings_values()), startup_wait=15.0)
+        self._thread = threading.Thread(target=self.daemon.run, name="sidecar", daemon=True)
+        self._thread.start()
+
+    def _start_subprocess(self) -> None:
+        v = self._settings_values()
+        args = [sys.executable, "-m", "sidecar", "--marathon", v["marathon_urls"][0]]
+        for flag in (
+            "state_dir",
+            "haproxy_bin",
+            "debounce",
+            "min_reload_interval",
+            "resync_interval",
+            "drain_timeout",
+            "empty_confirm",
+            "marathon_timeout",
+        ):
+            args += ["--" + flag.replace("_", "-"), str(v[flag])]
+        args += ["--status-listen", f"127.0.0.1:{self.status_port}"]
+        args += ["--log-level", self.options.log_level, "--log-format", "json"]
+        log_path = Path(self.state_dir) / "sidecar.log"
+        with open(log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                args, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT)
+            )
+
+    def _haproxy_ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"the sidecar exited with {self.proc.returncode}: {self.log_tail()}")
+        if not Path(self.admin_socket).exists():
+            return False
+        return self.runtime.worker_pid() > 0
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+            if self._thread is not None:
+                self._thread.join(30)
+            self.daemon = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(10)
+            self.proc = None
+        if self.marathon is not None:
+            self.marathon.close()
+            self.marathon = None
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator = None
+        if self.state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.state_dir = ""
+
+    def __enter__(self) -> System:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_tail(self, size: int = 4000) -> str:
+        with contextlib.suppress(OSError):
+            return (Path(self.state_dir) / "sidecar.log").read_text()[-size:]
+        return ""
+
+    # -- event timestamps
+
+    def _hook_publish(self, emulator: MarathonEmulator) -> None:
+        """Call our recorders with every event the emulator publishes, at publish time."""
+        state = emulator.state
+        assert state is not None
+        original = state._publish
+
+        def publish(event_type: str, payload: Any) -> None:
+            for recorder in list(self._recorders):
+                recorder(event_type, payload)
+            original(event_type, payload)
+
+        state._publish = publish
+
+    def on_event(self, recorder: Callable[[str, dict[str, Any]], None]) -> None:
+        """``recorder(event_type, payload)`` runs inside the emulator as each event is published."""
+        self._recorders.append(recorder)
+
+    # -- HAProxy, seen from outside
+
+    @property
+    def admin_socket(self) -> str:
+        return str(Path(self.state_dir) / "run" / "admin.sock")
+
+    @property
+    def master_socket(self) -> str:
+        return str(Path(self.state_dir) / "run" / "master.sock")
+
+    @property
+    def runtime(self) -> RuntimeAPI:
+        return RuntimeAPI(self.admin_socket, timeout=5.0)
+
+    def show_proc(self) -> ProcStatus:
+        return MasterCLI(self.master_socket).show_proc_retrying(10.0)
+
+    def worker_pid(self) -> int:
+        """The current worker's pid (``show info`` Pid on the admin socket)."""
+        return self.runtime.worker_pid()
+
+    def servers(self, app_id: str, service_port: int) -> dict[str, ServerState]:
+        """HAProxy's servers of an app's backend, by server name."""
+        states = self.runtime.show_servers_state(backend_name(app_id, service_port))
+        return {s.name: s for s in states}
+
+    def server_admin(self, app_id: str, service_port: int, task_id: str) -> str:
+        """``ready``/``drain``/``maint`` for a task's server, ``absent`` when HAProxy has none."""
+        state = self.servers(app_id, service_port).get(server_name(task_id))
+        return "absent" if state is None else state.admin
+
+    # -- the sidecar, seen from outside
+
+    def status(self, path: str) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=5)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode("utf-8", "replace")
+        except OSError as exc:
+            return 0, str(exc)
+        finally:
+            conn.close()
+
+    def health(self) -> dict[str, Any]:
+        status, body = self.status("/health")
+        report = json.loads(body) if status else {}
+        report["http_status"] = status
+        return dict(report)
+
+    def metric(self, name: str, labels: Optional[dict[str, str]] = None) -> float:
+        """A sample of the sidecar's /metrics (0 when absent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, text = self.status("/metrics")
+        wanted = labels or {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in wanted.items()
+                ):
+                    return float(sample.value)
+        return 0.0
+
+    # -- Marathon side
+
+    @property
+    def client(self) -> MarathonClient:
+        assert self.marathon is not None
+        return self.marathon
+
+    @property
+    def emu(self) -> MarathonEmulator:
+        assert self.emulator is not None
+        return self.emulator
+
+    def healthy_ids(self, app_id: str) -> set[str]:
+        out = set()
+        for task in self.emu.tasks(app_id, states=["TASK_RUNNING"]):
+            results = task.get("healthCheckResults") or []
+            if results and all(r.get("alive") for r in results):
+                out.add(task["id"])
+        return out
+
+    def ready_servers(self, app_id: str, service_port: int) -> set[str]:
+        return {
+            name
+            for name, s in self.servers(app_id, service_port).items()
+            if s.admin == "ready" and s.address not in ("-", "0.0.0.0")  # noqa: S104
+        }
+
+    def converged(self, app_id: str, service_port: int) -> bool:
+        """HAProxy's ready servers are exactly the app's healthy running tasks."""
+        healthy = {server_name(t) for t in self.healthy_ids(app_id)}
+        return bool(healthy) and self.ready_servers(app_id, service_port) == healthy
+
+    def deploy(self, app: dict[str, Any], timeout: float = 90.0) -> None:
+        """Create an app and wait until HAProxy routes to all its healthy tasks."""
+        self.client.create_app(app)
+        self.wait_scaled(app["id"], app["portDefinitions"][0]["port"], app["instances"], timeout)
+
+    def wait_scaled(self, app_id: str, service_port: int, instances: int, timeout: float) -> None:
+        wait_until(
+            lambda: len(self.healthy_ids(app_id)) == instances,
+            timeout,
+            message=f"{app_id}: {instances} healthy tasks",
+        )
+        wait_until(
+            lambda: self.converged(app_id, service_port),
+            timeout,
+            message=f"{app_id}: HAProxy routes to its healthy tasks",
+        )
+
+
+@contextlib.contextmanager
+def running_system(options: Optional[SystemOptions] = None) -> Iterator[System]:
+    system = System(options)
+    system.start()
+    try:
+        yield system
+    finally:
+        system.stop()
