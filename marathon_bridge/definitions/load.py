@@ -5,9 +5,10 @@ A file holds one app (an object), a list of apps, or a group
 ``apps`` sit under the root group ``/``). Apps inside groups get absolute ids under their group:
 the relative id ``web`` in group ``/g`` becomes ``/g/web``; nested groups resolve the same way.
 
-Every app comes back as an :class:`AppSource` whose ``source`` says where it was found:
-``web.json`` (the file is the app), ``apps.yaml#[2]`` (third item of a top-level list),
-``g.json#apps[2]`` or ``g.json#groups[0].apps[1]`` (inside a group).
+Every app comes back as an :class:`AppSource` (its own deep copy: YAML aliases are not shared)
+whose ``source`` says where it was found: ``web.json`` (the file is the app), ``apps.yaml#[2]``
+(third item of a top-level list), ``g.json#apps[2]`` or ``g.json#groups[0].apps[1]`` (inside a
+group).
 
 Bad files raise :class:`~marathon_bridge.errors.DefinitionError`; each issue names the file,
 and the line and column when the parser knows them. The loader protects itself: files over
@@ -26,9 +27,12 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from marathon_bridge.errors import DefinitionError, Issue
 
@@ -153,18 +157,22 @@ def _parse_json(text: str) -> Any:
 # --------------------------------------------------------------------------- YAML
 
 
-class _BoundedSafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses deep nesting and alias bombs, and keeps timestamps as strings."""
+_NO_TIMESTAMPS = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._aliases = 0
+class _Bounds(Composer):
+    """Composer that refuses deep nesting and many aliases, and keeps timestamps as strings."""
+
+    yaml_implicit_resolvers = _NO_TIMESTAMPS
+    _depth = 0
+    _aliases = 0
+
+    # provided by the parser half of the concrete loaders (pure Python or libyaml)
+    check_event: Callable[..., bool]
+    peek_event: Callable[[], Any]
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -188,8 +196,29 @@ class _BoundedSafeLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+class _PurePythonLoader(_Bounds, yaml.SafeLoader):
+    """Bounded safe loading with PyYAML's pure-Python parser."""
+
+
+_LOADERS: list[Callable[[str], Any]] = [_PurePythonLoader]
+
+if getattr(yaml, "__with_libyaml__", False):
+    from yaml._yaml import CParser
+
+    class _LibYamlLoader(_Bounds, SafeConstructor, Resolver, CParser):
+        """The same, with libyaml's (much faster) C parser producing the events."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    _LOADERS.insert(0, _LibYamlLoader)
+
+
 def _parse_yaml(text: str) -> Any:
-    loader = _BoundedSafeLoader(text)
+    loader = _LOADERS[0](text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -199,6 +228,8 @@ def _parse_yaml(text: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if "nesting depth" in problem:  # libyaml's own limit (1000)
+            raise _LoadFailure(f"nesting is deeper than {MAX_DEPTH} levels") from None
         if mark is not None:
             raise _LoadFailure(f"invalid YAML: {problem}", mark.line + 1, mark.column + 1) from None
         raise _LoadFailure(f"invalid YAML: {problem}") from None
@@ -207,7 +238,9 @@ def _parse_yaml(text: str) -> Any:
     except RecursionError:
         raise _LoadFailure(f"nesting is deeper than {MAX_DEPTH} levels") from None
     finally:
-        loader.dispose()
+        dispose = getattr(loader, "dispose", None)
+        if dispose is not None:
+            dispose()
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -231,7 +264,7 @@ def _check_expanded_size(root: yaml.Node) -> None:
             total = 1 + sum(sizes[id(child)] for child in _children(node))
             if total > MAX_YAML_NODES:
                 raise _LoadFailure(
-                    f"YAML expands to more than {MAX_YAML_NODES} nodes (alias bomb?)",
+                    f"YAML has more than {MAX_YAML_NODES} nodes once aliases are expanded",
                     node.start_mark.line + 1,
                     node.start_mark.column + 1,
                 )
@@ -297,12 +330,12 @@ def _apps_from_document(data: Any, name: str) -> list[AppSource]:
         for index, item in enumerate(data):
             if not isinstance(item, dict):
                 raise _LoadFailure(f"item [{index}] is {_json_type(item)}, expected an app object")
-            apps.append(AppSource(app=item, source=f"{name}#[{index}]"))
+            apps.append(AppSource(app=copy_json(item), source=f"{name}#[{index}]"))
         return apps
     if isinstance(data, dict):
         if _is_group(data):
             return _apps_from_group(data, "/", name, "")
-        return [AppSource(app=data, source=name)]
+        return [AppSource(app=copy_json(data), source=name)]
     raise _LoadFailure(
         f"top level is {_json_type(data)}: expected an app, a list of apps or a group"
     )
@@ -330,7 +363,7 @@ def _apps_from_group(
         here = f"{where}apps[{index}]"
         if not isinstance(app, dict):
             raise _LoadFailure(f"{here} is {_json_type(app)}, expected an app object")
-        placed = dict(app)
+        placed = copy_json(app)
         if isinstance(placed.get("id"), str):
             placed["id"] = resolve_id(placed["id"], group_id)
         out.append(AppSource(app=placed, source=f"{name}#{here}"))
@@ -340,6 +373,28 @@ def _apps_from_group(
             raise _LoadFailure(f"{here} is {_json_type(child)}, expected a group object")
         out.extend(_apps_from_group(child, group_id, name, here + "."))
     return out
+
+
+def copy_json(value: Any) -> Any:
+    """Deep copy of JSON-like data (dicts and lists), without recursion limits."""
+    if not isinstance(value, (dict, list, Mapping)):
+        return value
+    root: Any = {} if isinstance(value, Mapping) else []
+    stack: list[tuple[Any, Any]] = [(value, root)]
+    while stack:
+        source, target = stack.pop()
+        items = source.items() if isinstance(source, Mapping) else enumerate(source)
+        for key, item in items:
+            if isinstance(item, (dict, list, Mapping)):
+                copied: Any = {} if isinstance(item, Mapping) else []
+                stack.append((item, copied))
+            else:
+                copied = item
+            if isinstance(target, dict):
+                target[key] = copied
+            else:
+                target.append(copied)
+    return root
 
 
 def resolve_id(raw_id: str, base: str = "/") -> str:

@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from marathon_bridge.definitions.load import resolve_id
+from marathon_bridge.definitions.load import copy_json, resolve_id
 from marathon_bridge.definitions.schema import (
     CONTAINER,
     HEALTH_CHECK,
@@ -107,28 +107,6 @@ MARATHON_OWNED = (
 )
 SET_LIKE = ("constraints", "acceptedResourceRoles", "dependencies", "healthChecks")
 DOCKER_NETWORK_MODES = {"BRIDGE": BRIDGE, "USER": CONTAINER_MODE, "HOST": HOST}
-
-
-def copy_json(value: Any) -> Any:
-    """Deep copy of JSON-like data (dicts and lists), without recursion limits."""
-    if not isinstance(value, (dict, list, Mapping)):
-        return value
-    root: Any = {} if isinstance(value, Mapping) else []
-    stack: list[tuple[Any, Any]] = [(value, root)]
-    while stack:
-        source, target = stack.pop()
-        items = source.items() if isinstance(source, Mapping) else enumerate(source)
-        for key, item in items:
-            if isinstance(item, (dict, list, Mapping)):
-                copied: Any = {} if isinstance(item, Mapping) else []
-                stack.append((item, copied))
-            else:
-                copied = item
-            if isinstance(target, dict):
-                target[key] = copied
-            else:
-                target.append(copied)
-    return root
 
 
 def _dict(value: Any) -> Optional[dict]:

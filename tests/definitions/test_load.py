@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from marathon_bridge.definitions import load as load_module
 from marathon_bridge.definitions import load_definitions, resolve_id
 from marathon_bridge.definitions.load import MAX_FILE_BYTES
 from marathon_bridge.errors import DefinitionError
+
+
+@pytest.fixture(params=load_module._LOADERS, ids=lambda cls: cls.__name__)
+def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a YAML test with each available loader (libyaml events, pure Python)."""
+    monkeypatch.setattr(load_module, "_LOADERS", [request.param])
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
@@ -34,6 +41,7 @@ def test_single_json_app(tmp_path: Path) -> None:
     assert app.source == str(path)
 
 
+@pytest.mark.usefixtures("yaml_loader")
 def test_yaml_list_of_apps_keeps_order_and_sources(tmp_path: Path) -> None:
     path = write(tmp_path, "apps.yaml", "- id: a\n  cmd: x\n- id: b\n  cmd: y\n")
     apps = load_definitions(path)
@@ -41,6 +49,7 @@ def test_yaml_list_of_apps_keeps_order_and_sources(tmp_path: Path) -> None:
     assert [a.source for a in apps] == [f"{path}#[0]", f"{path}#[1]"]
 
 
+@pytest.mark.usefixtures("yaml_loader")
 def test_yml_suffix_and_timestamps_stay_strings(tmp_path: Path) -> None:
     path = write(tmp_path, "app.yml", "id: /x\ncmd: x\nversion: 2015-09-25T15:13:48.343Z\n")
     [app] = load_definitions(path)
@@ -81,6 +90,7 @@ def test_saved_apps_listing_loads_as_root_group(tmp_path: Path) -> None:
     assert [a.app["id"] for a in load_definitions(path)] == ["/a"]
 
 
+@pytest.mark.usefixtures("yaml_loader")
 def test_yaml_anchors_and_merge_keys_work(tmp_path: Path) -> None:
     text = (
         "base: &base\n  cpus: 0.1\n  mem: 32\n"
@@ -136,6 +146,7 @@ def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
     assert issue.source == f"{path}:4:1"
 
 
+@pytest.mark.usefixtures("yaml_loader")
 def test_invalid_yaml_names_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.yaml", "id: /a\ncmd: [unclosed\nmem: 1\n")
     [issue] = load_error(path).issues
@@ -178,6 +189,7 @@ def test_group_apps_must_be_a_list(tmp_path: Path) -> None:
     assert "apps is an object, expected a list" in error.issues[0].message
 
 
+@pytest.mark.usefixtures("yaml_loader")
 def test_non_string_yaml_key_is_refused(tmp_path: Path) -> None:
     error = load_error(write(tmp_path, "k.yaml", "id: /a\nlabels:\n  1: x\n"))
     assert "not a string" in error.issues[0].message
@@ -195,6 +207,7 @@ def test_json_nan_is_refused(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.usefixtures("yaml_loader")
 def test_yaml_unsafe_tags_are_refused(tmp_path: Path) -> None:
     error = load_error(write(tmp_path, "x.yaml", "!!python/object/apply:os.system ['true']\n"))
     assert error.issues[0].message.startswith("invalid YAML")
@@ -216,6 +229,7 @@ def test_special_files_are_refused(tmp_path: Path) -> None:
     assert "not a regular file" in load_error(link).issues[0].message
 
 
+@pytest.mark.usefixtures("yaml_loader")
 def test_yaml_alias_bomb_is_refused(tmp_path: Path) -> None:
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for level in "bcdefghi":
@@ -225,6 +239,7 @@ def test_yaml_alias_bomb_is_refused(tmp_path: Path) -> None:
     assert "alias" in error.issues[0].message
 
 
+@pytest.mark.usefixtures("yaml_loader")
 def test_yaml_many_aliases_are_refused(tmp_path: Path) -> None:
     text = "x: &x 1\nitems: [" + ", ".join(["*x"] * 150) + "]\n"
     assert (
@@ -232,6 +247,7 @@ def test_yaml_many_aliases_are_refused(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.usefixtures("yaml_loader")
 def test_recursive_yaml_alias_is_refused(tmp_path: Path) -> None:
     assert "recursive" in load_error(write(tmp_path, "r.yaml", "a: &a [*a]\n")).issues[0].message
 
@@ -242,6 +258,7 @@ def test_deep_json_nesting_is_refused(tmp_path: Path, depth: int) -> None:
     assert "deeper than" in load_error(path).issues[0].message
 
 
+@pytest.mark.usefixtures("yaml_loader")
 @pytest.mark.parametrize("depth", [101, 5000])
 def test_deep_yaml_nesting_is_refused(tmp_path: Path, depth: int) -> None:
     path = write(tmp_path, "deep.yaml", "[" * depth + "]" * depth)
@@ -252,3 +269,17 @@ def test_nesting_at_the_limit_is_accepted(tmp_path: Path) -> None:
     inner = "[" * 98 + "]" * 98
     path = write(tmp_path, "ok.json", '{"id": "/a", "cmd": "x", "extra": ' + inner + "}")
     assert load_definitions(path)[0].app["id"] == "/a"
+
+
+def test_aliased_values_are_not_shared_between_apps(tmp_path: Path) -> None:
+    text = "labels: &l {team: a}\napps:\n"
+    text += "  - {id: a, cmd: x, labels: *l}\n  - {id: b, cmd: y, labels: *l}\n"
+    first, second = load_definitions(write(tmp_path, "g.yaml", text))
+    first.app["labels"]["team"] = "changed"
+    assert second.app["labels"] == {"team": "a"}
+
+
+def test_both_yaml_loaders_exist_when_libyaml_is_installed() -> None:
+    import yaml
+
+    assert len(load_module._LOADERS) == (2 if yaml.__with_libyaml__ else 1)
