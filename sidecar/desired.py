@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, NamedTuple, Optional
 
 from marathon_bridge.services import CONTAINER, PortSpec, network_mode, port_specs
 from sidecar.labels import (
@@ -27,7 +27,7 @@ from sidecar.labels import (
     parse_app_labels,
 )
 from sidecar.model import ClusterState
-from sidecar.selection import TaskVerdict, select_tasks
+from sidecar.selection import classify_tasks
 
 Resolver = Callable[[str], Optional[str]]
 
@@ -263,22 +263,107 @@ def vhost_frontend_name(port: int) -> str:
 # --- the model --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class _Candidate:
     """One (app, port) that wants a listener, before port conflicts are settled."""
 
-    app_id: str
-    spec: PortSpec
-    options: PortOptions
-    bind_port: int
-    binds: tuple[str, ...]
-    host_slot: Optional[int] = None  # where task "ports" has this port; None: container IP
+    __slots__ = ("app_id", "bind_port", "binds", "host_slot", "options", "spec")
+
+    def __init__(
+        self,
+        app_id: str,
+        spec: PortSpec,
+        options: PortOptions,
+        bind_port: int,
+        binds: tuple[str, ...],
+        host_slot: Optional[int],
+    ) -> None:
+        self.app_id = app_id
+        self.spec = spec
+        self.options = options
+        self.bind_port = bind_port
+        self.binds = binds
+        self.host_slot = host_slot  # where task "ports" has this port; None: container IP
 
 
-@dataclass(frozen=True)
-class _AppTasks:
-    verdicts: list[TaskVerdict]
-    tasks: Mapping[str, Mapping[str, Any]]
+class _BuiltBackend(NamedTuple):
+    """A backend built for one candidate, and the host resolutions it depended on."""
+
+    backend: BackendSpec
+    skipped: list[SkippedApp]
+    problems: list[LabelProblem]
+    hosts: tuple[tuple[str, Optional[str]], ...]
+
+
+class _AppEntry:
+    """Everything build_model derives from one app; reusable while its inputs are unchanged."""
+
+    __slots__ = (
+        "app",
+        "backends",
+        "candidates",
+        "prev",
+        "problems",
+        "skipped",
+        "tasks",
+        "verdicts",
+    )
+
+    def __init__(
+        self,
+        app: Mapping[str, Any],
+        tasks: Mapping[str, Mapping[str, Any]],
+        prev: frozenset[str],
+        candidates: list[_Candidate],
+        skipped: list[SkippedApp],
+        problems: list[LabelProblem],
+        verdicts: list[tuple[str, bool, bool, str]],
+    ) -> None:
+        self.app = app
+        self.tasks = tasks
+        self.prev = prev  # the app's task ids that were in rotation before
+        self.candidates = candidates
+        self.skipped = skipped
+        self.problems = problems
+        self.verdicts = verdicts  # (task id, in rotation, draining, reason), sorted
+        self.backends: dict[int, _BuiltBackend] = {}
+
+
+class BuildCache:
+    """Optional memory between :func:`build_model` calls (one per daemon, not shared).
+
+    :class:`ClusterState` is copy-on-write: an app whose definition and tasks did not change keeps
+    the very same objects. For those apps, build_model reuses what it derived last time (labels,
+    ports, task verdicts, servers) instead of deriving it again, as long as the settings, the
+    app's tasks that were in rotation before, and the resolution of its hosts are the same. The
+    model is identical with or without a cache; only the time differs.
+    """
+
+    def __init__(self) -> None:
+        self._settings: Optional[RenderSettings] = None
+        self._entries: dict[str, _AppEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _start(self, settings: RenderSettings) -> None:
+        if settings != self._settings:
+            self._entries = {}
+            self._settings = settings
+
+    def _get(
+        self,
+        app_id: str,
+        app: Mapping[str, Any],
+        tasks: Mapping[str, Mapping[str, Any]],
+        prev: frozenset[str],
+    ) -> Optional[_AppEntry]:
+        entry = self._entries.get(app_id)
+        if entry is not None and entry.app is app and entry.tasks is tasks and entry.prev == prev:
+            return entry
+        return None
+
+    def _keep(self, entries: dict[str, _AppEntry]) -> None:
+        self._entries = entries
 
 
 def build_model(
@@ -286,42 +371,52 @@ def build_model(
     settings: RenderSettings,
     previously_in: frozenset[str] = frozenset(),
     resolve: Optional[Resolver] = None,
+    cache: Optional[BuildCache] = None,
 ) -> HAProxyModel:
-    """Frontends and backends for every served (app, service port) of ``state``. Pure.
+    """Frontends and backends for every served (app, service port) of ``state``.
 
-    ``resolve(host) -> ip | None`` turns agent host names into addresses (IP literals pass
-    through); a server whose host does not resolve is left out, never the whole config.
+    Pure: the same inputs give the same model. ``resolve(host) -> ip | None`` turns agent host
+    names into addresses (IP literals pass through); a server whose host does not resolve is left
+    out, never the whole config. ``cache`` (optional) only makes repeated builds faster.
     """
     lookup: Resolver = resolve if resolve is not None else (lambda _host: None)
+    if cache is not None:
+        cache._start(settings)
+    entries: dict[str, _AppEntry] = {}
     skipped: list[SkippedApp] = []
     problems: list[LabelProblem] = []
     candidates: list[_Candidate] = []
-    app_data: dict[str, _AppTasks] = {}
     for app_id in sorted(state.apps):
         app = state.apps[app_id]
-        found = _app_candidates(app_id, app, settings, skipped, problems)
-        if found:
-            candidates.extend(found)
-            tasks = state.app_tasks(app_id)
-            app_data[app_id] = _AppTasks(select_tasks(app, tasks.values(), previously_in), tasks)
+        tasks = state.app_tasks(app_id)
+        prev = frozenset(t for t in tasks if t in previously_in) if previously_in else frozenset()
+        entry = cache._get(app_id, app, tasks, prev) if cache is not None else None
+        if entry is None:
+            entry = _app_entry(app_id, app, tasks, prev, settings)
+        entries[app_id] = entry
+        candidates.extend(entry.candidates)
+        skipped.extend(entry.skipped)
+        problems.extend(entry.problems)
+    if cache is not None:
+        cache._keep(entries)
     winners = _settle_ports(candidates, skipped)
     backends: list[BackendSpec] = []
     frontends: list[FrontendSpec] = []
     used_names: set[str] = set()
     addresses = _AddressMemo(lookup)
     for cand in winners:
-        app = state.apps[cand.app_id]
-        backend = _backend(
-            cand,
-            app,
-            app_data[cand.app_id],
-            settings,
-            previously_in,
-            addresses,
-            used_names,
-            skipped,
-            problems,
-        )
+        name = backend_name(cand.app_id, cand.spec.service_port)
+        if name in used_names:
+            name = safe_name(f"{name}-{_short_hash(cand.app_id, 8)}")
+        used_names.add(name)
+        entry = entries[cand.app_id]
+        built = entry.backends.get(cand.spec.index)
+        if built is None or any(addresses.get(h) != a for h, a in built.hosts):
+            built = _build_backend(cand, name, entry, settings, addresses)
+            entry.backends[cand.spec.index] = built
+        backend = built.backend if built.backend.name == name else replace(built.backend, name=name)
+        skipped.extend(built.skipped)
+        problems.extend(built.problems)
         backends.append(backend)
         frontends.append(
             FrontendSpec(
@@ -329,7 +424,7 @@ def build_model(
                 port=cand.bind_port,
                 binds=cand.binds,
                 mode=cand.options.mode,
-                default_backend=backend.name,
+                default_backend=name,
             )
         )
     if settings.vhost_port is not None:
@@ -340,6 +435,20 @@ def build_model(
         skipped=tuple(sorted(skipped, key=_skip_key)),
         problems=tuple(sorted(problems, key=lambda p: (p.app_id, p.label, p.reason))),
     )
+
+
+def _app_entry(
+    app_id: str,
+    app: Mapping[str, Any],
+    tasks: Mapping[str, Mapping[str, Any]],
+    prev: frozenset[str],
+    settings: RenderSettings,
+) -> _AppEntry:
+    skipped: list[SkippedApp] = []
+    problems: list[LabelProblem] = []
+    candidates = _app_candidates(app_id, app, settings, skipped, problems)
+    verdicts = classify_tasks(app, tasks.values(), prev) if candidates else []
+    return _AppEntry(app, tasks, prev, candidates, skipped, problems, verdicts)
 
 
 def _skip_key(s: SkippedApp) -> tuple[str, int, str, str]:
@@ -498,28 +607,21 @@ def _settle_ports(candidates: list[_Candidate], skipped: list[SkippedApp]) -> li
     return [winners[p] for p in sorted(winners)]
 
 
-def _backend(
+def _build_backend(
     cand: _Candidate,
-    app: Mapping[str, Any],
-    app_tasks: _AppTasks,
+    name: str,
+    entry: _AppEntry,
     settings: RenderSettings,
-    previously_in: frozenset[str],
     addresses: _AddressMemo,
-    used_names: set[str],
-    skipped: list[SkippedApp],
-    problems: list[LabelProblem],
-) -> BackendSpec:
-    name = backend_name(cand.app_id, cand.spec.service_port)
-    if name in used_names:
-        name = safe_name(f"{name}-{_short_hash(cand.app_id, 8)}")
-    used_names.add(name)
+) -> _BuiltBackend:
+    skipped: list[SkippedApp] = []
+    problems: list[LabelProblem] = []
     opts = cand.options
-    health = _health_check(cand, app, settings, problems) if opts.health else None
+    health = _health_check(cand, entry.app, settings, problems) if opts.health else None
     passive = settings.passive_check if settings.passive_checks else None
-    servers = _servers(
-        cand, app_tasks, previously_in, addresses, skipped, check=bool(health or passive)
-    )
-    return BackendSpec(
+    hosts: dict[str, Optional[str]] = {}
+    servers = _servers(cand, entry, addresses, hosts, skipped, check=bool(health or passive))
+    backend = BackendSpec(
         name=name,
         app_id=cand.app_id,
         service_port=cand.spec.service_port,
@@ -531,33 +633,33 @@ def _backend(
         passive_check=passive,
         port_index=cand.spec.index,
     )
+    return _BuiltBackend(backend, skipped, problems, tuple(hosts.items()))
 
 
 def _servers(
     cand: _Candidate,
-    app_tasks: _AppTasks,
-    previously_in: frozenset[str],
+    entry: _AppEntry,
     addresses: _AddressMemo,
+    hosts: dict[str, Optional[str]],
     skipped: list[SkippedApp],
     check: bool,
 ) -> tuple[ServerSpec, ...]:
     servers: dict[str, ServerSpec] = {}
     index = cand.spec.index
-    for verdict in app_tasks.verdicts:
-        task_id = verdict.task_id
-        if verdict.in_rotation:
+    for task_id, rotation, draining, _reason in entry.verdicts:
+        if rotation:
             state = "ready"
-        elif verdict.draining and task_id in previously_in:
+        elif draining and task_id in entry.prev:
             state = "drain"
         else:
             continue
-        where = task_address(app_tasks.tasks[task_id], cand.host_slot, cand.spec.container_port)
+        where = task_address(entry.tasks[task_id], cand.host_slot, cand.spec.container_port)
         if where is None:
             skipped.append(
                 SkippedApp(cand.app_id, "task has no address for this port", index, task_id)
             )
             continue
-        address = addresses.get(where[0])
+        address = hosts[where[0]] = addresses.get(where[0])
         if address is None:
             skipped.append(
                 SkippedApp(

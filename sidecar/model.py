@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Callable, Optional
 
 from marathon_bridge.services import port_specs
@@ -36,6 +37,7 @@ ADDABLE_STATES = frozenset({"TASK_RUNNING", "TASK_STAGING", "TASK_STARTING"})
 DEPLOYMENT_EVENTS = frozenset({"deployment_success", "deployment_failed", "group_change_success"})
 
 TaskMap = Mapping[str, Mapping[str, Any]]
+_NO_TASKS: TaskMap = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class ClusterState:
         return out
 
     def app_tasks(self, app_id: str) -> TaskMap:
-        return self.tasks.get(app_id, {})
+        return self.tasks.get(app_id, _NO_TASKS)
 
     def apply_event(self, event_type: str, data: Any) -> EventOutcome:
         """Apply one Marathon event. Never raises; see the module docstring."""

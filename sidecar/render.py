@@ -49,16 +49,46 @@ def _compile(template_text: str) -> jinja2.Template:
     return env.from_string(template_text)
 
 
+class RenderCache:
+    """Optional memory between :func:`render_config` calls: the text of each backend section.
+
+    A backend that :func:`sidecar.desired.build_model` reused (same object) is not formatted
+    again. The text is identical with or without a cache.
+    """
+
+    def __init__(self) -> None:
+        self._sections: dict[int, tuple[BackendSpec, str]] = {}
+
+    def backend_sections(self, backends: tuple[BackendSpec, ...]) -> str:
+        sections: dict[int, tuple[BackendSpec, str]] = {}
+        for backend in backends:
+            hit = self._sections.get(id(backend))
+            if hit is None or hit[0] is not backend:
+                hit = (backend, _section(backend.name, backend_lines(backend)))
+            sections[id(backend)] = hit
+        self._sections = sections
+        return "".join(text for _backend, text in sections.values())
+
+
 def render_config(
-    model: HAProxyModel, settings: RenderSettings, template: Optional[str] = None
+    model: HAProxyModel,
+    settings: RenderSettings,
+    template: Optional[str] = None,
+    cache: Optional[RenderCache] = None,
 ) -> str:
     """The config text for ``model``; ``template`` (Jinja2 source) replaces the default one."""
     compiled = _compile(template if template is not None else default_template())
-    return compiled.render(**template_context(model, settings))
+    return compiled.render(**template_context(model, settings, cache))
 
 
-def template_context(model: HAProxyModel, settings: RenderSettings) -> dict[str, Any]:
+def template_context(
+    model: HAProxyModel, settings: RenderSettings, cache: Optional[RenderCache] = None
+) -> dict[str, Any]:
     """What a template sees. Custom templates may use the objects or the pre-built lines."""
+    if cache is not None:
+        backend_sections = cache.backend_sections(model.backends)
+    else:
+        backend_sections = "".join(_section(b.name, backend_lines(b)) for b in model.backends)
     return {
         "model": model,
         "settings": settings,
@@ -70,7 +100,7 @@ def template_context(model: HAProxyModel, settings: RenderSettings) -> dict[str,
         "frontend_lines": frontend_lines,
         "backend_lines": backend_lines,
         "frontend_sections": "".join(_section(f.name, frontend_lines(f)) for f in model.frontends),
-        "backend_sections": "".join(_section(b.name, backend_lines(b)) for b in model.backends),
+        "backend_sections": backend_sections,
         "cookie_name": STICKY_COOKIE,
     }
 
@@ -189,5 +219,12 @@ def backend_lines(backend: BackendSpec) -> list[str]:
         if check.kind == "http":
             lines.append(f"    option httpchk GET {check.path}")
         lines.append(f"    timeout check {duration(check.timeout_ms)}")
-    lines += [f"    {server_line(backend, s)}" for s in backend.servers]
+    options: dict[int, str] = {}  # the keywords only depend on the weight: join them once
+    for server in backend.servers:
+        keywords = options.get(server.weight)
+        if keywords is None:
+            keywords = options[server.weight] = " ".join(server_line_options(backend, server))
+        disabled = "" if server.state == "ready" else " disabled"
+        where = address(server.address, server.port)
+        lines.append(f"    server {server.name} {where} {keywords}{disabled}")
     return lines

@@ -51,32 +51,50 @@ def select_tasks(
     app: Mapping[str, Any], tasks: Iterable[Any], previously_in: frozenset[str]
 ) -> list[TaskVerdict]:
     """One verdict per task (sorted by task id); tasks without a string id are left out."""
+    return [TaskVerdict(*fields) for fields in classify_tasks(app, tasks, previously_in)]
+
+
+def classify_tasks(
+    app: Mapping[str, Any], tasks: Iterable[Any], previously_in: frozenset[str]
+) -> list[tuple[str, bool, bool, str]]:
+    """:func:`select_tasks` as plain tuples ``(task_id, in_rotation, draining, reason)``.
+
+    The same rules without an object per task: ``build_model`` calls this for every task.
+    """
     checked = has_health_checks(app)
-    verdicts = [
-        _verdict(app, task, checked, previously_in)
-        for task in tasks
-        if isinstance(task, Mapping) and isinstance(task.get("id"), str) and task["id"]
-    ]
-    return sorted(verdicts, key=lambda v: v.task_id)
+    out = []
+    for task in tasks:
+        if not isinstance(task, Mapping):
+            continue
+        task_id = task.get("id")
+        if isinstance(task_id, str) and task_id:
+            out.append(_classify(app, task, task_id, checked, previously_in))
+    out.sort()
+    return out
 
 
-def _verdict(
-    app: Mapping[str, Any], task: Mapping[str, Any], checked: bool, previously_in: frozenset[str]
-) -> TaskVerdict:
-    task_id: str = task["id"]
+def _classify(
+    app: Mapping[str, Any],
+    task: Mapping[str, Any],
+    task_id: str,
+    checked: bool,
+    previously_in: frozenset[str],
+) -> tuple[str, bool, bool, str]:
     state = task.get("state")
-    if state in DRAINING_STATES:
-        return TaskVerdict(task_id, False, True, OUT_DRAINING)
-    if not is_running(app, task):
-        return TaskVerdict(task_id, False, False, OUT_NOT_RUNNING)
+    if state == "TASK_RUNNING":
+        pass
+    elif state in DRAINING_STATES:
+        return (task_id, False, True, OUT_DRAINING)
+    elif not is_running(app, task):
+        return (task_id, False, False, OUT_NOT_RUNNING)
     if not checked:
-        return TaskVerdict(task_id, True, False, IN_RUNNING)
+        return (task_id, True, False, IN_RUNNING)
     raw = task.get("healthCheckResults")
     results = [r for r in raw if isinstance(r, Mapping)] if isinstance(raw, list) else []
     if not results:
         if task_id in previously_in:
-            return TaskVerdict(task_id, True, False, IN_KEPT_BLANK)
-        return TaskVerdict(task_id, False, False, OUT_NO_RESULT)
+            return (task_id, True, False, IN_KEPT_BLANK)
+        return (task_id, False, False, OUT_NO_RESULT)
     if all(r.get("alive") is True for r in results):
-        return TaskVerdict(task_id, True, False, IN_HEALTHY)
-    return TaskVerdict(task_id, False, False, OUT_UNHEALTHY)
+        return (task_id, True, False, IN_HEALTHY)
+    return (task_id, False, False, OUT_UNHEALTHY)

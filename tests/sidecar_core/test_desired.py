@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from marathon_bridge.services import port_specs, task_endpoints
 from sidecar.desired import (
+    BuildCache,
     HAProxyModel,
     HealthCheckSpec,
     RenderSettings,
@@ -532,3 +533,84 @@ def test_model_does_not_depend_on_input_order() -> None:
 def test_bad_render_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         RenderSettings(**kwargs)
+
+
+# --- the build cache -----------------------------------------------------------------------------
+
+
+def event_sequence() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (
+            "status_update_event",
+            {
+                "appId": "/app1",
+                "taskId": "n1",
+                "taskStatus": "TASK_RUNNING",
+                "host": "agent2",
+                "ports": [32000],
+            },
+        ),
+        ("health_status_changed_event", {"appId": "/app2", "instanceId": "t2.0", "alive": False}),
+        ("status_update_event", {"appId": "/app3", "taskId": "t3.1", "taskStatus": "TASK_KILLING"}),
+        ("status_update_event", {"appId": "/app3", "taskId": "t3.1", "taskStatus": "TASK_KILLED"}),
+        (
+            "api_post_event",
+            {
+                "appDefinition": {
+                    "id": "/app4",
+                    "portDefinitions": [{"port": 10004}],
+                    "labels": {"HAPROXY_0_MODE": "http"},
+                }
+            },
+        ),
+        ("app_terminated_event", {"appId": "/app5"}),
+        ("api_post_event", {"appDefinition": {"id": "/zz", "portDefinitions": [{"port": 10001}]}}),
+    ]
+
+
+def test_cache_gives_the_same_model_as_a_fresh_build() -> None:
+    apps = [
+        host_app(
+            f"/app{i}",
+            ports=(10000 + i,),
+            tasks=[running(f"t{i}.{j}", f"agent{j % 3 + 1}", (31000 + j,)) for j in range(3)],
+            healthChecks=[{"protocol": "TCP"}] if i == 2 else [],
+        )
+        for i in range(8)
+    ]
+    for app in apps:
+        for task in app["tasks"]:
+            task["healthCheckResults"] = [{"alive": True}]
+    state = ClusterState.from_apps(apps)
+    cache = BuildCache()
+    hosts = dict(HOSTS)
+    previous = frozenset[str]()
+    steps = [*event_sequence(), ("dns", {}), ("settings", {})]
+    settings = SETTINGS
+    for event_type, data in steps:
+        if event_type == "dns":
+            hosts["agent1"] = "10.0.0.99"
+        elif event_type == "settings":
+            settings = RenderSettings(passive_checks=False)
+        else:
+            state = state.apply_event(event_type, data).state
+        cached = build_model(state, settings, previous, hosts.get, cache)
+        fresh = build_model(state, settings, previous, hosts.get)
+        assert cached == fresh
+        previous = in_rotation(fresh)
+    assert len(cache) == len(state.apps)
+    assert any(s.address == "10.0.0.99" for b in fresh.backends for s in b.servers)
+
+
+def test_cache_reuses_unchanged_apps() -> None:
+    apps = [host_app(f"/a{i}", ports=(10000 + i,), tasks=[running(f"t{i}")]) for i in range(3)]
+    state = ClusterState.from_apps(apps)
+    cache = BuildCache()
+    first = build_model(state, SETTINGS, frozenset(), HOSTS.get, cache)
+    state2 = state.apply_event(
+        "status_update_event", {"appId": "/a1", "taskId": "t1", "taskStatus": "TASK_KILLED"}
+    ).state
+    second = build_model(state2, SETTINGS, frozenset(), HOSTS.get, cache)
+    # unchanged apps keep the very same backend objects; the changed one is rebuilt
+    assert second.backends[0] is first.backends[0] and second.backends[2] is first.backends[2]
+    assert second.backends[1].servers == ()

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from sidecar.desired import (
     BackendSpec,
+    BuildCache,
     HAProxyModel,
     HealthCheckSpec,
     PassiveCheckSpec,
@@ -14,7 +15,13 @@ from sidecar.desired import (
     build_model,
 )
 from sidecar.model import ClusterState
-from sidecar.render import default_template, render_config, server_line, server_line_options
+from sidecar.render import (
+    RenderCache,
+    default_template,
+    render_config,
+    server_line,
+    server_line_options,
+)
 
 HOSTS = {"agent1": "10.0.0.1", "agent2": "10.0.0.2"}
 
@@ -196,3 +203,28 @@ def test_empty_model_renders(
     text = render_config(HAProxyModel(), tmp_settings())
     assert_grammar(text)
     assert text.endswith("load-server-state-from-file global\n")
+
+
+def test_render_cache_gives_the_same_text(tmp_settings: Callable[..., RenderSettings]) -> None:
+    settings = tmp_settings(vhost_port=8080)
+    build_cache, text_cache = BuildCache(), RenderCache()
+    state = ClusterState.from_apps(cluster())
+    events = [
+        ("status_update_event", {"appId": "/web", "taskId": "web.1", "taskStatus": "TASK_KILLED"}),
+        (
+            "status_update_event",
+            {
+                "appId": "/db",
+                "taskId": "db.2",
+                "taskStatus": "TASK_RUNNING",
+                "host": "agent2",
+                "ports": [5433],
+            },
+        ),
+        ("app_terminated_event", {"appId": "/empty"}),
+    ]
+    for event_type, data in [("none", {}), *events]:
+        if event_type != "none":
+            state = state.apply_event(event_type, data).state
+        model = build_model(state, settings, frozenset(), HOSTS.get, build_cache)
+        assert render_config(model, settings, cache=text_cache) == render_config(model, settings)
