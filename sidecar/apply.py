@@ -379,11 +379,15 @@ def plan_backend(
             commands.append(f"set server {be}/{name} weight {spec.weight}")
         if current.admin != "ready":
             commands.append(set_state_command(be, name, "ready"))
+    # "drain" keeps a server out of load balancing, but requests carrying its persistence cookie
+    # still reach it: on sticky backends a going server goes to "maint" at once, and
+    # "option redispatch" sends such requests elsewhere. Requests in flight finish either way.
+    going = "maint" if backend.sticky else "drain"
     for name, current in sorted(have.items()):
         if name in ready:
             continue
-        if current.admin == "ready":
-            commands.append(set_state_command(be, name, "drain"))
+        if current.admin == "ready" or (going == "maint" and current.admin == "drain"):
+            commands.append(set_state_command(be, name, going))
         to_drain.append(current)
     if added and backend.sticky:
         commands.append(f"enable dynamic-cookie backend {be}")  # cookies for the new servers

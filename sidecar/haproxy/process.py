@@ -106,6 +106,9 @@ class _MasterDriver:
     def _log_offset(self) -> int:
         return 0
 
+    def _alive(self) -> bool:
+        return True
+
     def _admin_serves(self, pid: Optional[int], timeout: float) -> bool:
         if self.admin is None or not pid:
             return True
@@ -116,7 +119,7 @@ class _MasterDriver:
         with self._reload_lock:
             before = self.master.show_proc_retrying(timeout)
             offset = self._log_offset()
-            result = self.master.reload_and_confirm(timeout, before=before)
+            result = self.master.reload_and_confirm(timeout, before=before, alive=self._alive)
             if result.ok and not self._admin_serves(result.new_pid, timeout):
                 result = ReloadResult(
                     False,
@@ -201,6 +204,9 @@ class HAProxyProcess(_MasterDriver):
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def _alive(self) -> bool:
+        return self.running()
 
     def start(self) -> None:
         """Spawn the master (returns at once; see :meth:`wait_ready`)."""

@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from marathon_bridge.errors import MarathonBridgeError
 
@@ -512,12 +512,16 @@ class MasterCLI:
             raise RuntimeUnavailable("reload", f"{self.socket_path}: {exc}") from exc
 
     def reload_and_confirm(
-        self, timeout: float = 30.0, before: Optional[ProcStatus] = None
+        self,
+        timeout: float = 30.0,
+        before: Optional[ProcStatus] = None,
+        alive: Optional[Callable[[], bool]] = None,
     ) -> ReloadResult:
         """Reload, then poll ``show proc`` until the reload counter moves, and judge the outcome.
 
         Success: a worker pid that was not there before. Failure: the ``failed`` counter went up
-        (or stayed above zero with no new worker), or nothing happened before ``timeout``.
+        (or stayed above zero with no new worker), the master exited (``alive`` says so), or
+        nothing happened before ``timeout``.
         """
         previous = before or self.show_proc_retrying(timeout)
         self.reload()
@@ -525,6 +529,8 @@ class MasterCLI:
         delay = 0.005
         last: Optional[ProcStatus] = None
         while time.monotonic() < deadline:
+            if alive is not None and not alive():
+                return ReloadResult(False, message="the haproxy master exited during the reload")
             try:
                 last = self.show_proc()
             except RuntimeUnavailable:

@@ -477,3 +477,43 @@ def test_deferred_config_write_follows_on_tick(make_applier: Any, kit: Any, back
     applier.tick()
     assert "server b " in kit.paths.config.read_text()
     assert applier.counters.reloads == 0
+
+
+def get_with_cookie(port: int, cookie: str = "") -> tuple[str, str]:
+    """(body, Set-Cookie value) of one request, sending ``cookie`` if given."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        headers = {"Connection": "close", **({"Cookie": cookie} if cookie else {})}
+        conn.request("GET", "/", headers=headers)
+        resp = conn.getresponse()
+        return resp.read().decode(), (resp.getheader("Set-Cookie") or "").split(";")[0]
+    finally:
+        conn.close()
+
+
+def test_sticky_client_of_a_going_task_is_sent_elsewhere(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    fe, be = kit.service("/a", port, {"a": a, "b": b})
+    be = replace(be, sticky=True)
+    applier = make_applier()
+    assert applier.apply(kit.model_of((fe, be))).ok
+    cookies = {}
+    while len(cookies) < 2:
+        body, cookie = get_with_cookie(port)
+        cookies[body] = cookie
+    assert all(get_with_cookie(port, cookies["b"])[0] == "b" for _ in range(4))  # pinned to b
+    held, threads = hold_request_on(kit, port, b, a)  # keeps b from being deleted at once
+    going = tuple(replace(s, state="drain") if s.name == "b" else s for s in be.servers)
+    result = applier.apply(kit.model_of((fe, replace(be, servers=going))))
+    assert result.ok and not result.reloaded
+    assert "b" in server_names(kit, be.name)
+    assert all(get_with_cookie(port, cookies["b"])[0] == "a" for _ in range(4))  # redispatched
+    b.release.set()
+    for t in threads:
+        t.join(30)
+    assert any(isinstance(r, tuple) and r == (200, "b") for r in held)  # b's request finished

@@ -189,7 +189,7 @@ def test_plan_keeps_drain_state_servers_out_and_gives_sticky_backends_cookies() 
     be = backend("/a", 8001, srv("going", state="drain"), srv("fresh"), sticky=True)
     commands, drains, ready = plan_backend(be, [state("going")], lambda b, s: "")
     assert commands[-1] == "enable dynamic-cookie backend be_8001"
-    assert "set server be_8001/going state drain" in commands
+    assert "set server be_8001/going state maint" in commands  # cookies must not reach it
     assert [d.name for d in drains] == ["going"] and ready == {"fresh"}
     idle = backend("/a", 8001, srv("going", state="drain"))
     assert plan_backend(idle, [], lambda b, s: "") == ([], [], set())
