@@ -30,6 +30,7 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "echo-server"
+    disable_nagle_algorithm = True  # headers and body go out without a 40 ms delayed-ACK stall
     sys_version = ""
     identity = ""
 

@@ -58,7 +58,7 @@ class MarathonEmulator:
         leader_url: Optional[Callable[[], Optional[str]]] = None,
         version: str = "1.10.26",
         max_outstanding: int = 1024,
-        host_port_range: tuple[int, int] = (31000, 32000),
+        host_port_range: Optional[tuple[int, int]] = None,
         service_port_range: tuple[int, int] = (10000, 20000),
         backoff_scale: float = 0.05,
         keep_unknown_fields: bool = False,
@@ -85,6 +85,8 @@ class MarathonEmulator:
         self._running = False
         self.bus: Optional[EventBus] = EventBus(max_outstanding) if leader else None
         self.state: Optional[ClusterState] = None
+        if host_port_range is None:  # real processes need real free ports; simulated ones many
+            host_port_range = (31000, 32000) if run_tasks else (31000, 64999)
         if leader:
             options = Options(
                 agent_host=agent_host,
@@ -168,11 +170,14 @@ class MarathonEmulator:
     def _schedule(self) -> None:
         state = self.state
         assert state is not None
+        last_error = ""
         while not self._stop.wait(self.tick_interval):
             try:
                 state.tick()
-            except Exception:  # keep ticking: one bad tick must not freeze the cluster
-                LOG.exception("emulator tick failed")
+            except Exception as exc:  # keep ticking: one bad tick must not freeze the cluster
+                if repr(exc) != last_error:
+                    LOG.exception("emulator tick failed")
+                last_error = repr(exc)
 
     def suspend(self) -> None:
         """Marathon goes away: the port closes and every connection drops; tasks keep running."""

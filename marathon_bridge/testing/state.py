@@ -51,6 +51,10 @@ LOCKED_MESSAGE = (
 MAX_VERSIONS = 50
 
 
+class PortsExhausted(Exception):
+    """The emulated agent has no free host port left."""
+
+
 class ApiError(Exception):
     """An error answer: HTTP status and Marathon's JSON body."""
 
@@ -1031,16 +1035,22 @@ class ClusterState:
                 continue
             self._host_ports_used.add(port)
             return port
-        raise RuntimeError(f"no free host port in {low}-{high}")
+        raise PortsExhausted(f"no free host port in {low}-{high}")
 
-    def _launch(self, app: Json, now: float) -> None:
+    def _launch(self, app: Json, now: float) -> bool:
+        """Start one task of ``app``; False when no host port is left (it stays queued)."""
         app_id = app["id"]
-        ports = []
+        ports: list[int] = []
         for requested in appmodel.host_port_requests(app):
             if requested:
                 ports.append(requested)
-            else:
+                continue
+            try:
                 ports.append(self._allocate_host_port())
+            except PortsExhausted:
+                for port in ports:
+                    self._host_ports_used.discard(port)
+                return False
         uid = str(uuid.uuid1())
         instance_id = f"{appmodel.safe_path(app_id)}.instance-{uid}"
         task = Task(
@@ -1069,6 +1079,7 @@ class ClusterState:
                     "task process did not start", extra={"task_id": task.id, "error": str(exc)}
                 )
         self._status_event(task, STAGING)
+        return True
 
     def _kill(self, task: Task) -> None:
         if task.state in (KILLING, KILLED, FAILED, FINISHED):
@@ -1350,8 +1361,10 @@ class ClusterState:
             max_total = target + math.floor(max_over * target)
             room = max(0, max_total - len(active)) if old else target - len(new)
             launched = min(target - len(new), room)
-            for _ in range(launched):
-                self._launch(app, now)
+            for index in range(launched):
+                if not self._launch(app, now):
+                    launched = index
+                    break
         if not old:
             return len(new) + launched == target and all(t.state == RUNNING for t in new)
         ready_new = sum(1 for t in new if self._ready(t, now))
