@@ -264,7 +264,7 @@ def _check_legacy(app: Mapping[str, Any], out: _Collector) -> None:
         same = [d.get("port", 0) if isinstance(d, Mapping) else None for d in definitions] == ports
         if not same:
             out.add("/", "cannot specify both ports and port definitions")
-    if _present(docker, "portMappings") and _present(container, "portMappings"):
+    if _non_empty_list(docker.get("portMappings")) and _present(container, "portMappings"):
         out.add("/container", "cannot specify both portMappings and docker.portMappings")
     discovery = _dict(ip_address.get("discovery")) if ip_address is not None else None
     if (

@@ -115,3 +115,31 @@ def test_diff_never_raises(desired: Any, live: Any) -> None:
 def test_an_app_has_no_differences_with_its_normalized_self(app: Any) -> None:
     if isinstance(app, dict):
         assert diff_apps(app, normalize_app(app)) == []
+
+
+def deep_list(depth: int) -> list:
+    root: list = []
+    current = root
+    for _ in range(depth):
+        child: list = []
+        current.append(child)
+        current = child
+    return root
+
+
+def test_deeply_nested_unknown_values_do_not_break_validation_or_normalization() -> None:
+    deep = deep_list(20_000)
+    app = {
+        "id": "/deep",
+        "cmd": "ls",
+        "future": deep,
+        "labels": {"x": deep},
+        "env": {"Y": {"secret": deep}},
+    }
+    issues = validate_app(app)
+    assert {(i.path, i.message) for i in issues} == {
+        ("/labels/x", "error.expected.jsstring"),
+        ("/env/Y/secret", "error.expected.jsstring"),
+    }
+    normalized = normalize_app(app)
+    assert normalized["future"] is not deep  # a copy, made without recursion

@@ -454,6 +454,24 @@ def test_legacy_ports() -> None:
     )
 
 
+def test_port_mappings_in_two_places() -> None:
+    container = {
+        "docker": {"image": "x", "portMappings": [{"containerPort": 1}]},
+        "portMappings": [],
+    }
+    assert ("/container", "cannot specify both portMappings and docker.portMappings") in found(
+        app(container=container)
+    )
+    discovery = {"discovery": {"ports": [{"name": "p", "number": 1}]}}
+    both = app(
+        ipAddress=discovery, container={"type": "MESOS", "portMappings": [{"containerPort": 1}]}
+    )
+    assert (
+        "/",
+        "container.portMappings and ipAddress.discovery.ports must not both be set",
+    ) in found(both)
+
+
 def test_docker_network_and_networks_together() -> None:
     both = app(
         container={"docker": {"image": "x", "network": "BRIDGE"}},
