@@ -4,8 +4,9 @@ Run: ``python bench/bench_render.py [--sizes 1000,5000,10000] [--runs 5]``.
 Each size runs in a fresh child process so its RSS is not inflated by a bigger earlier size.
 Prints, per size, medians of ``--runs`` runs:
 
-- ``full``: build_model + render_config from scratch (wall and CPU seconds), split into build
-  and render; the goal is 10k apps in <= 0.3 s with linear growth (``x_time`` ~= ``x_size``);
+- ``full``: build_model + render_config from scratch (wall and CPU seconds, and the best run),
+  split into build and render; the goal is 10k apps in <= 0.3 s with linear growth
+  (``x_time`` ~= ``x_size``);
 - ``event``: the same after one task event, with the daemon's BuildCache (what a running sidecar
   pays per change);
 - RSS of the process holding the state, the model and the text.
@@ -121,6 +122,7 @@ def measure(size: int, runs: int) -> dict[str, Any]:
         "render_s": statistics.median(render_times),
         "total_s": statistics.median(totals),
         "cpu_s": statistics.median(cpu_totals),
+        "best_s": min(totals),
         "event_s": statistics.median(event_totals),
         "config_kb": len(text) // 1024,
         "rss_mb": round(rss_mb(), 1),
@@ -149,13 +151,14 @@ def main() -> int:
     base = results[0]
     print(f"median of {args.runs} runs per size; {TASKS_PER_APP} tasks per app; load {load()}")
     print(
-        "apps    servers  build_s  render_s  full_s  full_cpu_s  us/app  x_time  x_size"
+        "apps    servers  build_s  render_s  full_s  full_cpu_s  best_s  us/app  x_time  x_size"
         "  event_s  rss_MB  cfg_KB"
     )
     for r in results:
         print(
             f"{r['apps']:<7} {r['servers']:<8} {r['build_s']:<8.3f} {r['render_s']:<9.3f} "
-            f"{r['total_s']:<7.3f} {r['cpu_s']:<11.3f} {r['total_s'] / r['apps'] * 1e6:<7.0f} "
+            f"{r['total_s']:<7.3f} {r['cpu_s']:<11.3f} {r['best_s']:<7.3f} "
+            f"{r['total_s'] / r['apps'] * 1e6:<7.0f} "
             f"{r['total_s'] / base['total_s']:<7.2f} {r['apps'] / base['apps']:<7.1f} "
             f"{r['event_s']:<8.3f} {r['rss_mb']:<7} {r['config_kb']}"
         )

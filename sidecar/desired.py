@@ -576,7 +576,8 @@ def _candidate(
         return None
     binds = settings.bind_addrs
     if opts.bind_addr is not None:
-        if opts.bind_addr in settings.bind_addrs or opts.bind_addr in settings.label_bind_addrs:
+        allowed = {ip_literal(a) for a in (*settings.bind_addrs, *settings.label_bind_addrs)}
+        if opts.bind_addr in allowed:
             binds = (opts.bind_addr,)
         else:
             problems.append(

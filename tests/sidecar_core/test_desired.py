@@ -389,6 +389,8 @@ def test_bind_addr_only_when_allowed() -> None:
     allowed = RenderSettings(bind_addrs=("127.0.0.1", "::1"), label_bind_addrs=("127.0.0.2",))
     assert model_of([app], allowed).frontends[0].binds == ("127.0.0.2",)
     assert model_of([host_app()], allowed).frontends[0].binds == ("127.0.0.1", "::1")
+    ipv6 = host_app(labels={"HAPROXY_0_BIND_ADDR": "0:0::1"})  # compared as addresses, not text
+    assert model_of([ipv6], allowed).frontends[0].binds == ("::1",)
 
 
 def test_label_for_missing_port_index_is_a_problem() -> None:
