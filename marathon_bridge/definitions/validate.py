@@ -604,7 +604,7 @@ def _check_env(view: Mapping[str, Any], out: _Collector) -> None:
     for name, value in env.items():
         ref = _dict(value)
         if ref is not None and isinstance(ref.get("secret"), str) and ref["secret"] not in secrets:
-            out.add(f"/env/{name}", f"references an undefined secret named '{ref['secret']}'")
+            out.add(f"/env/{name}/secret", "references an undefined secret")
 
 
 # --------------------------------------------------------------------------- human messages

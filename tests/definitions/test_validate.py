@@ -268,7 +268,7 @@ def test_env_values_are_strings_or_secret_refs() -> None:
     assert found(ok) == set()
     assert ("/env/N", "error.expected.jsstring") in found(app(env={"N": 3}))
     assert ("/env/S/secret", "error.path.missing") in found(app(env={"S": {"name": "db"}}))
-    assert ("/env/S", "references an undefined secret named 'db'") in found(
+    assert ("/env/S/secret", "references an undefined secret") in found(
         app(env={"S": {"secret": "db"}})
     )
 
@@ -714,7 +714,7 @@ FULL_EXAMPLE_PROBLEMS = {
     ("/", "cannot specify both an IP address and port"),
     ("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'."),
     ("/", "Network name must be specified when container network is selected."),
-    ("/env/PASSWORD", "references an undefined secret named '/db/password'"),
+    ("/env/PASSWORD/secret", "references an undefined secret"),
 }
 
 
