@@ -29,7 +29,7 @@ from marathon_bridge.testing.server import (
     RequestLog,
     ServerContext,
 )
-from marathon_bridge.testing.state import ClusterState, Options
+from marathon_bridge.testing.state import Agent, ClusterState, Options
 
 LOG = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class MarathonEmulator:
         run_tasks: bool = False,
         agent_host: str = "127.0.0.1",
         agent_ip: Optional[str] = None,
+        agents: Optional[Sequence[str]] = None,
         deployment_delay: float = 0.0,
         task_start_delay: float = 0.05,
         health_delay: float = 0.05,
@@ -104,6 +105,10 @@ class MarathonEmulator:
                 service_port_max=service_port_range[1],
                 backoff_scale=backoff_scale,
                 keep_unknown_fields=keep_unknown_fields,
+                agents=tuple(
+                    Agent(name, name if _is_ipv4(name) else "127.0.0.1", f"emulated-agent-S{i}")
+                    for i, name in enumerate(agents or ())
+                ),
             )
             bus = self.bus
             assert bus is not None

@@ -83,6 +83,15 @@ def issues_body(issues: Sequence[Issue]) -> ApiError:
     return ApiError(422, {"message": message, "details": details})
 
 
+@dataclass(frozen=True)
+class Agent:
+    """An emulated Mesos agent: the host name tasks report, its IP, its id."""
+
+    host: str
+    ip: str
+    slave_id: str
+
+
 @dataclass
 class Options:
     """Behaviour knobs of the emulated cluster (see MarathonEmulator for their meaning)."""
@@ -104,6 +113,11 @@ class Options:
     backoff_scale: float = 0.05
     keep_unknown_fields: bool = False
     role: str = "*"
+    agents: tuple[Agent, ...] = ()
+
+    def agent_list(self) -> tuple[Agent, ...]:
+        """The configured agents, or the single default one."""
+        return self.agents or (Agent(self.agent_host, self.agent_ip, self.slave_id),)
 
 
 @dataclass
@@ -119,6 +133,7 @@ class Task:
     staged_at: float
     staged_mono: float
     checks: list[Json]
+    agent: Agent
     state: str = STAGING
     started_at: Optional[float] = None
     started_mono: Optional[float] = None
@@ -189,6 +204,7 @@ class ClusterState:
         self._next_sweep = 0.0
         self._host_ports_used: set[int] = set()
         self._host_port_cursor = options.host_port_min
+        self._agent_cursor = 0
         self.runner: Optional[ProcessRunner] = ProcessRunner() if options.run_tasks else None
 
     # ------------------------------------------------------------------ events
@@ -204,13 +220,13 @@ class ClusterState:
         self._emit(
             "status_update_event",
             {
-                "slaveId": self.options.slave_id,
+                "slaveId": task.agent.slave_id,
                 "taskId": task.id,
                 "taskStatus": status,
                 "message": message,
                 "appId": task.app_id,
-                "host": self.options.agent_host,
-                "ipAddresses": self._ip_addresses() if running else [],
+                "host": task.agent.host,
+                "ipAddresses": self._ip_addresses(task) if running else [],
                 "ports": list(task.ports),
                 "version": task.version,
                 "eventType": "status_update_event",
@@ -223,8 +239,8 @@ class ClusterState:
                 "instanceId": task.instance_id,
                 "condition": CONDITIONS.get(status, "Unknown"),
                 "runSpecId": task.app_id,
-                "agentId": self.options.slave_id,
-                "host": self.options.agent_host,
+                "agentId": task.agent.slave_id,
+                "host": task.agent.host,
                 "runSpecVersion": task.version,
                 "timestamp": timestamp(),
                 "eventType": "instance_changed_event",
@@ -243,8 +259,9 @@ class ClusterState:
             payload["reason"] = reason
         self._emit(event_type, payload)
 
-    def _ip_addresses(self) -> list[Json]:
-        return [{"ipAddress": self.options.agent_ip, "protocol": "IPv4"}]
+    @staticmethod
+    def _ip_addresses(task: Task) -> list[Json]:
+        return [{"ipAddress": task.agent.ip, "protocol": "IPv4"}]
 
     # ------------------------------------------------------------------ rendering
 
@@ -264,12 +281,12 @@ class ClusterState:
         out: Json = {
             "appId": task.app_id,
             "healthCheckResults": self.task_health_json(task, now),
-            "host": self.options.agent_host,
+            "host": task.agent.host,
             "id": task.id,
-            "ipAddresses": self._ip_addresses() if task.state in (RUNNING, KILLING) else [],
+            "ipAddresses": self._ip_addresses(task) if task.state in (RUNNING, KILLING) else [],
             "ports": list(task.ports),
             "servicePorts": list(service_ports or []),
-            "slaveId": self.options.slave_id,
+            "slaveId": task.agent.slave_id,
             "state": task.state,
             "stagedAt": timestamp(task.staged_at),
         }
@@ -890,7 +907,7 @@ class ClusterState:
                 if not tasks:
                     raise ApiError(404, {"message": f"Task '{task_ids[0]}' does not exist"})
             if host and host != "*":
-                tasks = [t for t in tasks if self.options.agent_host == host]
+                tasks = [t for t in tasks if t.agent.host == host]
             return self._kill_selected(tasks, scale=scale, force=force)
 
     def _kill_selected(
@@ -1023,6 +1040,12 @@ class ClusterState:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _next_agent(self) -> Agent:
+        agents = self.options.agent_list()
+        agent = agents[self._agent_cursor % len(agents)]
+        self._agent_cursor += 1
+        return agent
+
     def _allocate_host_port(self) -> int:
         low, high = self.options.host_port_min, self.options.host_port_max
         size = high - low + 1
@@ -1063,12 +1086,13 @@ class ClusterState:
             staged_at=time.time(),
             staged_mono=now,
             checks=[dict(c) for c in app.get("healthChecks") or []],
+            agent=self._next_agent(),
         )
         self.tasks[task.id] = task
         self._by_app.setdefault(app_id, {})[task.id] = task
         self._touch(app_id, task.id)
         if self.runner is not None and app.get("cmd"):
-            env = task_environment(task.id, app_id, task.version, self.options.agent_host, ports)
+            env = task_environment(task.id, app_id, task.version, task.agent.host, ports)
             for key, value in (app.get("env") or {}).items():
                 if isinstance(value, str):
                     env.setdefault(key, value)
@@ -1109,13 +1133,13 @@ class ClusterState:
             if status == FAILED:
                 state.last_failure = {
                     "appId": task.app_id,
-                    "host": self.options.agent_host,
+                    "host": task.agent.host,
                     "message": message,
                     "state": status,
                     "taskId": task.id,
                     "timestamp": timestamp(),
                     "version": task.version,
-                    "slaveId": self.options.slave_id,
+                    "slaveId": task.agent.slave_id,
                 }
             state.launch_failures += 1
             app = state.app
@@ -1291,7 +1315,7 @@ class ClusterState:
                             task_id=task.id,
                             index=index,
                             protocol=str(check.get("protocol", "HTTP")),
-                            host=self.options.agent_ip,
+                            host=task.agent.ip,
                             port=port,
                             path=str(check.get("path", "/")),
                             timeout=min(float(check.get("timeoutSeconds", 20)), 2.0),

@@ -163,3 +163,36 @@ def test_fixtures_from_the_plugin(
     other = marathon_emulator_factory(deployment_delay=1.0)
     assert requests.get(marathon_emulator.url + "/ping", timeout=10).ok
     assert requests.get(other.url + "/ping", timeout=10).ok
+
+
+def test_tasks_spread_over_named_agents() -> None:
+    with MarathonEmulator(agents=["agent-a.example", "10.1.2.3"]) as emu:
+        requests.post(
+            emu.url + "/v2/apps",
+            json={"id": "/spread", "cmd": "sleep 1", "instances": 4},
+            timeout=10,
+        )
+        settle(emu)
+        tasks = emu.tasks("/spread")
+        assert sorted(t["host"] for t in tasks) == ["10.1.2.3"] * 2 + ["agent-a.example"] * 2
+        by_host = {t["host"]: t for t in tasks}
+        assert by_host["10.1.2.3"]["ipAddresses"][0]["ipAddress"] == "10.1.2.3"
+        assert by_host["agent-a.example"]["slaveId"] != by_host["10.1.2.3"]["slaveId"]
+        killed = requests.delete(emu.url + "/v2/apps/spread/tasks?host=10.1.2.3", timeout=10)
+        assert {t["host"] for t in killed.json()["tasks"]} == {"10.1.2.3"}
+        assert len(killed.json()["tasks"]) == 2
+
+
+def test_chunked_request_bodies_are_read(emulator: MarathonEmulator) -> None:
+    def body() -> Any:
+        yield b'{"id": "/chunked",'
+        yield b' "cmd": "sleep 1"}'
+
+    response = requests.post(
+        emulator.url + "/v2/apps",
+        data=body(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 201
+    assert response.json()["id"] == "/chunked"
