@@ -302,6 +302,12 @@ class MarathonEmulator:
         """Every request received so far (method, path, query, headers without auth, body)."""
         return self._requests.all()
 
+    def on_event(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call ``listener(event_type, payload)`` as each event is published (in the emulator)."""
+        if self.bus is None:
+            raise RuntimeError("a standby publishes no events")
+        self.bus.add_listener(listener)
+
     def events(self, event_type: Optional[str] = None) -> list[dict[str, Any]]:
         """Events published so far (payloads), optionally of one type."""
         return self.bus.history(event_type) if self.bus is not None else []

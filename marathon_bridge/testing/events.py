@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from marathon_bridge.testing.wire import dumps_play, sse_frame, timestamp
 
@@ -67,9 +67,22 @@ class EventBus:
         self._subscribers: list[Subscriber] = []
         self._history: list[dict[str, Any]] = []
         self._history_limit = history
+        self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def add_listener(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call ``listener(event_type, payload)`` synchronously for every event published."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def publish(self, event_type: str, payload: Mapping[str, Any]) -> None:
         """Send one event (``payload`` already holds eventType and timestamp)."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event_type, dict(payload))
+            except Exception:  # a test hook must not break the emulator
+                LOG.exception("event listener failed")
         frame = sse_frame(event_type, dumps_play(payload))
         with self._lock:
             self._history.append(dict(payload))

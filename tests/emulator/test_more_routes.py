@@ -196,3 +196,12 @@ def test_chunked_request_bodies_are_read(emulator: MarathonEmulator) -> None:
     )
     assert response.status_code == 201
     assert response.json()["id"] == "/chunked"
+
+
+def test_on_event_listener_sees_each_event(emulator: MarathonEmulator) -> None:
+    seen: list[str] = []
+    emulator.on_event(lambda kind, payload: seen.append(kind))
+    requests.post(emulator.url + "/v2/apps", json={"id": "/l", "cmd": "sleep 1"}, timeout=10)
+    settle(emulator)
+    assert seen == [e["eventType"] for e in emulator.events()]
+    assert "api_post_event" in seen and "deployment_success" in seen
