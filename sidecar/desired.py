@@ -266,7 +266,7 @@ def vhost_frontend_name(port: int) -> str:
 class _Candidate:
     """One (app, port) that wants a listener, before port conflicts are settled."""
 
-    __slots__ = ("app_id", "bind_port", "binds", "host_slot", "options", "spec")
+    __slots__ = ("app_id", "backend_name", "bind_port", "binds", "host_slot", "options", "spec")
 
     def __init__(
         self,
@@ -283,6 +283,7 @@ class _Candidate:
         self.bind_port = bind_port
         self.binds = binds
         self.host_slot = host_slot  # where task "ports" has this port; None: container IP
+        self.backend_name = backend_name(app_id, spec.service_port)  # before collisions
 
 
 class _BuiltBackend(NamedTuple):
@@ -301,6 +302,7 @@ class _AppEntry:
         "app",
         "backends",
         "candidates",
+        "frontends",
         "prev",
         "problems",
         "skipped",
@@ -326,6 +328,7 @@ class _AppEntry:
         self.problems = problems
         self.verdicts = verdicts  # (task id, in rotation, draining, reason), sorted
         self.backends: dict[int, _BuiltBackend] = {}
+        self.frontends: dict[int, FrontendSpec] = {}
 
 
 class BuildCache:
@@ -341,6 +344,7 @@ class BuildCache:
     def __init__(self) -> None:
         self._settings: Optional[RenderSettings] = None
         self._entries: dict[str, _AppEntry] = {}
+        self._resolved: dict[str, Optional[str]] = {}  # host -> address in the last build
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -364,6 +368,10 @@ class BuildCache:
 
     def _keep(self, entries: dict[str, _AppEntry]) -> None:
         self._entries = entries
+
+    def _hosts_changed(self, addresses: _AddressMemo) -> bool:
+        """Whether any host of the last build resolves differently now (one lookup per host)."""
+        return any(addresses.get(host) != address for host, address in self._resolved.items())
 
 
 def build_model(
@@ -404,31 +412,35 @@ def build_model(
     frontends: list[FrontendSpec] = []
     used_names: set[str] = set()
     addresses = _AddressMemo(lookup)
+    hosts_changed = cache._hosts_changed(addresses) if cache is not None else True
     for cand in winners:
-        name = backend_name(cand.app_id, cand.spec.service_port)
+        name = cand.backend_name
         if name in used_names:
             name = safe_name(f"{name}-{_short_hash(cand.app_id, 8)}")
         used_names.add(name)
         entry = entries[cand.app_id]
         built = entry.backends.get(cand.spec.index)
-        if built is None or any(addresses.get(h) != a for h, a in built.hosts):
+        if built is None or (hosts_changed and any(addresses.get(h) != a for h, a in built.hosts)):
             built = _build_backend(cand, name, entry, settings, addresses)
             entry.backends[cand.spec.index] = built
         backend = built.backend if built.backend.name == name else replace(built.backend, name=name)
         skipped.extend(built.skipped)
         problems.extend(built.problems)
         backends.append(backend)
-        frontends.append(
-            FrontendSpec(
+        frontend = entry.frontends.get(cand.spec.index)
+        if frontend is None or frontend.default_backend != name or frontend.binds != cand.binds:
+            frontend = entry.frontends[cand.spec.index] = FrontendSpec(
                 name=frontend_name(cand.bind_port),
                 port=cand.bind_port,
                 binds=cand.binds,
                 mode=cand.options.mode,
                 default_backend=name,
             )
-        )
+        frontends.append(frontend)
     if settings.vhost_port is not None:
         frontends.append(_vhost_frontend(settings, winners, backends))
+    if cache is not None:
+        cache._resolved = dict(addresses.known)
     return HAProxyModel(
         frontends=tuple(sorted(frontends, key=lambda f: (f.port, f.name))),
         backends=tuple(sorted(backends, key=lambda b: b.name)),
@@ -530,13 +542,13 @@ class _AddressMemo:
 
     def __init__(self, resolve: Resolver) -> None:
         self._resolve = resolve
-        self._known: dict[str, Optional[str]] = {}
+        self.known: dict[str, Optional[str]] = {}
 
     def get(self, host: str) -> Optional[str]:
         try:
-            return self._known[host]
+            return self.known[host]
         except KeyError:
-            address = self._known[host] = _address(host, self._resolve)
+            address = self.known[host] = _address(host, self._resolve)
             return address
 
 
@@ -647,6 +659,8 @@ def _servers(
 ) -> tuple[ServerSpec, ...]:
     servers: dict[str, ServerSpec] = {}
     index = cand.spec.index
+    host_slot, container_port = cand.host_slot, cand.spec.container_port
+    known = addresses.known
     for task_id, rotation, draining, _reason in entry.verdicts:
         if rotation:
             state = "ready"
@@ -654,13 +668,15 @@ def _servers(
             state = "drain"
         else:
             continue
-        where = task_address(entry.tasks[task_id], cand.host_slot, cand.spec.container_port)
+        where = task_address(entry.tasks[task_id], host_slot, container_port)
         if where is None:
             skipped.append(
                 SkippedApp(cand.app_id, "task has no address for this port", index, task_id)
             )
             continue
-        address = hosts[where[0]] = addresses.get(where[0])
+        host = where[0]
+        address = known[host] if host in known else addresses.get(host)
+        hosts[host] = address
         if address is None:
             skipped.append(
                 SkippedApp(
@@ -668,7 +684,10 @@ def _servers(
                 )
             )
             continue
-        name = server_name(task_id)
+        if len(task_id) <= MAX_NAME_LEN and _NAME_SAFE_RE.fullmatch(task_id):
+            name = task_id  # the common case of server_name(), without the calls
+        else:
+            name = server_name(task_id)
         if name in servers:
             name = safe_name(f"{name}-{_short_hash(task_id, 40)}", 128)
         servers[name] = ServerSpec(name, address, where[1], task_id, 1, state, check)

@@ -263,9 +263,9 @@ def parse_app_labels(app: Mapping[str, Any]) -> tuple[Optional[AppOptions], list
     problems: list[LabelProblem] = []
     groups: tuple[str, ...] = ()
     per_port: dict[int, dict[str, Any]] = {}
-    ours = sorted(k for k in labels if isinstance(k, str) and k.startswith("HAPROXY_"))
-    for key in ours:  # other labels are not ours: ignored silently
-        value = labels[key]
+    for key, value in labels.items():
+        if not isinstance(key, str) or not key.startswith("HAPROXY_"):
+            continue  # not ours: ignored silently
         if key in _APP_SPECS:
             parsed = _parse_value(app_id, key, "GROUP", value, problems)
             if parsed is not None:
@@ -362,6 +362,10 @@ def parse_bool(value: str) -> bool:
 
 
 def parse_groups(value: str) -> tuple[str, ...]:
+    if "," not in value:  # the common case: one name
+        name = value.strip()
+        if _GROUP_RE.fullmatch(name):
+            return (name,)
     items = [item.strip() for item in value.split(",")]
     names = [item for item in items if item]
     if not names or len(names) > MAX_GROUPS:

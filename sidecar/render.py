@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jinja2
 
@@ -50,24 +50,36 @@ def _compile(template_text: str) -> jinja2.Template:
 
 
 class RenderCache:
-    """Optional memory between :func:`render_config` calls: the text of each backend section.
+    """Optional memory between :func:`render_config` calls: the text of each section.
 
-    A backend that :func:`sidecar.desired.build_model` reused (same object) is not formatted
-    again. The text is identical with or without a cache.
+    A frontend or backend that :func:`sidecar.desired.build_model` reused (the same object, as
+    it does with a :class:`~sidecar.desired.BuildCache`) is not formatted again. The text is
+    identical with or without a cache.
     """
 
     def __init__(self) -> None:
-        self._sections: dict[int, tuple[BackendSpec, str]] = {}
+        self._frontends: dict[int, tuple[FrontendSpec, str]] = {}
+        self._backends: dict[int, tuple[BackendSpec, str]] = {}
+
+    def frontend_sections(self, frontends: tuple[FrontendSpec, ...]) -> str:
+        self._frontends, text = _cached_sections(self._frontends, frontends, frontend_lines)
+        return text
 
     def backend_sections(self, backends: tuple[BackendSpec, ...]) -> str:
-        sections: dict[int, tuple[BackendSpec, str]] = {}
-        for backend in backends:
-            hit = self._sections.get(id(backend))
-            if hit is None or hit[0] is not backend:
-                hit = (backend, _section(backend.name, backend_lines(backend)))
-            sections[id(backend)] = hit
-        self._sections = sections
-        return "".join(text for _backend, text in sections.values())
+        self._backends, text = _cached_sections(self._backends, backends, backend_lines)
+        return text
+
+
+def _cached_sections(
+    known: dict[int, tuple[Any, str]], specs: tuple[Any, ...], lines: Callable[[Any], list[str]]
+) -> tuple[dict[int, tuple[Any, str]], str]:
+    kept: dict[int, tuple[Any, str]] = {}
+    for spec in specs:
+        hit = known.get(id(spec))
+        if hit is None or hit[0] is not spec:
+            hit = (spec, _section(spec.name, lines(spec)))
+        kept[id(spec)] = hit
+    return kept, "".join(text for _spec, text in kept.values())
 
 
 def render_config(
@@ -86,8 +98,10 @@ def template_context(
 ) -> dict[str, Any]:
     """What a template sees. Custom templates may use the objects or the pre-built lines."""
     if cache is not None:
+        frontend_sections = cache.frontend_sections(model.frontends)
         backend_sections = cache.backend_sections(model.backends)
     else:
+        frontend_sections = "".join(_section(f.name, frontend_lines(f)) for f in model.frontends)
         backend_sections = "".join(_section(b.name, backend_lines(b)) for b in model.backends)
     return {
         "model": model,
@@ -99,7 +113,7 @@ def template_context(
         "server_line": server_line,
         "frontend_lines": frontend_lines,
         "backend_lines": backend_lines,
-        "frontend_sections": "".join(_section(f.name, frontend_lines(f)) for f in model.frontends),
+        "frontend_sections": frontend_sections,
         "backend_sections": backend_sections,
         "cookie_name": STICKY_COOKIE,
     }
