@@ -837,9 +837,11 @@ class Applier:
     def _new_port_problems(self, model: HAProxyModel, running: bool) -> list[str]:
         if not self.check_ports:
             return []
-        current = self._running_binds if running else frozenset()
+        # ports HAProxy serves already are no news; after HAProxy died they may still be held
+        # for a moment by its exiting workers, and a restart shares them (SO_REUSEPORT)
+        current = self._running_binds
         if current is None:
-            current = binds_in_config(self._read_config() or "")
+            current = binds_in_config(self._read_config() or "") if running else frozenset()
         problems = []
         for host, port in sorted(model_binds(model) - current):
             problem = port_problem(host, port)

@@ -517,3 +517,20 @@ def test_sticky_client_of_a_going_task_is_sent_elsewhere(
     for t in threads:
         t.join(30)
     assert any(isinstance(r, tuple) and r == (200, "b") for r in held)  # b's request finished
+
+
+def test_apply_while_haproxy_is_dead_starts_it_again(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    proc = applier.haproxy
+    os.kill(proc.master_pid, signal.SIGKILL)
+    kit.wait_until(lambda: not proc.running(), what="master gone")
+    # a change arrives before supervision noticed: the applier starts HAProxy itself
+    result = applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b})))
+    assert result.ok and result.started, result.error
+    kit.wait_until(lambda: set(kit.answers(port, 6)) == {"a", "b"}, what="both servers")
+    assert proc.restart_if_dead() is False
