@@ -467,6 +467,12 @@ class ReloadResult:
     message: str = ""
     status: Optional[ProcStatus] = field(default=None, compare=False)
 
+    def raise_for_failure(self) -> ReloadResult:
+        """This result, or :class:`ReloadFailed` with HAProxy's reason when the reload failed."""
+        if not self.ok:
+            raise ReloadFailed(self.message or "reload failed")
+        return self
+
 
 class MasterCLI:
     """Client of the master CLI socket (``haproxy -W -S <path>``)."""

@@ -8,6 +8,8 @@ import socket
 import stat
 from typing import Any
 
+import pytest
+
 from sidecar.haproxy.process import ExternalHAProxy, HAProxyProcess
 from sidecar.haproxy.runtime import RuntimeAPI, RuntimeAPIError
 
@@ -55,6 +57,12 @@ def test_runtime_reads_real_output(
         "running",
     )
     assert api.server_sessions(f"be_{port}") == {"a": 0}
+    assert api.server_connections(f"be_{port}", "a") == 0
+    with pytest.raises(RuntimeAPIError, match="No such server"):
+        api.execute_checked(["show info", f"set server be_{port}/nope state ready"])
+    sent = api.commands_sent
+    api.execute("show info")
+    assert api.commands_sent == sent + 1
     assert f"be_{port}" in api.show_backends()
     try:
         api.del_server(f"be_{port}", "a")

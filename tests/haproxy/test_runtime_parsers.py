@@ -10,6 +10,7 @@ from sidecar.haproxy.runtime import (
     CMAINT,
     FDRAIN,
     FMAINT,
+    ReloadFailed,
     RuntimeAPIError,
     ServerState,
     add_server_command,
@@ -114,6 +115,9 @@ def test_judge_reload_success_failure_and_undecided() -> None:
     assert verdict is not None and verdict.ok and verdict.new_pid == 9999
     assert verdict.old_workers == 1
     assert judge_reload(before, before) is None
+    assert verdict.raise_for_failure() is verdict
+    with pytest.raises(ReloadFailed, match="refused"):
+        judge_reload(before, failed).raise_for_failure()  # type: ignore[union-attr]
 
 
 def test_prompt_mode_answers_split_even_without_blank_lines() -> None:
