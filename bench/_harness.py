@@ -43,6 +43,7 @@ from sidecar.desired import backend_name, server_name  # noqa: E402
 from sidecar.haproxy.runtime import MasterCLI, ProcStatus, RuntimeAPI, ServerState  # noqa: E402
 
 EMULATOR_HOST_PORTS = (31000, 32000)
+LOG_KEEP_DIR = "/tmp/zero-drop-last-logs"
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -562,8 +563,21 @@ class System:
             self.emulator.stop()
             self.emulator = None
         if self.state_dir:
+            self._keep_logs()
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.state_dir = ""
+
+    def _keep_logs(self) -> None:
+        """Copy the sidecar's and HAProxy's logs to ``LOG_KEEP_DIR`` (the last run's only)."""
+        keep = Path(LOG_KEEP_DIR)
+        with contextlib.suppress(OSError):
+            keep.mkdir(parents=True, exist_ok=True)
+            for source in (
+                Path(self.state_dir) / "sidecar.log",
+                Path(self.state_dir) / "run" / "haproxy.log",
+            ):
+                if source.exists():
+                    shutil.copyfile(source, keep / source.name)
 
     def __enter__(self) -> System:
         return self.start()
