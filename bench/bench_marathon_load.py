@@ -23,6 +23,7 @@ stream connections (one expected) and the request counts by method and path.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -50,6 +51,10 @@ def is_snapshot(method: str, path: str) -> bool:
     return method == "GET" and path.rstrip("/") == "/v2/apps"
 
 
+def fewer_healthy(system: System, app_id: str) -> bool:
+    return len(system.healthy_ids(app_id)) < TASKS_PER_APP
+
+
 def request_keys(system: System, start: int) -> list[tuple[str, str]]:
     return [(r.method, r.path) for r in system.emu.requests[start:]]
 
@@ -74,7 +79,7 @@ def observe(system: System, app_ids: list[str], seconds: float) -> list[tuple[st
         task_id = sorted(system.healthy_ids(app_id) or {""})[0]
         if task_id:
             system.emu.set_task_health(task_id, False)
-            wait_until(lambda a=app_id: len(system.healthy_ids(a)) < TASKS_PER_APP, 10)
+            wait_until(functools.partial(fewer_healthy, system, app_id), 10)
             system.emu.set_task_health(task_id, True)
         turn += 1
         time.sleep(max(0.0, min(FLIP_EVERY, deadline - time.monotonic())))
