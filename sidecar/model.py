@@ -210,7 +210,7 @@ def _set_health(state: ClusterState, raw_app: Any, raw_instance: Any, alive: Any
     changed = False
     for task_id in matches:
         task = dict(app_tasks[task_id])
-        if task.get("healthCheckResults") != results:
+        if _alive_flags(task.get("healthCheckResults")) != _alive_flags(results):
             task["healthCheckResults"] = results
             updated[task_id] = task
             changed = True
@@ -301,6 +301,13 @@ def _split_app(app: Any) -> Optional[tuple[str, dict[str, Any], dict[str, Mappin
         if isinstance(task, Mapping) and _is_id(task.get("id")):
             tasks[task["id"]] = dict(task)
     return app["id"], definition, tasks
+
+
+def _alive_flags(results: Any) -> list[Any]:
+    """What selection looks at in ``healthCheckResults``: the ``alive`` of each result."""
+    if not isinstance(results, list):
+        return []
+    return [r.get("alive") for r in results if isinstance(r, Mapping)]
 
 
 def _is_id(value: Any) -> bool:

@@ -383,3 +383,12 @@ def test_hostile_payloads_never_raise(event_type: str, data: Any) -> None:
     assert all(isinstance(a, str) for a in out.fetch_apps)
     # the result is still a usable state
     out.state.apps_with_tasks()
+
+
+def test_same_health_as_the_snapshot_is_not_a_change() -> None:
+    full = {"alive": True, "consecutiveFailures": 0, "instanceId": IID, "lastSuccess": "t"}
+    state = ClusterState.from_apps([app(tasks=[running(healthCheckResults=[full])])])
+    out = state.apply_event(
+        "health_status_changed_event", {"appId": "/web", "instanceId": IID, "alive": True}
+    )
+    assert not out.changed and out.state is state
