@@ -46,9 +46,10 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 MAX_COALESCE = 1.0  # a steady stream of changes still gets applied at least this often
-STARTUP_WAIT = 10.0
+STARTUP_WAIT = 10.0  # how long to wait for a first snapshot before using the state on disk
 RETRY_FIRST = 1.0  # seconds before a failed apply is retried; doubles up to RETRY_MAX
-RETRY_MAX = 30.0  # how long to wait for a first snapshot before using the state on disk
+RETRY_MAX = 30.0
+SERVER_POLL_SECONDS = 5.0  # how often HAProxy's own server states are read for /metrics
 
 
 @dataclass
@@ -115,6 +116,7 @@ class Daemon:
         self.apply_errors = 0
         self._failures = 0
         self._seen_counters: dict[str, int] = {}
+        self._next_server_poll = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -304,6 +306,9 @@ class Daemon:
                 getattr(self.applier, "counters", None), self._seen_counters, self.metrics
             )
         self._supervise_haproxy()
+        if self._clock() >= self._next_server_poll:
+            self._next_server_poll = self._clock() + SERVER_POLL_SECONDS
+            self._observe_servers()
         if self.follower.stream_connected:
             self.board.record_sync()
         self.metrics.dns_failures.set(self.resolver.failures)
@@ -378,6 +383,26 @@ class Daemon:
         if status is not None:
             self.metrics.old_workers.set(len(status.old_workers))
 
+    def _observe_servers(self) -> None:
+        """Read HAProxy's view of its servers (up/down/drain/maint) for /metrics and /services."""
+        runtime = getattr(self.applier, "runtime", None)
+        if runtime is None or not self.haproxy.running():
+            return
+        try:
+            states = runtime.show_servers_state()
+        except Exception as exc:
+            log.debug("server states unavailable", extra={"error": str(exc)[:200]})
+            return
+        seen: dict[tuple[str, str], str] = {}
+        for server in states:
+            seen[(server.backend, server.name)] = server_status(server)
+        counts = {status: 0 for status in ("up", "down", "drain", "maint")}
+        for status in seen.values():
+            counts[status] = counts.get(status, 0) + 1
+        for status, count in counts.items():
+            self.metrics.haproxy_servers.labels(status=status).set(count)
+        self.board.set_haproxy_states(seen)
+
     def _record_result(self, result: Any) -> bool:
         sync_counters(getattr(self.applier, "counters", None), self._seen_counters, self.metrics)
         return record_apply_result(result, self.metrics, self.board)
@@ -441,6 +466,15 @@ class Daemon:
         if self._applier is None:
             self._applier = make_applier(self.settings, self.haproxy, self.render_settings)
         return self._applier
+
+
+def server_status(server: Any) -> str:
+    """``maint``, ``drain``, ``up`` or ``down`` for one ``show servers state`` line."""
+    if server.in_maintenance:
+        return "maint"
+    if server.draining:
+        return "drain"
+    return "up" if server.operational == "running" else "down"
 
 
 def _in_rotation(model: HAProxyModel) -> frozenset[str]:

@@ -122,6 +122,12 @@ class SidecarMetrics:
         self.servers = Gauge(
             p + "servers", "Servers in the running config, by state", ["state"], registry=r
         )
+        self.haproxy_servers = Gauge(
+            p + "haproxy_servers",
+            "Servers as HAProxy sees them (show servers state), by status: up, down, drain, maint",
+            ["status"],
+            registry=r,
+        )
         self.tasks_out = Gauge(
             p + "tasks_out_of_rotation", "Known tasks not taking traffic", registry=r
         )

@@ -101,6 +101,7 @@ class _View:
     model: Any = None  # sidecar.desired.HAProxyModel
     previously_in: frozenset[str] = frozenset()
     config_text: str = ""
+    haproxy_states: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -164,8 +165,14 @@ class StatusBoard:
         self, state: Any, model: Any, previously_in: frozenset[str], config_text: str
     ) -> None:
         with self._lock:
-            self._view = _View(state, model, previously_in, config_text)
+            states = self._view.haproxy_states
+            self._view = _View(state, model, previously_in, config_text, states)
             self._facts.last_apply_wall = self._wall()
+
+    def set_haproxy_states(self, states: Mapping[tuple[str, str], str]) -> None:
+        """HAProxy's own view of its servers: (backend, server) -> up/down/drain/maint."""
+        with self._lock:
+            self._view.haproxy_states = dict(states)
 
     # --- readers (the server) ---------------------------------------------------------------
     def health(self) -> HealthReport:
@@ -190,7 +197,7 @@ class StatusBoard:
     def services(self) -> list[dict[str, Any]]:
         with self._lock:
             view = self._view
-        return services_view(view.state, view.model, view.previously_in)
+        return services_view(view.state, view.model, view.previously_in, view.haproxy_states)
 
     def skipped(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -216,8 +223,17 @@ class StatusBoard:
 # --- the /services view (pure) -----------------------------------------------------------------
 
 
-def services_view(state: Any, model: Any, previously_in: frozenset[str]) -> list[dict[str, Any]]:
-    """One entry per backend: its port and app, every known task with state, health, in/out, why."""
+def services_view(
+    state: Any,
+    model: Any,
+    previously_in: frozenset[str],
+    haproxy_states: Optional[Mapping[tuple[str, str], str]] = None,
+) -> list[dict[str, Any]]:
+    """One entry per backend: its port and app, every known task with state, health, in/out, why.
+
+    ``haproxy_states`` (backend, server) -> status adds what HAProxy itself reports.
+    """
+    seen = haproxy_states or {}
     if state is None or model is None:
         return []
     out: list[dict[str, Any]] = []
@@ -231,9 +247,12 @@ def services_view(state: Any, model: Any, previously_in: frozenset[str]) -> list
         for task_id in sorted(tasks):
             task = tasks[task_id]
             server = servers.get(task_id)
-            endpoints.append(
-                _endpoint_entry(app, task, task_id, server, port_index, reasons.get(task_id, ""))
+            entry = _endpoint_entry(
+                app, task, task_id, server, port_index, reasons.get(task_id, "")
             )
+            if server is not None:
+                entry["haproxy"] = seen.get((backend.name, server.name), "")
+            endpoints.append(entry)
         out.append(
             {
                 "service_port": backend.service_port,
@@ -387,14 +406,18 @@ def _services_table(services: Sequence[Mapping[str, Any]]) -> str:
         for i, endpoint in enumerate(endpoints):
             cls = "in" if endpoint.get("in_rotation") else "out"
             address = f"{endpoint.get('address') or '?'}:{_none(endpoint.get('port'))}"
+            verdict = e(endpoint.get("server_state"))
+            if endpoint.get("haproxy"):
+                verdict += f" (haproxy: {e(endpoint.get('haproxy'))})"
+            if endpoint.get("reason"):
+                verdict += f" - {e(endpoint.get('reason'))}"
             rows.append(
                 f'<tr class="{cls}">{head if i == 0 else ""}'
                 f'<td class="task">{e(endpoint.get("task_id"))}</td>'
                 f"<td>{e(address)}</td>"
                 f"<td>{e(endpoint.get('state'))}</td>"
                 f"<td>{e(_health_word(endpoint.get('healthy')))}</td>"
-                f'<td class="verdict">{e(endpoint.get("server_state"))}'
-                f"{' - ' + e(endpoint.get('reason')) if endpoint.get('reason') else ''}</td></tr>"
+                f'<td class="verdict">{verdict}</td></tr>'
             )
     return (
         '<table class="services"><thead><tr><th>port</th><th>app</th><th>mode</th><th>task</th>'

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -169,7 +170,10 @@ def stop_daemon(daemon: Daemon, thread: threading.Thread) -> None:
 @pytest.fixture(scope="module")
 def cluster(haproxy_bin: str) -> Iterator[Cluster]:
     state_dir = tempfile.mkdtemp(prefix="sc-e2e-", dir="/tmp")  # short: socket paths
-    emulator = MarathonEmulator(run_tasks=True, heartbeat_interval=1.0).start()
+    # tasks report the agent by host name, as on real clusters: the sidecar resolves it
+    emulator = MarathonEmulator(
+        run_tasks=True, heartbeat_interval=1.0, agent_host="localhost", agent_ip="127.0.0.1"
+    ).start()
     marathon = MarathonClient(emulator.url, timeout=(3.0, 10.0))
     daemon, thread = start_daemon(sidecar_settings(emulator.url, state_dir, haproxy_bin))
     try:
@@ -204,7 +208,35 @@ def test_every_service_port_routes_round_robin_over_its_healthy_tasks(
     assert f"127.0.0.1:{web_port}" in _status(cluster.daemon, "/config")[1]
     page = _status(cluster.daemon, "/")[1]
     assert "/rr/web" in page and str(web_port) in page
+
+    def haproxy_reports_up() -> bool:  # HAProxy's own view, read every few seconds
+        services = json.loads(_status(cluster.daemon, "/services")[1])["services"]
+        web = next(s for s in services if s["service_port"] == web_port)
+        return [e["haproxy"] for e in web["endpoints"]] == ["up"] * 3
+
+    wait_until(haproxy_reports_up, timeout=20)
+    assert cluster.metric("marathon_sidecar_haproxy_servers", {"status": "up"}) >= 5
     _cleanup(cluster, "/rr/web", "/rr/api")
+
+
+def test_haproxy_is_restarted_when_it_dies(cluster: Cluster, wait_until: WaitUntil) -> None:
+    (port,) = free_ports(1)
+    cluster.deploy(echo_app("/crash/web", port, 2), wait_until)
+    wait_until(lambda: cluster.routes_match("/crash/web", port), timeout=30)
+    # the apps of earlier tests are gone from HAProxy too: no reload is under way
+    wait_until(lambda: _served_ports(cluster.daemon) == {port}, timeout=30)
+    haproxy = cluster.daemon.haproxy
+    master = haproxy.master_pid
+    assert master is not None
+    restarts = cluster.metric("marathon_sidecar_haproxy_restarts_total")
+    os.kill(master, signal.SIGKILL)
+    wait_until(lambda: haproxy.master_pid not in (None, master), timeout=60)
+    wait_until(lambda: cluster.routes_match("/crash/web", port), timeout=30)
+    wait_until(
+        lambda: cluster.metric("marathon_sidecar_haproxy_restarts_total") > restarts, timeout=30
+    )
+    wait_until(lambda: _health(cluster.daemon) == "ok", timeout=10)
+    _cleanup(cluster, "/crash/web")
 
 
 def test_scaling_up_and_down_shows_in_routing(cluster: Cluster, wait_until: WaitUntil) -> None:
@@ -517,6 +549,11 @@ def _get(port: int, path: str) -> tuple[int, str]:
 def _status(daemon: Daemon, path: str) -> tuple[int, str]:
     assert daemon.status_server is not None
     return _get(daemon.status_server.port, path)
+
+
+def _served_ports(daemon: Daemon) -> set[int]:
+    services = json.loads(_status(daemon, "/services")[1])["services"]
+    return {int(s["service_port"]) for s in services}
 
 
 def _health(daemon: Daemon) -> str:
