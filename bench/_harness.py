@@ -261,6 +261,10 @@ class LoadGenerator:
 
     # -- reading
 
+    def ports(self) -> list[int]:
+        with self._lock:
+            return list(self._ports)
+
     def stats(self, port: int) -> PortStats:
         with self._lock:
             return self._stats[port].copy()
