@@ -63,6 +63,7 @@ class MarathonEmulator:
         service_port_range: tuple[int, int] = (10000, 20000),
         backoff_scale: float = 0.05,
         keep_unknown_fields: bool = False,
+        kill_unhealthy: bool = False,
         tick_interval: float = 0.01,
     ) -> None:
         self.host = host
@@ -105,6 +106,7 @@ class MarathonEmulator:
                 service_port_max=service_port_range[1],
                 backoff_scale=backoff_scale,
                 keep_unknown_fields=keep_unknown_fields,
+                kill_unhealthy=kill_unhealthy,
                 agents=tuple(
                     Agent(name, name if _is_ipv4(name) else "127.0.0.1", f"emulated-agent-S{i}")
                     for i, name in enumerate(agents or ())
@@ -301,6 +303,11 @@ class MarathonEmulator:
     def requests(self) -> list[RecordedRequest]:
         """Every request received so far (method, path, query, headers without auth, body)."""
         return self._requests.all()
+
+    @property
+    def request_count(self) -> int:
+        """How many requests this server received since it started (not capped)."""
+        return self._requests.total
 
     def on_event(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
         """Call ``listener(event_type, payload)`` as each event is published (in the emulator)."""

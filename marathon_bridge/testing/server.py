@@ -75,9 +75,11 @@ class RequestLog:
         self._lock = threading.Lock()
         self._items: list[RecordedRequest] = []
         self._limit = limit
+        self.total = 0
 
     def add(self, item: RecordedRequest) -> None:
         with self._lock:
+            self.total += 1
             self._items.append(item)
             if len(self._items) > self._limit:
                 del self._items[: len(self._items) - self._limit]

