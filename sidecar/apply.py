@@ -528,7 +528,7 @@ class Applier:
         """Servers through the runtime API, then the file rewritten to match (no reload)."""
         try:
             ops = self._sync_runtime(model, only_changed=True)
-            self._advance_drains()
+            deleted = self._advance_drains()
         except RuntimeAPIError as exc:
             self.counters.runtime_failures += 1
             log.warning("runtime API failed; reloading instead", extra={"error": str(exc)})
@@ -537,7 +537,7 @@ class Applier:
         self._model = model
         if self.config_write_delay > 0 and self._running_signature is not None:
             # the file follows on a later tick; bursts of server changes share one write
-            if ops and self._dirty_since is None:
+            if (ops or deleted) and self._dirty_since is None:
                 self._dirty_since = self.clock()
             return ApplyResult(True, "runtime" if ops else "none", runtime_ops=ops)
         written, error = self._rewrite_config(model)
@@ -884,45 +884,46 @@ class Applier:
         first_error = error
         log.warning("haproxy refused the config", extra={"error": error[:2000]})
         current = model
-        dropped: set[str] = set()
+        reasons: dict[str, str] = {}  # app id -> the message that condemned it
         for _ in range(MAX_MAPPING_ROUNDS):
             blamed, _complete = blame_apps(current, text, error)
             blamed &= set(apps_of(current))
             if not blamed:
                 break
-            dropped |= blamed
+            reasons.update(dict.fromkeys(blamed, _first_alert(error)))
             current = without_apps(current, blamed)
             text = self.render(self._effective(current))
             candidate, error = self._check_text(text, budget)
             if candidate is not None:
-                return self._with_skips(model, dropped, first_error, text, candidate, budget)
+                return self._with_skips(model, reasons, text, candidate, budget)
         bad = self._bisect(current, budget)
         if bad:
-            dropped |= bad
+            reasons.update(dict.fromkeys(bad, _first_alert(error)))
             current = without_apps(current, bad)
             text = self.render(self._effective(current))
             candidate, error = self._check_text(text, budget)
             if candidate is not None:
-                return self._with_skips(model, dropped, first_error, text, candidate, budget)
+                return self._with_skips(model, reasons, text, candidate, budget)
         self.counters.last_error = first_error
         return None, (), None, None, first_error, budget.used
 
     def _with_skips(
         self,
         model: HAProxyModel,
-        dropped: set[str],
-        error: str,
+        reasons: dict[str, str],
         text: str,
         candidate: str,
         budget: _Budget,
     ) -> tuple[HAProxyModel, tuple[SkippedApp, ...], str, str, str, int]:
-        reason = "haproxy refused its configuration: " + _first_alert(error)
-        skipped = tuple(SkippedApp(app_id=a, reason=reason) for a in sorted(dropped))
-        accepted = without_apps(model, dropped)
+        skipped = tuple(
+            SkippedApp(app_id=app, reason="haproxy refused its configuration: " + reason)
+            for app, reason in sorted(reasons.items())
+        )
+        accepted = without_apps(model, reasons)
         accepted = replace(accepted, skipped=accepted.skipped + skipped)
         self.counters.skipped_apps += len(skipped)
-        log.warning("apps left out of the config", extra={"apps": sorted(dropped)})
-        return accepted, skipped, text, candidate, error, budget.used
+        log.warning("apps left out of the config", extra={"apps": sorted(reasons)})
+        return accepted, skipped, text, candidate, "", budget.used
 
     def _bisect(self, model: HAProxyModel, budget: _Budget) -> set[str]:
         """Apps whose config HAProxy refuses, by halving (each probe is one ``haproxy -c``)."""
@@ -1049,9 +1050,13 @@ class _Budget:
 
 
 def _first_alert(error: str) -> str:
+    """HAProxy's first complaint, without its prefix and the (temporary) file name and line."""
     for line in error.splitlines():
         if "[ALERT]" in line and not _is_summary(line):
-            return line.split(" : ", 1)[-1].strip()[:300]
+            text = line.split(" : config : ", 1)[-1]
+            if "] : " in text:
+                text = text.rsplit("] : ", 1)[-1]
+            return text.strip()[:300]
     return error.strip().splitlines()[0][:300] if error.strip() else "invalid configuration"
 
 

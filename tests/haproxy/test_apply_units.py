@@ -293,3 +293,18 @@ def test_no_reload_while_the_previous_one_is_unconfirmed(haproxy_bin: str, tmp_p
     assert third.ok and third.reloaded and third.new_worker_pid == 4242
     assert fake.reloads == 2
     assert applier.counters.reloads == 1 and applier.counters.reload_failures == 1
+
+
+def test_skip_reason_is_haproxys_message_without_file_and_line() -> None:
+    from sidecar.apply import _first_alert
+
+    error = (
+        "[NOTICE]   (1) : haproxy version is 2.6.12\n"
+        "[ALERT]    (1) : config : parsing [/tmp/.haproxy.cfg.x1.tmp:22] : balance only "
+        "supports 'roundrobin', 'static-rr'.\n"
+        "[ALERT]    (1) : config : Error(s) found in configuration file : /tmp/x\n"
+    )
+    assert _first_alert(error) == "balance only supports 'roundrobin', 'static-rr'."
+    other = "[ALERT]    (1) : config : Proxy 'fe_1': unable to find required default_backend: 'b'."
+    assert _first_alert(other) == "Proxy 'fe_1': unable to find required default_backend: 'b'."
+    assert _first_alert("") == "invalid configuration"
