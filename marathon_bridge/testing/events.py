@@ -90,7 +90,9 @@ class EventBus:
                 del self._history[: len(self._history) - self._history_limit]
             subscribers = list(self._subscribers)
         for sub in subscribers:
-            if sub.wants(event_type) and not sub.offer(frame):
+            if sub.closed.is_set() or not sub.wants(event_type):
+                continue
+            if not sub.offer(frame):
                 LOG.info(
                     "closing event stream", extra={"remote": sub.remote_address, "why": sub.reason}
                 )

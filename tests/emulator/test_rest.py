@@ -45,7 +45,8 @@ def test_post_201_has_the_shape_of_marathon_1_10(emulator: MarathonEmulator) -> 
     deployment_id = response.headers["Marathon-Deployment-Id"]
     assert body["deployments"] == [{"id": deployment_id}]
     assert response.headers["Location"] == emulator.url + "/foo"
-    assert list(body)[:3] == ["id", "backoffFactor", "backoffSeconds"]
+    expected = example("derived-from-code/POST_v2_apps.201.response.minimal-app.v1.10.json")
+    assert list(body) == list(expected)  # Marathon's writer order
 
 
 def test_get_app_has_the_shape_of_marathon_1_10(emulator: MarathonEmulator) -> None:
@@ -369,6 +370,9 @@ def test_list_filters_and_embeds(emulator: MarathonEmulator) -> None:
     assert len(embedded["tasks"]) == 1 and "tasksStats" in embedded
     group = requests.get(url + "/team/*", timeout=10)
     assert sorted(a["id"] for a in group.json()["*"]) == ["/team/api", "/team/web"]
+    group_tasks = requests.get(url + "/team/*/tasks", timeout=10).json()["tasks"]
+    assert sorted(t["appId"] for t in group_tasks) == ["/team/api", "/team/web"]
+    assert requests.get(url + "/nogroup/*", timeout=10).status_code == 404
 
 
 def test_unknown_fields_are_dropped_but_recorded(emulator: MarathonEmulator) -> None:
