@@ -49,6 +49,7 @@ MAX_COALESCE = 1.0  # a steady stream of changes still gets applied at least thi
 STARTUP_WAIT = 10.0  # how long to wait for a first snapshot before using the state on disk
 RETRY_FIRST = 1.0  # seconds before a failed apply is retried; doubles up to RETRY_MAX
 RETRY_MAX = 30.0
+DNS_REFRESH_SECONDS = 60.0  # rebuild this often when host names are in use (resolver TTL)
 SERVER_POLL_SECONDS = 5.0  # how often HAProxy's own server states are read for /metrics
 
 
@@ -86,7 +87,7 @@ class Daemon:
         self._pending: Optional[_Pending] = None
         self.startup_wait = startup_wait
         self.client = client if client is not None else make_client(settings)
-        self.resolver = resolver if resolver is not None else Resolver(on_update=self._wake.set)
+        self.resolver = resolver if resolver is not None else Resolver(on_update=self._dns_changed)
         self.state_store = StateStore(settings.state_dir)
         self.board = StatusBoard(
             self.metrics, max_sync_age=settings.max_sync_age, haproxy_required=not settings.once
@@ -117,6 +118,7 @@ class Daemon:
         self._failures = 0
         self._seen_counters: dict[str, int] = {}
         self._next_server_poll = 0.0
+        self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
 
     # --- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -197,6 +199,22 @@ class Daemon:
             return float("inf")
         settled = min(pending.last_at + self.settings.debounce, pending.first_at + MAX_COALESCE)
         return max(settled, pending.not_before)
+
+    def resync(self) -> None:
+        """Take a fresh Marathon snapshot now (SIGHUP)."""
+        self.follower.request_resync("requested")
+
+    def _dns_changed(self) -> None:
+        """A host name resolved late or to a new address: build the current state again."""
+        self._rebuild("dns")
+
+    def _rebuild(self, reason: str) -> None:
+        with self._lock:
+            if self._pending is not None:
+                return  # a build is coming anyway
+        current = self.follower.state if self.follower.state is not None else self.state
+        if current is not None:
+            self._on_state(current, reason)
 
     def _on_state(self, state: ClusterState, reason: str) -> None:
         """Follower callback (its worker thread): remember the newest state, wake the loop."""
@@ -306,6 +324,10 @@ class Daemon:
                 getattr(self.applier, "counters", None), self._seen_counters, self.metrics
             )
         self._supervise_haproxy()
+        if self._clock() >= self._next_dns_refresh:
+            self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
+            if self.resolver.cached():
+                self._rebuild("dns refresh")  # stale names are looked up again in the background
         if self._clock() >= self._next_server_poll:
             self._next_server_poll = self._clock() + SERVER_POLL_SECONDS
             self._observe_servers()

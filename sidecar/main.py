@@ -2,6 +2,7 @@
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT) or a successful ``--once``; 1 when the daemon
 cannot start or ``--once`` fails; 2 for bad settings (the message names the option).
+SIGHUP takes a fresh Marathon snapshot.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, Optional
@@ -93,11 +95,23 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+def secrets_of(settings: Settings) -> list[str]:
+    """Every credential the settings hold: password, token, passwords inside Marathon URLs."""
+    found = [s for s in (settings.password, settings.token) if s]
+    for url in settings.marathon_urls:
+        authority = url.partition("://")[2].partition("/")[0]
+        userinfo = authority.rpartition("@")[0]
+        if ":" in userinfo:
+            found.append(urllib.parse.unquote(userinfo.split(":", 1)[1]))
+            found.append(userinfo.split(":", 1)[1])
+    return found
+
+
 def setup_logging(settings: Settings, stream: Any = None) -> logging.Handler:
     """Root logging to stderr in the chosen format, with the credentials scrubbed."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JSONFormatter() if settings.log_format == "json" else TextFormatter())
-    handler.addFilter(RedactingFilter([s for s in (settings.password, settings.token) if s]))
+    handler.addFilter(RedactingFilter(secrets_of(settings)))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -143,5 +157,10 @@ def _install_signal_handlers(daemon: Any) -> None:
         log.info("signal received; stopping", extra={"signal": signal.Signals(signum).name})
         daemon.stop()
 
+    def resync(signum: int, frame: Optional[FrameType]) -> None:
+        log.info("SIGHUP: taking a fresh Marathon snapshot")
+        daemon.resync()
+
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGHUP, resync)

@@ -1,0 +1,72 @@
+"""The command line: exit codes, --help, log formats, credentials scrubbed from logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from sidecar.main import JSONFormatter, RedactingFilter, main, secrets_of, setup_logging
+from sidecar.settings import load_settings
+
+
+def test_help_exits_0_and_lists_env_vars(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"], {}) == 0
+    out = capsys.readouterr().out
+    assert "--resync-interval" in out and "MARATHON_SIDECAR_RESYNC_INTERVAL" in out
+
+
+def test_bad_value_exits_2_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--marathon", "http://m:8080", "--poll-interval", "often"], {}) == 2
+    assert "--poll-interval" in capsys.readouterr().err
+
+
+def test_unknown_flag_exits_2() -> None:
+    assert main(["--marathon", "http://m", "--frobnicate"], {}) == 2
+
+
+def test_missing_marathon_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([], {}) == 2
+    assert "MARATHON_URL" in capsys.readouterr().err
+
+
+def test_json_logs_carry_extras_and_never_credentials() -> None:
+    settings = load_settings(
+        ["--marathon", "http://alice:url-secret@m:8080", "--log-format", "json"],
+        {"MARATHON_TOKEN": "tok-secret-123"},
+    )
+    stream = io.StringIO()
+    handler = setup_logging(settings, stream)
+    try:
+        logger = logging.getLogger("sidecar.test")
+        logger.warning(
+            "calling %s with tok-secret-123", "m", extra={"url": "http://alice:url-secret@m"}
+        )
+        try:
+            raise RuntimeError("boom tok-secret-123")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["level"] == "warning" and lines[0]["url"] == "http://alice:***@m"
+    assert lines[0]["message"] == "calling m with ***"
+    text = stream.getvalue()
+    assert "tok-secret-123" not in text and "url-secret" not in text
+    assert "RuntimeError" in lines[1]["exception"]
+
+
+def test_secrets_of_collects_every_credential() -> None:
+    settings = load_settings(
+        ["--marathon", "https://u:p%40ss@m", "--user", "bob"], {"MARATHON_PASSWORD": "hunter22"}
+    )
+    found = secrets_of(settings)
+    assert "hunter22" in found and "p@ss" in found and "p%40ss" in found
+
+
+def test_short_values_are_not_scrubbed_everywhere() -> None:
+    record = logging.LogRecord("x", logging.INFO, "x", 1, "a b", None, None)
+    assert RedactingFilter(["a"]).filter(record) and record.getMessage() == "a b"
+    assert json.loads(JSONFormatter().format(record))["message"] == "a b"
