@@ -417,6 +417,51 @@ def test_a_leader_election_leaves_routing_unchanged(
     _cleanup(cluster, "/leader/web")
 
 
+def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str, wait_until: WaitUntil) -> None:
+    """--master-socket: reloads through a master CLI; stopping the sidecar leaves HAProxy up."""
+    from sidecar.haproxy.process import HAProxyProcess
+
+    state_dir = tempfile.mkdtemp(prefix="sc-ext-", dir="/tmp")
+    (port,) = free_ports(1)
+    config = Path(state_dir) / "haproxy.cfg"
+    (Path(state_dir) / "run").mkdir(mode=0o700)
+    config.write_text(
+        "global\n"
+        f"    stats socket {state_dir}/run/admin.sock mode 600 level admin\n"
+        "defaults\n    mode tcp\n    timeout connect 1s\n"
+        "    timeout client 5s\n    timeout server 5s\n"
+    )
+    external = HAProxyProcess(haproxy_bin, str(config), str(Path(state_dir) / "systemd"))
+    emulator = MarathonEmulator(run_tasks=True, heartbeat_interval=1.0).start()
+    marathon = MarathonClient(emulator.url, timeout=(3.0, 10.0))
+    try:
+        external.start()
+        external.wait_ready(30)
+        settings = sidecar_settings(
+            emulator.url, state_dir, haproxy_bin,
+            master_socket=external.master_socket, haproxy_config=str(config),
+        )  # fmt: skip
+        daemon, thread = start_daemon(settings)
+        cluster = Cluster(emulator, marathon, daemon, state_dir)
+        try:
+            cluster.deploy(echo_app("/ext/web", port, 2), wait_until)
+            wait_until(lambda: cluster.routes_match("/ext/web", port), timeout=30)
+            master = external.master_pid
+            cluster.marathon.scale_app("/ext/web", 3)
+            wait_until(lambda: len(cluster.healthy_ids("/ext/web")) == 3, timeout=60)
+            wait_until(lambda: cluster.routes_match("/ext/web", port), timeout=30)
+            assert external.master_pid == master  # reloaded in place, never restarted
+        finally:
+            stop_daemon(daemon, thread)
+        assert external.running()  # not ours to stop
+        assert cluster.routes_match("/ext/web", port)
+    finally:
+        external.stop()
+        marathon.close()
+        emulator.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
 def test_once_writes_a_valid_config(haproxy_bin: str, tmp_path: Path) -> None:
     (port,) = free_ports(1)
     with MarathonEmulator() as emulator:
