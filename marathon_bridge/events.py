@@ -175,16 +175,37 @@ def _read_some(response: requests.Response) -> bytes:
     return bytes(raw.read(1))
 
 
-def _abort(response: requests.Response) -> None:
-    """Stop a read blocked on ``response`` in another thread, then close it."""
+def _socket_of(raw: Any) -> Optional[socket.socket]:
+    """The socket under a urllib3 response (urllib3 1.x keeps it only inside http.client)."""
+    for path in (("_connection", "sock"), ("_fp", "fp", "raw", "_sock")):
+        current = raw
+        for attribute in path:
+            current = getattr(current, attribute, None)
+        if isinstance(current, socket.socket):
+            return current
+    return None
+
+
+def _interrupt(response: requests.Response) -> None:
+    """Make a read blocked on ``response`` in another thread return now (EOF or error).
+
+    Only shuts the socket down: closing the response here could wait for the reader's lock.
+    """
     raw = response.raw
     try:
-        raw.shutdown()
+        raw.shutdown()  # urllib3 >= 2.3
+        return
     except Exception:
-        sock = getattr(getattr(raw, "_connection", None), "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        log.debug("urllib3 cannot shut the response down; using its socket", exc_info=True)
+    sock = _socket_of(raw)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _abort(response: requests.Response) -> None:
+    """Interrupt any read on ``response`` and close it (from the reading thread)."""
+    _interrupt(response)
     try:
         response.close()
     except Exception:
@@ -249,12 +270,16 @@ class EventStream:
         return self._closed.is_set() or (self._stop is not None and self._stop.is_set())
 
     def close(self) -> None:
-        """End the iteration (from any thread): closes the open connection, if any."""
+        """End the iteration (from any thread): shuts the open connection down, if any.
+
+        The iterating thread then closes it and stops; a stream that is waiting to reconnect
+        stops at once.
+        """
         self._closed.set()
         with self._lock:
             response = self._response
         if response is not None:
-            _abort(response)
+            _interrupt(response)
 
     def __enter__(self) -> EventStream:
         return self
