@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import requests
-from emulator_helpers import wait_until
+from emulator_helpers import example, wait_until
 
 from marathon_bridge.testing import MarathonEmulator, run_emulator
 
@@ -96,6 +96,9 @@ def test_queue_lists_apps_waiting_for_tasks() -> None:
         queue = requests.get(emu.url + "/v2/queue", timeout=10).json()["queue"]
         assert [q["app"]["id"] for q in queue] == ["/q"]
         assert queue[0]["count"] == 1 and queue[0]["delay"]["overdue"] is False
+        documented = example("api-docs-head/GET_v2_queue.response.json")["queue"][0]
+        assert set(queue[0]) == set(documented)
+        assert set(queue[0]["delay"]) == set(documented["delay"])
         assert requests.delete(emu.url + "/v2/queue/q/delay", timeout=10).status_code == 204
         wait_until(lambda: emu.tasks("/q", states=["TASK_RUNNING"]), what="relaunch after reset")
         missing = requests.delete(emu.url + "/v2/queue/none/delay", timeout=10)
