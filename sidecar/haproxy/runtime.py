@@ -69,6 +69,8 @@ ERROR_TEXTS = (
     "Update for the current server address family",
 )
 
+BATCH_BYTES = 8192  # commands sent per connection in prompt mode (HAProxy's buffer is 16 KB)
+
 # what a successful write answers (anything else is HAProxy's refusal)
 ADDED = "New server registered."
 DELETED = "Server deleted."
@@ -325,6 +327,20 @@ def _exchange(path: str, payload: bytes, timeout: float) -> str:
         sock.close()
 
 
+def _chunks(commands: Sequence[str], limit: int) -> list[list[str]]:
+    """Consecutive groups of commands whose text stays under ``limit`` bytes (one at least)."""
+    out: list[list[str]] = []
+    size = limit + 1
+    for command in commands:
+        length = len(command.encode()) + 1
+        if size + length > limit:
+            out.append([])
+            size = 0
+        out[-1].append(command)
+        size += length
+    return out
+
+
 def _check_command(command: str) -> str:
     if "\n" in command or "\r" in command or ";" in command:
         raise ValueError(f"one command without newlines or ';' expected: {command!r}")
@@ -355,11 +371,19 @@ class RuntimeAPI:
         return answer
 
     def execute_many(self, commands: Sequence[str]) -> list[str]:
-        """Run commands over one connection (prompt mode); answers in order, errors not raised."""
-        if not commands:
-            return []
+        """Run commands over few connections (prompt mode); answers in order, errors not raised.
+
+        Commands go in chunks of at most :data:`BATCH_BYTES` per connection: HAProxy's CLI
+        drops a connection whose pipelined input outgrows its buffer.
+        """
         for command in commands:
             _check_command(command)
+        answers: list[str] = []
+        for chunk in _chunks(commands, BATCH_BYTES):
+            answers.extend(self._execute_chunk(chunk))
+        return answers
+
+    def _execute_chunk(self, commands: Sequence[str]) -> list[str]:
         payload = "prompt\n" + "".join(c + "\n" for c in commands) + "quit\n"
         try:
             stream = _exchange(self.socket_path, payload.encode(), self.timeout)

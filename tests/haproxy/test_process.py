@@ -126,6 +126,10 @@ def test_batch_over_one_connection(
     assert errors[0] is None and errors[2] is None and errors[3] is None
     assert errors[1] is not None and errors[1].message.startswith("Already exists")
     assert errors[4] is not None and errors[4].message == "No such server."
+    # more than one connection's worth (HAProxy drops a connection whose input outgrows its buffer)
+    many = [f"add server {be}/m{i} 127.0.0.1:{a.port}" for i in range(600)]
+    assert api.write_many(many) == [None] * 600
+    assert len(api.show_servers_state(be)) == 601
 
 
 def test_reload_brings_a_new_worker_and_a_new_port(

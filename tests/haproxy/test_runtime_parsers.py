@@ -185,3 +185,14 @@ def test_add_server_command_brackets_ipv6() -> None:
         "add server be/s 10.0.0.1:80 weight 2"
     )
     assert add_server_command("be", "s", "::1", 80) == "add server be/s [::1]:80"
+
+
+def test_batches_are_cut_in_chunks_under_the_byte_limit() -> None:
+    from sidecar.haproxy.runtime import _chunks
+
+    commands = [f"set server be/s{i} state ready" for i in range(100)]
+    chunks = _chunks(commands, 300)
+    assert [c for chunk in chunks for c in chunk] == commands
+    assert all(sum(len(c) + 1 for c in chunk) <= 300 for chunk in chunks)
+    assert _chunks(["x" * 500], 300) == [["x" * 500]]  # one oversized command still goes
+    assert _chunks([], 300) == []
