@@ -148,9 +148,10 @@ class Daemon:
         self.start_status_server()
         try:
             self.follower.start()
-            first = self._wait_for_first_state()
-            self._start_haproxy(first)
-            self._loop()
+            self._wait_for_first_state()
+            if not self.stopping:
+                self._start_haproxy()
+                self._loop()
         finally:
             self._shutdown()
         return 0
@@ -233,8 +234,9 @@ class Daemon:
         if pending is None:
             return
         model = self._build(pending.state)
-        if model == self.model:
-            self.state = pending.state  # nothing HAProxy would see changed
+        if model == self.model:  # nothing HAProxy would see changed: only refresh the view
+            self.state = pending.state
+            self.board.set_view(pending.state, model, self.previously_in, self.board.config_text())
             return
         wait_until = self._reload_allowed_at(model)
         if wait_until > self._clock():
@@ -379,7 +381,7 @@ class Daemon:
                 self._pending = _Pending(state, "saved state", self._clock(), self._clock())
         return state
 
-    def _start_haproxy(self, first: Optional[ClusterState]) -> None:
+    def _start_haproxy(self) -> None:
         """Write a first config (from the first state, or empty) and start HAProxy on it."""
         with self._lock:
             pending, self._pending = self._pending, None
