@@ -272,3 +272,41 @@ def test_render_settings_from_settings(tmp_path: Path) -> None:
     assert rs.bind_addrs == ("127.0.0.2",) and rs.groups == ("internal",)
     assert rs.reserved_ports == (9999,) and rs.hard_stop_after == "12s"
     assert rs.admin_socket.startswith(str(tmp_path))
+
+
+def test_credentials_never_reach_the_status_server(
+    tmp_path: Path, wait_until: Any, free_port: Any, http_get: Any
+) -> None:
+    secret = "url-pa55word"
+    dead = free_port()
+    values: dict[str, Any] = {
+        "marathon_urls": (f"http://bob:{secret}@127.0.0.1:{dead}",),
+        "state_dir": str(tmp_path), "status_host": "127.0.0.1", "status_port": 0,
+        "poll": True, "poll_interval": 0.2, "marathon_timeout": 1.0,
+    }  # fmt: skip
+    daemon = Daemon(Settings(**values), applier=FakeApplier(), haproxy=FakeHAProxy(),
+                    startup_wait=0.2)  # fmt: skip
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: daemon.status_server is not None)
+        base = f"http://127.0.0.1:{daemon.status_server.port}"  # type: ignore[union-attr]
+        wait_until(lambda: "Marathon" in http_get(base + "/health")[1], timeout=30)
+        for path in ("/health", "/config", "/services", "/metrics", "/"):
+            assert secret not in http_get(base + path)[1], path
+        assert secret not in repr(daemon.client)
+    finally:
+        daemon.stop()
+        thread.join(10)
+
+
+def test_a_custom_template_is_used(tmp_path: Path) -> None:
+    from sidecar.daemon import make_applier
+
+    template = tmp_path / "custom.j2"
+    template.write_text("# custom template: {{ backends | length }} backends\n")
+    settings = Settings(
+        marathon_urls=("http://m",), state_dir=str(tmp_path), template=str(template)
+    )
+    applier = make_applier(settings, FakeHAProxy(), make_render_settings(settings))
+    assert applier.render(HAProxyModel()).startswith("# custom template: 0 backends")
