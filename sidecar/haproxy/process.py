@@ -208,6 +208,8 @@ class HAProxyProcess(_MasterDriver):
     def _alive(self) -> bool:
         return self.running()
 
+    alive = running  # the name the issue uses
+
     def start(self) -> None:
         """Spawn the master (returns at once; see :meth:`wait_ready`)."""
         with self._lifecycle:
@@ -396,6 +398,8 @@ class ExternalHAProxy(_MasterDriver):
     def running(self) -> bool:
         status = self.proc_status()
         return status is not None and bool(status.workers)
+
+    alive = running
 
     def ensure_started(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

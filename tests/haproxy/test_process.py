@@ -32,6 +32,7 @@ def test_start_serves_and_run_dir_is_private(
     assert stat.S_IMODE(os.stat(haproxy_process.master_socket).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(hapaths.admin_socket).st_mode) == 0o600
     assert haproxy_process.ensure_started() is False  # already running: nothing to do
+    assert haproxy_process.alive()
 
 
 def test_runtime_reads_real_output(
