@@ -288,6 +288,7 @@ class EventStream:
         self.close()
 
     def __iter__(self) -> Iterator[Event]:
+        """Yield events until closed; connect, resync and reconnect as needed."""
         failures = 0
         while not self.closed:
             response = self._connect()
