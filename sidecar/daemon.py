@@ -51,6 +51,7 @@ RETRY_FIRST = 1.0  # seconds before a failed apply is retried; doubles up to RET
 RETRY_MAX = 30.0
 DNS_REFRESH_SECONDS = 60.0  # rebuild this often when host names are in use (resolver TTL)
 SERVER_POLL_SECONDS = 5.0  # how often HAProxy's own server states are read for /metrics
+STATE_SAVE_INTERVAL = 10.0  # at most one write of the last known state per this many seconds
 
 
 @dataclass
@@ -118,6 +119,8 @@ class Daemon:
         self._failures = 0
         self._seen_counters: dict[str, int] = {}
         self._next_server_poll = 0.0
+        self._unsaved: Optional[ClusterState] = None
+        self._last_save_at: Optional[float] = None
         self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -326,6 +329,8 @@ class Daemon:
                 getattr(self.applier, "counters", None), self._seen_counters, self.metrics
             )
         self._supervise_haproxy()
+        if self._save_due():
+            self._flush_state()
         if self._clock() >= self._next_dns_refresh:
             self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
             if self.resolver.cached():
@@ -440,8 +445,25 @@ class Daemon:
         self.metrics.skipped_apps.set(len(model.skipped))
 
     def _save_state(self, state: ClusterState) -> None:
+        """Remember ``state`` as the last applied; written at once the first time, then at
+        most every :data:`STATE_SAVE_INTERVAL` seconds (a big cluster's snapshot is large)."""
         if self.board_loaded_from_disk_only():
             return  # do not refresh the file's time with data that did not come from Marathon
+        self._unsaved = state
+        if self._last_save_at is None or self._clock() - self._last_save_at >= STATE_SAVE_INTERVAL:
+            self._flush_state()
+
+    def _save_due(self) -> bool:
+        saved_at = self._last_save_at
+        if self._unsaved is None or saved_at is None:
+            return False
+        return self._clock() - saved_at >= STATE_SAVE_INTERVAL
+
+    def _flush_state(self) -> None:
+        state, self._unsaved = self._unsaved, None
+        if state is None:
+            return
+        self._last_save_at = self._clock()
         if self.state_store.save(state.apps_with_tasks()):
             self.board.set_problem("state_dir", None)
         else:
@@ -465,6 +487,7 @@ class Daemon:
     def _shutdown(self) -> None:
         log.info("stopping")
         self.follower.stop()
+        self._flush_state()
         try:
             if self._haproxy is not None:
                 self._haproxy.stop()

@@ -52,13 +52,14 @@ class StateStore:
     def save(self, apps_with_tasks: Sequence[dict[str, Any]]) -> bool:
         """Write the snapshot; ``False`` (and ``last_error`` set) when the disk refused it."""
         now = time.time()
-        body = {"version": FORMAT_VERSION, "saved_at": now, "apps": list(apps_with_tasks)}
         with self._lock:
             try:
-                text = json.dumps(body["apps"], sort_keys=True, separators=(",", ":"))
+                text = json.dumps(list(apps_with_tasks), sort_keys=True, separators=(",", ":"))
                 if text == self._last_text and self.last_error is None:
                     return True  # unchanged: no need to wear the disk
-                self._write_atomically(json.dumps(body, separators=(",", ":")))
+                self._write_atomically(
+                    f'{{"version":{FORMAT_VERSION},"saved_at":{now!r},"apps":{text}}}'
+                )
             except (OSError, TypeError, ValueError) as exc:
                 self.write_errors += 1
                 self.last_error = f"cannot write {self.path}: {_reason(exc)}"
