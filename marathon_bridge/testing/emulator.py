@@ -87,8 +87,11 @@ class MarathonEmulator:
         self._running = False
         self.bus: Optional[EventBus] = EventBus(max_outstanding) if leader else None
         self.state: Optional[ClusterState] = None
-        if host_port_range is None:  # real processes need real free ports; simulated ones many
-            host_port_range = (31000, 32000) if run_tasks else (31000, 64999)
+        if host_port_range is None:
+            # real processes need real free ports: below Linux's ephemeral range (32768+) and
+            # above the service ports; a wide range (random start) keeps emulators running side
+            # by side apart. Simulated tasks bind nothing, so they may use many more.
+            host_port_range = (21000, 32000) if run_tasks else (31000, 64999)
         if leader:
             options = Options(
                 agent_host=agent_host,
