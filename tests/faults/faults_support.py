@@ -16,11 +16,15 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -29,7 +33,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from _harness import LoadGenerator, echo_app, free_ports, wait_until  # noqa: E402
+from _harness import LoadGenerator, ask, echo_app, free_ports, wait_until  # noqa: E402
 
 from marathon_bridge.client import MarathonClient  # noqa: E402
 from marathon_bridge.testing import MarathonEmulator  # noqa: E402
@@ -301,6 +305,116 @@ def healthy_ids(emulator: MarathonEmulator, app_id: str) -> set[str]:
         if results and all(r.get("alive") for r in results):
             out.add(task["id"])
     return out
+
+
+# ----------------------------------------------------------------------------- processes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class SidecarProcess:
+    """``python -m sidecar`` (run, killed, run again on the same state dir), following Marathon
+    through ``relay`` and serving ``group``."""
+
+    relay: Relay
+    group: str
+    state_dir: str
+    status_port: int
+    haproxy_bin: str
+    proc: Optional[subprocess.Popen[bytes]] = None
+    runs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> None:
+        args = [
+            sys.executable, "-m", "sidecar",
+            "--marathon", self.relay.url,
+            "--state-dir", self.state_dir,
+            "--haproxy-bin", self.haproxy_bin,
+            "--group", self.group,
+            "--status-listen", f"127.0.0.1:{self.status_port}",
+            "--marathon-timeout", "1.5",
+            "--poll-interval", "1",
+            "--min-reload-interval", "0.5",
+            "--drain-timeout", "3",
+            "--log-format", "json",
+        ]  # fmt: skip
+        log = open(Path(self.state_dir) / "sidecar.log", "ab")  # noqa: SIM115
+        with log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.runs.append(self.proc)
+
+    def status(self, path: str) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=5)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode("utf-8", "replace")
+        except OSError:
+            return 0, ""
+        finally:
+            conn.close()
+
+    def health(self) -> dict[str, Any]:
+        code, body = self.status("/health")
+        return dict(json.loads(body)) if code else {"status": "", "reasons": []}
+
+    def master_pid(self) -> Optional[int]:
+        try:
+            return int((Path(self.state_dir) / "run" / "haproxy.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return (Path(self.state_dir) / "sidecar.log").read_text()[-3000:]
+        return ""
+
+
+@contextlib.contextmanager
+def sidecar_process(
+    emulator: MarathonEmulator, haproxy_bin: str, group: str
+) -> Iterator[SidecarProcess]:
+    """A sidecar process behind its own relay; every run and any master left by a killed run
+    (both started here) are stopped at the end."""
+    relay = Relay(emulator.url).start()
+    state_dir = tempfile.mkdtemp(prefix="flts-", dir="/tmp")
+    process = SidecarProcess(relay, group, state_dir, free_ports(1)[0], haproxy_bin)
+    try:
+        yield process
+    finally:
+        masters = {process.master_pid()}
+        for run in process.runs:
+            if run.poll() is None:
+                run.send_signal(signal.SIGTERM)
+                try:
+                    run.wait(30)
+                except subprocess.TimeoutExpired:
+                    run.kill()
+                    run.wait(10)
+        for pid in masters:
+            if pid is not None and alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                wait_until(lambda pid=pid: not alive(pid), 30, message="leftover master stopped")
+        relay.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def alive(pid: Optional[int]) -> bool:
+    """True while ``pid`` runs (a zombie is dead)."""
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.split(") ", 1)[1][:1] != "Z"
+
+
+def served_by_all(emulator: MarathonEmulator, app_id: str, port: int) -> bool:
+    """A handful of new connections reach exactly the app's healthy tasks."""
+    answers = {ask(port) for _ in range(8)}
+    return answers == healthy_ids(emulator, app_id)
 
 
 # ----------------------------------------------------------------------------- the cluster
