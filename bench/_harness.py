@@ -40,7 +40,13 @@ from marathon_bridge.client import MarathonClient  # noqa: E402
 from marathon_bridge.testing import MarathonEmulator  # noqa: E402
 from marathon_bridge.testing.tasks import echo_server_cmd  # noqa: E402
 from sidecar.desired import backend_name, server_name  # noqa: E402
-from sidecar.haproxy.runtime import MasterCLI, ProcStatus, RuntimeAPI, ServerState  # noqa: E402
+from sidecar.haproxy.runtime import (  # noqa: E402
+    MasterCLI,
+    ProcStatus,
+    RuntimeAPI,
+    RuntimeAPIError,
+    ServerState,
+)
 
 EMULATOR_HOST_PORTS = (31000, 32000)
 LOG_KEEP_DIR = "/tmp/zero-drop-last-logs"
@@ -705,9 +711,13 @@ class System:
         }
 
     def converged(self, app_id: str, service_port: int) -> bool:
-        """HAProxy's ready servers are exactly the app's healthy running tasks."""
+        """HAProxy's ready servers are exactly the app's healthy running tasks (False while
+        HAProxy has no such backend yet or cannot be asked)."""
         healthy = {server_name(t) for t in self.healthy_ids(app_id)}
-        return bool(healthy) and self.ready_servers(app_id, service_port) == healthy
+        try:
+            return bool(healthy) and self.ready_servers(app_id, service_port) == healthy
+        except RuntimeAPIError:
+            return False
 
     def deploy(self, app: dict[str, Any], timeout: float = 90.0) -> None:
         """Create an app and wait until HAProxy routes to all its healthy tasks."""

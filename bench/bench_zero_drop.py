@@ -5,7 +5,7 @@ Run: ``python bench/bench_zero_drop.py [--quick] [--seconds 60] [--every 2.0]``.
 One node: the Marathon emulator (real echo tasks, 0.5 s from ``TASK_KILLING`` to SIGTERM; the echo
 server then serves 0.5 s more and exits once its in-flight requests are done), the sidecar as
 ``python -m sidecar`` and its HAProxy. Two apps take the load from the start (``/zd/a``, 4 tasks;
-``/zd/b``, 3 tasks; HTTP mode, HTTP health checks).
+``/zd/b``, 3 tasks; HTTP health checks; ``HAPROXY_0_MODE`` from ``--mode``, default http).
 
 Load, for ``--seconds``:
 
@@ -54,8 +54,11 @@ MIN_A, MAX_A = 2, 6
 class Churn:
     """The Marathon-side changes, one per :meth:`step`."""
 
-    def __init__(self, system: System, load: LoadGenerator, port_a: int, port_b: int) -> None:
+    def __init__(
+        self, system: System, load: LoadGenerator, port_a: int, port_b: int, mode: str = "http"
+    ) -> None:
         self.system = system
+        self.mode = mode
         self.load = load
         self.ports = {APP_A: port_a, APP_B: port_b}
         self.instances = {APP_A: 4, APP_B: 3}
@@ -114,7 +117,7 @@ class Churn:
     def new_app(self) -> None:
         (port,) = free_ports(1)
         app_id = f"/zd/new-{len(self.new_apps)}"
-        self.system.client.create_app(echo_app(app_id, port, 2))
+        self.system.client.create_app(echo_app(app_id, port, 2, mode=self.mode))
         self.new_apps.append((app_id, port))
         self._count("new-app")
 
@@ -128,6 +131,10 @@ class Churn:
         if self.sick is not None:
             self.system.emu.set_task_health(self.sick, True)
             self.sick = None
+
+
+def _same_master(now: Any, before: Any) -> bool:
+    return bool(now.master and before.master and now.master.pid == before.master.pid)
 
 
 def wrk_summary(results: dict[str, WrkResult]) -> dict[str, Any]:
@@ -145,17 +152,20 @@ def wrk_summary(results: dict[str, WrkResult]) -> dict[str, Any]:
     }
 
 
-def run(seconds: float, every: float) -> dict[str, Any]:
-    options = SystemOptions(in_process=False, kill_grace=0.5, drain_timeout=10.0)
+def run(seconds: float, every: float, mode: str = "http") -> dict[str, Any]:
+    options = SystemOptions(in_process=False, kill_grace=0.5, drain_timeout=10.0, log_level="INFO")
     with System(options) as system:
         port_a, port_b = free_ports(2)
-        system.deploy(echo_app(APP_A, port_a, 4))
-        system.deploy(echo_app(APP_B, port_b, 3))
-        reloads_before = system.show_proc().reloads
+        system.deploy(echo_app(APP_A, port_a, 4, mode=mode))
+        system.deploy(echo_app(APP_B, port_b, 3, mode=mode))
+        proc_before = system.show_proc()
+        reloads_before = proc_before.reloads
+        restarts_metric = "marathon_sidecar_haproxy_restarts_total"
+        restarts_before = system.metric(restarts_metric)
         ops_metric = "marathon_sidecar_haproxy_runtime_ops_total"
         ops_before = system.metric(ops_metric, {"op": "server"})
         load = LoadGenerator([port_a, port_b], keepalive=2, fresh=1)
-        churn = Churn(system, load, port_a, port_b)
+        churn = Churn(system, load, port_a, port_b, mode)
         wrks: dict[str, Wrk] = {}
         try:
             load.start()
@@ -186,6 +196,7 @@ def run(seconds: float, every: float) -> dict[str, Any]:
             lambda: system.metric(ops_metric, {"op": "server"}) >= ops_before, 5
         )  # the sidecar exports its counters on its next tick
         return {
+            "mode": mode,
             "seconds": round(elapsed, 1),
             "requests": wrk_requests + python.sent,
             "failures": wrk_failures + python.failures,
@@ -198,7 +209,10 @@ def run(seconds: float, every: float) -> dict[str, Any]:
                 "tasks_seen": len(python.by_task),
                 "ports": len(load.ports()),
             },
+            # the master's counter restarts from 0 when HAProxy itself is restarted
             "haproxy_reloads": system.show_proc().reloads - reloads_before,
+            "haproxy_master_pid_unchanged": _same_master(system.show_proc(), proc_before),
+            "haproxy_restarts": system.metric(restarts_metric) - restarts_before,
             "runtime_api_operations": system.metric(ops_metric, {"op": "server"}) - ops_before,
             "churn": churn.done,
             "old_workers_now": len(system.show_proc().old_workers),
@@ -210,8 +224,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="15 s (smoke run)")
     parser.add_argument("--seconds", type=float, default=60.0, help="load duration")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between churn actions")
+    parser.add_argument(
+        "--mode", choices=("http", "tcp"), default="http", help="the apps' HAPROXY_0_MODE"
+    )
     args = parser.parse_args(argv)
-    result = run(15.0 if args.quick else args.seconds, args.every)
+    result = run(15.0 if args.quick else args.seconds, args.every, args.mode)
     result["goal"] = "0 failed requests, >= 1000 req/s"
     result["goal_met"] = result["failures"] == 0 and result["requests_per_s"] >= 1000
     result["machine"] = machine_facts()
