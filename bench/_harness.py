@@ -455,6 +455,9 @@ class SystemOptions:
     drain_timeout: float = 5.0
     heartbeat_interval: float = 1.0
     log_level: str = "WARNING"
+    # experiment: the sidecar child never runs "del server" (drained servers stay in MAINT until
+    # the next reload drops them); see run_sidecar_keeping_servers
+    keep_deleted_servers: bool = False
 
 
 class System:
@@ -524,7 +527,11 @@ class System:
 
     def _start_subprocess(self) -> None:
         v = self._settings_values()
-        args = [sys.executable, "-m", "sidecar", "--marathon", v["marathon_urls"][0]]
+        if self.options.keep_deleted_servers:
+            entry = [sys.executable, str(Path(__file__).resolve()), "--sidecar-keeping-servers"]
+        else:
+            entry = [sys.executable, "-m", "sidecar"]
+        args = [*entry, "--marathon", v["marathon_urls"][0]]
         for flag in (
             "state_dir",
             "haproxy_bin",
@@ -745,3 +752,44 @@ def running_system(options: Optional[SystemOptions] = None) -> Iterator[System]:
         yield system
     finally:
         system.stop()
+
+
+# ----------------------------------------------------------------------------- experiment
+
+
+def run_sidecar_keeping_servers(argv: list[str]) -> int:
+    """``marathon-sidecar`` whose applier puts drained servers in MAINT but never deletes them.
+
+    A benchmark experiment only (``SystemOptions.keep_deleted_servers``): it tells whether the
+    HAProxy worker crashes seen under churn come from ``del server``.
+    """
+    from sidecar import apply as apply_module
+    from sidecar.main import main as sidecar_main
+
+    def advance_without_delete(self: Any) -> int:
+        if not self.draining:
+            return 0
+        names = sorted({be for be, _ in self.draining})
+        answers = self.runtime.execute_many([f"show stat {be} 4 -1" for be in names])
+        rows = [row for answer in answers for row in apply_module.parse_csv_stat(answer)]
+        busy = {
+            (r["pxname"], r["svname"]): int(r.get("scur") or 0) + int(r.get("qcur") or 0)
+            for r in rows
+        }
+        now = self.clock()
+        for key, entry in sorted(self.draining.items()):
+            timed_out = now - entry.started_at >= self.drain_timeout
+            if key in busy and busy[key] > 0 and not timed_out:
+                continue
+            if key in busy:
+                self.runtime.write_many([apply_module.set_state_command(key[0], key[1], "maint")])
+            del self.draining[key]  # a MAINT tombstone until the next reload
+        return 0
+
+    apply_module.Applier._advance_drains = advance_without_delete  # type: ignore[method-assign]
+    return int(sidecar_main(argv))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--sidecar-keeping-servers":
+        sys.exit(run_sidecar_keeping_servers(sys.argv[2:]))

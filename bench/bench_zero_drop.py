@@ -152,8 +152,14 @@ def wrk_summary(results: dict[str, WrkResult]) -> dict[str, Any]:
     }
 
 
-def run(seconds: float, every: float, mode: str = "http") -> dict[str, Any]:
-    options = SystemOptions(in_process=False, kill_grace=0.5, drain_timeout=10.0, log_level="INFO")
+def run(seconds: float, every: float, mode: str = "http", keep: bool = False) -> dict[str, Any]:
+    options = SystemOptions(
+        in_process=False,
+        kill_grace=0.5,
+        drain_timeout=10.0,
+        log_level="INFO",
+        keep_deleted_servers=keep,
+    )
     with System(options) as system:
         port_a, port_b = free_ports(2)
         system.deploy(echo_app(APP_A, port_a, 4, mode=mode))
@@ -227,8 +233,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--mode", choices=("http", "tcp"), default="http", help="the apps' HAPROXY_0_MODE"
     )
+    parser.add_argument(
+        "--no-del-server",
+        action="store_true",
+        help="experiment: the sidecar leaves drained servers in MAINT instead of deleting them",
+    )
     args = parser.parse_args(argv)
-    result = run(15.0 if args.quick else args.seconds, args.every, args.mode)
+    seconds = 15.0 if args.quick else args.seconds
+    result = run(seconds, args.every, args.mode, args.no_del_server)
+    result["no_del_server_experiment"] = args.no_del_server
     result["goal"] = "0 failed requests, >= 1000 req/s"
     result["goal_met"] = result["failures"] == 0 and result["requests_per_s"] >= 1000
     result["machine"] = machine_facts()
