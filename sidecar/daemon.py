@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -120,6 +121,7 @@ class Daemon:
         self._seen_counters: dict[str, int] = {}
         self._next_server_poll = 0.0
         self._unsaved: Optional[ClusterState] = None
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
         self._last_save_at: Optional[float] = None
         self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
 
@@ -460,10 +462,14 @@ class Daemon:
         return self._clock() - saved_at >= STATE_SAVE_INTERVAL
 
     def _flush_state(self) -> None:
+        """Write the unsaved state in the background (the loop never waits for the disk)."""
         state, self._unsaved = self._unsaved, None
         if state is None:
             return
         self._last_save_at = self._clock()
+        self._saver.submit(self._write_state, state)
+
+    def _write_state(self, state: ClusterState) -> None:
         if self.state_store.save(state.apps_with_tasks()):
             self.board.set_problem("state_dir", None)
         else:
@@ -488,6 +494,7 @@ class Daemon:
         log.info("stopping")
         self.follower.stop()
         self._flush_state()
+        self._saver.shutdown(wait=True)
         try:
             if self._haproxy is not None:
                 self._haproxy.stop()
