@@ -374,3 +374,65 @@ def config_part(app: Mapping[str, Any]) -> App:
 def ceil_fraction(fraction: float, count: int) -> int:
     """ceil(fraction * count) with float noise removed."""
     return math.ceil(round(fraction * count, 9))
+
+
+# ---------------------------------------------------------------- label selectors
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    parts, current, escaped, depth = [], "", False, 0
+    for char in text:
+        if escaped:
+            current += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "(":
+            depth += 1
+            current += char
+        elif char == ")":
+            depth -= 1
+            current += char
+        elif char == sep and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return parts
+
+
+def parse_label_selector(text: str) -> list[tuple[str, str, list[str]]]:
+    """``key``, ``key==v``, ``key!=v``, ``key in (a,b)``, ``key notin (a,b)`` joined by commas."""
+    out: list[tuple[str, str, list[str]]] = []
+    for term in _split_unescaped(text, ","):
+        term = term.strip()
+        if not term:
+            continue
+        if "==" in term:
+            key, value = term.split("==", 1)
+            out.append((key.strip(), "==", [value.strip()]))
+        elif "!=" in term:
+            key, value = term.split("!=", 1)
+            out.append((key.strip(), "!=", [value.strip()]))
+        elif " notin " in term or " in " in term:
+            op = "notin" if " notin " in term else "in"
+            key, rest = term.split(f" {op} ", 1)
+            values = [v.strip() for v in rest.strip().strip("()").split(",")]
+            out.append((key.strip(), op, values))
+        else:
+            out.append((term, "exists", []))
+    return out
+
+
+def labels_match(labels: Mapping[str, Any], selector: list[tuple[str, str, list[str]]]) -> bool:
+    """Every selector term holds for these labels."""
+    for key, op, values in selector:
+        value = labels.get(key)
+        if op == "exists" and key not in labels:
+            return False
+        if op in ("==", "in") and (value is None or value not in values):
+            return False
+        if op in ("!=", "notin") and value is not None and value in values:
+            return False
+    return True

@@ -168,7 +168,6 @@ class Deployment:
     original: dict[str, Optional[Json]]
     started_mono: float
     current_step: int = 1
-    announced: bool = False
 
     @property
     def affected_apps(self) -> list[str]:
@@ -396,7 +395,7 @@ class ClusterState:
     def list_apps(
         self, embed: Iterable[str], app_filter: str = "", cmd: str = "", label: str = ""
     ) -> list[Json]:
-        selector = parse_label_selector(label) if label else []
+        selector = appmodel.parse_label_selector(label) if label else []
         with self.lock:
             out = []
             for app_id, state in self.apps.items():
@@ -405,7 +404,7 @@ class ClusterState:
                     continue
                 if cmd and cmd.lower() not in str(app.get("cmd", "")).lower():
                     continue
-                if selector and not labels_match(app.get("labels") or {}, selector):
+                if selector and not appmodel.labels_match(app.get("labels") or {}, selector):
                     continue
                 out.append(self.app_info(app_id, embed))
             return out
@@ -660,7 +659,6 @@ class ClusterState:
         self.deployments[dep.id] = dep
         if dep.steps:
             self._plan_event("deployment_info", dep)
-        dep.announced = True
         return dep
 
     def create_app(self, body: Any, force: bool, uri: str, client_ip: str) -> tuple[Json, str]:
@@ -1515,65 +1513,3 @@ class ClusterState:
     def process_pids(self) -> dict[str, int]:
         with self.lock:
             return {t.id: t.process.pid for t in self.tasks.values() if t.process is not None}
-
-
-# ---------------------------------------------------------------------- label selectors
-
-
-def _split_unescaped(text: str, sep: str) -> list[str]:
-    parts, current, escaped, depth = [], "", False, 0
-    for char in text:
-        if escaped:
-            current += char
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "(":
-            depth += 1
-            current += char
-        elif char == ")":
-            depth -= 1
-            current += char
-        elif char == sep and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return parts
-
-
-def parse_label_selector(text: str) -> list[tuple[str, str, list[str]]]:
-    """``key``, ``key==v``, ``key!=v``, ``key in (a,b)``, ``key notin (a,b)`` joined by commas."""
-    out: list[tuple[str, str, list[str]]] = []
-    for term in _split_unescaped(text, ","):
-        term = term.strip()
-        if not term:
-            continue
-        if "==" in term:
-            key, value = term.split("==", 1)
-            out.append((key.strip(), "==", [value.strip()]))
-        elif "!=" in term:
-            key, value = term.split("!=", 1)
-            out.append((key.strip(), "!=", [value.strip()]))
-        elif " notin " in term or " in " in term:
-            op = "notin" if " notin " in term else "in"
-            key, rest = term.split(f" {op} ", 1)
-            values = [v.strip() for v in rest.strip().strip("()").split(",")]
-            out.append((key.strip(), op, values))
-        else:
-            out.append((term, "exists", []))
-    return out
-
-
-def labels_match(labels: Mapping[str, Any], selector: list[tuple[str, str, list[str]]]) -> bool:
-    """Every selector term holds for these labels."""
-    for key, op, values in selector:
-        value = labels.get(key)
-        if op == "exists" and key not in labels:
-            return False
-        if op in ("==", "in") and (value is None or value not in values):
-            return False
-        if op in ("!=", "notin") and value is not None and value in values:
-            return False
-    return True
