@@ -235,3 +235,37 @@ def test_process_ignoring_sigterm_is_killed_after_the_timeout() -> None:
 
         wait_until(killed, timeout=30)
         wait_until(lambda: not pid_alive(pid), what="stubborn process gone")
+
+
+def test_command_line_emulator_cleans_up_on_sigterm() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marathon_bridge.testing", "--port", "0", "--run-tasks"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().decode().strip().rsplit(" ", 1)[1]
+        app = {"id": "/cli", "cmd": echo_server_cmd()}
+        assert requests.post(url + "/v2/apps", json=app, timeout=10).status_code == 201
+
+        def running_port() -> int:
+            tasks = requests.get(url + "/v2/apps/cli/tasks", timeout=10).json()["tasks"]
+            live = [t for t in tasks if t["state"] == "TASK_RUNNING"]
+            return int(live[0]["ports"][0]) if live else 0
+
+        port = wait_until(running_port, timeout=30)
+        wait_until(lambda: _answers(port), timeout=30, what="task serving")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not _answers(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok
+    except requests.exceptions.RequestException:
+        return False
