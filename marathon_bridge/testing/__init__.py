@@ -26,6 +26,7 @@ page; ``TokenAuth``/``"token"`` -> JSON 401 without a header, 403 with a wrong o
 this is set -- every request body is kept in ``requests`` anyway).
 
 Test hooks: ``set_task_health(task_id, True|False|None)``, ``fail_task``, ``kill_task``,
+``set_task_reachable(task_id, False|True)`` (TASK_UNREACHABLE and a replacement, then back),
 ``leader_election(blank_health_for=s)``, ``close_event_streams()``, ``suspend()``/``resume()``
 (Marathon away, tasks keep running), ``faults`` (:class:`FaultInjector`: ``add(path_glob,
 status=|body=|delay=|drop=|truncate=, times=, duration=)``, ``respond_json(path, body)``),

@@ -276,6 +276,10 @@ class MarathonEmulator:
         """Kill a task (TASK_KILLING, then TASK_KILLED); it gets replaced."""
         self._cluster().kill_task(task_id)
 
+    def set_task_reachable(self, task_id: str, reachable: bool) -> None:
+        """The task's agent drops off (TASK_UNREACHABLE, replaced) or comes back (RUNNING)."""
+        self._cluster().set_task_reachable(task_id, reachable)
+
     def close_event_streams(self) -> int:
         """Close every /v2/events connection; returns how many."""
         return self.bus.close_all("closed by test") if self.bus is not None else 0

@@ -36,6 +36,7 @@ KILLING = "TASK_KILLING"
 KILLED = "TASK_KILLED"
 FAILED = "TASK_FAILED"
 FINISHED = "TASK_FINISHED"
+UNREACHABLE = "TASK_UNREACHABLE"
 ACTIVE_STATES = (STAGING, RUNNING)
 CONDITIONS = {
     STAGING: "Staging",
@@ -44,6 +45,7 @@ CONDITIONS = {
     KILLED: "Killed",
     FAILED: "Failed",
     FINISHED: "Finished",
+    UNREACHABLE: "Unreachable",
 }
 LOCKED_MESSAGE = (
     "App is locked by one or more deployments. Override with the option '?force=true'. "
@@ -219,7 +221,7 @@ class ClusterState:
         self._publish(event_type, payload)
 
     def _status_event(self, task: Task, status: str, message: str = "") -> None:
-        running = status in (RUNNING, KILLING)
+        running = status in (RUNNING, KILLING, UNREACHABLE)
         self._emit(
             "status_update_event",
             {
@@ -286,7 +288,9 @@ class ClusterState:
             "healthCheckResults": self.task_health_json(task, now),
             "host": task.agent.host,
             "id": task.id,
-            "ipAddresses": self._ip_addresses(task) if task.state in (RUNNING, KILLING) else [],
+            "ipAddresses": self._ip_addresses(task)
+            if task.state in (RUNNING, KILLING, UNREACHABLE)
+            else [],
             "ports": list(task.ports),
             "servicePorts": list(service_ports or []),
             "slaveId": task.agent.slave_id,
@@ -1032,6 +1036,20 @@ class ClusterState:
                 raise KeyError(task_id)
             self._kill(task)
 
+    def set_task_reachable(self, task_id: str, reachable: bool) -> None:
+        """Its agent drops off (TASK_UNREACHABLE; a replacement starts) or comes back (RUNNING)."""
+        with self.lock:
+            task = self.tasks.get(task_id)
+            if task is None:
+                raise KeyError(task_id)
+            if not reachable and task.state == RUNNING:
+                task.state = UNREACHABLE
+                self._status_event(task, UNREACHABLE, "Agent is unreachable")
+            elif reachable and task.state == UNREACHABLE:
+                task.state = RUNNING
+                self._status_event(task, RUNNING)
+            self._touch(task.app_id, task.id)
+
     def blank_health(self, seconds: float) -> None:
         """Every healthCheckResults is [] for ``seconds`` (a new leader starts empty)."""
         with self.lock:
@@ -1110,6 +1128,9 @@ class ClusterState:
     def _kill(self, task: Task) -> None:
         if task.state in (KILLING, KILLED, FAILED, FINISHED):
             return
+        if task.state == UNREACHABLE and task.process is None:
+            self._terminal(task, KILLED, "Unreachable task killed")  # nothing to wait for
+            return
         task.state = KILLING
         task.killing_since = time.monotonic()
         self._touch(task.app_id, task.id)
@@ -1181,6 +1202,8 @@ class ClusterState:
 
     def _stable(self, task: Task) -> bool:
         """True when nothing will happen to the task without an outside event."""
+        if task.state == UNREACHABLE:
+            return True
         if task.state != RUNNING or task.process is not None:
             return False
         if not task.checks or task.health_forced:
@@ -1448,7 +1471,7 @@ class ClusterState:
         if state is None:
             return False
         config = state.app["versionInfo"]["lastConfigChangeAt"]
-        tasks = self._app_tasks(app_id)
+        tasks = [t for t in self._app_tasks(app_id) if t.state != UNREACHABLE]
         if any(t.config_version != config for t in tasks):
             return False
         if len(tasks) != int(state.app.get("instances", 0)):

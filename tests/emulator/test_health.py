@@ -129,3 +129,22 @@ def test_health_results_come_back_after_the_election() -> None:
         assert all(t["healthCheckResults"][0]["alive"] for t in emu.tasks("/web"))
         wait_until(lambda: len(emu.events("health_status_changed_event")) == before + 2)
         assert all(e["alive"] for e in emu.events("health_status_changed_event")[before:])
+
+
+def test_unreachable_task_is_replaced_and_its_return_scales_back(
+    emulator: MarathonEmulator,
+) -> None:
+    requests.post(
+        emulator.url + "/v2/apps", json={"id": "/u", "cmd": "sleep 9", "instances": 2}, timeout=10
+    )
+    wait_until(lambda: not emulator.deployments())
+    lost = emulator.tasks("/u")[0]["id"]
+    emulator.set_task_reachable(lost, False)
+    states = {t["id"]: t["state"] for t in emulator.tasks("/u")}
+    assert states[lost] == "TASK_UNREACHABLE"
+    wait_until(lambda: len(emulator.tasks("/u", states=["TASK_RUNNING"])) == 2, what="replacement")
+    event = [e for e in emulator.events("status_update_event") if e["taskId"] == lost][-1]
+    assert event["taskStatus"] == "TASK_UNREACHABLE"
+    emulator.set_task_reachable(lost, True)
+    wait_until(lambda: len(emulator.tasks("/u")) == 2, what="one of three killed")
+    assert lost in {t["id"] for t in emulator.tasks("/u")}  # YOUNGEST_FIRST: the replacement goes
