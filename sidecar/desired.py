@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, NamedTuple, Optional
 
 from marathon_bridge.services import CONTAINER, PortSpec, network_mode, port_specs
+from sidecar.deployment_groups import merge_servers, plan_merges
 from sidecar.labels import (
     AppOptions,
     LabelProblem,
@@ -407,14 +408,21 @@ def build_model(
         problems.extend(entry.problems)
     if cache is not None:
         cache._keep(entries)
-    winners = _settle_ports(candidates, skipped)
+    plan = plan_merges([(c.app_id, c.spec.index, c.bind_port) for c in candidates], state.apps)
+    problems.extend(plan.problems)
+    joined = {
+        (c.app_id, c.spec.index): c for c in candidates if (c.app_id, c.spec.index) in plan.joined
+    }
+    winners = _settle_ports(
+        [c for c in candidates if (c.app_id, c.spec.index) not in joined], skipped
+    )
     backends: list[BackendSpec] = []
     frontends: list[FrontendSpec] = []
     used_names: set[str] = set()
     addresses = _AddressMemo(lookup)
     hosts_changed = cache._hosts_changed(addresses) if cache is not None else True
     for cand in winners:
-        name = cand.backend_name
+        name = plan.backend_names.get((cand.app_id, cand.spec.index), cand.backend_name)
         if name in used_names:
             name = safe_name(f"{name}-{_short_hash(cand.app_id, 8)}")
         used_names.add(name)
@@ -426,6 +434,13 @@ def build_model(
         backend = built.backend if built.backend.name == name else replace(built.backend, name=name)
         skipped.extend(built.skipped)
         problems.extend(built.problems)
+        if (cand.app_id, cand.spec.index) in plan.backend_names:  # a deployment group
+            parts = [(cand.app_id, backend.servers)]
+            for key in plan.members_of((cand.app_id, cand.spec.index)):
+                member = _build_backend(joined.pop(key), name, entries[key[0]], settings, addresses)
+                skipped.extend(member.skipped)
+                parts.append((key[0], member.backend.servers))
+            backend = replace(backend, servers=merge_servers(parts, plan.weights))
         backends.append(backend)
         frontend = entry.frontends.get(cand.spec.index)
         if frontend is None or frontend.default_backend != name or frontend.binds != cand.binds:
@@ -437,6 +452,9 @@ def build_model(
                 default_backend=name,
             )
         frontends.append(frontend)
+    for lost in joined.values():  # group members whose shared port went to another app
+        reason = f"port {lost.bind_port} is already served for another app"
+        skipped.append(SkippedApp(lost.app_id, reason, lost.spec.index))
     if settings.vhost_port is not None:
         frontends.append(_vhost_frontend(settings, winners, backends))
     if cache is not None:

@@ -178,13 +178,18 @@ NOT_HONORED: tuple[str, ...] = (
     "HAPROXY_{n}_HTTP_BACKEND_REDIR",
     "HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL",
     "HAPROXY_{n}_BACKEND_HEALTHCHECK_PORT_INDEX",
+    "HAPROXY_DEPLOYMENT_NEW_INSTANCES",
+    "HAPROXY_APP_ID",
+)
+
+# Deployment-group labels (app scope): read by sidecar/deployment_groups.py, see docs/deploys.md.
+DEPLOYMENT_LABELS: tuple[str, ...] = (
     "HAPROXY_DEPLOYMENT_GROUP",
     "HAPROXY_DEPLOYMENT_ALT_PORT",
     "HAPROXY_DEPLOYMENT_COLOUR",
     "HAPROXY_DEPLOYMENT_STARTED_AT",
     "HAPROXY_DEPLOYMENT_TARGET_INSTANCES",
-    "HAPROXY_DEPLOYMENT_NEW_INSTANCES",
-    "HAPROXY_APP_ID",
+    "HAPROXY_DEPLOYMENT_WEIGHT",
 )
 
 _APP_SPECS = {s.key: s for s in LABELS if s.scope == APP}
@@ -271,6 +276,8 @@ def parse_app_labels(app: Mapping[str, Any]) -> tuple[Optional[AppOptions], list
             if parsed is not None:
                 groups = parsed
             continue
+        if key in DEPLOYMENT_LABELS:
+            continue  # checked by sidecar.deployment_groups
         if key in _NOT_HONORED_APP:
             problems.append(LabelProblem(app_id, key, NOT_HONORED_REASON))
             continue
