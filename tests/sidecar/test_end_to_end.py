@@ -185,9 +185,16 @@ def cluster(haproxy_bin: str) -> Iterator[Cluster]:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def app_ports() -> Callable[[int], list[int]]:
-    return free_ports
+@pytest.fixture(autouse=True)
+def no_apps_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests on the shared cluster delete their apps afterwards, even when they fail."""
+    yield
+    if "cluster" not in request.fixturenames:
+        return
+    cluster: Cluster = request.getfixturevalue("cluster")
+    cluster.emulator.faults.clear()
+    for app in cluster.emulator.apps():
+        cluster.marathon.delete_app(app["id"])
 
 
 def test_every_service_port_routes_round_robin_over_its_healthy_tasks(
@@ -215,8 +222,7 @@ def test_every_service_port_routes_round_robin_over_its_healthy_tasks(
         return [e["haproxy"] for e in web["endpoints"]] == ["up"] * 3
 
     wait_until(haproxy_reports_up, timeout=20)
-    assert cluster.metric("marathon_sidecar_haproxy_servers", {"status": "up"}) >= 5
-    _cleanup(cluster, "/rr/web", "/rr/api")
+    wait_until(lambda: cluster.metric("marathon_sidecar_haproxy_servers", {"status": "up"}) >= 5)
 
 
 def test_haproxy_is_restarted_when_it_dies(cluster: Cluster, wait_until: WaitUntil) -> None:
@@ -236,7 +242,6 @@ def test_haproxy_is_restarted_when_it_dies(cluster: Cluster, wait_until: WaitUnt
         lambda: cluster.metric("marathon_sidecar_haproxy_restarts_total") > restarts, timeout=30
     )
     wait_until(lambda: _health(cluster.daemon) == "ok", timeout=10)
-    _cleanup(cluster, "/crash/web")
 
 
 def test_scaling_up_and_down_shows_in_routing(cluster: Cluster, wait_until: WaitUntil) -> None:
@@ -249,7 +254,6 @@ def test_scaling_up_and_down_shows_in_routing(cluster: Cluster, wait_until: Wait
     cluster.marathon.scale_app("/scale/web", 1)
     wait_until(lambda: len(cluster.healthy_ids("/scale/web")) == 1, timeout=60)
     wait_until(lambda: cluster.routes_match("/scale/web", port), timeout=30)
-    _cleanup(cluster, "/scale/web")
 
 
 def test_a_killed_task_leaves_and_its_replacement_joins(
@@ -269,7 +273,6 @@ def test_a_killed_task_leaves_and_its_replacement_joins(
     )
     wait_until(lambda: cluster.routes_match("/kill/web", port), timeout=30)
     assert victim not in routed(port, 3, 2)
-    _cleanup(cluster, "/kill/web")
 
 
 def test_an_unhealthy_task_leaves_rotation_and_comes_back(
@@ -292,7 +295,6 @@ def test_an_unhealthy_task_leaves_rotation_and_comes_back(
     wait_until(reported_out, timeout=10)
     cluster.emulator.set_task_health(sick, True)
     wait_until(lambda: sick in routed(port, 3, 3), timeout=30)
-    _cleanup(cluster, "/health/web")
 
 
 def test_a_new_app_is_routed_and_a_deleted_app_is_gone(
@@ -351,7 +353,6 @@ def test_marathon_errors_garbage_and_outages_change_no_routing(
         wait_until(lambda: _health(cluster.daemon) == "ok", timeout=30)
     finally:
         faults.clear()
-    _cleanup(cluster, "/faults/web")
 
 
 def test_marathon_port_closed_then_reopened(haproxy_bin: str, wait_until: WaitUntil) -> None:
@@ -414,7 +415,6 @@ def test_a_leader_election_leaves_routing_unchanged(
         checks += 1
     wait_until(lambda: cluster.routes_match("/leader/web", port), timeout=30)
     assert cluster.healthy_ids("/leader/web") == serving
-    _cleanup(cluster, "/leader/web")
 
 
 def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str, wait_until: WaitUntil) -> None:
@@ -572,11 +572,6 @@ def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str, wait_until: Wait
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _cleanup(cluster: Cluster, *app_ids: str) -> None:
-    for app_id in app_ids:
-        cluster.marathon.delete_app(app_id)
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
