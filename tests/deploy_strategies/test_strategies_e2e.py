@@ -7,6 +7,7 @@ the whole time and counts every failure.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import shutil
 import tempfile
@@ -37,11 +38,9 @@ pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(Exception):  # a predicate may fail while things settle
             if predicate():
                 return
-        except Exception:  # a predicate may fail while things settle
-            pass
         time.sleep(0.05)
     pytest.fail(f"not met within {timeout}s: {what or predicate}")
 
@@ -113,7 +112,7 @@ class Load:
                     self.failures.append(result)
                 else:
                     self.answers[result] += 1
-                    self.recent = (self.recent + [result])[-40:]
+                    self.recent = [*self.recent, result][-40:]
             self.stop.wait(0.005)
 
     def total(self) -> int:
