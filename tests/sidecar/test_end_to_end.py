@@ -403,12 +403,20 @@ def test_a_leader_election_leaves_routing_unchanged(
     wait_until(lambda: cluster.routes_match("/leader/web", port), timeout=30)
     serving = cluster.healthy_ids("/leader/web")
     connects = cluster.metric("marathon_sidecar_marathon_stream_connects_total")
-    cluster.emulator.leader_election(blank_health_for=4.0)
-    deadline = time.monotonic() + 4.0
+    cluster.emulator.leader_election(blank_health_for=8.0)
+    deadline = time.monotonic() + 8.0
     wait_until(
         lambda: cluster.metric("marathon_sidecar_marathon_stream_connects_total") > connects,
         timeout=20,
     )
+
+    def kept_while_blank() -> bool:
+        """The sidecar's snapshot has no health results, yet every task stays in rotation."""
+        services = json.loads(_status(cluster.daemon, "/services")[1])["services"]
+        entry = next(s for s in services if s["service_port"] == port)
+        return all(e["in_rotation"] and e["healthy"] is False for e in entry["endpoints"])
+
+    wait_until(kept_while_blank, timeout=8, message="a snapshot taken during the blank period")
     checks = 0
     while time.monotonic() < deadline or checks < 3:
         assert routed(port, 3, 3) == serving, "a blank health period changed routing"
