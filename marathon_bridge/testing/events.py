@@ -32,6 +32,7 @@ class Subscriber:
         self.queue: queue.Queue[bytes] = queue.Queue(maxsize=max_outstanding)
         self.closed = threading.Event()
         self.reason = ""
+        self.closer: Optional[Callable[[], None]] = None  # cuts the connection (set by the server)
 
     def wants(self, event_type: str) -> bool:
         """Exact-match whitelist; no filter means every event."""
@@ -56,6 +57,9 @@ class Subscriber:
         self.closed.set()
         with contextlib.suppress(queue.Full):  # the handler also watches ``closed``
             self.queue.put_nowait(CLOSE)
+        if self.closer is not None and reason != "detached":
+            with contextlib.suppress(OSError):
+                self.closer()  # a handler blocked writing to a stalled client wakes up
 
 
 class EventBus:

@@ -711,6 +711,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.close_connection = True
         sub = bus.subscribe(self.client_address[0], query.get("event_type", []))
+        connection = self.connection
+        sub.closer = lambda: connection.shutdown(socket.SHUT_RDWR)
         try:
             self.send_response(200)
             self.send_header("Content-Type", SSE_TYPE)

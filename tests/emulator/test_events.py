@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from typing import Any, Callable
 
 import requests
@@ -183,3 +184,21 @@ def test_stream_closes_when_emulator_stops() -> None:
     finally:
         reader.close()
         emu.stop()
+
+
+def test_a_stalled_client_is_cut_off_as_a_slow_consumer() -> None:
+    with MarathonEmulator(max_outstanding=5) as emu:
+        host, port = emu.url.split("://")[1].rsplit(":", 1)
+        stalled = socket.create_connection((host, int(port)), timeout=10)  # never reads a byte
+        stalled.sendall(b"GET /v2/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        try:
+            wait_until(lambda: emu.event_stream_count() == 1)
+            big = {"note": "x" * 200_000}
+            posted = 0
+            while emu.event_stream_count() and posted < 300:
+                app = {"id": f"/big{posted}", "cmd": "sleep 1", "instances": 0, "labels": big}
+                requests.post(emu.url + "/v2/apps", json=app, timeout=10)
+                posted += 1
+            wait_until(lambda: emu.event_stream_count() == 0, what="stalled stream closed")
+        finally:
+            stalled.close()
