@@ -420,6 +420,7 @@ def canary_deploy(
                 run.scale(new_id, new_count)
             run.settle("every sidecar has the new instances in rotation")
             if 0 < old_count < old_now:
+                _check_minimum(client, new_id, old_count, min_healthy)
                 run.scale(old_id, old_count)
                 old_now = old_count
             run.say(f"step {number + 1}/{len(plan)}: {share}% -> {new_count} new, {old_count} old")
@@ -428,6 +429,7 @@ def canary_deploy(
                     sleep(pause)
                 if confirm is not None and not confirm(share, new_count, old_count):
                     raise StrategyError(f"aborted at {share}%")
+        _check_minimum(client, new_id, 0, min_healthy)
     except MarathonBridgeError as error:
         _undo(run, old_id, new_id, old_instances, error)
     run.retire(old_id)
@@ -462,6 +464,17 @@ def blue_green_deploy(
         poll_interval=poll_interval,
         sleep=sleep,
     )
+
+
+def _check_minimum(client: StrategyClient, new_id: str, old_after: int, min_healthy: int) -> None:
+    """Refuse a scale-down that would leave fewer healthy instances than the minimum."""
+    new = client.get_app(new_id)
+    healthy = int(new.get("tasksHealthy" if new.get("healthChecks") else "tasksRunning", 0))
+    if healthy + old_after < min_healthy:
+        raise StrategyError(
+            f"only {healthy} healthy new + {old_after} old instances would remain "
+            f"(minimum {min_healthy})"
+        )
 
 
 def _refuse_unmanaged(client: StrategyClient, app_id: str) -> None:
