@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 PROFILE_ENV = "HYPOTHESIS_PROFILE"
 HAPROXY_RUNS = {"ci": 20, "long": 300}  # haproxy -c examples per test: each run costs ~0.1 s
+TIME_LIMITS = {"ci": 300, "long": 3600}  # seconds per test (pytest-timeout)
 
 
 def register_profiles() -> None:
@@ -35,6 +36,11 @@ def profile_name() -> str:
 def profile(**overrides: Any) -> settings:
     """The active profile's settings, with ``overrides`` (e.g. fewer examples)."""
     return settings(settings.get_profile(profile_name()), **overrides)
+
+
+def time_limit() -> int:
+    """The pytest-timeout of one fuzz test under the active profile."""
+    return TIME_LIMITS[profile_name()]
 
 
 def haproxy_profile() -> settings:

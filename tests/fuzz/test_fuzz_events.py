@@ -22,6 +22,7 @@ from fuzz_support import (
     hostile_text,
     leaked,
     profile,
+    time_limit,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -196,6 +197,7 @@ def run_pipeline(apps: list[dict[str, Any]], sequence: list[tuple[str, Any]]) ->
     return render_config(model, settings)
 
 
+@pytest.mark.timeout(time_limit())
 @profile()
 @given(apps=snapshot(), sequence=events)
 def test_hostile_events_keep_the_config_to_the_renderers_own_lines(
@@ -207,6 +209,7 @@ def test_hostile_events_keep_the_config_to_the_renderers_own_lines(
 
 
 @pytest.mark.haproxy
+@pytest.mark.timeout(time_limit())
 @haproxy_profile()
 @given(apps=snapshot(), sequence=events)
 def test_hostile_events_give_configs_haproxy_accepts(
@@ -234,6 +237,7 @@ sse_pieces = st.lists(
 )  # fmt: skip
 
 
+@pytest.mark.timeout(time_limit())
 @profile()
 @given(pieces=sse_pieces, cuts=st.lists(st.integers(0, 2000), max_size=10))
 def test_sse_parser_takes_any_bytes_cut_anywhere(pieces: list[bytes], cuts: list[int]) -> None:
@@ -254,6 +258,7 @@ def test_sse_parser_takes_any_bytes_cut_anywhere(pieces: list[bytes], cuts: list
         assert event is None or isinstance(event.data, dict)
 
 
+@pytest.mark.timeout(time_limit())
 @profile()
 @given(frame=st.builds(SSEFrame, event=hostile_text, data=hostile_text | st.text()))
 def test_hostile_frames_become_events_or_nothing(frame: SSEFrame) -> None:

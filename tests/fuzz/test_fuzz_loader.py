@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fuzz_support import hostile_text, profile
+from fuzz_support import hostile_text, profile, time_limit
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,7 +46,7 @@ def assert_refusal_names_the_file(issues: list[Any], path: Path) -> None:
 # ----------------------------------------------------------------------------- any bytes
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(time_limit())
 @profile()
 @given(
     raw=st.one_of(
@@ -93,7 +93,7 @@ def hostile_yaml(draw: st.DrawFn) -> bytes:
     return raw
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(time_limit())
 @profile()
 @given(raw=hostile_yaml())
 def test_hostile_yaml_loads_or_is_refused_and_loaded_apps_validate(
