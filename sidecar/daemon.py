@@ -192,10 +192,22 @@ class Daemon:
                 return
             now = self._clock()
             if now >= self._apply_due_at():
-                self._apply_pending()
+                self._guarded(self._apply_pending, "apply")
             if now >= next_tick:
-                self._tick()
+                self._guarded(self._tick, "tick")
                 next_tick = now + TICK_SECONDS
+
+    def _guarded(self, step: Callable[[], None], name: str) -> None:
+        """Run one loop step; a bug in it is logged and counted, the daemon keeps serving."""
+        try:
+            step()
+        except Exception as exc:
+            self.metrics.apply_failures.inc()
+            self.board.set_problem(name, f"internal error in {name}: {str(exc)[:200]}")
+            log.exception("daemon step failed; HAProxy keeps its running config")
+        else:
+            if name == "tick":
+                self.board.set_problem(name, None)
 
     def _apply_due_at(self) -> float:
         """When the pending state should be applied (inf: nothing pending)."""
@@ -238,7 +250,11 @@ class Daemon:
             pending, self._pending = self._pending, None
         if pending is None:
             return
-        model = self._build(pending.state)
+        try:
+            model = self._build(pending.state)
+        except Exception:
+            self._retry_later(pending.state, pending.reason)
+            raise
         if model == self.model:  # nothing HAProxy would see changed: only refresh the view
             self.state = pending.state
             self.board.set_view(pending.state, model, self.previously_in, self.board.config_text())

@@ -310,3 +310,23 @@ def test_a_custom_template_is_used(tmp_path: Path) -> None:
     )
     applier = make_applier(settings, FakeHAProxy(), make_render_settings(settings))
     assert applier.render(HAProxyModel()).startswith("# custom template: 0 backends")
+
+
+def test_a_bug_in_a_step_does_not_stop_the_daemon(run_daemon: Any, wait_until: Any) -> None:
+    daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")])
+    wait_until(lambda: applier.count() >= 1)
+    original = daemon._build
+    calls = {"n": 0}
+
+    def flaky_build(state: Any) -> HAProxyModel:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("bug in the model builder")
+        return original(state)
+
+    daemon._build = flaky_build  # type: ignore[method-assign]
+    with client.lock:
+        client.apps = [app("/web", 10001, "web.1", "web.2")]
+    wait_until(lambda: calls["n"] >= 1)
+    wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"}, timeout=30)  # retried
+    assert daemon.metrics.registry.get_sample_value("marathon_sidecar_apply_failures_total") >= 1
