@@ -200,12 +200,32 @@ class StatusBoard:
         return services_view(view.state, view.model, view.previously_in, view.haproxy_states)
 
     def skipped(self) -> list[dict[str, Any]]:
+        """What was left out of the config (apps, ports, servers) and labels not honored."""
         with self._lock:
             model = self._view.model
-        return [
-            {"app_id": s.app_id, "port_index": s.port_index, "reason": s.reason}
+        out: list[dict[str, Any]] = [
+            {
+                "kind": "server" if getattr(s, "task_id", "") else "app",
+                "app_id": s.app_id,
+                "port_index": s.port_index,
+                "task_id": getattr(s, "task_id", ""),
+                "label": "",
+                "reason": s.reason,
+            }
             for s in getattr(model, "skipped", ())
         ]
+        out += [
+            {
+                "kind": "label",
+                "app_id": p.app_id,
+                "port_index": None,
+                "task_id": "",
+                "label": p.label,
+                "reason": p.reason,
+            }
+            for p in getattr(model, "problems", ())
+        ]
+        return out
 
     def summary(self) -> dict[str, Any]:
         with self._lock:
@@ -370,13 +390,13 @@ def render_page(
     ]
     if skipped:
         rows = "".join(
-            f"<tr><td>{e(s.get('app_id'))}</td><td>{e(_none(s.get('port_index')))}</td>"
+            f"<tr><td>{e(s.get('app_id'))}</td><td>{e(_what(s))}</td>"
             f"<td>{e(s.get('reason'))}</td></tr>"
             for s in skipped
         )
         parts += [
-            "<h2>Skipped</h2>",
-            '<table class="skipped"><thead><tr><th>app</th><th>port index</th><th>why</th>'
+            "<h2>Left out and not honored</h2>",
+            '<table class="skipped"><thead><tr><th>app</th><th>what</th><th>why</th>'
             f"</tr></thead><tbody>{rows}</tbody></table>",
         ]
     parts += [
@@ -408,7 +428,9 @@ def _services_table(services: Sequence[Mapping[str, Any]]) -> str:
             address = f"{endpoint.get('address') or '?'}:{_none(endpoint.get('port'))}"
             verdict = e(endpoint.get("server_state"))
             if endpoint.get("haproxy"):
-                verdict += f" (haproxy: {e(endpoint.get('haproxy'))})"
+                seen = e(endpoint.get("haproxy"))
+                css = "seen" if endpoint.get("haproxy") in ("up", "drain") else "seen warn"
+                verdict += f' <span class="{css}">(haproxy: {seen})</span>'
             if endpoint.get("reason"):
                 verdict += f" - {e(endpoint.get('reason'))}"
             rows.append(
@@ -424,6 +446,16 @@ def _services_table(services: Sequence[Mapping[str, Any]]) -> str:
         "<th>address</th><th>state</th><th>health</th><th>in rotation / why not</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _what(item: Mapping[str, Any]) -> str:
+    if item.get("label"):
+        return f"label {item['label']}"
+    if item.get("task_id"):
+        return f"task {item['task_id']}"
+    if item.get("port_index") is not None:
+        return f"port index {item['port_index']}"
+    return "app"
 
 
 def _health_word(healthy: Any) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from sidecar.desired import BackendSpec, HAProxyModel, ServerSpec, SkippedApp
+from sidecar.labels import LabelProblem
 from sidecar.metrics import SidecarMetrics
 from sidecar.status import (
     HealthFacts,
@@ -108,6 +109,7 @@ def sample_view() -> tuple[FakeState, HAProxyModel]:
     model = HAProxyModel(
         backends=(backend,),
         skipped=(SkippedApp(app_id="/bad<script>", reason="bad label HAPROXY_0_PORT"),),
+        problems=(LabelProblem("/web", "HAPROXY_0_BALANCE", "not a balance algorithm"),),
     )
     return FakeState(apps={"/web": app}, tasks={"/web": tasks}), model
 
@@ -173,9 +175,13 @@ def test_endpoints(served: Any, http_get: Callable[..., Any]) -> None:
     data = json.loads(body)
     assert data["services"][0]["service_port"] == 10001
     assert data["skipped"][0]["reason"] == "bad label HAPROXY_0_PORT"
+    assert data["skipped"][1] == {
+        "kind": "label", "app_id": "/web", "port_index": None, "task_id": "",
+        "label": "HAPROXY_0_BALANCE", "reason": "not a balance algorithm",
+    }  # fmt: skip
     status, body, headers = http_get(base + "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert "/web" in body and "&lt;script&gt;" in body
+    assert "/web" in body and "&lt;script&gt;" in body and "label HAPROXY_0_BALANCE" in body
     status, body, _ = http_get(base + "/static/status.css")
     assert status == 200 and ".health" in body
     assert http_get(base + "/nope")[0] == 404
