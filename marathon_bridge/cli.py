@@ -198,6 +198,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="roll back to the previous version when the deployment fails or times out",
     )
+    _strategy_options(p)
+    p = command(
+        "strategy",
+        "finish (resume) or undo (abort) an interrupted blue-green/canary run of a group",
+    )
+    p.add_argument("action", choices=("resume", "abort"))
+    p.add_argument("group", metavar="GROUP", help="the HAPROXY_DEPLOYMENT_GROUP of the apps")
+    p.add_argument(
+        "--drain-delay", type=_positive_float, default=5.0, metavar="S", help=DRAIN_DELAY_HELP
+    )
+    p.add_argument(
+        "--wait-timeout",
+        dest="wait_timeout",
+        type=_positive_float,
+        default=DEFAULT_WAIT_TIMEOUT,
+        metavar="S",
+        help=f"seconds to wait for each step (default {DEFAULT_WAIT_TIMEOUT:g})",
+    )
 
     command("apps", "list apps with their task counts")
     p = command("tasks", "list tasks (of one app, or of all)")
@@ -228,6 +246,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="run each task's cmd as a local process with $PORT0...",
     )
     return parser
+
+
+DRAIN_DELAY_HELP = (
+    "seconds every sidecar gets to put new instances in rotation before old ones are killed, "
+    "and before a scaled-down app is deleted (default 5)"
+)
+
+
+def _canary_steps(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of percentages: {text!r}") from None
+    if not steps or not all(1 <= step <= 100 for step in steps):
+        raise argparse.ArgumentTypeError(f"percentages must be 1..100: {text!r}")
+    return steps
+
+
+def _strategy_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("blue-green / canary (docs/deploys.md)")
+    g.add_argument(
+        "--strategy",
+        choices=("blue-green", "canary"),
+        help="deploy the one app of PATH as a second app of its deployment group",
+    )
+    g.add_argument(
+        "--canary-steps",
+        type=_canary_steps,
+        default=(5, 25, 50, 100),
+        metavar="P,P,...",
+        help="traffic shares in percent (default 5,25,50,100); counts round up",
+    )
+    g.add_argument(
+        "--pause", type=_positive_float, default=0.0, metavar="S", help="seconds between steps"
+    )
+    g.add_argument(
+        "--confirm", action="store_true", help="ask on stdin before each next canary step"
+    )
+    g.add_argument(
+        "--drain-delay", type=_positive_float, default=5.0, metavar="S", help=DRAIN_DELAY_HELP
+    )
+    g.add_argument(
+        "--min-healthy",
+        type=_instances,
+        default=1,
+        metavar="N",
+        help="never leave fewer healthy instances on the service port (default 1)",
+    )
 
 
 def _wait_options(
@@ -430,6 +496,10 @@ def cmd_deploy(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> 
     if issues:
         report_issues(io, issues, command="deploy")
         return EXIT_USAGE
+    if args.strategy:
+        if len(sources) != 1:
+            raise UsageError(f"--strategy deploys exactly one app; the files hold {len(sources)}")
+        return _run_strategy(args, io, environ, sources[0].app)
     client = make_client(args, environ)
 
     def show(progress: DeployProgress) -> None:
@@ -468,6 +538,76 @@ def cmd_deploy(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> 
             ref = f" (deployment {a.deployment_id} {state})" if a.deployment_id else ""
             io.result(f"{a.app_id}: {a.action}{ref}\n")
     return EXIT_OK
+
+
+def _run_strategy(
+    args: argparse.Namespace, io: Io, environ: Mapping[str, str], app: Optional[Mapping[str, Any]]
+) -> int:
+    """``deploy --strategy`` (``app`` given) and ``strategy resume|abort`` (``app`` None)."""
+    from marathon_bridge import strategies
+
+    client = make_client(args, environ)
+    common: dict[str, Any] = {
+        "drain_delay": args.drain_delay,
+        "timeout": args.wait_timeout,
+        "progress": io.error,
+    }
+    group = args.group if app is None else strategies.group_of(app)
+    try:
+        if app is None:
+            run = strategies.resume if args.action == "resume" else strategies.rollback
+            report = run(client, group, **common)
+        elif args.strategy == "blue-green":
+            report = strategies.blue_green_deploy(
+                client, app, min_healthy=args.min_healthy, **common
+            )
+        else:
+            report = strategies.canary_deploy(
+                client,
+                app,
+                steps=args.canary_steps,
+                pause=args.pause,
+                confirm=_ask_stdin(io) if args.confirm else None,
+                min_healthy=args.min_healthy,
+                **common,
+            )
+    except strategies.StrategyError as error:
+        if io.json:
+            io.result(output.to_json({"ok": False, "error": str(error), "group": group}))
+        io.error(f"{args.command} failed: {error}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        io.error(
+            f"interrupted; finish with `marathon-bridge strategy resume {group}` "
+            f"or undo with `marathon-bridge strategy abort {group}`"
+        )
+        return 130
+    if io.json:
+        data = {
+            "ok": True,
+            "group": report.group,
+            "outcome": report.outcome,
+            "old_app": report.old_app,
+            "new_app": report.new_app,
+            "steps": report.steps,
+            "serving": report.serving,
+        }
+        io.result(output.to_json(data))
+    else:
+        io.result(f"{report}\n")
+    return EXIT_OK
+
+
+def _ask_stdin(io: Io) -> Callable[[int, int, int], bool]:
+    def confirm(share: int, new: int, old: int) -> bool:
+        io.error(f"{share}% reached ({new} new, {old} old). Next step? [y/N] ")
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    return confirm
+
+
+def cmd_strategy(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> int:
+    return _run_strategy(args, io, environ, None)
 
 
 def cmd_apps(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> int:
@@ -596,6 +736,7 @@ COMMANDS: Mapping[str, Command] = {
     "validate": cmd_validate,
     "diff": cmd_diff,
     "deploy": cmd_deploy,
+    "strategy": cmd_strategy,
     "apps": cmd_apps,
     "tasks": cmd_tasks,
     "services": cmd_services,
