@@ -458,6 +458,10 @@ class SystemOptions:
     # experiment: the sidecar child never runs "del server" (drained servers stay in MAINT until
     # the next reload drops them); see run_sidecar_keeping_servers
     keep_deleted_servers: bool = False
+    # diagnosis: HAProxy logs every abnormal request (status >= 500, aborts, retries) to its
+    # log file (``<state-dir>/run/haproxy.log``, kept in LOG_KEEP_DIR) through a template that
+    # adds logging to the built-in one
+    log_errors: bool = False
 
 
 class System:
@@ -544,12 +548,29 @@ class System:
         ):
             args += ["--" + flag.replace("_", "-"), str(v[flag])]
         args += ["--status-listen", f"127.0.0.1:{self.status_port}"]
+        if self.options.log_errors:
+            args += ["--template", self._error_logging_template()]
         args += ["--log-level", self.options.log_level, "--log-format", "json"]
         log_path = Path(self.state_dir) / "sidecar.log"
         with open(log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
                 args, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT)
             )
+
+    def _error_logging_template(self) -> str:
+        """The built-in template plus ``log stdout`` and ``option dontlog-normal``."""
+        from sidecar.render import default_template
+
+        text = default_template()
+        text = text.replace("\nglobal\n", "\nglobal\n    log stdout format raw local0\n", 1)
+        text = text.replace(
+            "\ndefaults\n",
+            "\ndefaults\n    log global\n    option httplog\n    option dontlog-normal\n",
+            1,
+        )
+        path = Path(self.state_dir) / "logging.cfg.j2"
+        path.write_text(text, encoding="utf-8")
+        return str(path)
 
     def _haproxy_ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

@@ -152,13 +152,16 @@ def wrk_summary(results: dict[str, WrkResult]) -> dict[str, Any]:
     }
 
 
-def run(seconds: float, every: float, mode: str = "http", keep: bool = False) -> dict[str, Any]:
+def run(
+    seconds: float, every: float, mode: str = "http", keep: bool = False, log_errors: bool = False
+) -> dict[str, Any]:
     options = SystemOptions(
         in_process=False,
         kill_grace=0.5,
         drain_timeout=10.0,
         log_level="INFO",
         keep_deleted_servers=keep,
+        log_errors=log_errors,
     )
     with System(options) as system:
         port_a, port_b = free_ports(2)
@@ -238,9 +241,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         action="store_true",
         help="experiment: the sidecar leaves drained servers in MAINT instead of deleting them",
     )
+    parser.add_argument(
+        "--log-errors",
+        action="store_true",
+        help="HAProxy logs abnormal requests (kept in /tmp/zero-drop-last-logs/haproxy.log)",
+    )
     args = parser.parse_args(argv)
     seconds = 15.0 if args.quick else args.seconds
-    result = run(seconds, args.every, args.mode, args.no_del_server)
+    result = run(seconds, args.every, args.mode, args.no_del_server, args.log_errors)
     result["no_del_server_experiment"] = args.no_del_server
     result["goal"] = "0 failed requests, >= 1000 req/s"
     result["goal_met"] = result["failures"] == 0 and result["requests_per_s"] >= 1000
