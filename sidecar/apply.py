@@ -775,7 +775,9 @@ class Applier:
             return self._loaded(model, skipped, text, validations, new_pid=result.new_pid)
         if "not confirmed" in result.message:
             self._unconfirmed = True  # outcome unknown: settle it first, then try again
-        else:
+        elif self.haproxy.running():
+            # the master is alive and refused this config; a master that died meanwhile is a
+            # crash, not a verdict on the config, and the restart must be free to load it
             self._failed = (text, self.clock(), result.message)
         if previous_text is not None:
             self._write_atomically(previous_text)  # a restart must load what actually runs
