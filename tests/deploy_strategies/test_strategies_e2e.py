@@ -25,6 +25,7 @@ from marathon_bridge.strategies import (
     StrategyError,
     blue_green_deploy,
     canary_deploy,
+    resume,
     rollback,
 )
 from marathon_bridge.testing import MarathonEmulator
@@ -132,7 +133,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(haproxy_bin: str) -> Iterator[Cluster]:
-    emulator = MarathonEmulator(run_tasks=True, heartbeat_interval=1.0).start()
+    # kill_grace: TASK_KILLING -> SIGTERM, what taskKillGracePeriodSeconds gives a real task
+    emulator = MarathonEmulator(run_tasks=True, heartbeat_interval=1.0, kill_grace=1.0).start()
     state_dir = tempfile.mkdtemp(prefix="mb-strat-", dir="/tmp")
     settings = Settings(
         marathon_urls=(emulator.url,),
@@ -219,7 +221,7 @@ def test_blue_green_under_load_drops_nothing(cluster: Cluster, loaded: Any) -> N
     assert (report.old_app, report.new_app) == (old_id, "/bg/web-green")
     assert report.serving == {"/bg/web-green": 3}
     assert serves_only(cluster, load, "/bg/web-green")
-    assert load.failures == []
+    assert load.failures == [], load.failures
     assert any(s.startswith("deleted /bg/web-blue") for s in steps)
     seen = set(load.answers)
     assert seen & task_ids(cluster, "/bg/web-green")  # both versions answered during the run
@@ -247,7 +249,7 @@ def test_canary_steps_under_load_drop_nothing(cluster: Cluster, loaded: Any) -> 
     assert shares == [(25, 1, 3), (50, 2, 2)]
     assert report.serving == {"/cn/web-green": 4}
     assert serves_only(cluster, load, "/cn/web-green")
-    assert load.failures == []
+    assert load.failures == [], load.failures
 
 
 def test_aborted_canary_returns_everything_to_the_old_version(
@@ -269,7 +271,7 @@ def test_aborted_canary_returns_everything_to_the_old_version(
     assert [a["id"] for a in cluster.client.list_apps() if a["id"].startswith("/ab/")] == [old_id]
     assert cluster.client.get_app(old_id)["instances"] == 2
     assert serves_only(cluster, load, old_id)
-    assert load.failures == []
+    assert load.failures == [], load.failures
 
 
 def test_new_version_never_healthy_rolls_back(cluster: Cluster, loaded: Any) -> None:
@@ -286,6 +288,42 @@ def test_new_version_never_healthy_rolls_back(cluster: Cluster, loaded: Any) -> 
         )
     assert [a["id"] for a in cluster.client.list_apps() if a["id"].startswith("/uh/")] == [old_id]
     assert serves_only(cluster, load, old_id)
-    assert load.failures == []
+    assert load.failures == [], load.failures
     with pytest.raises(StrategyError, match="no interrupted run"):
         rollback(cluster.client, "uh.web")
+
+
+class Interrupted(Exception):
+    """Stands for Ctrl-C in the middle of a run."""
+
+
+def test_interrupted_canary_is_resumed_from_labels_under_load(
+    cluster: Cluster, loaded: Any
+) -> None:
+    shared, alt = free_ports(2)
+    first_version(cluster, version("/rs/web", shared, alt, 2))
+    load = loaded(shared)
+    wait_until(lambda: load.total() > 20, 30, "load running")
+
+    def stop_after_first_step(text: str) -> None:
+        if text.startswith("step 1/"):
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        canary_deploy(
+            cluster.client,
+            version("/rs/web", shared, alt, 2),
+            steps=(50, 100),
+            drain_delay=1.0,
+            timeout=120,
+            progress=stop_after_first_step,
+        )
+    both = {"/rs/web-blue", "/rs/web-green"}
+    assert {a["id"] for a in cluster.client.list_apps() if a["id"].startswith("/rs/")} == both
+    wait_until(
+        lambda: load.last() & task_ids(cluster, "/rs/web-green"), 60, "new version answering"
+    )
+    report = resume(cluster.client, "rs.web", drain_delay=1.0, timeout=120)
+    assert report.serving == {"/rs/web-green": 2}
+    assert serves_only(cluster, load, "/rs/web-green")
+    assert load.failures == [], load.failures
