@@ -5,6 +5,9 @@ Global options (``--marathon``, ``--user``/``--password``, ``--token``, ``--ca-b
 ``--timeout`` is the HTTP timeout in seconds, except after ``deploy``, where it is the time to wait
 for the deployment (``--wait-timeout`` there and in scale/restart/rollback/delete).
 
+``deploy --strategy blue-green|canary`` and ``strategy resume|abort GROUP`` run the deploys of
+:mod:`marathon_bridge.strategies` (docs/deploys.md).
+
 Exit codes: 0 success; 1 a deployment failed or timed out, or ``diff`` found differences;
 2 usage error or invalid input (nothing was sent to Marathon); 3 Marathon could not be reached or
 refused the request (its own message is printed).
@@ -591,6 +594,7 @@ def _run_strategy(
             "new_app": report.new_app,
             "steps": report.steps,
             "serving": report.serving,
+            "placement": report.placement,
         }
         io.result(output.to_json(data))
     else:

@@ -81,12 +81,15 @@ class Report:
     outcome: str = ""  # completed | rolled back | nothing to do
     steps: list[str] = field(default_factory=list)
     serving: dict[str, int] = field(default_factory=dict)  # app id -> instances at the end
+    placement: dict[str, list[str]] = field(default_factory=dict)  # app id -> ["host:port", ...]
 
     def __str__(self) -> str:
         lines = [f"group {self.group}: {self.outcome}"]
         lines += [f"  {n}. {step}" for n, step in enumerate(self.steps, 1)]
         where = ", ".join(f"{a} x{n}" for a, n in sorted(self.serving.items())) or "nothing"
         lines.append(f"  serving: {where}")
+        for app_id, places in sorted(self.placement.items()):
+            lines.append(f"  {app_id} runs on: {', '.join(places) or '-'}")
         return "\n".join(lines)
 
 
@@ -334,8 +337,14 @@ class _Run:
 
     def finish(self, outcome: str) -> Report:
         self.report.outcome = outcome
-        for app in self.client.list_apps(label=f"{GROUP_LABEL}=={self.report.group}"):
+        apps = self.client.list_apps(
+            embed=["apps.tasks"], label=f"{GROUP_LABEL}=={self.report.group}"
+        )
+        for app in apps:
             self.report.serving[str(app["id"])] = int(app.get("instances", 0))
+            self.report.placement[str(app["id"])] = sorted(
+                f"{t.get('host')}:{(t.get('ports') or ['-'])[0]}" for t in app.get("tasks") or []
+            )
         return self.report
 
 

@@ -70,6 +70,7 @@ def test_canary_then_blue_green_alternate_colours(
     report = json.loads(out)
     assert (report["old_app"], report["new_app"]) == ("/cli/web-blue", "/cli/web-green")
     assert report["serving"] == {"/cli/web-green": 3}
+    assert len(report["placement"]["/cli/web-green"]) == 3  # "host:port" of each task
     assert "scaled /cli/web-blue to 1" in err  # 34% of 3 rounds up to 2 new, 1 old
     code, out, err = run(
         capsys, "deploy", write(tmp_path, web()), "--strategy", "blue-green", *base
