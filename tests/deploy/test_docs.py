@@ -15,7 +15,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from marathon_bridge.cli import build_parser as cli_parser
-from sidecar.labels import LABELS, NOT_HONORED
+from sidecar.labels import DEPLOYMENT_LABELS, LABELS, NOT_HONORED
 from sidecar.metrics import SidecarMetrics
 from sidecar.settings import CONFIG_ENV, OPTIONS
 
@@ -169,10 +169,16 @@ def test_migration_guide_lists_every_label_the_code_knows() -> None:
         assert f"`{key}`" in markdown, key
 
 
-def test_migration_guide_names_no_unknown_label_as_honored() -> None:
-    section = text(MIGRATING).split("### Honored", 1)[1].split("### ", 1)[0]
-    named = set(re.findall(r"^\| `(HAPROXY_[A-Z{}_n]+)`", section, re.M))
-    assert named == {spec.key for spec in LABELS}
+def labels_in_section(title: str) -> set[str]:
+    section = text(MIGRATING).split(f"### {title}", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| (`HAPROXY_.*?) \|", section, re.M)
+    return {key for row in rows for key in re.findall(r"`(HAPROXY_[A-Za-z{}_]+)`", row)}
+
+
+def test_migration_guide_sorts_labels_as_the_code_does() -> None:
+    assert labels_in_section("Honored") == {spec.key for spec in LABELS}
+    assert labels_in_section("Deployment groups (blue/green and canary)") == set(DEPLOYMENT_LABELS)
+    assert labels_in_section("Recognized but not honored") == set(NOT_HONORED)
 
 
 def test_docs_link_to_each_other_and_to_files_that_exist() -> None:
