@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -23,20 +23,26 @@ from marathon_bridge.testing import MarathonEmulator  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
+    """The leader, a relay to it (the sidecar's ``--marathon`` #1), and a standby that reaches
+    the leader through a second relay (so both paths can be silenced or cut)."""
     emulator = MarathonEmulator(run_tasks=True, heartbeat_interval=1.0, kill_grace=0.5).start()
-    relay: Optional[Relay] = None
+    started: list[Any] = []
     client: Optional[MarathonClient] = None
     try:
-        standby = emulator.standby()
         relay = Relay(emulator.url).start()
+        started.append(relay)
+        standby_relay = Relay(emulator.url).start()
+        started.append(standby_relay)
+        standby = MarathonEmulator(leader=False, leader_url=lambda: standby_relay.url).start()
+        started.append(standby)
         client = MarathonClient(emulator.url, timeout=(3.0, 10.0))
-        yield Cluster(emulator, standby, relay, client)
+        yield Cluster(emulator, standby, relay, standby_relay, client)
     finally:
         if client is not None:
             client.close()
-        if relay is not None:
-            relay.stop()
-        emulator.stop()  # stops the standby and every task process too
+        for thing in reversed(started):
+            thing.stop()
+        emulator.stop()  # and every task process
 
 
 @pytest.fixture

@@ -422,12 +422,17 @@ def served_by_all(emulator: MarathonEmulator, app_id: str, port: int) -> bool:
 
 @dataclass
 class Cluster:
-    """The Marathon side: a leader emulator running echo tasks, a standby, a relay to the leader."""
+    """The Marathon side: a leader emulator running echo tasks, a standby, relays to the leader."""
 
     emulator: MarathonEmulator
     standby: MarathonEmulator
-    relay: Relay
+    relay: Relay  # the sidecar's first --marathon URL
+    standby_relay: Relay  # the standby's way to the leader (its 302 for /v2/events points here)
     client: MarathonClient
+
+    def freeze_streams(self) -> int:
+        """Silence every open event stream, whichever way it reached the leader."""
+        return self.relay.freeze_streams() + self.standby_relay.freeze_streams()
 
     def deploy(self, app: dict[str, Any], timeout: float = 90.0) -> None:
         self.client.create_app(app)

@@ -137,6 +137,28 @@ def snapshot_soon(shared: Shared) -> None:
 # ----------------------------------------------------------------------------- rows
 
 
+def test_a_flip_to_the_standby_url_keeps_routing_and_changes_flowing(
+    shared: Shared, traffic: LoadGenerator
+) -> None:
+    # first row: nothing failed yet, so the sidecar still talks to --marathon #1 (the relay)
+    assert shared.node.daemon.client.urls[0] == shared.cluster.relay.url
+    serving = shared.expected()
+    node = shared.node
+    connects = node.metric("marathon_sidecar_marathon_stream_connects_total")
+    shared.cluster.relay.cut()  # the first --marathon URL is gone; the standby remains
+    answered = hold_through(
+        shared,
+        traffic,
+        lambda: node.metric("marathon_sidecar_marathon_stream_connects_total") > connects,
+        "the stream reconnected through the standby",
+    )
+    assert_no_failure_and_nothing_lost(shared, traffic, answered, serving)
+    flip_one_task_and_see_it(shared)  # learnt through the standby (REST proxied, 302 for events)
+    assert node.daemon.client.urls[0] == shared.cluster.standby.url
+    stats = traffic.stats(shared.port)
+    assert stats.failures == 0, stats.errors[:5]
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_marathon_answering_errors_changes_no_routing(
     shared: Shared, traffic: LoadGenerator, status: int
@@ -210,7 +232,7 @@ def test_a_silent_event_stream_falls_back_to_polling_and_reconnects(
 ) -> None:
     node = shared.node
     connects = node.metric("marathon_sidecar_marathon_stream_connects_total")
-    assert shared.cluster.relay.freeze_streams() >= 1  # open, but not a byte more
+    assert shared.cluster.freeze_streams() >= 1  # open, but not a byte more
     victim = sorted(shared.expected())[0]
     shared.cluster.emulator.set_task_health(victim, False)  # the stream will not tell
     wait_until(
@@ -296,26 +318,6 @@ def test_a_leader_election_that_blanks_health_results_keeps_every_backend(
         "the new leader's blank health results",
     )
     assert_no_failure_and_nothing_lost(shared, traffic, answered, serving)
-
-
-def test_a_flip_to_the_standby_url_keeps_routing_and_changes_flowing(
-    shared: Shared, traffic: LoadGenerator
-) -> None:
-    serving = shared.expected()
-    node = shared.node
-    connects = node.metric("marathon_sidecar_marathon_stream_connects_total")
-    shared.cluster.relay.cut()  # the first --marathon URL is gone; the standby remains
-    answered = hold_through(
-        shared,
-        traffic,
-        lambda: node.metric("marathon_sidecar_marathon_stream_connects_total") > connects,
-        "the stream reconnected through the standby",
-    )
-    assert_no_failure_and_nothing_lost(shared, traffic, answered, serving)
-    flip_one_task_and_see_it(shared)  # learnt through the standby (REST proxied, 302 for events)
-    assert node.daemon.client.urls[0] == shared.cluster.standby.url
-    stats = traffic.stats(shared.port)
-    assert stats.failures == 0, stats.errors[:5]
 
 
 def test_a_burst_of_events_is_coalesced(shared: Shared, traffic: LoadGenerator) -> None:
