@@ -42,6 +42,14 @@ def load() -> Iterator[LoadGenerator]:
         generator.stop()
 
 
+def reports_blocked(node: System, port: int, app_id: str) -> bool:
+    """/health is degraded and a reason names the port or the app left out."""
+    report = node.health()
+    reasons = report.get("reasons", [])
+    named = any(str(port) in r or app_id in r for r in reasons)
+    return bool(named and report.get("status") == "degraded")
+
+
 def remove_app(node: System, app_id: str) -> None:
     node.client.delete_app(app_id)
     wait_until(lambda: node.emu.app(app_id) is None, 30, message=f"{app_id} deleted")
@@ -165,9 +173,9 @@ def test_a_failed_reload_leaves_the_old_config_serving(node: System, load: LoadG
         node.client.create_app(echo_app("/zd/blocked", taken_port, 1))
         wait_until(lambda: len(node.healthy_ids("/zd/blocked")) == 1, 60, message="task up")
         wait_until(
-            lambda: any(str(taken_port) in r for r in node.health().get("reasons", [])),
+            lambda: reports_blocked(node, taken_port, "/zd/blocked"),
             30,
-            message="/health names the port that cannot be bound",
+            message="/health names the port that cannot be bound, or the app left out",
         )
         assert node.health()["status"] == "degraded"
         load.wait_for_requests(served_port, MIN_REQUESTS)
@@ -198,7 +206,7 @@ def test_a_taken_port_does_not_hold_back_server_changes_of_other_apps(node: Syst
         squatter.listen(8)
         node.client.create_app(echo_app("/zd/squatted", taken_port, 1))
         wait_until(
-            lambda: any(str(taken_port) in r for r in node.health().get("reasons", [])),
+            lambda: reports_blocked(node, taken_port, "/zd/squatted"),
             30,
             message="the taken port is reported",
         )
