@@ -1,0 +1,197 @@
+"""The sidecar's status page in headless Chromium, against a real sidecar and HAProxy.
+
+The page loads with its services table; an app deployed in the emulator afterwards appears on
+the page (its app id and service port) once Chromium loads it again; a screenshot is kept as
+``test-artifacts/status-page.png``. The machine endpoints (/health, /metrics, /config,
+/services) answer with their key facts.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from browser_support import (  # noqa: E402
+    PNG_MAGIC,
+    Chromium,
+    Sidecar,
+    StatusPage,
+    parse_status_page,
+    png_size,
+    wait_until,
+)
+
+from marathon_bridge.testing.tasks import echo_server_cmd  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.haproxy, pytest.mark.slow]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SCREENSHOT = ARTIFACTS / "status-page.png"
+SCREEN_WIDTH, SCREEN_HEIGHT = 1280, 900
+
+
+def echo_app(app_id: str, service_port: int, instances: int) -> dict[str, Any]:
+    """A real echo task behind an HTTP health check, on an explicit service port."""
+    return {
+        "id": app_id,
+        "cmd": echo_server_cmd(),
+        "instances": instances,
+        "cpus": 0.01,
+        "mem": 16,
+        "portDefinitions": [{"port": service_port, "protocol": "tcp", "name": "http"}],
+        "labels": {"HAPROXY_0_MODE": "http"},
+        "healthChecks": [
+            {
+                "protocol": "HTTP",
+                "path": "/health",
+                "portIndex": 0,
+                "gracePeriodSeconds": 10,
+                "intervalSeconds": 1,
+                "timeoutSeconds": 1,
+                "maxConsecutiveFailures": 0,
+            }
+        ],
+    }
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports, held open together so the OS hands out different ones."""
+    sockets = []
+    found: list[int] = []
+    try:
+        while len(found) < count:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+            port = int(s.getsockname()[1])
+            if not 31000 <= port <= 32000:  # the emulator's host ports
+                found.append(port)
+    finally:
+        for s in sockets:
+            s.close()
+    return found
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, str, str]:
+    """GET ``url``: (status, body, content type); HTTP errors are answers too."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = resp.read().decode("utf-8")
+            return resp.status, body, resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8"), exc.headers.get("Content-Type", "")
+
+
+def served_ports(sidecar: Sidecar) -> set[int]:
+    status, body, _ = http_get(f"{sidecar.status_url}/services")
+    assert status == 200, body
+    return {int(s["service_port"]) for s in json.loads(body)["services"]}
+
+
+def haproxy_sees_all_up(sidecar: Sidecar, port: int) -> bool:
+    """HAProxy's own view (read every few seconds) has every endpoint of ``port`` up."""
+    services = json.loads(http_get(f"{sidecar.status_url}/services")[1])["services"]
+    service = next((s for s in services if s["service_port"] == port), None)
+    states = [e.get("haproxy") for e in (service or {}).get("endpoints", [])]
+    return bool(states) and all(state == "up" for state in states)
+
+
+@pytest.fixture(scope="module")
+def web(sidecar: Sidecar) -> tuple[str, int]:
+    """An app served before the browser looks: (app id, service port)."""
+    (port,) = free_ports(1)
+    sidecar.deploy(echo_app("/shop/web", port, 2))
+    wait_until(lambda: port in served_ports(sidecar), timeout=60, message="web served")
+    return "/shop/web", port
+
+
+def load_page(chromium: Chromium, sidecar: Sidecar) -> StatusPage:
+    return parse_status_page(chromium.dump_dom(f"{sidecar.status_url}/"))
+
+
+def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot(
+    chromium: Chromium, sidecar: Sidecar, web: tuple[str, int]
+) -> None:
+    web_id, web_port = web
+    page = load_page(chromium, sidecar)
+    assert page.title == "marathon-sidecar"
+    assert page.has_services_table, "no services table in the DOM"
+    assert (str(web_port), web_id) in page.services, page.services
+    assert len(page.task_cells) == 2, page.task_cells
+    assert page.health == "ok"
+    assert page.summary.get("last sync", "never") != "never", page.summary
+    assert "/static/status.css" in page.stylesheets
+    assert page.refresh is not None and page.refresh.strip().isdigit(), page.refresh
+    assert int(page.refresh) > 0
+
+    (api_port,) = free_ports(1)
+    api_id = "/shop/api"
+    assert all(app != api_id for _, app in page.services)
+    sidecar.deploy(echo_app(api_id, api_port, 1))
+
+    seen: dict[str, Optional[StatusPage]] = {"page": None}
+
+    def page_shows_api() -> bool:
+        latest = seen["page"] = load_page(chromium, sidecar)
+        return (str(api_port), api_id) in latest.services
+
+    wait_until(page_shows_api, timeout=120, interval=0.5, message=f"{api_id} on the page")
+    latest = seen["page"]
+    assert latest is not None
+    assert (str(web_port), web_id) in latest.services
+    assert latest.summary.get("services") == "2", latest.summary
+
+    # the picture worth keeping: every endpoint up as HAProxy itself sees it
+    wait_until(lambda: haproxy_sees_all_up(sidecar, web_port), timeout=30, message="web up")
+    wait_until(lambda: haproxy_sees_all_up(sidecar, api_port), timeout=30, message="api up")
+    chromium.screenshot(f"{sidecar.status_url}/", SCREENSHOT, SCREEN_WIDTH, SCREEN_HEIGHT)
+    data = SCREENSHOT.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    assert png_size(data) == (SCREEN_WIDTH, SCREEN_HEIGHT)
+    assert len(data) > 20_000, f"screenshot is only {len(data)} bytes: a blank page?"
+
+
+def test_machine_endpoints_answer_with_their_key_facts(
+    sidecar: Sidecar, web: tuple[str, int]
+) -> None:
+    web_id, web_port = web
+    base = sidecar.status_url
+
+    status, body, ctype = http_get(f"{base}/health")
+    assert (status, ctype) == (200, "application/json"), body
+    assert json.loads(body)["status"] == "ok"
+
+    status, body, ctype = http_get(f"{base}/metrics")
+    assert status == 200 and ctype.startswith("text/plain"), body[:200]
+    assert "marathon_sidecar_haproxy_up 1.0" in body.splitlines()
+
+    status, body, ctype = http_get(f"{base}/config")
+    assert status == 200 and ctype.startswith("text/plain")
+    assert f"127.0.0.1:{web_port}" in body, body[:2000]
+
+    status, body, ctype = http_get(f"{base}/services")
+    assert (status, ctype) == (200, "application/json")
+    services = json.loads(body)["services"]
+    web_entry = next(s for s in services if s["service_port"] == web_port)
+    assert web_entry["app_id"] == web_id
+    assert len(web_entry["endpoints"]) == 2
+
+    status, body, ctype = http_get(f"{base}/")
+    assert status == 200 and ctype.startswith("text/html")
+    assert web_id in body
+
+    status, body, ctype = http_get(f"{base}/static/status.css")
+    assert status == 200 and ctype.startswith("text/css")
+
+    assert http_get(f"{base}/no-such-page")[0] == 404
