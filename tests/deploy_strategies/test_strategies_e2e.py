@@ -16,11 +16,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from marathon_bridge.client import MarathonClient
+from marathon_bridge.deploy import deploy_apps
 from marathon_bridge.strategies import (
     StrategyError,
     blue_green_deploy,
@@ -30,7 +32,9 @@ from marathon_bridge.strategies import (
 )
 from marathon_bridge.testing import MarathonEmulator
 from marathon_bridge.testing.tasks import echo_server_cmd
-from sidecar.daemon import Daemon
+from sidecar.daemon import Daemon, run_dir
+from sidecar.desired import server_name
+from sidecar.haproxy.runtime import RuntimeAPI
 from sidecar.settings import Settings
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
@@ -129,6 +133,15 @@ class Load:
 class Cluster:
     emulator: MarathonEmulator
     client: MarathonClient
+    daemon: Daemon
+    state_dir: str
+
+    def runtime(self) -> RuntimeAPI:
+        return RuntimeAPI(str(Path(run_dir(self.daemon.settings)) / "admin.sock"))
+
+    def reloads(self) -> float:
+        name = "marathon_sidecar_haproxy_reloads_total"
+        return self.daemon.metrics.registry.get_sample_value(name) or 0.0
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +165,7 @@ def cluster(haproxy_bin: str) -> Iterator[Cluster]:
     thread.start()
     client = MarathonClient(emulator.url, timeout=(3.0, 10.0))
     try:
-        yield Cluster(emulator, client)
+        yield Cluster(emulator, client, daemon, state_dir)
     finally:
         daemon.stop()
         thread.join(30)
@@ -326,4 +339,39 @@ def test_interrupted_canary_is_resumed_from_labels_under_load(
     report = resume(cluster.client, "rs.web", drain_delay=1.0, timeout=120)
     assert report.serving == {"/rs/web-green": 2}
     assert serves_only(cluster, load, "/rs/web-green")
+    assert load.failures == [], load.failures
+
+
+def test_weight_label_keeps_a_member_without_traffic_and_needs_no_reload(
+    cluster: Cluster, loaded: Any
+) -> None:
+    shared, alt = free_ports(2)
+    group = {
+        "HAPROXY_DEPLOYMENT_GROUP": "wt",
+        "HAPROXY_0_PORT": str(shared),
+        "HAPROXY_0_MODE": "http",
+    }
+    blue = version("/wt/web-blue", shared, alt, 2)
+    blue["labels"] = {**group, "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-01-01T00:00:00Z"}
+    deploy_apps(cluster.client, [blue], timeout=120)
+    wait_until(lambda: _one_answer(shared) in task_ids(cluster, "/wt/web-blue"), 60, "blue")
+    load = loaded(shared)
+    reloads = cluster.reloads()
+    green = version("/wt/web-green", alt, shared, 2)
+    green["labels"] = {
+        **group,
+        "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-01-02T00:00:00Z",
+        "HAPROXY_DEPLOYMENT_WEIGHT": "0",
+    }
+    deploy_apps(cluster.client, [green], timeout=120)
+    green_tasks = task_ids(cluster, "/wt/web-green")
+
+    def green_in_haproxy_with_weight_0() -> bool:
+        states = cluster.runtime().show_servers_state(f"be_dg_wt_{shared}")
+        weights = {s.name: s.uweight for s in states if s.admin == "ready"}
+        return all(weights.get(server_name(t)) == 0 for t in green_tasks) and len(weights) == 4
+
+    wait_until(green_in_haproxy_with_weight_0, 60, "green servers in HAProxy with weight 0")
+    assert serves_only(cluster, load, "/wt/web-blue")
+    assert cluster.reloads() == reloads
     assert load.failures == [], load.failures
