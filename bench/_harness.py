@@ -462,6 +462,8 @@ class SystemOptions:
     # log file (``<state-dir>/run/haproxy.log``, kept in LOG_KEEP_DIR) through a template that
     # adds logging to the built-in one
     log_errors: bool = False
+    # experiment: extra lines for the template's "defaults" section (e.g. a retry-on policy)
+    extra_defaults: tuple[str, ...] = ()
 
 
 class System:
@@ -548,8 +550,8 @@ class System:
         ):
             args += ["--" + flag.replace("_", "-"), str(v[flag])]
         args += ["--status-listen", f"127.0.0.1:{self.status_port}"]
-        if self.options.log_errors:
-            args += ["--template", self._error_logging_template()]
+        if self.options.log_errors or self.options.extra_defaults:
+            args += ["--template", self._experiment_template()]
         args += ["--log-level", self.options.log_level, "--log-format", "json"]
         log_path = Path(self.state_dir) / "sidecar.log"
         with open(log_path, "ab") as log_file:
@@ -557,17 +559,18 @@ class System:
                 args, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT)
             )
 
-    def _error_logging_template(self) -> str:
-        """The built-in template plus ``log stdout`` and ``option dontlog-normal``."""
+    def _experiment_template(self) -> str:
+        """The built-in template plus error logging (``log stdout``, ``option dontlog-normal``)
+        and/or the extra ``defaults`` lines."""
         from sidecar.render import default_template
 
         text = default_template()
-        text = text.replace("\nglobal\n", "\nglobal\n    log stdout format raw local0\n", 1)
-        text = text.replace(
-            "\ndefaults\n",
-            "\ndefaults\n    log global\n    option httplog\n    option dontlog-normal\n",
-            1,
-        )
+        extra = list(self.options.extra_defaults)
+        if self.options.log_errors:
+            text = text.replace("\nglobal\n", "\nglobal\n    log stdout format raw local0\n", 1)
+            extra += ["log global", "option httplog", "option dontlog-normal"]
+        lines = "".join(f"    {line}\n" for line in extra)
+        text = text.replace("\ndefaults\n", "\ndefaults\n" + lines, 1)
         path = Path(self.state_dir) / "logging.cfg.j2"
         path.write_text(text, encoding="utf-8")
         return str(path)
