@@ -2,8 +2,10 @@
 
 :class:`Chromium` runs one short-lived browser per page load (``--dump-dom`` or ``--screenshot``)
 with a fresh profile, a hard timeout, and its whole process group killed if it overstays.
-``--virtual-time-budget`` is NOT used: with the page's ``<meta http-equiv="refresh">`` virtual
-time never runs out and Chromium reloads the page forever.
+:meth:`Chromium.open_page` keeps one browser on a page for as long as a test needs, to watch
+the page refresh itself. ``--virtual-time-budget`` is NOT used: with the page's
+``<meta http-equiv="refresh">`` virtual time never runs out and Chromium reloads the page
+forever.
 
 :func:`parse_status_page` turns the dumped DOM into plain data (services table rows, health word,
 the refresh period) with the standard library's HTML parser.
@@ -19,6 +21,7 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -84,6 +87,30 @@ class Chromium:
         if not target.is_file():
             raise ChromiumError(f"chromium --screenshot wrote no file at {target}")
         return target
+
+    @contextlib.contextmanager
+    def open_page(self, url: str) -> Iterator[subprocess.Popen[bytes]]:
+        """A browser that keeps ``url`` open (it follows the page's own refresh) until the
+        ``with`` block ends; then its whole process group is killed."""
+        profile = tempfile.mkdtemp(prefix="chr-", dir=self.work_dir)
+        command = [self.binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url]
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.work_dir,
+        )
+        try:
+            yield proc
+            if proc.poll() is not None:
+                raise ChromiumError(f"chromium on {url} exited early with {proc.returncode}")
+        finally:
+            _kill_group(proc)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=self.timeout)
+            shutil.rmtree(profile, ignore_errors=True)
 
     def _run(self, args: list[str]) -> str:
         profile = tempfile.mkdtemp(prefix="chr-", dir=self.work_dir)

@@ -2,13 +2,15 @@
 
 The page loads with its services table; an app deployed in the emulator afterwards appears on
 the page (its app id and service port) once Chromium loads it again; a screenshot is kept as
-``test-artifacts/status-page.png``. The machine endpoints (/health, /metrics, /config,
-/services) answer with their key facts.
+``test-artifacts/status-page.png``. A page left open in Chromium fetches itself again and again
+(its meta refresh), so it picks up a service deployed while it is open. The machine endpoints
+(/health, /metrics, /config, /services) answer with their key facts.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 import urllib.error
@@ -160,6 +162,43 @@ def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot
     assert data.startswith(PNG_MAGIC)
     assert png_size(data) == (SCREEN_WIDTH, SCREEN_HEIGHT)
     assert len(data) > 20_000, f"screenshot is only {len(data)} bytes: a blank page?"
+
+
+def page_fetches(caplog: pytest.LogCaptureFixture) -> int:
+    """How many ``GET /`` the status server answered (it logs each request at debug level)."""
+    return sum(
+        1
+        for record in caplog.records
+        if record.name == "sidecar.status"
+        and str(getattr(record, "request", "")).startswith("GET / ")
+    )
+
+
+def test_an_open_page_refreshes_itself_and_fetches_a_service_deployed_meanwhile(
+    chromium: Chromium,
+    sidecar: Sidecar,
+    web: tuple[str, int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="sidecar.status")
+    url = f"{sidecar.status_url}/"
+    with chromium.open_page(url) as browser:
+        wait_until(lambda: page_fetches(caplog) >= 1, timeout=60, message="first page load")
+        (port,) = free_ports(1)
+        sidecar.deploy(echo_app("/shop/admin", port, 1))
+        wait_until(lambda: port in served_ports(sidecar), timeout=60, message="admin served")
+        served_before = page_fetches(caplog)
+        # nobody but the open browser asks for "/" here: these are its own refreshes, each
+        # rendered after /shop/admin was on the board
+        wait_until(
+            lambda: page_fetches(caplog) >= served_before + 2,
+            timeout=60,
+            interval=0.2,
+            message="the open page fetched itself twice more",
+        )
+        assert browser.poll() is None, "chromium exited instead of staying on the page"
+    status, body, _ = http_get(url)
+    assert status == 200 and "/shop/admin" in body and str(port) in body
 
 
 def test_machine_endpoints_answer_with_their_key_facts(
