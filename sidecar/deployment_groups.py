@@ -118,7 +118,12 @@ def plan_merges(
     by_key: dict[tuple[str, int], list[tuple[str, str, int]]] = {}
     for app_id, index, bind_port in claims:
         if app_id not in members:
-            found, found_problems = membership(apps.get(app_id) or {"id": app_id})
+            app = apps.get(app_id) or {}
+            labels = app.get("labels")
+            if not labels or (GROUP_LABEL not in labels and WEIGHT_LABEL not in labels):
+                members[app_id] = None  # the common case, kept cheap: build_model runs often
+                continue
+            found, found_problems = membership(app)
             members[app_id] = found
             problems.extend(found_problems)
         member = members[app_id]
