@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from marathon_bridge import cli
+from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing import MarathonEmulator
 
 
@@ -119,3 +121,31 @@ def test_bad_canary_steps_are_a_usage_error(
         capsys, "deploy", write(tmp_path, web()), "--strategy", "canary", "--canary-steps", steps
     )
     assert code == 2
+
+
+def test_confirm_no_on_stdin_aborts_back_to_the_old_version(
+    marathon: MarathonEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = ("--marathon", marathon.url, "--drain-delay", "0", "--timeout", "60")
+    assert run(capsys, "deploy", write(tmp_path, web()), "--strategy", "canary", *base)[0] == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    code, _out, err = run(
+        capsys,
+        "deploy",
+        write(tmp_path, web()),
+        "--strategy",
+        "canary",
+        "--canary-steps",
+        "50",
+        "--confirm",
+        *base,
+    )
+    assert code == 1
+    assert "50% reached (1 new, 1 old). Next step? [y/N]" in err
+    assert "aborted at 50%; rolled back" in err
+    with MarathonClient(marathon.url) as client:
+        apps = {a["id"]: a["instances"] for a in client.list_apps()}
+    assert apps == {"/cli/web-blue": 2}
