@@ -219,6 +219,16 @@ class Sidecar:
 
 
 @dataclass
+class TaskRow:
+    """One task's row of the services table."""
+
+    task_id: str
+    row_class: str  # "in" or "out"
+    health: str = ""
+    verdict: str = ""  # the "in rotation / why not" cell
+
+
+@dataclass
 class StatusPage:
     """What the status page shows, read from its DOM."""
 
@@ -228,7 +238,7 @@ class StatusPage:
     stylesheets: list[str] = field(default_factory=list)
     has_services_table: bool = False
     services: list[tuple[str, str]] = field(default_factory=list)  # (port, app id)
-    task_cells: list[str] = field(default_factory=list)
+    tasks: list[TaskRow] = field(default_factory=list)
     summary: dict[str, str] = field(default_factory=dict)  # <dt> text -> <dd> text
 
 
@@ -242,6 +252,8 @@ class _StatusPageParser(HTMLParser):
         self._text: list[str] = []
         self._in_services = False
         self._row_port = ""
+        self._row_class = ""
+        self._cell = 0  # cells after the task cell in the current row
         self._last_dt = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
@@ -260,10 +272,20 @@ class _StatusPageParser(HTMLParser):
             self._start("health")
         elif tag in ("dt", "dd"):
             self._start(tag)
+        elif tag == "tr" and self._in_services:
+            self._row_class, self._cell = attr.get("class", ""), 0
         elif tag == "td" and self._in_services:
-            for name in ("port", "app", "task"):
-                if name in classes:
-                    self._start(name)
+            self._td(classes)
+
+    def _td(self, classes: list[str]) -> None:
+        for name in ("port", "app", "task", "verdict"):
+            if name in classes:
+                self._start(name)
+                return
+        if self.page.tasks and self._cell:
+            self._cell += 1  # address, state, health
+            if self._cell == 4:
+                self._start("task-health")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "table":
@@ -274,6 +296,8 @@ class _StatusPageParser(HTMLParser):
         what, self._capture, self._text = self._capture, None, []
         if what == "title":
             self.page.title = text
+        elif what == "task-health":
+            self.page.tasks[-1].health = text
         elif what == "health":
             self.page.health = text
         elif what == "dt":
@@ -285,7 +309,11 @@ class _StatusPageParser(HTMLParser):
         elif what == "app":
             self.page.services.append((self._row_port, text))
         elif what == "task":
-            self.page.task_cells.append(text)
+            self.page.tasks.append(TaskRow(text, self._row_class))
+            self._cell = 1
+        elif what == "verdict":
+            self.page.tasks[-1].verdict = text
+            self._cell = 0
 
     def handle_data(self, data: str) -> None:
         if self._capture is not None:

@@ -29,6 +29,7 @@ from browser_support import (  # noqa: E402
     Chromium,
     Sidecar,
     StatusPage,
+    TaskRow,
     parse_status_page,
     png_size,
     wait_until,
@@ -130,7 +131,8 @@ def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot
     assert page.title == "marathon-sidecar"
     assert page.has_services_table, "no services table in the DOM"
     assert (str(web_port), web_id) in page.services, page.services
-    assert len(page.task_cells) == 2, page.task_cells
+    assert len(page.tasks) == 2, page.tasks
+    assert all(row.row_class == "in" and row.health == "healthy" for row in page.tasks), page.tasks
     assert page.health == "ok"
     assert page.summary.get("last sync", "never") != "never", page.summary
     assert "/static/status.css" in page.stylesheets
@@ -140,7 +142,7 @@ def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot
     (api_port,) = free_ports(1)
     api_id = "/shop/api"
     assert all(app != api_id for _, app in page.services)
-    sidecar.deploy(echo_app(api_id, api_port, 1))
+    sidecar.deploy(echo_app(api_id, api_port, 2))
 
     seen: dict[str, Optional[StatusPage]] = {"page": None}
 
@@ -154,10 +156,24 @@ def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot
     assert (str(web_port), web_id) in latest.services
     assert latest.summary.get("services") == "2", latest.summary
 
-    # the picture worth keeping: every endpoint up as HAProxy itself sees it
+    # the picture worth keeping: HAProxy's own view, and one task out with its reason
     wait_until(lambda: haproxy_sees_all_up(sidecar, web_port), timeout=30, message="web up")
     wait_until(lambda: haproxy_sees_all_up(sidecar, api_port), timeout=30, message="api up")
-    chromium.screenshot(f"{sidecar.status_url}/", SCREENSHOT, SCREEN_WIDTH, SCREEN_HEIGHT)
+    sick = sorted(t["id"] for t in sidecar.emulator.tasks(api_id, states=["TASK_RUNNING"]))[0]
+    sidecar.emulator.set_task_health(sick, False)
+    try:
+
+        def sick_row() -> Optional[TaskRow]:
+            rows = [r for r in load_page(chromium, sidecar).tasks if r.task_id == sick]
+            return rows[0] if rows and rows[0].row_class == "out" else None
+
+        wait_until(sick_row, timeout=120, interval=0.5, message=f"{sick} shown out of rotation")
+        row = sick_row()
+        assert row is not None and row.health == "unhealthy", row
+        assert row.verdict.startswith("out") and "health" in row.verdict, row.verdict
+        chromium.screenshot(f"{sidecar.status_url}/", SCREENSHOT, SCREEN_WIDTH, SCREEN_HEIGHT)
+    finally:
+        sidecar.emulator.set_task_health(sick, True)
     data = SCREENSHOT.read_bytes()
     assert data.startswith(PNG_MAGIC)
     assert png_size(data) == (SCREEN_WIDTH, SCREEN_HEIGHT)
