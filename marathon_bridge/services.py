@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 App = Mapping[str, Any]
 Task = Mapping[str, Any]
@@ -26,6 +29,7 @@ TaskPredicate = Callable[[App, Task], bool]
 HOST = "host"
 BRIDGE = "container/bridge"
 CONTAINER = "container"
+_MODES = (HOST, BRIDGE, CONTAINER)
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,9 @@ def network_mode(app: App) -> str:
     """
     networks = app.get("networks")
     if isinstance(networks, list) and networks:
-        first = networks[0] if isinstance(networks[0], Mapping) else {}
+        first = networks[0] if _is_mapping(networks[0]) else {}
         mode = first.get("mode") or CONTAINER
-        return mode if mode in (HOST, BRIDGE, CONTAINER) else CONTAINER
+        return mode if mode in _MODES else CONTAINER
     docker_network = str(_docker(app).get("network") or "").upper()
     if docker_network == "BRIDGE":
         return BRIDGE
@@ -87,18 +91,23 @@ def network_mode(app: App) -> str:
         return CONTAINER
     if docker_network == "HOST":
         return HOST
-    if isinstance(app.get("ipAddress"), Mapping):
+    if _is_mapping(app.get("ipAddress")):
         return CONTAINER
     return HOST
 
 
 def port_specs(app: App) -> list[PortSpec]:
     """The app's ports in ``portIndex`` order; ``service_port`` 0 means not assigned (yet)."""
-    if network_mode(app) == HOST:
+    return port_specs_in_mode(app, network_mode(app))
+
+
+def port_specs_in_mode(app: App, mode: str) -> list[PortSpec]:
+    """:func:`port_specs` when the caller already knows ``network_mode(app)``."""
+    if mode == HOST:
         return _host_port_specs(app)
     mappings = _port_mappings(app)
     if mappings is not None:
-        return [_mapping_spec(i, m, network_mode(app)) for i, m in enumerate(mappings)]
+        return [_mapping_spec(i, m, mode) for i, m in enumerate(mappings)]
     return _discovery_port_specs(app)
 
 
@@ -231,20 +240,23 @@ def _host_port_specs(app: App) -> list[PortSpec]:
 
 
 def _definition_spec(index: int, definition: Any, require_ports: bool) -> PortSpec:
-    d = definition if isinstance(definition, Mapping) else {}
+    d = definition if _is_mapping(definition) else {}
     port = _as_int(d.get("port")) or 0
+    protocol = d.get("protocol") or "tcp"
+    name = d.get("name") or ""
     return PortSpec(
-        index=index,
-        service_port=port,
-        protocol=str(d.get("protocol") or "tcp"),
-        name=str(d.get("name") or ""),
-        labels=_str_map(d.get("labels")),
-        host_port=port if require_ports else None,
+        index,
+        port,
+        protocol if type(protocol) is str else str(protocol),
+        name if type(name) is str else str(name),
+        _str_map(d.get("labels")),
+        None,
+        port if require_ports else None,
     )
 
 
 def _mapping_spec(index: int, mapping: Any, mode: str) -> PortSpec:
-    m = mapping if isinstance(mapping, Mapping) else {}
+    m = mapping if _is_mapping(mapping) else {}
     host_port = _as_int(m.get("hostPort"))
     if host_port is None and mode == BRIDGE:
         host_port = 0  # bridge mode always allocates a host port (Marathon normalizes to 0)
@@ -286,7 +298,7 @@ def _discovery_port_specs(app: App) -> list[PortSpec]:
 
 def _port_mappings(app: App) -> Optional[list[Any]]:
     container = app.get("container")
-    if isinstance(container, Mapping) and isinstance(container.get("portMappings"), list):
+    if _is_mapping(container) and isinstance(container.get("portMappings"), list):
         return list(container["portMappings"])
     legacy = _docker(app).get("portMappings")
     return list(legacy) if isinstance(legacy, list) else None
@@ -294,20 +306,27 @@ def _port_mappings(app: App) -> Optional[list[Any]]:
 
 def _docker(app: App) -> Mapping[str, Any]:
     container = app.get("container")
-    docker = container.get("docker") if isinstance(container, Mapping) else None
-    return docker if isinstance(docker, Mapping) else {}
+    docker = container.get("docker") if _is_mapping(container) else None
+    return docker if _is_mapping(docker) else {}
 
 
 def _str_map(value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
+    if value is None or not _is_mapping(value):
         return {}
     return {str(k): str(v) for k, v in value.items()}
 
 
 def _as_int(value: Any) -> Optional[int]:
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return int(value)
+
+
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, without the ABC check for plain dicts (the usual case)."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _int_list(value: Any) -> list[Optional[int]]:

@@ -11,21 +11,25 @@ members of fixed sets, host names and paths passed the grammars in :mod:`sidecar
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any, Callable, NamedTuple, Optional
 
-from marathon_bridge.services import CONTAINER, PortSpec, network_mode, port_specs
+from marathon_bridge.services import CONTAINER, PortSpec, network_mode, port_specs_in_mode
 from sidecar.deployment_groups import merge_servers, plan_merges
 from sidecar.labels import (
     AppOptions,
+    LabelMemo,
     LabelProblem,
     PortOptions,
     ip_literal,
     is_check_path,
-    parse_app_labels,
+    parse_app_labels_memo,
 )
 from sidecar.model import ClusterState
 from sidecar.selection import classify_tasks
@@ -387,7 +391,34 @@ def build_model(
     Pure: the same inputs give the same model. ``resolve(host) -> ip | None`` turns agent host
     names into addresses (IP literals pass through); a server whose host does not resolve is left
     out, never the whole config. ``cache`` (optional) only makes repeated builds faster.
+
+    The cyclic garbage collector is paused during the build: it allocates hundreds of thousands
+    of acyclic objects, and collections triggered by them would traverse the whole state each
+    time (the time of a 10k-app build grew faster than the app count because of this).
     """
+    with _collector_paused():
+        return _build_model(state, settings, previously_in, resolve, cache)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Disable the cyclic GC for the block; restore the previous setting afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _build_model(
+    state: ClusterState,
+    settings: RenderSettings,
+    previously_in: frozenset[str],
+    resolve: Optional[Resolver],
+    cache: Optional[BuildCache],
+) -> HAProxyModel:
     lookup: Resolver = resolve if resolve is not None else (lambda _host: None)
     if cache is not None:
         cache._start(settings)
@@ -395,13 +426,15 @@ def build_model(
     skipped: list[SkippedApp] = []
     problems: list[LabelProblem] = []
     candidates: list[_Candidate] = []
+    context = _BuildContext(settings)
+    no_prev: frozenset[str] = frozenset()
     for app_id in sorted(state.apps):
         app = state.apps[app_id]
         tasks = state.app_tasks(app_id)
-        prev = frozenset(t for t in tasks if t in previously_in) if previously_in else frozenset()
+        prev = frozenset(t for t in tasks if t in previously_in) if previously_in else no_prev
         entry = cache._get(app_id, app, tasks, prev) if cache is not None else None
         if entry is None:
-            entry = _app_entry(app_id, app, tasks, prev, settings)
+            entry = _app_entry(app_id, app, tasks, prev, context)
         entries[app_id] = entry
         candidates.extend(entry.candidates)
         skipped.extend(entry.skipped)
@@ -460,11 +493,34 @@ def build_model(
     if cache is not None:
         cache._resolved = dict(addresses.known)
     return HAProxyModel(
-        frontends=tuple(sorted(frontends, key=lambda f: (f.port, f.name))),
-        backends=tuple(sorted(backends, key=lambda b: b.name)),
+        frontends=tuple(sorted(frontends, key=_FRONTEND_ORDER)),
+        backends=tuple(sorted(backends, key=_BACKEND_ORDER)),
         skipped=tuple(sorted(skipped, key=_skip_key)),
         problems=tuple(sorted(problems, key=lambda p: (p.app_id, p.label, p.reason))),
     )
+
+
+_FRONTEND_ORDER = attrgetter("port", "name")
+_BACKEND_ORDER = attrgetter("name")
+
+
+class _BuildContext:
+    """What one build derives from the settings once, instead of once per app."""
+
+    __slots__ = ("allowed_binds", "group_filter", "label_memo", "reserved", "settings")
+
+    def __init__(self, settings: RenderSettings) -> None:
+        self.settings = settings
+        wanted = set(settings.groups)
+        # None: every group is served (no --group, or "*")
+        self.group_filter: Optional[set[str]] = wanted if wanted and "*" not in wanted else None
+        self.reserved = set(settings.reserved_ports)
+        if settings.vhost_port is not None:
+            self.reserved.add(settings.vhost_port)
+        self.allowed_binds = {
+            ip_literal(a) for a in (*settings.bind_addrs, *settings.label_bind_addrs)
+        }
+        self.label_memo: LabelMemo = {}
 
 
 def _app_entry(
@@ -472,11 +528,11 @@ def _app_entry(
     app: Mapping[str, Any],
     tasks: Mapping[str, Mapping[str, Any]],
     prev: frozenset[str],
-    settings: RenderSettings,
+    context: _BuildContext,
 ) -> _AppEntry:
     skipped: list[SkippedApp] = []
     problems: list[LabelProblem] = []
-    candidates = _app_candidates(app_id, app, settings, skipped, problems)
+    candidates = _app_candidates(app_id, app, context, skipped, problems)
     verdicts = classify_tasks(app, tasks.values(), prev) if candidates else []
     return _AppEntry(app, tasks, prev, candidates, skipped, problems, verdicts)
 
@@ -488,29 +544,31 @@ def _skip_key(s: SkippedApp) -> tuple[str, int, str, str]:
 def _app_candidates(
     app_id: str,
     app: Mapping[str, Any],
-    settings: RenderSettings,
+    context: _BuildContext,
     skipped: list[SkippedApp],
     problems: list[LabelProblem],
 ) -> list[_Candidate]:
-    options, label_problems = parse_app_labels(app)
-    problems.extend(label_problems)
+    options, label_problems = parse_app_labels_memo(app, context.label_memo)
+    if label_problems:
+        problems.extend(label_problems)
     if options is None:
         skipped.append(SkippedApp(app_id, "app labels cannot be used"))
         return []
     try:
-        specs = port_specs(app)
+        mode = network_mode(app)
+        specs = port_specs_in_mode(app, mode)
     except Exception:  # a definition Marathon would not produce; leave the app out
         skipped.append(SkippedApp(app_id, "app ports cannot be read"))
         return []
-    indexes = {s.index for s in specs}
-    for index in sorted(set(options.ports) - indexes):
-        problems.append(
-            LabelProblem(app_id, f"HAPROXY_{index}_*", "the app has no port with this index")
-        )
-    slots = _host_slots(app, specs)
+    if options.ports:
+        indexes = {s.index for s in specs}
+        for index in sorted(set(options.ports) - indexes):
+            problems.append(
+                LabelProblem(app_id, f"HAPROXY_{index}_*", "the app has no port with this index")
+            )
     out = []
-    for spec in specs:
-        cand = _candidate(app_id, spec, slots[spec.index], options, settings, skipped, problems)
+    for spec, host_slot in zip(specs, _slots_in_mode(mode, specs)):
+        cand = _candidate(app_id, spec, host_slot, options, context, skipped, problems)
         if cand is not None:
             out.append(cand)
     return out
@@ -523,15 +581,21 @@ def _host_slots(app: Mapping[str, Any], specs: list[PortSpec]) -> dict[int, Opti
     The same rule as ``marathon_bridge.services.task_endpoints``, computed once per app instead of
     once per task (tests/sidecar_core checks both agree).
     """
-    container = network_mode(app) == CONTAINER
-    slots: dict[int, Optional[int]] = {}
+    return {spec.index: slot for spec, slot in zip(specs, _slots_in_mode(network_mode(app), specs))}
+
+
+def _slots_in_mode(mode: str, specs: list[PortSpec]) -> list[Optional[int]]:
+    """:func:`_host_slots` in port order, for an app whose network mode is known."""
+    if mode != CONTAINER:
+        return list(range(len(specs)))
+    slots: list[Optional[int]] = []
     slot = 0
     for spec in specs:
-        if not container or spec.host_port is not None:
-            slots[spec.index] = slot
+        if spec.host_port is not None:
+            slots.append(slot)
             slot += 1
         else:
-            slots[spec.index] = None
+            slots.append(None)
     return slots
 
 
@@ -575,45 +639,41 @@ def _candidate(
     spec: PortSpec,
     host_slot: Optional[int],
     options: AppOptions,
-    settings: RenderSettings,
+    context: _BuildContext,
     skipped: list[SkippedApp],
     problems: list[LabelProblem],
 ) -> Optional[_Candidate]:
     service_port = spec.service_port
     if not isinstance(service_port, int) or not 0 < service_port <= 65535:
         return None  # no service port (yet): nothing to bind
-    opts = options.port(spec.index)
-
-    def skip(reason: str) -> None:
-        skipped.append(SkippedApp(app_id, reason, spec.index))
-
-    protocols = str(spec.protocol).lower().split(",")
-    if "tcp" not in protocols:
-        skip("only tcp ports are proxied")
+    index = spec.index
+    opts = options.port(index)
+    protocol = spec.protocol
+    if protocol != "tcp" and "tcp" not in str(protocol).lower().split(","):
+        skipped.append(SkippedApp(app_id, "only tcp ports are proxied", index))
         return None
     if opts.skip_reason:
-        skip(opts.skip_reason)
+        skipped.append(SkippedApp(app_id, opts.skip_reason, index))
         return None
     if not opts.enabled:
-        skip("disabled by HAPROXY_{n}_ENABLED")
+        skipped.append(SkippedApp(app_id, "disabled by HAPROXY_{n}_ENABLED", index))
         return None
-    wanted = set(settings.groups)
-    if wanted and "*" not in wanted and not set(options.port_groups(spec.index)) & wanted:
+    wanted = context.group_filter
+    if wanted is not None and wanted.isdisjoint(options.port_groups(index)):
         return None  # another sidecar's group: not a problem, not reported
     bind_port = opts.bind_port or service_port
-    if bind_port in settings.reserved_ports or bind_port == settings.vhost_port:
-        skip("port is reserved by the sidecar")
+    if bind_port in context.reserved:
+        skipped.append(SkippedApp(app_id, "port is reserved by the sidecar", index))
         return None
-    binds = settings.bind_addrs
+    binds = context.settings.bind_addrs
     if opts.bind_addr is not None:
-        allowed = {ip_literal(a) for a in (*settings.bind_addrs, *settings.label_bind_addrs)}
-        if opts.bind_addr in allowed:
+        if opts.bind_addr in context.allowed_binds:
             binds = (opts.bind_addr,)
         else:
             problems.append(
                 LabelProblem(
                     app_id,
-                    f"HAPROXY_{spec.index}_BIND_ADDR",
+                    f"HAPROXY_{index}_BIND_ADDR",
                     "address not allowed by the sidecar settings; default binds used",
                 )
             )
@@ -679,6 +739,7 @@ def _servers(
     index = cand.spec.index
     host_slot, container_port = cand.host_slot, cand.spec.container_port
     known = addresses.known
+    tasks = entry.tasks
     for task_id, rotation, draining, _reason in entry.verdicts:
         if rotation:
             state = "ready"
@@ -686,13 +747,23 @@ def _servers(
             state = "drain"
         else:
             continue
-        where = task_address(entry.tasks[task_id], host_slot, container_port)
-        if where is None:
-            skipped.append(
-                SkippedApp(cand.app_id, "task has no address for this port", index, task_id)
-            )
-            continue
-        host = where[0]
+        task = tasks[task_id]
+        # the usual case of task_address() (a host name and an int host port), without the call
+        host: Any = None
+        port: Any = None
+        if host_slot is not None:
+            host = task.get("host")
+            ports = task.get("ports")
+            if type(ports) is list and host_slot < len(ports):
+                port = ports[host_slot]
+        if not (host and type(host) is str and type(port) is int and 0 < port < 65536):
+            where = task_address(task, host_slot, container_port)
+            if where is None:
+                skipped.append(
+                    SkippedApp(cand.app_id, "task has no address for this port", index, task_id)
+                )
+                continue
+            host, port = where
         address = known[host] if host in known else addresses.get(host)
         hosts[host] = address
         if address is None:
@@ -708,7 +779,7 @@ def _servers(
             name = server_name(task_id)
         if name in servers:
             name = safe_name(f"{name}-{_short_hash(task_id, 40)}", 128)
-        servers[name] = ServerSpec(name, address, where[1], task_id, 1, state, check)
+        servers[name] = ServerSpec(name, address, port, task_id, 1, state, check)
     return tuple(servers[n] for n in sorted(servers))
 
 

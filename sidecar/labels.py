@@ -260,64 +260,105 @@ def parse_app_labels(app: Mapping[str, Any]) -> tuple[Optional[AppOptions], list
 
     Returns ``None`` as options when the app cannot be served at all (no usable id).
     """
-    app_id = app.get("id") if isinstance(app, Mapping) else None
+    return parse_app_labels_memo(app, None)
+
+
+# The labels of an app (items in order) -> what they parse to, minus the app id.
+LabelMemo = dict[Any, "_ParsedLabels"]
+
+
+def parse_app_labels_memo(
+    app: Mapping[str, Any], memo: Optional[LabelMemo]
+) -> tuple[Optional[AppOptions], list[LabelProblem]]:
+    """:func:`parse_app_labels`, reusing the parse of equal label sets through ``memo``.
+
+    Parsing depends on the labels only (the app id is just copied into the results), so apps with
+    the same labels (the same items in the same order) share one parse. ``memo`` is a dict the
+    caller owns (e.g. one per :func:`sidecar.desired.build_model` call); ``None``: no memo.
+    """
+    app_id = app.get("id") if _is_mapping(app) else None
     if not isinstance(app_id, str) or not app_id:
         return None, [LabelProblem("", "id", "app has no usable id")]
     raw = app.get("labels")
-    labels: Mapping[Any, Any] = raw if isinstance(raw, Mapping) else {}
-    problems: list[LabelProblem] = []
+    if not raw or not _is_mapping(raw):
+        return AppOptions(app_id, (), {}), []
+    parsed: Optional[_ParsedLabels] = None
+    key: Any = None
+    if memo is not None:
+        try:
+            key = tuple(raw.items())
+            parsed = memo.get(key)
+        except TypeError:  # an unhashable value (not from Marathon): parse it every time
+            key = None
+    if parsed is None:
+        parsed = _parse_labels(raw)
+        if key is not None and memo is not None:
+            memo[key] = parsed
+    groups, ports, found = parsed
+    problems = [LabelProblem(app_id, label, reason) for label, reason in found]
+    return AppOptions(app_id, groups, dict(ports)), problems
+
+
+# (groups, per-port options, (label, reason) of each problem)
+_ParsedLabels = tuple[tuple[str, ...], dict[int, "PortOptions"], tuple[tuple[str, str], ...]]
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _parse_labels(labels: Mapping[Any, Any]) -> _ParsedLabels:
+    problems: list[tuple[str, str]] = []
     groups: tuple[str, ...] = ()
     per_port: dict[int, dict[str, Any]] = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not key.startswith("HAPROXY_"):
             continue  # not ours: ignored silently
         if key in _APP_SPECS:
-            parsed = _parse_value(app_id, key, "GROUP", value, problems)
+            parsed = _parse_value(key, "GROUP", value, problems)
             if parsed is not None:
                 groups = parsed
             continue
         if key in DEPLOYMENT_LABELS:
             continue  # checked by sidecar.deployment_groups
         if key in _NOT_HONORED_APP:
-            problems.append(LabelProblem(app_id, key, NOT_HONORED_REASON))
+            problems.append((key, NOT_HONORED_REASON))
             continue
         match = _PORT_KEY_RE.fullmatch(key)
         if match is None:
-            problems.append(LabelProblem(app_id, key, RAW_TEMPLATE_REASON))
+            problems.append((key, RAW_TEMPLATE_REASON))
             continue
         index, suffix = int(match.group(1)), match.group(2)
         if suffix in _NOT_HONORED_PORT:
-            problems.append(LabelProblem(app_id, key, NOT_HONORED_REASON))
+            problems.append((key, NOT_HONORED_REASON))
             continue
         if suffix not in _PORT_SPECS:
-            problems.append(LabelProblem(app_id, key, RAW_TEMPLATE_REASON))
+            problems.append((key, RAW_TEMPLATE_REASON))
             continue
         if index > MAX_PORT_INDEX:
-            problems.append(LabelProblem(app_id, key, "port index out of range"))
+            problems.append((key, "port index out of range"))
             continue
-        parsed = _parse_value(app_id, key, suffix, value, problems)
+        parsed = _parse_value(key, suffix, value, problems)
         if parsed is not None:
             per_port.setdefault(index, {})[suffix] = parsed
         elif suffix == "PORT":
             per_port.setdefault(index, {})["_skip"] = "bad HAPROXY_{n}_PORT label"
-    ports = {i: _port_options(app_id, i, raw_opts, problems) for i, raw_opts in per_port.items()}
-    return AppOptions(app_id=app_id, groups=groups, ports=ports), problems
+    ports = {i: _port_options(i, raw_opts, problems) for i, raw_opts in per_port.items()}
+    return groups, ports, tuple(problems)
 
 
-def _parse_value(
-    app_id: str, key: str, suffix: str, value: Any, problems: list[LabelProblem]
-) -> Any:
+def _parse_value(key: str, suffix: str, value: Any, problems: list[tuple[str, str]]) -> Any:
     try:
         if not isinstance(value, str):
             raise _Bad("value is not a string")
         return _PARSERS[suffix](value)
     except _Bad as bad:
-        problems.append(LabelProblem(app_id, key, str(bad)))
+        problems.append((key, str(bad)))
         return None
 
 
 def _port_options(
-    app_id: str, index: int, opts: Mapping[str, Any], problems: list[LabelProblem]
+    index: int, opts: Mapping[str, Any], problems: list[tuple[str, str]]
 ) -> PortOptions:
     def key(suffix: str) -> str:
         return f"HAPROXY_{index}_{suffix}"
@@ -325,19 +366,19 @@ def _port_options(
     vhosts: tuple[str, ...] = opts.get("VHOST", ())
     mode = opts.get("MODE") or ("http" if vhosts else "tcp")
     if vhosts and mode != "http":
-        problems.append(LabelProblem(app_id, key("VHOST"), "vhost routing needs http mode"))
+        problems.append((key("VHOST"), "vhost routing needs http mode"))
         vhosts = ()
     balance = opts.get("BALANCE", "roundrobin")
     if balance in HTTP_ONLY_BALANCES and mode != "http":
-        problems.append(LabelProblem(app_id, key("BALANCE"), "algorithm needs http mode"))
+        problems.append((key("BALANCE"), "algorithm needs http mode"))
         balance = "roundrobin"
     sticky = bool(opts.get("STICKY", False))
     if sticky and mode != "http":
-        problems.append(LabelProblem(app_id, key("STICKY"), "sticky sessions need http mode"))
+        problems.append((key("STICKY"), "sticky sessions need http mode"))
         sticky = False
     path = opts.get("PATH", "")
     if path and not vhosts:
-        problems.append(LabelProblem(app_id, key("PATH"), "a path prefix needs HAPROXY_{n}_VHOST"))
+        problems.append((key("PATH"), "a path prefix needs HAPROXY_{n}_VHOST"))
         path = ""
     health = HealthOptions(active=True) if opts.get("HEALTHCHECK") else None
     return PortOptions(

@@ -64,10 +64,14 @@ def classify_tasks(
     checked = has_health_checks(app)
     out = []
     for task in tasks:
-        if not isinstance(task, Mapping):
+        if type(task) is not dict and not isinstance(task, Mapping):
             continue
         task_id = task.get("id")
-        if isinstance(task_id, str) and task_id:
+        if not task_id or not isinstance(task_id, str):
+            continue
+        if not checked and task.get("state") == "TASK_RUNNING":
+            out.append((task_id, True, False, IN_RUNNING))  # the usual case of _classify()
+        else:
             out.append(_classify(app, task, task_id, checked, previously_in))
     out.sort()
     return out
