@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any, Callable, Optional
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sidecar.desired import (
     BackendSpec,
@@ -39,8 +40,9 @@ def default_template() -> str:
 
 @lru_cache(maxsize=8)
 def _compile(template_text: str) -> jinja2.Template:
-    env = jinja2.Environment(
-        autoescape=False,  # noqa: S701 - every value is derived and checked (module docstring)
+    # sandboxed: a user template (--template) must not reach Python internals or files
+    env = ImmutableSandboxedEnvironment(
+        autoescape=False,  # every value is derived and checked (module docstring)
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

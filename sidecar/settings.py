@@ -32,7 +32,7 @@ class SettingsError(MarathonBridgeError):
 class Settings:
     """Everything the daemon needs to know, parsed and checked."""
 
-    marathon_urls: tuple[str, ...] = ()
+    marathon_urls: tuple[str, ...] = field(default=(), repr=False)  # may hold user:pass@
     user: Optional[str] = None
     password: Optional[str] = field(default=None, repr=False)
     token: Optional[str] = field(default=None, repr=False)
