@@ -162,14 +162,17 @@ def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot
     sick = sorted(t["id"] for t in sidecar.emulator.tasks(api_id, states=["TASK_RUNNING"]))[0]
     sidecar.emulator.set_task_health(sick, False)
     try:
+        out_row: dict[str, TaskRow] = {}
 
-        def sick_row() -> Optional[TaskRow]:
-            rows = [r for r in load_page(chromium, sidecar).tasks if r.task_id == sick]
-            return rows[0] if rows and rows[0].row_class == "out" else None
+        def sick_row_is_out() -> bool:
+            for row in load_page(chromium, sidecar).tasks:
+                if row.task_id == sick and row.row_class == "out":
+                    out_row["row"] = row
+            return "row" in out_row
 
-        wait_until(sick_row, timeout=120, interval=0.5, message=f"{sick} shown out of rotation")
-        row = sick_row()
-        assert row is not None and row.health == "unhealthy", row
+        wait_until(sick_row_is_out, timeout=120, interval=0.5, message=f"{sick} shown out")
+        row = out_row["row"]
+        assert row.health == "unhealthy", row
         assert row.verdict.startswith("out") and "health" in row.verdict, row.verdict
         chromium.screenshot(f"{sidecar.status_url}/", SCREENSHOT, SCREEN_WIDTH, SCREEN_HEIGHT)
     finally:
