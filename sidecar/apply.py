@@ -19,7 +19,10 @@ Decision per call of :meth:`Applier.apply`:
   model. Any unexpected runtime failure falls back to a validated reload.
 * **listeners changed** (or first start, or a backend whose balance algorithm cannot take dynamic
   servers gets a new one): render, write a candidate next to the target, ``haproxy -c`` it; check
-  every *new* listening port is free (a taken port breaks a reload for every port for ~2 s);
+  every *new* listening port is free (a taken port breaks a reload for every port for ~2 s):
+  frontends whose port another process holds are left out with the apps behind them (listed
+  as skipped, ``waiting_for_ports`` set so the daemon applies again later), and the rest goes on
+  (through the runtime API when nothing else needs a reload);
   dump ``show servers state`` to the server-state file; rename the candidate into place; reload
   through the master CLI and confirm the new worker. A reload never starts while the previous one
   is unconfirmed. When HAProxy refuses the config, the running one stays; the apps behind the
@@ -43,7 +46,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Union
 
@@ -69,6 +72,7 @@ DYNAMIC_BALANCE = frozenset({"roundrobin", "leastconn", "first", "random", "sour
 MAX_MAPPING_ROUNDS = 5
 MAX_VALIDATIONS = 48
 RENDER_SERVER_DRAIN = "drain"
+PORT_SKIP_REASON = "its service port cannot be bound"
 
 Renderer = Callable[[HAProxyModel], str]
 ServerOptions = Callable[[BackendSpec, ServerSpec], Union[str, Sequence[str]]]
@@ -88,7 +92,8 @@ class ApplyResult:
     started: bool = False
     runtime_ops: int = 0
     config_written: bool = False
-    skipped: tuple[SkippedApp, ...] = ()  # apps left out because HAProxy refused their config
+    skipped: tuple[SkippedApp, ...] = ()  # apps left out: HAProxy refused them, or port taken
+    waiting_for_ports: tuple[str, ...] = ()  # taken ports of apps left out: apply again later
     error: str = ""
     new_worker_pid: Optional[int] = None
     validations: int = 0
@@ -227,6 +232,41 @@ def without_apps(model: HAProxyModel, drop: Iterable[str], reason: str = "") -> 
     if reason:
         skipped += tuple(SkippedApp(app_id=a, reason=reason) for a in sorted(dropped))
     return replace(model, frontends=tuple(frontends), backends=backends, skipped=skipped)
+
+
+def frontend_backends(frontend: FrontendSpec) -> set[str]:
+    """The backends a frontend sends traffic to."""
+    names = {r.backend for r in frontend.routes}
+    if frontend.default_backend:
+        names.add(frontend.default_backend)
+    return names
+
+
+def without_frontends(model: HAProxyModel, blocked: Mapping[str, str]) -> HAProxyModel:
+    """The model without the frontends in ``blocked`` (name -> why it cannot listen).
+
+    Backends only those frontends served go too; every app that lost a route is listed in
+    ``skipped`` with the reason, like an app HAProxy refused.
+    """
+    if not blocked:
+        return model
+    frontends = tuple(fe for fe in model.frontends if fe.name not in blocked)
+    still_served = {name for fe in frontends for name in frontend_backends(fe)}
+    lost: dict[str, str] = {}  # backend -> reason
+    for fe in model.frontends:
+        if fe.name in blocked:
+            for name in sorted(frontend_backends(fe)):
+                lost.setdefault(name, blocked[fe.name])
+    backends = tuple(b for b in model.backends if b.name not in lost or b.name in still_served)
+    reasons: dict[str, str] = {}
+    for b in model.backends:
+        if b.name in lost:
+            reasons.setdefault(b.app_id, lost[b.name])
+    skipped = tuple(
+        SkippedApp(app_id=app, reason=f"{PORT_SKIP_REASON}: {reason}")
+        for app, reason in sorted(reasons.items())
+    )
+    return replace(model, frontends=frontends, backends=backends, skipped=model.skipped + skipped)
 
 
 def only_apps(model: HAProxyModel, keep: Iterable[str]) -> HAProxyModel:
@@ -705,17 +745,33 @@ class Applier:
     # -- reload path
 
     def _reload(self, model: HAProxyModel) -> ApplyResult:
+        if not self.haproxy.running():
+            stop_leftover = getattr(self.haproxy, "stop_leftover", None)
+            if callable(stop_leftover):
+                stop_leftover()  # a master of an earlier run would hold our ports
+        model, port_skips, waiting = self._leave_out_taken_ports(model)
+        if port_skips and self._runs_listeners_of(model):
+            # only the blocked listeners were new: the rest goes through the runtime API
+            result = self._apply_runtime(model, fallback=False)
+            if result.ok:
+                return replace(result, skipped=port_skips, waiting_for_ports=waiting)
         accepted, skipped, text, candidate, error, validations = self._validated(model)
+        skipped = port_skips + skipped
         if candidate is None or text is None or accepted is None:
             self.counters.validation_failures += 1
-            return ApplyResult(False, "failed", error=error, validations=validations)
+            return ApplyResult(
+                False, "failed", error=error, validations=validations, waiting_for_ports=waiting
+            )
         try:
             if skipped and self._runs_listeners_of(accepted):
                 # the apps at fault were left out and the rest has the running listeners
                 result = self._apply_runtime(accepted, fallback=False)
                 if result.ok:
-                    return replace(result, skipped=skipped, validations=validations)
-            return self._swap_and_reload(accepted, skipped, text, candidate, validations)
+                    return replace(
+                        result, skipped=skipped, validations=validations, waiting_for_ports=waiting
+                    )
+            result = self._swap_and_reload(accepted, skipped, text, candidate, validations)
+            return replace(result, waiting_for_ports=waiting)
         finally:
             if os.path.exists(candidate):
                 os.unlink(candidate)
@@ -746,11 +802,7 @@ class Applier:
                 validations=validations,
                 error=f"this config failed to load recently: {failed[2]}",
             )
-        if not running:
-            stop_leftover = getattr(self.haproxy, "stop_leftover", None)
-            if callable(stop_leftover):
-                stop_leftover()  # a master of an earlier run would hold our ports
-        problems = self._new_port_problems(model, running)
+        problems = self._new_port_problems(model, running)  # taken since the check in _reload
         if problems:
             self.counters.refused_ports += 1
             return ApplyResult(
@@ -836,20 +888,60 @@ class Applier:
         self._running_signature = None  # unknown outcome: converge with a fresh reload
         return True
 
-    def _new_port_problems(self, model: HAProxyModel, running: bool) -> list[str]:
-        if not self.check_ports:
-            return []
+    def _known_binds(self, running: bool) -> frozenset[tuple[str, int]]:
         # ports HAProxy serves already are no news; after HAProxy died they may still be held
         # for a moment by its exiting workers, and a restart shares them (SO_REUSEPORT)
         current = self._running_binds
         if current is None:
             current = binds_in_config(self._read_config() or "") if running else frozenset()
+        return current
+
+    def _new_port_problems(self, model: HAProxyModel, running: bool) -> list[str]:
+        if not self.check_ports:
+            return []
+        current = self._known_binds(running)
         problems = []
         for host, port in sorted(model_binds(model) - current):
             problem = port_problem(host, port)
             if problem:
                 problems.append(problem)
         return problems
+
+    def _leave_out_taken_ports(
+        self, model: HAProxyModel
+    ) -> tuple[HAProxyModel, tuple[SkippedApp, ...], tuple[str, ...]]:
+        """The model without the new frontends whose ports another process holds.
+
+        A taken port would fail the whole reload (every port for ~2 s), so only those
+        frontends (and the apps behind them) wait; the daemon applies again later.
+        Returns (model, apps left out, the problems).
+        """
+        if not self.check_ports:
+            return model, (), ()
+        current = self._known_binds(self.haproxy.running())
+        checked: dict[tuple[str, int], Optional[str]] = {}
+        blocked: dict[str, str] = {}
+        for fe in model.frontends:
+            for endpoint in bind_endpoints(fe):
+                if endpoint in current:
+                    continue
+                if endpoint not in checked:
+                    checked[endpoint] = port_problem(*endpoint)
+                problem = checked[endpoint]
+                if problem:
+                    blocked[fe.name] = problem
+                    break
+        if not blocked:
+            return model, (), ()
+        self.counters.refused_ports += 1
+        reduced = without_frontends(model, blocked)
+        skipped = reduced.skipped[len(model.skipped) :]
+        problems = tuple(sorted(set(blocked.values())))
+        log.warning(
+            "listeners left out, their ports are taken",
+            extra={"frontends": sorted(blocked), "problems": list(problems)},
+        )
+        return reduced, skipped, problems
 
     def _forget_server_state(self) -> None:
         """Once loaded, the dump is stale: a later restart must not restore old admin states."""

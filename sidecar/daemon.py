@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ RETRY_MAX = 30.0
 DNS_REFRESH_SECONDS = 60.0  # rebuild this often when host names are in use (resolver TTL)
 SERVER_POLL_SECONDS = 5.0  # how often HAProxy's own server states are read for /metrics
 STATE_SAVE_INTERVAL = 10.0  # at most one write of the last known state per this many seconds
+PORT_RETRY_SECONDS = 2.0  # apps left out because their port was taken are tried again this often
 
 
 @dataclass
@@ -62,6 +64,7 @@ class _Pending:
     first_at: float
     last_at: float
     not_before: float = 0.0  # a reload waits for the minimum interval since the last one
+    again: bool = False  # apply even when the model looks unchanged (apps left out for a port)
 
 
 class Daemon:
@@ -240,6 +243,8 @@ class Daemon:
         with self._lock:
             if self._pending is None:
                 self._pending = _Pending(state, reason, now, now)
+            elif self._pending.again:  # a newer state does not wait for the retry time
+                self._pending = _Pending(state, reason, now, now, again=True)
             else:
                 old = self._pending
                 self._pending = _Pending(state, reason, old.first_at, now, old.not_before)
@@ -255,7 +260,7 @@ class Daemon:
         except Exception:
             self._retry_later(pending.state, pending.reason)
             raise
-        if model == self.model:  # nothing HAProxy would see changed: only refresh the view
+        if model == self.model and not pending.again:  # only refresh the view
             self.state = pending.state
             self.board.set_view(pending.state, model, self.previously_in, self.board.config_text())
             return
@@ -306,6 +311,8 @@ class Daemon:
         self._failures = 0
         if _reloaded(result):
             self._last_reload_at = self._clock()
+        if getattr(result, "waiting_for_ports", ()):
+            self._try_again_later(state, reason, PORT_RETRY_SECONDS)
         running = getattr(self.applier, "running_config", None)
         if isinstance(running, HAProxyModel):
             model = running  # what HAProxy runs: apps it refused are left out (and listed)
@@ -325,6 +332,14 @@ class Daemon:
             },
         )
         return True
+
+    def _try_again_later(self, state: ClusterState, reason: str, delay: float) -> None:
+        """Apply ``state`` again after ``delay`` (apps left out for a taken port may fit then),
+        unless something newer arrives first."""
+        now = self._clock()
+        with self._lock:
+            if self._pending is None:
+                self._pending = _Pending(state, reason, now, now, now + delay, again=True)
 
     def _retry_later(self, state: ClusterState, reason: str) -> None:
         """Try a failed state again after a backoff, unless something newer arrives first."""
@@ -559,7 +574,8 @@ def record_apply_result(result: Any, metrics: SidecarMetrics, board: StatusBoard
     """Post the outcome of one apply to the status board; ``True`` when HAProxy runs the model.
 
     Counters come from the applier's own totals (:func:`sync_counters`); this reads ``ok``,
-    ``error`` and ``skipped`` (apps HAProxy refused, left out) by attribute.
+    ``error`` and ``skipped`` (apps left out: refused by HAProxy, or their port is taken) by
+    attribute.
     """
     ok = bool(getattr(result, "ok", True))
     error = getattr(result, "error", "") or ""
@@ -567,11 +583,21 @@ def record_apply_result(result: Any, metrics: SidecarMetrics, board: StatusBoard
     if not ok:
         board.set_problem("apply", f"HAProxy keeps its running config: {str(error)[:300]}")
     elif skipped:
-        shown = ", ".join(sorted({str(getattr(s, "app_id", s)) for s in skipped})[:5])
-        board.set_problem("apply", f"left out apps HAProxy refused: {shown}")
+        board.set_problem("apply", f"left out apps: {describe_skipped(skipped)}")
     else:
         board.set_problem("apply", None)
     return ok
+
+
+def describe_skipped(skipped: Sequence[Any], limit: int = 5) -> str:
+    """``/a (reason); /b (reason)`` for the first ``limit`` apps left out of the config."""
+    reasons: dict[str, str] = {}
+    for entry in skipped:
+        app_id = str(getattr(entry, "app_id", entry))
+        reasons.setdefault(app_id, str(getattr(entry, "reason", ""))[:160])
+    shown = [f"{app} ({why})" if why else app for app, why in sorted(reasons.items())[:limit]]
+    more = len(reasons) - limit
+    return "; ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 _COUNTER_METRICS = (

@@ -200,7 +200,7 @@ def test_new_service_port_reloads_seamlessly(
     assert applier.counters.reloads == 3 and admin(kit).worker_pid() != pid
 
 
-def test_taken_new_port_is_refused_and_the_old_config_keeps_serving(
+def test_a_taken_new_port_leaves_out_only_its_app(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
@@ -214,16 +214,57 @@ def test_taken_new_port_is_refused_and_the_old_config_keeps_serving(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen(8)
         taken = squatter.getsockname()[1]
-        result = applier.apply(
-            kit.model_of(kit.service("/a", p1, {"a": a}), kit.service("/b", taken, {"a": a}))
-        )
-        assert not result.ok and not result.reloaded
-        assert f"127.0.0.1:{taken} is already in use" in result.error
+        wanted = kit.model_of(kit.service("/a", p1, {"a": a}), kit.service("/b", taken, {"a": a}))
+        result = applier.apply(wanted)
+        assert result.ok and not result.reloaded, result.error
+        assert [s.app_id for s in result.skipped] == ["/b"]
+        assert f"127.0.0.1:{taken} is already in use" in result.skipped[0].reason
+        assert result.waiting_for_ports == (f"127.0.0.1:{taken} is already in use",)
         assert kit.get(p1) == (200, "a")
-    assert applier.counters.refused_ports == 1 and "in use" in applier.counters.last_error
-    assert kit.paths.config.read_text() == before
-    assert admin(kit).worker_pid() == pid
+        assert applier.counters.refused_ports == 1 and "in use" in applier.counters.last_error
+        assert kit.paths.config.read_text() == before
+        assert admin(kit).worker_pid() == pid
+        assert [b.app_id for b in applier.running_config.backends] == ["/a"]
     assert not [p for p in kit.paths.root.iterdir() if p.name.endswith(".tmp")]
+    # the port is free: the next apply of the same model brings the app in (one reload)
+    again = applier.apply(wanted)
+    assert again.ok and again.reloaded and not again.skipped and not again.waiting_for_ports
+    assert kit.get(taken) == (200, "a") and kit.get(p1) == (200, "a")
+
+
+def test_a_taken_port_does_not_hold_back_other_server_changes(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    p1 = kit.free_port()
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}))).ok
+    pid = admin(kit).worker_pid()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(8)
+        taken = squatter.getsockname()[1]
+        blocked = kit.service("/b", taken, {"a": a})
+        first = applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}), blocked))
+        assert first.ok and [s.app_id for s in first.skipped] == ["/b"]
+        grown = applier.apply(kit.model_of(kit.service("/a", p1, {"a": a, "b": b}), blocked))
+        assert grown.ok and grown.action == "runtime" and not grown.reloaded, grown.error
+        assert grown.validations == 0  # the running listeners: no haproxy -c for this
+        assert [s.app_id for s in grown.skipped] == ["/b"]
+        assert set(kit.answers(p1, 6)) == {"a", "b"}
+        # another new listener still gets its reload; only the blocked one waits
+        p3 = kit.free_port()
+        more = applier.apply(
+            kit.model_of(
+                kit.service("/a", p1, {"a": a, "b": b}), blocked, kit.service("/c", p3, {"b": b})
+            )
+        )
+        assert more.ok and more.reloaded, more.error
+        assert [s.app_id for s in more.skipped] == ["/b"] and more.waiting_for_ports
+        assert kit.get(p3) == (200, "b")
+        assert f"be_{taken}" not in kit.paths.config.read_text()
+    assert admin(kit).worker_pid() != pid
+    assert applier.counters.reloads == 1
 
 
 def test_failed_reload_restores_the_file_and_keeps_serving(

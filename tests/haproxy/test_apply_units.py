@@ -20,6 +20,7 @@ from sidecar.apply import (
     port_problem,
     supports_dynamic_servers,
     without_apps,
+    without_frontends,
 )
 from sidecar.desired import (
     BackendSpec,
@@ -157,6 +158,31 @@ def test_without_apps_drops_routes_and_empty_frontends() -> None:
     assert [r.backend for r in rest.frontends[0].routes] == ["be_8002"]
     assert [(s.app_id, s.reason) for s in rest.skipped] == [("/a", "refused")]
     assert without_apps(model, []) is model
+
+
+def test_without_frontends_keeps_backends_another_frontend_serves() -> None:
+    a = backend("/a", 8001, srv("x"))
+    b = backend("/b", 8002, srv("x"))
+    shared = FrontendSpec(
+        name="fe_vhost",
+        port=80,
+        binds=("127.0.0.1",),
+        mode="http",
+        routes=(RouteSpec(a.name, ("a.example",)), RouteSpec(b.name, ("b.example",))),
+    )
+    model = HAProxyModel(
+        frontends=(shared, frontend(8001, a.name), frontend(8002, b.name)), backends=(a, b)
+    )
+    own_port = without_frontends(model, {"fe_8002": "127.0.0.1:8002 is already in use"})
+    assert [f.name for f in own_port.frontends] == ["fe_vhost", "fe_8001"]
+    assert [b.app_id for b in own_port.backends] == ["/a", "/b"]  # still routed by the vhost
+    assert [(s.app_id, s.reason) for s in own_port.skipped] == [
+        ("/b", "its service port cannot be bound: 127.0.0.1:8002 is already in use")
+    ]
+    both = without_frontends(model, {"fe_8002": "taken", "fe_vhost": "taken too"})
+    assert [b.app_id for b in both.backends] == ["/a"]
+    assert [s.app_id for s in both.skipped] == ["/a", "/b"]
+    assert without_frontends(model, {}) is model
 
 
 def test_plan_adds_enables_and_drains() -> None:

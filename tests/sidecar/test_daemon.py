@@ -13,7 +13,7 @@ import pytest
 
 from marathon_bridge.errors import Unavailable
 from sidecar.daemon import Daemon, make_render_settings
-from sidecar.desired import HAProxyModel, listener_signature
+from sidecar.desired import HAProxyModel, SkippedApp, listener_signature
 from sidecar.settings import Settings
 
 
@@ -60,6 +60,8 @@ class Result:
     runtime_ops: int = 0
     config_text: str = ""
     error: Optional[str] = None
+    skipped: tuple[SkippedApp, ...] = ()
+    waiting_for_ports: tuple[str, ...] = ()
 
 
 @dataclass
@@ -67,6 +69,7 @@ class FakeApplier:
     models: list[HAProxyModel] = field(default_factory=list)
     fail: bool = False
     ticks: int = 0
+    taken_ports: set[int] = field(default_factory=set)  # apps on these ports are left out
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(self, model: HAProxyModel) -> Result:
@@ -75,11 +78,19 @@ class FakeApplier:
                 return Result(ok=False, error="haproxy -c failed")
             previous = self.models[-1] if self.models else None
             self.models.append(model)
+            taken = sorted(self.taken_ports & ports(model))
         reload = previous is None or listener_signature(previous) != listener_signature(model)
+        skipped = tuple(
+            SkippedApp(b.app_id, f"127.0.0.1:{b.service_port} is already in use")
+            for b in model.backends
+            if b.service_port in taken
+        )
         return Result(
             reloaded=reload,
             runtime_ops=0 if reload else 1,
             config_text=f"# {len(model.backends)} backends\n",
+            skipped=skipped,
+            waiting_for_ports=tuple(f"127.0.0.1:{p} is already in use" for p in taken),
         )
 
     def tick(self) -> None:
@@ -330,3 +341,26 @@ def test_a_bug_in_a_step_does_not_stop_the_daemon(run_daemon: Any, wait_until: A
     wait_until(lambda: calls["n"] >= 1)
     wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"}, timeout=30)  # retried
     assert daemon.metrics.registry.get_sample_value("marathon_sidecar_apply_failures_total") >= 1
+
+
+def test_apps_left_out_for_a_taken_port_are_tried_again(run_daemon: Any, wait_until: Any) -> None:
+    daemon, _client, applier, _ = run_daemon([app("/web", 10001, "web.1")], poll_interval=100)
+    wait_until(lambda: applier.count() >= 1)
+    with applier.lock:
+        applier.taken_ports.add(10002)
+    daemon._on_state(
+        daemon.follower.state.with_app(app("/api", 10002, "api.1")),  # type: ignore[union-attr]
+        "new app",
+    )
+    wait_until(lambda: "/api (127.0.0.1:10002 is already in use)" in " ".join(
+        daemon.board.health().reasons))  # fmt: skip
+    assert daemon.board.health().status == "degraded"
+    seen = applier.count()
+    wait_until(lambda: applier.count() > seen, timeout=30)  # tried again, Marathon said nothing
+    with applier.lock:
+        applier.taken_ports.clear()
+    wait_until(lambda: daemon.board.health().status == "ok", timeout=30)
+    settled = applier.count()
+    assert ports(applier.last()) == {10001, 10002}
+    wait_until(lambda: applier.ticks >= 4)  # a few ticks later: nothing left to try again
+    assert applier.count() == settled
