@@ -88,7 +88,11 @@ class _MasterDriver:
         self.master_socket = master_socket
         self.admin_socket = admin_socket
         self.master = MasterCLI(master_socket, timeout=cli_timeout)
-        self.admin = RuntimeAPI(admin_socket, timeout=cli_timeout) if admin_socket else None
+        self.admin = (
+            RuntimeAPI(admin_socket, timeout=cli_timeout, master_socket=master_socket)
+            if admin_socket
+            else None
+        )
         self._reload_lock = threading.Lock()
         self.reloads = 0
         self.reload_failures = 0
@@ -246,6 +250,45 @@ class HAProxyProcess(_MasterDriver):
         self._kill_leftovers({pid}, timeout=timeout)
         return pid
 
+    @property
+    def admin_keep_link(self) -> Optional[str]:
+        """A second name (hard link) of the admin socket, to bring a deleted file back."""
+        if not self.admin_socket:
+            return None
+        folder, name = os.path.split(self.admin_socket)
+        return os.path.join(folder, f".{name}.keep")
+
+    def _pin_admin_socket(self) -> None:
+        """Link the freshly bound admin socket under :attr:`admin_keep_link`."""
+        keep = self.admin_keep_link
+        if keep is None or self.admin_socket is None:
+            return
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(keep)
+            os.link(self.admin_socket, keep)
+        except OSError as exc:
+            log.debug("admin socket not pinned", extra={"error": str(exc)})
+
+    def restore_admin_socket(self) -> bool:
+        """Bring back a deleted admin socket file from its second name; True when restored.
+
+        HAProxy itself never recreates it: a reload hands the listening socket to the new
+        worker. Meanwhile the runtime API goes through the master CLI.
+        """
+        keep = self.admin_keep_link
+        if keep is None or self.admin_socket is None or os.path.exists(self.admin_socket):
+            return False
+        try:
+            if not stat.S_ISSOCK(os.stat(keep).st_mode):
+                return False
+            os.link(keep, self.admin_socket)
+        except OSError as exc:
+            log.debug("admin socket not restored", extra={"error": str(exc)})
+            return False
+        log.warning("admin socket was deleted; restored", extra={"path": self.admin_socket})
+        return True
+
     def wait_ready(self, timeout: float = 30.0) -> ProcStatus:
         """Wait until the master lists a worker and (if configured) the admin socket answers."""
         deadline = time.monotonic() + timeout
@@ -259,6 +302,7 @@ class HAProxyProcess(_MasterDriver):
                 pid = status.workers[-1].pid
                 if self.admin is None or _wait_for_admin_pid(self.admin, pid, 0.2):
                     self._last_workers = {w.pid for w in status.workers}
+                    self._pin_admin_socket()
                     return status
             if time.monotonic() >= deadline:
                 raise HAProxyError(f"haproxy not ready after {timeout:.0f}s: {self.log_tail()}")
@@ -273,8 +317,12 @@ class HAProxyProcess(_MasterDriver):
         return True
 
     def restart_if_dead(self, timeout: float = 30.0) -> bool:
-        """Supervision: if the master exited, start it again from the config on disk."""
-        if self._proc is None or self.running():
+        """Supervision: if the master exited, start it again from the config on disk (and
+        bring back a deleted admin socket file while it runs)."""
+        if self._proc is None:
+            return False
+        if self.running():
+            self.restore_admin_socket()
             return False
         log.warning(
             "haproxy master died; restarting",
@@ -303,6 +351,9 @@ class HAProxyProcess(_MasterDriver):
                     proc.wait(timeout)
             self._kill_leftovers(workers)
             self._proc = None
+            if self.admin_keep_link:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.admin_keep_link)
             if self._log is not None:
                 self._log.close()
                 self._log = None

@@ -6,6 +6,10 @@ Two small clients and pure parsers for HAProxy 2.6 output:
   command per connection with :meth:`RuntimeAPI.execute`, or many over one connection in prompt
   mode with :meth:`RuntimeAPI.execute_many` (HAProxy ends every answer with ``"\\n> "`` there, a
   delimiter that ``;``-batches lack: some answers such as ``del server``'s carry no blank line).
+  When the admin socket file is gone (deleted under a running HAProxy: a reload hands the old
+  listening socket to the new worker, so the file never comes back) or refuses connections, and
+  the master socket is known, commands go through the master CLI as ``@1 <command>``, which
+  reaches the current worker.
 * :class:`MasterCLI` talks to the master socket (``-S``): ``show proc`` and ``reload``. In 2.6 a
   reload is asynchronous and closes the connection, so :meth:`MasterCLI.reload_and_confirm` polls
   ``show proc`` until a new worker pid shows or the ``failed`` counter says the reload failed.
@@ -17,6 +21,7 @@ command and HAProxy's message; socket problems raise :class:`RuntimeUnavailable`
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import time
 from collections.abc import Sequence
@@ -68,6 +73,8 @@ ERROR_TEXTS = (
     "'server' expects",
     "Update for the current server address family",
 )
+
+TO_WORKER = "@1 "  # master CLI prefix: pass the command on to the current worker
 
 BATCH_BYTES = 8192  # commands sent per connection in prompt mode (HAProxy's buffer is 16 KB)
 
@@ -305,6 +312,19 @@ def split_prompt_answers(stream: str, count: int) -> list[str]:
     return [a.strip("\n") for a in answers]
 
 
+MASTER_PROMPT = re.compile(r"master(?:\[[^\]\n]*\])?> ")
+
+
+def split_master_prompt_answers(stream: str, count: int) -> list[str]:
+    """Answers of the master CLI's ``prompt`` mode: each follows a ``master> `` prompt (2.6
+    shows ``master[ReloadFailed]> `` after a failed reload)."""
+    parts = MASTER_PROMPT.split(stream)
+    answers = parts[1 : count + 1]
+    if len(answers) < count:
+        raise ValueError(f"expected {count} answers, got {len(answers)}")
+    return [a.strip("\n") for a in answers]
+
+
 # ----------------------------------------------------------------------------- socket I/O
 
 
@@ -350,21 +370,48 @@ def _check_command(command: str) -> str:
 class RuntimeAPI:
     """Client of HAProxy's admin stats socket (``level admin``)."""
 
-    def __init__(self, socket_path: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self, socket_path: str, timeout: float = 5.0, master_socket: Optional[str] = None
+    ) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
+        self.master_socket = master_socket
         self.commands_sent = 0
+        self.sent_via_master = 0  # commands the master CLI passed on (admin socket unreachable)
+
+    def _exchange(self, payload: bytes, master_payload: bytes, command: str) -> tuple[str, bool]:
+        """(answer stream, through the master?): the admin socket, else the master CLI.
+
+        A deleted admin socket file (or one nobody listens on) is not fatal when the master
+        socket is known: ``@1 <command>`` there reaches the current worker.
+        """
+        try:
+            return _exchange(self.socket_path, payload, self.timeout), False
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            if not self.master_socket:
+                raise RuntimeUnavailable(command, f"{self.socket_path}: {exc}") from exc
+            admin_error = exc
+        except OSError as exc:
+            raise RuntimeUnavailable(command, f"{self.socket_path}: {exc}") from exc
+        try:
+            stream = _exchange(self.master_socket, master_payload, self.timeout)
+        except OSError as exc:
+            raise RuntimeUnavailable(
+                command, f"{self.socket_path}: {admin_error}; {self.master_socket}: {exc}"
+            ) from exc
+        log.debug("admin socket unreachable; used the master CLI", extra={"command": command})
+        return stream, True
 
     # -- raw
 
     def execute(self, command: str, *, check: bool = True) -> str:
         """Run one command on its own connection; raise on HAProxy's error texts when ``check``."""
         _check_command(command)
-        try:
-            answer = _exchange(self.socket_path, command.encode() + b"\n", self.timeout)
-        except OSError as exc:
-            raise RuntimeUnavailable(command, f"{self.socket_path}: {exc}") from exc
+        answer, via_master = self._exchange(
+            command.encode() + b"\n", f"{TO_WORKER}{command}\n".encode(), command
+        )
         self.commands_sent += 1
+        self.sent_via_master += via_master
         answer = answer.strip("\n")
         if check and is_error_answer(answer):
             raise RuntimeAPIError(command, answer.strip())
@@ -385,15 +432,15 @@ class RuntimeAPI:
 
     def _execute_chunk(self, commands: Sequence[str]) -> list[str]:
         payload = "prompt\n" + "".join(c + "\n" for c in commands) + "quit\n"
+        routed = "prompt\n" + "".join(f"{TO_WORKER}{c}\n" for c in commands) + "quit\n"
+        stream, via_master = self._exchange(payload.encode(), routed.encode(), commands[0])
+        split = split_master_prompt_answers if via_master else split_prompt_answers
         try:
-            stream = _exchange(self.socket_path, payload.encode(), self.timeout)
-        except OSError as exc:
-            raise RuntimeUnavailable(commands[0], f"{self.socket_path}: {exc}") from exc
-        try:
-            answers = split_prompt_answers(stream, len(commands))
+            answers = split(stream, len(commands))
         except ValueError as exc:
             raise RuntimeUnavailable(commands[0], f"truncated batch answer: {exc}") from exc
         self.commands_sent += len(commands)
+        self.sent_via_master += len(commands) if via_master else 0
         return answers
 
     def execute_checked(self, commands: Sequence[str]) -> list[str]:
