@@ -699,7 +699,9 @@ def make_applier(settings: Settings, haproxy: Any, render_settings: RenderSettin
 
     return Applier(
         haproxy,
-        RuntimeAPI(render_settings.admin_socket),
+        RuntimeAPI(
+            render_settings.admin_socket, master_socket=getattr(haproxy, "master_socket", None)
+        ),
         settings.haproxy_config_path,
         render,
         haproxy_bin=settings.haproxy_bin,
