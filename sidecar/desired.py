@@ -21,7 +21,7 @@ from operator import attrgetter
 from typing import Any, Callable, NamedTuple, Optional
 
 from marathon_bridge.services import CONTAINER, PortSpec, network_mode, port_specs_in_mode
-from sidecar.deployment_groups import merge_servers, plan_merges
+from sidecar.deployment_groups import GROUP_LABEL, WEIGHT_LABEL, merge_servers, plan_merges
 from sidecar.labels import (
     AppOptions,
     LabelMemo,
@@ -441,21 +441,30 @@ def _build_model(
         problems.extend(entry.problems)
     if cache is not None:
         cache._keep(entries)
-    plan = plan_merges([(c.app_id, c.spec.index, c.bind_port) for c in candidates], state.apps)
+    claims = [
+        (c.app_id, c.spec.index, c.bind_port)
+        for c in candidates
+        if _names_deployment_group(state.apps[c.app_id])  # plan_merges ignores the others
+    ]
+    plan = plan_merges(claims, state.apps)
     problems.extend(plan.problems)
     joined = {
         (c.app_id, c.spec.index): c for c in candidates if (c.app_id, c.spec.index) in plan.joined
     }
     winners = _settle_ports(
-        [c for c in candidates if (c.app_id, c.spec.index) not in joined], skipped
+        [c for c in candidates if (c.app_id, c.spec.index) not in joined] if joined else candidates,
+        skipped,
     )
+    group_backends = plan.backend_names
     backends: list[BackendSpec] = []
     frontends: list[FrontendSpec] = []
     used_names: set[str] = set()
     addresses = _AddressMemo(lookup)
     hosts_changed = cache._hosts_changed(addresses) if cache is not None else True
     for cand in winners:
-        name = plan.backend_names.get((cand.app_id, cand.spec.index), cand.backend_name)
+        name = cand.backend_name
+        if group_backends:
+            name = group_backends.get((cand.app_id, cand.spec.index), name)
         if name in used_names:
             name = safe_name(f"{name}-{_short_hash(cand.app_id, 8)}")
         used_names.add(name)
@@ -467,7 +476,7 @@ def _build_model(
         backend = built.backend if built.backend.name == name else replace(built.backend, name=name)
         skipped.extend(built.skipped)
         problems.extend(built.problems)
-        if (cand.app_id, cand.spec.index) in plan.backend_names:  # a deployment group
+        if group_backends and (cand.app_id, cand.spec.index) in group_backends:  # a group
             parts = [(cand.app_id, backend.servers)]
             for key in plan.members_of((cand.app_id, cand.spec.index)):
                 member = _build_backend(joined.pop(key), name, entries[key[0]], settings, addresses)
@@ -521,6 +530,14 @@ class _BuildContext:
             ip_literal(a) for a in (*settings.bind_addrs, *settings.label_bind_addrs)
         }
         self.label_memo: LabelMemo = {}
+
+
+def _names_deployment_group(app: Mapping[str, Any]) -> bool:
+    """Whether the app has a label :func:`sidecar.deployment_groups.membership` reads."""
+    labels = app.get("labels")
+    if not labels or not (type(labels) is dict or isinstance(labels, Mapping)):
+        return False
+    return GROUP_LABEL in labels or WEIGHT_LABEL in labels
 
 
 def _app_entry(
