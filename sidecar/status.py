@@ -257,22 +257,29 @@ def services_view(
     if state is None or model is None:
         return []
     out: list[dict[str, Any]] = []
+    app_of_task = {task_id: app_id for app_id, tasks in state.tasks.items() for task_id in tasks}
     for backend in sorted(model.backends, key=lambda b: (b.service_port, b.app_id, b.name)):
-        app = state.apps.get(backend.app_id)
-        tasks = state.tasks.get(backend.app_id, {}) if app is not None else {}
         servers = {s.task_id: s for s in backend.servers}
-        reasons = _task_reasons(app, tasks, previously_in)
-        port_index = _port_index(app, backend.service_port)
+        # a deployment group's backend holds the servers of several apps: list each app's tasks
+        app_ids = {backend.app_id} | {app_of_task[t] for t in servers if t in app_of_task}
         endpoints = []
-        for task_id in sorted(tasks):
-            task = tasks[task_id]
-            server = servers.get(task_id)
-            entry = _endpoint_entry(
-                app, task, task_id, server, port_index, reasons.get(task_id, "")
-            )
-            if server is not None:
-                entry["haproxy"] = seen.get((backend.name, server.name), "")
-            endpoints.append(entry)
+        for app_id in sorted(app_ids):
+            app = state.apps.get(app_id)
+            if app is None:
+                continue
+            tasks = state.tasks.get(app_id, {})
+            reasons = _task_reasons(app, tasks, previously_in)
+            port_index = _port_index(app, backend.service_port)
+            if port_index is None and app_id != backend.app_id:
+                port_index = 0  # a group member serves the shared port from its first port
+            for task_id in sorted(tasks):
+                server = servers.get(task_id)
+                entry = _endpoint_entry(
+                    app, tasks[task_id], task_id, server, port_index, reasons.get(task_id, "")
+                )
+                if server is not None:
+                    entry["haproxy"] = seen.get((backend.name, server.name), "")
+                endpoints.append(entry)
         out.append(
             {
                 "service_port": backend.service_port,
@@ -374,6 +381,7 @@ def render_page(
         f'<meta http-equiv="refresh" content="{PAGE_REFRESH_SECONDS}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>marathon-sidecar</title>",
+        '<link rel="icon" href="data:,">',
         '<link rel="stylesheet" href="/static/status.css"></head><body>',
         "<header><h1>marathon-sidecar</h1>",
         f'<p class="health {e(health.status)}" id="health">{e(health.status)}</p></header>',
@@ -401,7 +409,9 @@ def render_page(
         ]
     parts += [
         '<footer><a href="/health">/health</a> <a href="/services">/services</a> '
-        '<a href="/config">/config</a> <a href="/metrics">/metrics</a></footer>',
+        '<a href="/config">/config</a> <a href="/metrics">/metrics</a>',
+        f'<span class="refresh">refreshes every {PAGE_REFRESH_SECONDS} s; rendered '
+        f"{e(_iso(time.time()))}</span></footer>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p)

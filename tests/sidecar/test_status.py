@@ -197,3 +197,44 @@ def test_each_board_has_its_own_registry() -> None:
     first.reloads.inc()
     assert b"marathon_sidecar_haproxy_reloads_total 1.0" in first.render()
     assert b"marathon_sidecar_haproxy_reloads_total 0.0" in second.render()
+
+
+def test_a_deployment_group_backend_lists_the_tasks_of_every_member_app() -> None:
+    from sidecar.desired import BackendSpec, HAProxyModel, ServerSpec
+    from sidecar.model import ClusterState
+    from sidecar.status import services_view
+
+    def app(app_id: str, port: int, task_id: str, host_port: int) -> dict:
+        return {
+            "id": app_id,
+            "portDefinitions": [{"port": port, "protocol": "tcp"}],
+            "tasks": [
+                {
+                    "id": task_id,
+                    "appId": app_id,
+                    "host": "127.0.0.1",
+                    "ports": [host_port],
+                    "state": "TASK_RUNNING",
+                    "startedAt": "2026-11-27T00:00:00.000Z",
+                }
+            ],
+        }
+
+    state = ClusterState.from_apps(
+        [
+            app("/web-blue", 10000, "web-blue.t1", 31001),
+            app("/web-green", 10010, "web-green.t2", 31002),
+        ]
+    )
+    servers = (
+        ServerSpec("s1", "127.0.0.1", 31001, "web-blue.t1"),
+        ServerSpec("s2", "127.0.0.1", 31002, "web-green.t2"),
+    )
+    model = HAProxyModel(
+        backends=(
+            BackendSpec("be_dg_web_10000", "/web-blue", 10000, "http", "roundrobin", servers),
+        )
+    )
+    (view,) = services_view(state, model, frozenset())
+    assert {e["task_id"] for e in view["endpoints"]} == {"web-blue.t1", "web-green.t2"}
+    assert all(e["in_rotation"] for e in view["endpoints"])
