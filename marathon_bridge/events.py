@@ -59,6 +59,13 @@ class Event:
     data: dict[str, Any]
 
 
+MAX_LINE_BYTES = 16 * 1024 * 1024  # Marathon's largest events (heavy plans) are far smaller
+
+
+class SSELineTooLong(ValueError):
+    """A line without an end grew past the parser's limit: the stream is broken or hostile."""
+
+
 class SSEParser:
     """Incremental ``text/event-stream`` parser: feed it bytes, get back complete frames.
 
@@ -72,7 +79,8 @@ class SSEParser:
     blank lines between the two fields) instead of being dropped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self.max_line = max_line
         self._buffer = bytearray()
         self._after_cr = (
             False  # the last line ended in "\r": swallow a "\n" that starts the next chunk
@@ -113,6 +121,10 @@ class SSEParser:
             if frame is not None:
                 frames.append(frame)
         del buffer[:pos]
+        if len(buffer) > self.max_line:
+            size = len(buffer)
+            buffer.clear()
+            raise SSELineTooLong(f"an event-stream line grew past {self.max_line} bytes ({size})")
         return frames
 
     def _line(self, line: str) -> Optional[SSEFrame]:
@@ -379,7 +391,14 @@ class EventStream:
                 return
             self.last_activity = time.monotonic()
             yield None
-            for frame in parser.feed(chunk):
+            try:
+                frames = parser.feed(chunk)
+            except SSELineTooLong as exc:
+                log.warning(
+                    "event stream sent an endless line; reconnecting", extra={"error": str(exc)}
+                )
+                return
+            for frame in frames:
                 event = event_from_frame(frame)
                 if event is not None:
                     yield event

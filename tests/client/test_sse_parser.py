@@ -150,3 +150,15 @@ def test_event_from_frame() -> None:
     )
     assert event_from_frame(SSEFrame("x", "{not json")) is None
     assert event_from_frame(SSEFrame("x", "[1, 2]")) is None
+
+
+def test_a_line_without_end_past_the_limit_is_refused_not_buffered_forever() -> None:
+    from marathon_bridge.events import SSELineTooLong
+
+    parser = SSEParser(max_line=1024)
+    parser.feed(b"event: status_update_event\r\n")
+    with pytest.raises(SSELineTooLong):
+        for _ in range(10):
+            parser.feed(b"data: " + b"x" * 200)
+    # the parser starts clean afterwards
+    assert parser.feed(b"\r\nevent: a\r\ndata: {}\r\n\r\n")[-1].event == "a"
