@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 import threading
 import time
@@ -28,6 +29,18 @@ from typing import Callable, Optional
 log = logging.getLogger(__name__)
 
 Lookup = Callable[[str], Optional[str]]
+
+
+# a DNS name: labels of letters, digits, "-" (and "_", seen on some internal zones), 253 at most
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+)
+
+
+def is_host_name(host: str) -> bool:
+    """Whether ``host`` is a syntactically valid DNS name (checked before any lookup)."""
+    return bool(_HOST_NAME.match(host))
 
 
 def is_ip_literal(host: str) -> bool:
@@ -92,6 +105,8 @@ class Resolver:
             return None
         if is_ip_literal(host):
             return host.strip("[]")
+        if not is_host_name(host):
+            return None  # never sent to the resolver, never cached: hostile or broken input
         with self._lock:
             entry = self._cache.get(host)
             if entry is not None:

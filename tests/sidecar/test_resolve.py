@@ -92,3 +92,23 @@ def test_slow_lookup_does_not_block_and_triggers_a_rebuild(wait_until: Callable[
 def test_system_lookup_of_localhost_and_an_invalid_name() -> None:
     assert system_lookup("localhost") in ("127.0.0.1", "::1")
     assert system_lookup("no-such-host.invalid") is None
+
+
+def test_a_malformed_host_is_never_looked_up_nor_cached() -> None:
+    from sidecar.resolve import Resolver
+
+    asked: list[str] = []
+
+    def lookup(host: str) -> str:
+        asked.append(host)
+        return "10.1.2.3"
+
+    resolver = Resolver(lookup)
+    try:
+        for bad in ("bad host", "a\nb", "x" * 300, "-lead.example", "a..b", "ünï.example"):
+            assert resolver.resolve(bad) is None
+        assert resolver.resolve("agent-1.example.org") == "10.1.2.3"
+        assert asked == ["agent-1.example.org"]
+        assert list(resolver.cached()) == ["agent-1.example.org"]
+    finally:
+        resolver.close()
