@@ -7,6 +7,10 @@ the master CLI and are confirmed with ``show proc`` (2.6 reloads are asynchronou
 socket is polled until the new worker answers it, so runtime commands after a reload reach the new
 worker, not the old one.
 
+A master an earlier sidecar run left running (the sidecar was killed) keeps serving while ours
+starts: HAProxy binds with SO_REUSEPORT, so both hold the ports; once ours serves, the leftover is
+soft-stopped (SIGUSR1), with a SIGKILL as a deadline backstop. No request meets a closed port.
+
 :class:`ExternalHAProxy` drives an HAProxy somebody else runs (Debian's systemd unit:
 ``-Ws -S /run/haproxy-master.sock``) through its master socket: reloads only, no start or stop.
 
@@ -165,6 +169,7 @@ class HAProxyProcess(_MasterDriver):
         admin_socket: Optional[str] = None,
         extra_args: tuple[str, ...] = (),
         cli_timeout: float = 5.0,
+        leftover_grace: float = 30.0,
     ) -> None:
         self.haproxy_bin = haproxy_bin
         self.config_path = str(config_path)
@@ -176,6 +181,8 @@ class HAProxyProcess(_MasterDriver):
         self._log: Optional[IO[bytes]] = None
         self._lifecycle = threading.Lock()
         self.starts = 0
+        self.leftover_grace = leftover_grace
+        self._leftover: Optional[int] = None  # an earlier run's master, until ours serves
         super().__init__(os.path.join(self.run_dir, "master.sock"), admin_socket, cli_timeout)
 
     # -- paths and command line
@@ -220,7 +227,9 @@ class HAProxyProcess(_MasterDriver):
             if self.running():
                 return
             self.prepare_run_dir()
-            self.stop_leftover()
+            # a master of an earlier run keeps serving until ours is ready (SO_REUSEPORT lets
+            # both hold the ports); wait_ready() then soft-stops it
+            self._leftover = self.leftover_master_pid() or self._leftover
             if os.path.exists(self.master_socket):
                 os.unlink(self.master_socket)
             if self._log is None:
@@ -235,14 +244,36 @@ class HAProxyProcess(_MasterDriver):
             self.starts += 1
             log.info("haproxy started", extra={"master_pid": self._proc.pid})
 
+    def leftover_master_pid(self) -> Optional[int]:
+        """The pid of a live master an earlier sidecar run left behind (by pid file and socket)."""
+        pid = _leftover_master(self.pid_file, self.master_socket)
+        return None if pid is None or pid == self.master_pid else pid
+
+    def retire_leftover(self) -> Optional[int]:
+        """Soft-stop the leftover master once ours serves: SIGUSR1 (its workers finish what they
+        serve), SIGKILL after :attr:`leftover_grace` seconds as a backstop (in a thread)."""
+        pid, self._leftover = self._leftover, None
+        if pid is None or pid == self.master_pid or not _pid_alive(pid):
+            return None
+        log.warning("soft-stopping the haproxy master of an earlier run", extra={"pid": pid})
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+        threading.Thread(
+            target=self._kill_leftovers,
+            args=({pid}, self.leftover_grace),
+            name=f"haproxy-leftover-{pid}",
+            daemon=True,
+        ).start()
+        return pid
+
     def stop_leftover(self, timeout: float = 10.0) -> Optional[int]:
         """Stop a master an earlier sidecar run left behind (found by our pid file and socket).
 
         Without this it would keep serving its old config next to ours: HAProxy binds with
         SO_REUSEPORT, so a second master starts fine and the two split the traffic.
         """
-        pid = _leftover_master(self.pid_file, self.master_socket)
-        if pid is None or pid == self.master_pid:
+        pid = self.leftover_master_pid()
+        if pid is None:
             return None
         log.warning("stopping a leftover haproxy master", extra={"pid": pid})
         with contextlib.suppress(ProcessLookupError):
@@ -303,6 +334,7 @@ class HAProxyProcess(_MasterDriver):
                 if self.admin is None or _wait_for_admin_pid(self.admin, pid, 0.2):
                     self._last_workers = {w.pid for w in status.workers}
                     self._pin_admin_socket()
+                    self.retire_leftover()
                     return status
             if time.monotonic() >= deadline:
                 raise HAProxyError(f"haproxy not ready after {timeout:.0f}s: {self.log_tail()}")
@@ -349,6 +381,11 @@ class HAProxyProcess(_MasterDriver):
                     log.warning("haproxy did not stop in time; killing it")
                     proc.kill()
                     proc.wait(timeout)
+            if self._leftover is not None:  # ours never got ready: the earlier run's goes too
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._leftover, signal.SIGTERM)
+                workers = workers | {self._leftover}
+                self._leftover = None
             self._kill_leftovers(workers)
             self._proc = None
             if self.admin_keep_link:
