@@ -745,10 +745,8 @@ class Applier:
     # -- reload path
 
     def _reload(self, model: HAProxyModel) -> ApplyResult:
-        if not self.haproxy.running():
-            stop_leftover = getattr(self.haproxy, "stop_leftover", None)
-            if callable(stop_leftover):
-                stop_leftover()  # a master of an earlier run would hold our ports
+        # a master of an earlier run keeps serving until ours is ready (HAProxyProcess.start
+        # and wait_ready); its ports count as ours in the free-port checks (_known_binds)
         model, port_skips, waiting = self._leave_out_taken_ports(model)
         if port_skips and self._runs_listeners_of(model):
             # only the blocked listeners were new: the rest goes through the runtime API
@@ -893,8 +891,14 @@ class Applier:
         # for a moment by its exiting workers, and a restart shares them (SO_REUSEPORT)
         current = self._running_binds
         if current is None:
-            current = binds_in_config(self._read_config() or "") if running else frozenset()
+            serving = running or self._leftover_serving()
+            current = binds_in_config(self._read_config() or "") if serving else frozenset()
         return current
+
+    def _leftover_serving(self) -> bool:
+        """A master an earlier run left behind serves the config on disk (its ports are ours)."""
+        leftover = getattr(self.haproxy, "leftover_master_pid", None)
+        return callable(leftover) and leftover() is not None
 
     def _new_port_problems(self, model: HAProxyModel, running: bool) -> list[str]:
         if not self.check_ports:
