@@ -487,12 +487,8 @@ def _build_model(
         frontend = entry.frontends.get(cand.spec.index)
         if frontend is None or frontend.default_backend != name or frontend.binds != cand.binds:
             frontend = entry.frontends[cand.spec.index] = FrontendSpec(
-                name=frontend_name(cand.bind_port),
-                port=cand.bind_port,
-                binds=cand.binds,
-                mode=cand.options.mode,
-                default_backend=name,
-            )
+                f"fe_{cand.bind_port}", cand.bind_port, cand.binds, cand.options.mode, name
+            )  # name: frontend_name()
         frontends.append(frontend)
     for lost in joined.values():  # group members whose shared port went to another app
         reason = f"port {lost.bind_port} is already served for another app"
@@ -730,16 +726,16 @@ def _build_backend(
     hosts: dict[str, Optional[str]] = {}
     servers = _servers(cand, entry, addresses, hosts, skipped, check=bool(health or passive))
     backend = BackendSpec(
-        name=name,
-        app_id=cand.app_id,
-        service_port=cand.spec.service_port,
-        mode=opts.mode,
-        balance=opts.balance,
-        servers=servers,
-        sticky=opts.sticky,
-        health_check=health,
-        passive_check=passive,
-        port_index=cand.spec.index,
+        name,
+        cand.app_id,
+        cand.spec.service_port,
+        opts.mode,
+        opts.balance,
+        servers,
+        opts.sticky,
+        health,
+        passive,
+        cand.spec.index,
     )
     return _BuiltBackend(backend, skipped, problems, tuple(hosts.items()))
 
@@ -797,7 +793,7 @@ def _servers(
         if name in servers:
             name = safe_name(f"{name}-{_short_hash(task_id, 40)}", 128)
         servers[name] = ServerSpec(name, address, port, task_id, 1, state, check)
-    return tuple(servers[n] for n in sorted(servers))
+    return tuple(map(servers.__getitem__, sorted(servers)))
 
 
 def _address(host: Any, resolve: Resolver) -> Optional[str]:

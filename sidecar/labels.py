@@ -295,7 +295,7 @@ def parse_app_labels_memo(
         if key is not None and memo is not None:
             memo[key] = parsed
     groups, ports, found = parsed
-    problems = [LabelProblem(app_id, label, reason) for label, reason in found]
+    problems = [LabelProblem(app_id, label, reason) for label, reason in found] if found else []
     return AppOptions(app_id, groups, dict(ports)), problems
 
 

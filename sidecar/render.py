@@ -104,7 +104,10 @@ def template_context(
         backend_sections = cache.backend_sections(model.backends)
     else:
         frontend_sections = "".join(_section(f.name, frontend_lines(f)) for f in model.frontends)
-        backend_sections = "".join(_section(b.name, backend_lines(b)) for b in model.backends)
+        keywords: _KeywordMemo = {}  # the server keywords of one render, shared by backends
+        backend_sections = "".join(
+            _section(b.name, _backend_lines(b, keywords)) for b in model.backends
+        )
     return {
         "model": model,
         "settings": settings,
@@ -220,6 +223,16 @@ def route_condition(route: RouteSpec) -> str:
 
 
 def backend_lines(backend: BackendSpec) -> list[str]:
+    return _backend_lines(backend, {})
+
+
+# (server weight, id of the backend's health check, id of its passive check) -> the keywords of
+# server_line_options(): nothing else decides them. Ids are only compared while the model that
+# holds those objects is alive (one render).
+_KeywordMemo = dict[tuple[int, int, int], str]
+
+
+def _backend_lines(backend: BackendSpec, keywords: _KeywordMemo) -> list[str]:
     lines = [
         f"backend {backend.name}",
         f"    mode {backend.mode}",
@@ -235,12 +248,13 @@ def backend_lines(backend: BackendSpec) -> list[str]:
         if check.kind == "http":
             lines.append(f"    option httpchk GET {check.path}")
         lines.append(f"    timeout check {duration(check.timeout_ms)}")
-    options: dict[int, str] = {}  # the keywords only depend on the weight: join them once
+    checks = (id(backend.health_check), id(backend.passive_check))
     for server in backend.servers:
-        keywords = options.get(server.weight)
-        if keywords is None:
-            keywords = options[server.weight] = " ".join(server_line_options(backend, server))
+        key = (server.weight, *checks)
+        options = keywords.get(key)
+        if options is None:
+            options = keywords[key] = " ".join(server_line_options(backend, server))
         disabled = "" if server.state == "ready" else " disabled"
         where = address(server.address, server.port)
-        lines.append(f"    server {server.name} {where} {keywords}{disabled}")
+        lines.append(f"    server {server.name} {where} {options}{disabled}")
     return lines
