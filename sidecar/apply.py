@@ -8,13 +8,19 @@ Decision per call of :meth:`Applier.apply`:
   ``add server`` + ``enable health`` (when it has a check) + ``set server ... state ready``
   (dynamic servers start in maintenance); a weight change is ``set weight``; a server the model
   drains, or that left the model, is set to ``drain`` at once and kept in a small registry;
-  :meth:`Applier.tick` moves it to ``maint`` and deletes it once its sessions reach 0 or
-  ``drain_timeout`` passed (then its sessions are shut). The config file is then rewritten to
-  match (validated with ``haproxy -c``, atomic rename, no reload), draining servers included
-  (rendered with ``state="drain"``, i.e. ``disabled``) until they are deleted, so a later reload
-  or restart keeps the same servers. The rewrite waits ``config_write_delay`` (default 1 s; done
-  by :meth:`Applier.tick`) so a burst of changes shares one ``haproxy -c``, which takes 0.2-0.5 s
-  at a few thousand services while the runtime commands take milliseconds; 0 writes at once.
+  :meth:`Applier.tick` finishes it once its sessions reach 0 or ``drain_timeout`` passed (then
+  its sessions are shut): a server that never took a session is set to ``maint`` and deleted;
+  one that did is set to ``maint`` and kept as a *tombstone* (``del server`` of a server that
+  streams may still point at crashes HAProxy 2.6 workers, fixed only in 2.9). Tombstones are
+  left out of the config file, so the next reload or restart drops them; when more than
+  ``tombstone_limit`` pile up and no reload happened for ``tidy_reload_quiet`` seconds,
+  :meth:`Applier.tick` does a validated, seamless tidy-up reload of the running model. The config
+  file is rewritten to match (validated with ``haproxy -c``, atomic rename, no reload), draining
+  servers included (rendered with ``state="drain"``, i.e. ``disabled``) until they are finished,
+  so a later reload or restart keeps the same servers. The rewrite waits ``config_write_delay``
+  (default 1 s; done by :meth:`Applier.tick`) so a burst of changes shares one ``haproxy -c``,
+  which takes 0.2-0.5 s at a few thousand services while the runtime commands take
+  milliseconds; 0 writes at once.
   If HAProxy restarts in between, :meth:`Applier.tick` re-checks every backend against the
   model. Any unexpected runtime failure falls back to a validated reload.
 * **listeners changed** (or first start, or a backend whose balance algorithm cannot take dynamic
@@ -73,6 +79,12 @@ MAX_MAPPING_ROUNDS = 5
 MAX_VALIDATIONS = 48
 RENDER_SERVER_DRAIN = "drain"
 PORT_SKIP_REASON = "its service port cannot be bound"
+# HAProxy 2.6 workers crash when a server that streams still point at is deleted (fixed in 2.9):
+# a drained server that carried traffic stays in MAINT (a tombstone) until the next reload,
+# and a tidy-up reload drops them once more than TOMBSTONE_LIMIT pile up with no reload for
+# TIDY_RELOAD_QUIET seconds
+TOMBSTONE_LIMIT = 50
+TIDY_RELOAD_QUIET = 60.0
 
 Renderer = Callable[[HAProxyModel], str]
 ServerOptions = Callable[[BackendSpec, ServerSpec], Union[str, Sequence[str]]]
@@ -116,7 +128,9 @@ class ApplyCounters:
     refused_ports: int = 0
     skipped_apps: int = 0
     drains_started: int = 0
-    servers_deleted: int = 0
+    servers_deleted: int = 0  # drained servers that never took a session: "del server"
+    servers_tombstoned: int = 0  # drained servers that did: MAINT until the next reload
+    tidy_reloads: int = 0  # reloads done only to drop tombstones
     config_writes: int = 0
     old_workers: int = 0
     last_error: str = ""
@@ -457,6 +471,8 @@ class Applier:
         listener_signature: Optional[Signature] = None,
         check_ports: bool = True,
         config_write_delay: float = 1.0,
+        tombstone_limit: int = TOMBSTONE_LIMIT,
+        tidy_reload_quiet: float = TIDY_RELOAD_QUIET,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.haproxy = haproxy
@@ -474,7 +490,12 @@ class Applier:
         self.config_write_delay = config_write_delay
         self.clock = clock
         self.counters = ApplyCounters()
+        self.tombstone_limit = tombstone_limit
+        self.tidy_reload_quiet = tidy_reload_quiet
         self.draining: dict[tuple[str, str], DrainEntry] = {}
+        # (backend, server) -> when it went to MAINT for good; dropped by the next reload
+        self.tombstones: dict[tuple[str, str], float] = {}
+        self._last_reload_try = clock()
         self._lock = threading.RLock()
         self._running_signature: Optional[Hashable] = None
         self._running_binds: Optional[frozenset[tuple[str, int]]] = None
@@ -501,8 +522,9 @@ class Applier:
 
     def tick(self) -> int:
         """Periodic work (the daemon calls it about once a second): advance drains, write a
-        deferred config file, resync everything after HAProxy was restarted. Returns the number
-        of servers deleted."""
+        deferred config file, resync everything after HAProxy was restarted, tidy-up reload when
+        tombstones pile up. Returns the number of drained servers finished (deleted or
+        tombstoned)."""
         with self._lock:
             if not self.haproxy.running():
                 return 0
@@ -519,7 +541,35 @@ class Applier:
                 _, error = self._rewrite_config(self._model)
                 if error:  # the next apply takes the long way: validate, drop bad apps, reload
                     self._running_signature = None
+            if self._tidy_due():
+                self._tidy_reload()
             return deleted
+
+    def _tidy_due(self) -> bool:
+        return (
+            len(self.tombstones) > self.tombstone_limit
+            and self._model is not None
+            and not self._unconfirmed
+            and self.clock() - self._last_reload_try >= self.tidy_reload_quiet
+        )
+
+    def _tidy_reload(self) -> None:
+        """A validated, seamless reload of the running model: it drops the tombstones."""
+        assert self._model is not None
+        log.info("reloading to drop tombstones", extra={"tombstones": len(self.tombstones)})
+        self._last_reload_try = self.clock()
+        try:
+            result = self._reload(self._model)
+        except (RuntimeAPIError, HAProxyError) as exc:
+            result = ApplyResult(False, "failed", error=str(exc))
+        if result.reloaded:
+            self.counters.reloads += 1
+            self.counters.tidy_reloads += 1
+        elif not result.ok:
+            self.counters.last_error = result.error
+            if result.error.startswith("reload failed"):
+                self.counters.reload_failures += 1
+            log.warning("tidy-up reload failed", extra={"error": result.error[:2000]})
 
     def _write_due(self) -> bool:
         return self._dirty_since is not None and (
@@ -530,6 +580,7 @@ class Applier:
         """HAProxy was restarted from the file: check every backend against the model again."""
         self._starts_seen = _starts(self.haproxy)
         self._synced = {}
+        self.tombstones = {}  # the file it started from has none
         if self._model is not None:
             self._sync_runtime(self._model, only_changed=False)
 
@@ -624,6 +675,7 @@ class Applier:
             drains.extend((backend, s) for s in to_drain)
             for name in ready:
                 self.draining.pop((backend.name, name), None)
+                self.tombstones.pop((backend.name, name), None)
         if commands:
             errors = [e for e in self.runtime.write_many(commands) if e is not None]
             self.counters.runtime_ops += len(commands) - len(errors)
@@ -633,7 +685,7 @@ class Applier:
         now = self.clock()
         for backend, state in drains:
             key = (backend.name, state.name)
-            if key not in self.draining:
+            if key not in self.draining and key not in self.tombstones:
                 task_id = next((s.task_id for s in backend.servers if s.name == state.name), "")
                 self.draining[key] = DrainEntry(
                     backend.name,
@@ -667,40 +719,65 @@ class Applier:
         return out
 
     def _advance_drains(self) -> int:
-        """Delete draining servers whose sessions ended (or whose time is up)."""
+        """Finish draining servers whose sessions ended (or whose time is up).
+
+        One that never took a session is deleted; one that did goes to MAINT and stays as a
+        tombstone until the next reload (``del server`` of a server that carried traffic can
+        crash an HAProxy 2.6 worker). Returns the number of servers taken out of the running
+        config this way (deleted or tombstoned): the file is rewritten without them.
+        """
         if not self.draining:
             return 0
         names = sorted({be for be, _ in self.draining})
         answers = self.runtime.execute_many([f"show stat {be} 4 -1" for be in names])
-        rows = [row for answer in answers for row in parse_csv_stat(answer)]
-        sessions = {(r["pxname"], r["svname"]): int(r.get("scur") or 0) for r in rows}
-        queued = {(r["pxname"], r["svname"]): int(r.get("qcur") or 0) for r in rows}
+        rows = {(r["pxname"], r["svname"]): r for a in answers for r in parse_csv_stat(a)}
         now = self.clock()
-        deleted = 0
+        finished = 0
         for key, entry in sorted(self.draining.items()):
-            if key not in sessions:
+            row = rows.get(key)
+            if row is None:
                 del self.draining[key]  # gone already (reload, restart, someone else)
                 continue
+            sessions = _stat_int(row, "scur")
             timed_out = now - entry.started_at >= self.drain_timeout
-            if sessions[key] + queued.get(key, 0) > 0 and not timed_out:
+            if sessions + _stat_int(row, "qcur") > 0 and not timed_out:
                 continue
-            be, srv = key
-            commands = [set_state_command(be, srv, "maint")]
-            if timed_out and sessions[key] > 0:
-                commands.append(f"shutdown sessions server {be}/{srv}")
+            if self._finish_drain(key, row, shut=timed_out and sessions > 0):
+                finished += 1
+        return finished
+
+    def _finish_drain(self, key: tuple[str, str], row: Mapping[str, str], shut: bool) -> bool:
+        """MAINT (sessions shut when asked); deleted if it never took a session, else a
+        tombstone. ``True`` when the server is out of the running config now."""
+        be, srv = key
+        commands = []
+        if not row.get("status", "").startswith("MAINT"):
+            commands.append(set_state_command(be, srv, "maint"))
+        if shut:
+            commands.append(f"shutdown sessions server {be}/{srv}")
+        delete = _stat_int(row, "stot") == 0 and not shut
+        if delete:
             commands.append(f"del server {be}/{srv}")
-            errors = self.runtime.write_many(commands)
-            self.counters.runtime_ops += sum(1 for e in errors if e is None)
-            if errors[-1] is None:
-                del self.draining[key]
-                deleted += 1
-                self.counters.servers_deleted += 1
-                log.info("server removed", extra={"backend": be, "server": srv})
-            elif "No such server" in errors[-1].message:
+        errors = self.runtime.write_many(commands) if commands else []
+        self.counters.runtime_ops += sum(1 for e in errors if e is None)
+        failed = next((e for e in errors if e is not None), None)
+        if failed is not None:
+            if "No such server" in failed.message:
                 del self.draining[key]
             else:
-                log.debug("server not removable yet", extra={"error": errors[-1].message})
-        return deleted
+                log.debug("drained server not finished yet", extra={"error": failed.message})
+            return False
+        del self.draining[key]
+        if delete:
+            self.counters.servers_deleted += 1
+            log.info("server removed", extra={"backend": be, "server": srv})
+        else:
+            self.tombstones[key] = self.clock()
+            self.counters.servers_tombstoned += 1
+            log.info(
+                "server in maintenance until the next reload", extra={"backend": be, "server": srv}
+            )
+        return True
 
     def _effective(self, model: HAProxyModel) -> HAProxyModel:
         """The model as HAProxy runs it: draining servers kept until they are deleted."""
@@ -856,6 +933,8 @@ class Applier:
         self._failed = None
         self._forget_server_state()
         self._starts_seen = _starts(self.haproxy)
+        self.tombstones = {}  # the new worker has only the servers of the file
+        self._last_reload_try = self.clock()
         ops = 0
         try:
             # the server-state file may have restored a drain/maint the model no longer wants
@@ -1156,6 +1235,11 @@ def _first_alert(error: str) -> str:
                 text = text.rsplit("] : ", 1)[-1]
             return text.strip()[:300]
     return error.strip().splitlines()[0][:300] if error.strip() else "invalid configuration"
+
+
+def _stat_int(row: Mapping[str, str], column: str) -> int:
+    value = row.get(column) or "0"
+    return int(value) if value.isdigit() else 0
 
 
 def _write_file_atomically(path: str, text: str) -> None:

@@ -623,6 +623,9 @@ def sync_counters(counters: Any, seen: dict[str, int], metrics: SidecarMetrics) 
     deleted = _delta(counters, "servers_deleted", seen)
     if deleted > 0:
         metrics.runtime_ops.labels(op="delete").inc(deleted)
+    tombstoned = _delta(counters, "servers_tombstoned", seen)
+    if tombstoned > 0:
+        metrics.runtime_ops.labels(op="tombstone").inc(tombstoned)
     old = getattr(counters, "old_workers", None)
     if isinstance(old, int):
         metrics.old_workers.set(old)

@@ -22,6 +22,16 @@ def server_names(kit: Any, backend: str) -> list[str]:
     return sorted(s.name for s in admin(kit).show_servers_state(backend))
 
 
+def active_names(kit: Any, backend: str) -> list[str]:
+    """Servers not in maintenance (tombstones of drained servers are in MAINT)."""
+    states = admin(kit).show_servers_state(backend)
+    return sorted(s.name for s in states if not s.in_maintenance)
+
+
+def tombstone_names(kit: Any, backend: str) -> list[str]:
+    return sorted(s.name for s in admin(kit).show_servers_state(backend) if s.in_maintenance)
+
+
 def hold_request_on(
     kit: Any, port: int, target: Any, other: Any
 ) -> tuple[list[object], list[threading.Thread]]:
@@ -82,13 +92,16 @@ def test_servers_added_and_removed_without_reload(
 
     shrunk = applier.apply(kit.model_of(kit.service("/a", port, {"c": c})))
     assert shrunk.ok and not shrunk.reloaded, shrunk.error
-    kit.wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["c"], what="deleted")
+    kit.wait_until(lambda: applier.tick() >= 0 and active_names(kit, be) == ["c"], what="drained")
     assert set(kit.answers(port, 6)) == {"c"}
+    # a and b served requests: never "del server" for them, MAINT until the next reload
+    assert tombstone_names(kit, be) == ["a", "b"]
     applier.tick()
     text = kit.paths.config.read_text()
     assert "server a " not in text and "server b " not in text and "server c " in text
     assert admin(kit).worker_pid() == pid
-    assert applier.counters.reloads == 0 and applier.counters.servers_deleted == 2
+    assert applier.counters.reloads == 0 and applier.counters.servers_deleted == 0
+    assert applier.counters.servers_tombstoned == 2
     status = applier.haproxy.proc_status()
     assert status is not None and status.reloads == 0
 
@@ -135,9 +148,10 @@ def test_killed_task_stops_receiving_traffic_and_its_request_finishes(
     for t in threads:
         t.join(30)
     assert slow and all(isinstance(r, tuple) and r[0] == 200 for r in slow), slow
-    kit.wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["a"], what="b gone")
+    kit.wait_until(lambda: applier.tick() >= 0 and active_names(kit, be) == ["a"], what="b out")
     again = applier.apply(kit.with_servers(model, be, killing))
-    assert again.ok and again.runtime_ops == 0 and server_names(kit, be) == ["a"]
+    assert again.ok and again.runtime_ops == 0 and active_names(kit, be) == ["a"]
+    assert tombstone_names(kit, be) == ["b"]
 
 
 def test_scale_down_and_up_under_load_loses_no_request(
@@ -154,7 +168,7 @@ def test_scale_down_and_up_under_load_loses_no_request(
         result = applier.apply(kit.model_of(kit.service("/a", port, {k: servers[k] for k in keep})))
         assert result.ok and not result.reloaded, result.error
         kit.wait_until(
-            lambda keep=keep: applier.tick() >= 0 and server_names(kit, be) == list(keep),
+            lambda keep=keep: applier.tick() >= 0 and active_names(kit, be) == list(keep),
             what=f"only {keep} left",
         )
         marks = [loop.total_ok() for loop in loops]
@@ -437,11 +451,12 @@ def test_drain_timeout_shuts_the_last_sessions_and_deletes(
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
     assert applier.tick() == 0 and "b" in server_names(kit, be)  # its session keeps it
     clock.now += 5.0
-    # time is up: sessions shut, then deleted (the shutdown completes asynchronously)
-    kit.wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["a"], what="b gone")
+    # time is up: sessions shut, MAINT (the shutdown completes asynchronously); not deleted
+    kit.wait_until(lambda: applier.tick() >= 0 and active_names(kit, be) == ["a"], what="b out")
     for t in threads:
         t.join(30)
-    assert applier.counters.servers_deleted == 1
+    assert applier.counters.servers_tombstoned == 1 and applier.counters.servers_deleted == 0
+    assert tombstone_names(kit, be) == ["b"]
     cut = [h for h in held if isinstance(h, OSError) or (isinstance(h, tuple) and h[0] == 502)]
     assert cut, held  # b's held request was cut when its time was up
     assert "server b " not in kit.paths.config.read_text()
@@ -575,3 +590,77 @@ def test_apply_while_haproxy_is_dead_starts_it_again(
     assert result.ok and result.started, result.error
     kit.wait_until(lambda: set(kit.answers(port, 6)) == {"a", "b"}, what="both servers")
     assert proc.restart_if_dead() is False
+
+
+def test_a_server_that_never_took_a_session_is_deleted(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    be = f"be_{port}"
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b}))).ok
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok  # before traffic
+    kit.wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["a"], what="b gone")
+    assert applier.counters.servers_deleted == 1 and applier.counters.servers_tombstoned == 0
+    assert not applier.tombstones
+
+
+def test_tombstones_go_with_the_next_reload_and_can_come_back(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    be = f"be_{port}"
+    applier = make_applier()
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b}))).ok
+    assert set(kit.answers(port, 4)) == {"a", "b"}
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    kit.wait_until(lambda: applier.tick() >= 0 and tombstone_names(kit, be) == ["b"], what="b")
+    # the same task healthy again: the tombstone is simply set ready
+    back = applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b})))
+    assert back.ok and not back.reloaded and back.runtime_ops == 1, back
+    assert set(kit.answers(port, 4)) == {"a", "b"} and not applier.tombstones
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
+    kit.wait_until(lambda: applier.tick() >= 0 and tombstone_names(kit, be) == ["b"], what="b")
+    p2 = kit.free_port()
+    reloaded = applier.apply(
+        kit.model_of(kit.service("/a", port, {"a": a}), kit.service("/b", p2, {"a": a}))
+    )
+    assert reloaded.ok and reloaded.reloaded, reloaded.error
+    assert server_names(kit, be) == ["a"] and not applier.tombstones
+
+
+def test_too_many_tombstones_force_one_seamless_tidy_up_reload(
+    make_applier: Any, kit: Any, backends: Any, traffic: Any
+) -> None:
+    servers = {name: backends(name) for name in ("a", "b", "c")}
+    port = kit.free_port()
+    be = f"be_{port}"
+    clock = FakeClock()
+    applier = make_applier(clock=clock, tombstone_limit=1, tidy_reload_quiet=30.0)
+    assert applier.apply(kit.model_of(kit.service("/a", port, servers))).ok
+    pid = admin(kit).worker_pid()
+    loops = [traffic(port), traffic(port, keep_alive=True)]
+    kit.wait_until(lambda: all(len(loop.ok) == 3 for loop in loops), what="all three serve")
+    assert applier.apply(kit.model_of(kit.service("/a", port, {"a": servers["a"]}))).ok
+    kit.wait_until(
+        lambda: applier.tick() >= 0 and tombstone_names(kit, be) == ["b", "c"], what="tombstones"
+    )
+    applier.tick()
+    assert admin(kit).worker_pid() == pid  # over the limit, but a reload happened just now
+    clock.now += 30.0
+    applier.tick()
+    assert applier.counters.tidy_reloads == 1 and applier.counters.reloads == 1
+    kit.wait_until(lambda: admin(kit).worker_pid() != pid, what="new worker")
+    assert server_names(kit, be) == ["a"] and not applier.tombstones
+    marks = [loop.total_ok() for loop in loops]
+    kit.wait_until(
+        lambda: all(lp.total_ok() > m + 20 for lp, m in zip(loops, marks)), what="traffic after"
+    )
+    for loop in loops:
+        loop.stop()
+    assert [loop.failures for loop in loops] == [[], []]
+    applier.tick()
+    assert applier.counters.tidy_reloads == 1  # nothing left to tidy
