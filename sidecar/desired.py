@@ -402,13 +402,22 @@ def build_model(
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Disable the cyclic GC for the block; restore the previous setting afterwards."""
+    """Disable the cyclic GC for the block; restore the previous setting afterwards.
+
+    What the block allocated and kept (the model) is long-lived: it goes to the oldest generation
+    directly (freeze + unfreeze moves objects there without traversing them), so re-enabling the
+    collector does not start with a young collection over the whole model. Skipped when the
+    process froze objects itself (unfreeze would release those too).
+    """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
