@@ -393,6 +393,45 @@ def _is_summary(message: str) -> bool:
     return any(s in message for s in summaries)
 
 
+def wanted_admin_states(model: HAProxyModel) -> dict[tuple[str, str], str]:
+    """(backend, server) -> the admin state the model wants: ``ready``, ``drain`` or ``maint``
+    (a going server of a sticky backend, see :func:`plan_backend`)."""
+    out: dict[tuple[str, str], str] = {}
+    for backend in model.backends:
+        going = "maint" if backend.sticky else "drain"
+        for server in backend.servers:
+            out[(backend.name, server.name)] = "ready" if server.state == "ready" else going
+    return out
+
+
+def server_state_for_reload(dump: str, wanted: Mapping[tuple[str, str], str]) -> str:
+    """The ``show servers state`` dump with only the lines whose admin state is what the new
+    config wants.
+
+    HAProxy restores a server's admin state from this file after a reload; a stale drain or
+    maint would keep a server the new model wants ready out of rotation until the runtime sync
+    after the reload (a moment with no server at all when it was the last one). A server the
+    new config does not have, or whose state differs, loses its line: the new worker then
+    starts it as the config says (no ``disabled``: ready; ``disabled``: maint). Lines that
+    match keep the old worker's operational and health-check state.
+    """
+    out: list[str] = []
+    header: list[str] = []
+    for line in dump.splitlines():
+        if line.startswith("#"):
+            header = line.lstrip("#").split()
+        if not header or line.startswith("#") or not line.strip():
+            out.append(line)
+            continue
+        parsed = parse_servers_state("# " + " ".join(header) + "\n" + line)
+        if not parsed:
+            continue
+        state = parsed[0]
+        if wanted.get((state.backend, state.name)) == state.admin:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def server_line_options_default(backend: BackendSpec, server: ServerSpec) -> str:
     return f"weight {server.weight}" + (" check" if server.check else "")
 
@@ -789,8 +828,10 @@ class Applier:
         backends = []
         for backend in model.backends:
             draining = by_backend.get(backend.name, {})
+            # a server the model wants ready again is ready, even before the runtime sync
+            # takes it off the drain registry
             servers = [
-                s if s.name not in draining else replace(s, state=RENDER_SERVER_DRAIN)
+                s if s.state == "ready" else replace(s, state=RENDER_SERVER_DRAIN)
                 for s in backend.servers
                 if s.state == "ready" or s.name in draining
             ]
@@ -889,7 +930,7 @@ class Applier:
             )
         previous_text = self._read_config()
         if running:
-            self._dump_server_state()
+            self._dump_server_state(self._effective(model))
         os.replace(candidate, self.config_path)
         try:
             if not running and self.haproxy.ensure_started(self.reload_timeout):
@@ -1032,7 +1073,9 @@ class Applier:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.state_file)
 
-    def _dump_server_state(self) -> None:
+    def _dump_server_state(self, model: HAProxyModel) -> None:
+        """Save the servers' states for the new worker, with the admin states ``model`` wants
+        (the effective model: draining servers included, tombstones not)."""
         if not self.state_file:
             return
         try:
@@ -1040,7 +1083,9 @@ class Applier:
         except RuntimeAPIError as exc:
             log.warning("server state not saved before reload", extra={"error": str(exc)})
             return
-        _write_file_atomically(self.state_file, text)
+        _write_file_atomically(
+            self.state_file, server_state_for_reload(text, wanted_admin_states(model))
+        )
 
     # -- validation and bad apps
 

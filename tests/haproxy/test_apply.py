@@ -664,3 +664,40 @@ def test_too_many_tombstones_force_one_seamless_tidy_up_reload(
     assert [loop.failures for loop in loops] == [[], []]
     applier.tick()
     assert applier.counters.tidy_reloads == 1  # nothing left to tidy
+
+
+def test_a_server_drained_in_the_old_worker_is_ready_right_after_the_reload(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    a, b = backends("a"), backends("b")
+    port = kit.free_port()
+    be = f"be_{port}"
+    model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
+    applier = make_applier()
+    assert applier.apply(model).ok
+    held, threads = hold_request_on(kit, port, b, a)  # keeps b draining
+    drained = tuple(
+        replace(s, state="drain") if s.name == "b" else s for s in model.backends[0].servers
+    )
+    assert applier.apply(kit.with_servers(model, be, drained)).ok
+    assert {s.name: s.admin for s in admin(kit).show_servers_state(be)}["b"] == "drain"
+    # b is healthy again in the same batch as a new service port: a reload
+    seen: list[dict[str, str]] = []
+    sync = applier._sync_runtime
+
+    def look_first(*args: Any, **kwargs: Any) -> int:
+        if not seen:  # the first thing after the reload is confirmed
+            seen.append({s.name: s.admin for s in admin(kit).show_servers_state(be)})
+        return sync(*args, **kwargs)
+
+    applier._sync_runtime = look_first
+    p2 = kit.free_port()
+    result = applier.apply(
+        kit.model_of(kit.service("/a", port, {"a": a, "b": b}), kit.service("/b", p2, {"a": a}))
+    )
+    assert result.ok and result.reloaded, result.error
+    assert seen == [{"a": "ready", "b": "ready"}]
+    b.release.set()
+    for t in threads:
+        t.join(30)
+    assert held and all(isinstance(r, tuple) and r[0] == 200 for r in held), held

@@ -18,7 +18,9 @@ from sidecar.apply import (
     default_listener_signature,
     plan_backend,
     port_problem,
+    server_state_for_reload,
     supports_dynamic_servers,
+    wanted_admin_states,
     without_apps,
     without_frontends,
 )
@@ -334,3 +336,49 @@ def test_skip_reason_is_haproxys_message_without_file_and_line() -> None:
     other = "[ALERT]    (1) : config : Proxy 'fe_1': unable to find required default_backend: 'b'."
     assert _first_alert(other) == "Proxy 'fe_1': unable to find required default_backend: 'b'."
     assert _first_alert("") == "invalid configuration"
+
+
+STATE_HEADER = (
+    "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight "
+    "srv_iweight srv_time_since_last_change srv_check_status srv_check_result "
+    "srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id "
+    "srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr "
+    "srv_agent_port"
+)
+
+
+def state_line(backend: str, server: str, admin: int) -> str:
+    return f"3 {backend} 1 {server} 127.0.0.1 2 {admin} 1 1 10 1 0 0 0 0 0 0 - 9000 - 0 0 - - 0"
+
+
+def test_the_server_state_file_carries_only_admin_states_the_new_model_wants() -> None:
+    sticky = backend("/s", 8002, srv("going", state="drain"), sticky=True)
+    model = HAProxyModel(
+        backends=(
+            backend(
+                "/a",
+                8001,
+                srv("ready"),
+                srv("was-drained"),
+                srv("was-maint"),
+                srv("going", state="drain"),
+            ),
+            sticky,
+        )
+    )
+    wanted = wanted_admin_states(model)
+    assert wanted[("be_8001", "going")] == "drain" and wanted[("be_8002", "going")] == "maint"
+    lines = [
+        state_line("be_8001", "ready", CMAINT),  # "disabled" once, enabled at runtime: ready
+        state_line("be_8001", "was-drained", FDRAIN),
+        state_line("be_8001", "was-maint", FMAINT),
+        state_line("be_8001", "going", FDRAIN),
+        state_line("be_8001", "tombstone", FMAINT),
+        state_line("be_8002", "going", FMAINT),
+    ]
+    dump = "1\n" + STATE_HEADER + "\n" + "\n".join(lines) + "\n"
+    kept = server_state_for_reload(dump, wanted)
+    assert kept.splitlines() == ["1", STATE_HEADER, lines[0], lines[3], lines[5]]
+    assert (
+        server_state_for_reload("1\n" + STATE_HEADER + "\n", wanted) == "1\n" + STATE_HEADER + "\n"
+    )
