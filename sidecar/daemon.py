@@ -3,10 +3,13 @@
 :class:`Daemon` runs the main loop on the calling thread:
 
 1. the :class:`~sidecar.follow.MarathonFollower` (its own threads) publishes new cluster states;
-2. the loop coalesces bursts: it waits ``debounce`` seconds after a change for more to come
-   (never longer than :data:`MAX_COALESCE` in total), and keeps at least ``min_reload_interval``
-   between two applies that need a reload (a change of :func:`~sidecar.desired.listener_signature`);
-   changes of servers only (runtime API) go through at once;
+2. the loop coalesces bursts with a leading-edge debounce: the first change after a quiet
+   period (no change for ``debounce`` seconds) is applied at once when it changes servers only
+   (runtime API); changes that follow within ``debounce`` of the previous one wait until
+   ``debounce`` passes without another (never longer than :data:`MAX_COALESCE` in total), and so
+   does a change that needs a reload (a change of :func:`~sidecar.desired.listener_signature`:
+   a deploy's events share one reload), which also keeps at least ``min_reload_interval``
+   since the last reload;
 3. it builds the model (:func:`~sidecar.desired.build_model`, with ``previously_in``: the task ids
    in rotation after the last apply, and the caching resolver), and hands it to the
    :class:`~sidecar.apply.Applier` (render, validate, swap, reload or runtime API);
@@ -65,6 +68,7 @@ class _Pending:
     last_at: float
     not_before: float = 0.0  # a reload waits for the minimum interval since the last one
     again: bool = False  # apply even when the model looks unchanged (apps left out for a port)
+    leading: bool = False  # the first change after a quiet period: due at once (servers only)
 
 
 class Daemon:
@@ -90,6 +94,7 @@ class Daemon:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._pending: Optional[_Pending] = None
+        self._last_change_at = float("-inf")  # when the follower last published a state
         self.startup_wait = startup_wait
         self.client = client if client is not None else make_client(settings)
         self.resolver = resolver if resolver is not None else Resolver(on_update=self._dns_changed)
@@ -218,7 +223,10 @@ class Daemon:
             pending = self._pending
         if pending is None:
             return float("inf")
-        settled = min(pending.last_at + self.settings.debounce, pending.first_at + MAX_COALESCE)
+        if pending.leading:
+            settled = pending.first_at
+        else:
+            settled = min(pending.last_at + self.settings.debounce, pending.first_at + MAX_COALESCE)
         return max(settled, pending.not_before)
 
     def resync(self) -> None:
@@ -241,13 +249,17 @@ class Daemon:
         """Follower callback (its worker thread): remember the newest state, wake the loop."""
         now = self._clock()
         with self._lock:
+            quiet = now - self._last_change_at >= self.settings.debounce
+            self._last_change_at = now
             if self._pending is None:
-                self._pending = _Pending(state, reason, now, now)
+                self._pending = _Pending(state, reason, now, now, leading=quiet)
             elif self._pending.again:  # a newer state does not wait for the retry time
-                self._pending = _Pending(state, reason, now, now, again=True)
+                self._pending = _Pending(state, reason, now, now, again=True, leading=quiet)
             else:
                 old = self._pending
-                self._pending = _Pending(state, reason, old.first_at, now, old.not_before)
+                self._pending = _Pending(
+                    state, reason, old.first_at, now, old.not_before, leading=old.leading
+                )
         self._wake.set()
 
     def _apply_pending(self) -> None:
@@ -263,6 +275,13 @@ class Daemon:
         if model == self.model and not pending.again:  # only refresh the view
             self.state = pending.state
             self.board.set_view(pending.state, model, self.previously_in, self.board.config_text())
+            return
+        if pending.leading and self._signature(model) != self._last_signature:
+            # a reload: wait for the rest of the burst (a deploy sends several events)
+            with self._lock:
+                if self._pending is None:
+                    pending.leading = False
+                    self._pending = pending
             return
         wait_until = self._reload_allowed_at(model)
         if wait_until > self._clock():

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -135,7 +135,11 @@ def run_daemon(tmp_path: Path) -> Any:
     started: list[tuple[Daemon, threading.Thread]] = []
 
     def start(
-        apps: Any, state_dir: Optional[Path] = None, startup_wait: float = 5.0, **overrides: Any
+        apps: Any,
+        state_dir: Optional[Path] = None,
+        startup_wait: float = 5.0,
+        clock: Optional[Callable[[], float]] = None,
+        **overrides: Any,
     ) -> tuple[Daemon, FakeClient, FakeApplier, FakeHAProxy]:
         values: dict[str, Any] = {
             "marathon_urls": ("http://127.0.0.1:1",),
@@ -156,6 +160,7 @@ def run_daemon(tmp_path: Path) -> Any:
             applier=applier,
             haproxy=haproxy,
             startup_wait=startup_wait,
+            **({"clock": clock} if clock is not None else {}),
         )
         thread = threading.Thread(target=daemon.run, daemon=True)
         thread.start()
@@ -364,3 +369,67 @@ def test_apps_left_out_for_a_taken_port_are_tried_again(run_daemon: Any, wait_un
     assert ports(applier.last()) == {10001, 10002}
     wait_until(lambda: applier.ticks >= 4)  # a few ticks later: nothing left to try again
     assert applier.count() == settled
+
+
+class FrozenClock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+
+def test_the_first_change_after_a_quiet_period_is_applied_at_once(
+    run_daemon: Any, wait_until: Any
+) -> None:
+    clock = FrozenClock()
+    daemon, _client, applier, _ = run_daemon(
+        [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100, clock=clock
+    )
+    wait_until(lambda: applier.count() >= 1)
+    state = daemon.follower.state
+    assert state is not None
+    clock.advance(10.0)  # quiet
+    before = applier.count()
+    daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2")), "lone change")
+    # applied although the (frozen) clock never reaches the end of the debounce window
+    wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"})
+    assert applier.count() == before + 1
+    # a change right after it waits for the window and is coalesced with the next one
+    daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2", "web.3")), "burst")
+    daemon._on_state(state.with_app(app("/web", 10001, *[f"web.{n}" for n in range(1, 5)])), "b")
+    assert daemon._apply_due_at() == clock() + 0.5
+    assert applier.count() == before + 1
+    clock.advance(0.5)
+    daemon._wake.set()
+    wait_until(lambda: len(servers(applier.last())) == 4)
+    assert applier.count() == before + 2
+
+
+def test_a_change_that_needs_a_reload_still_waits_for_the_burst(
+    run_daemon: Any, wait_until: Any
+) -> None:
+    clock = FrozenClock()
+    daemon, _client, applier, _ = run_daemon(
+        [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100, clock=clock
+    )
+    wait_until(lambda: applier.count() >= 1)
+    state = daemon.follower.state
+    assert state is not None
+    clock.advance(10.0)
+    before = applier.count()
+    daemon._on_state(state.with_app(app("/api", 10002, "api.1")), "new service port")
+    wait_until(lambda: daemon._apply_due_at() == clock() + 0.5)  # back to the trailing edge
+    assert applier.count() == before
+    clock.advance(0.5)
+    daemon._wake.set()
+    wait_until(lambda: ports(applier.last()) == {10001, 10002})
+    assert applier.count() == before + 1
