@@ -3,13 +3,15 @@
 :class:`Daemon` runs the main loop on the calling thread:
 
 1. the :class:`~sidecar.follow.MarathonFollower` (its own threads) publishes new cluster states;
-2. the loop coalesces bursts with a leading-edge debounce: the first change after a quiet
+2. the loop coalesces bursts with a leading-edge debounce: a change that comes after a quiet
    period (no change for ``debounce`` seconds) is applied at once when it changes servers only
-   (runtime API); changes that follow within ``debounce`` of the previous one wait until
-   ``debounce`` passes without another (never longer than :data:`MAX_COALESCE` in total), and so
-   does a change that needs a reload (a change of :func:`~sidecar.desired.listener_signature`:
-   a deploy's events share one reload), which also keeps at least ``min_reload_interval``
-   since the last reload;
+   (runtime API); a change that follows another within ``debounce`` waits until ``debounce``
+   passes without another (never longer than :data:`MAX_COALESCE` in total). Only a change
+   after ``debounce`` seconds of silence goes at once, so a burst costs at most two applies (its
+   first change, then the rest) and a steady stream one per :data:`MAX_COALESCE`. A change that
+   needs a reload (a change of :func:`~sidecar.desired.listener_signature`) waits like the rest
+   of its burst, so a deploy's events share one reload, and keeps at least
+   ``min_reload_interval`` since the last reload;
 3. it builds the model (:func:`~sidecar.desired.build_model`, with ``previously_in``: the task ids
    in rotation after the last apply, and the caching resolver), and hands it to the
    :class:`~sidecar.apply.Applier` (render, validate, swap, reload or runtime API);
