@@ -240,16 +240,20 @@ def _host_port_specs(app: App) -> list[PortSpec]:
 
 
 def _definition_spec(index: int, definition: Any, require_ports: bool) -> PortSpec:
-    d = definition if _is_mapping(definition) else {}
-    port = _as_int(d.get("port")) or 0
+    d = definition if type(definition) is dict or _is_mapping(definition) else {}
+    port = d.get("port")
+    if type(port) is not int:
+        port = _as_int(port)
+    port = port or 0
     protocol = d.get("protocol") or "tcp"
     name = d.get("name") or ""
+    labels = d.get("labels")
     return PortSpec(
         index,
         port,
         protocol if type(protocol) is str else str(protocol),
         name if type(name) is str else str(name),
-        _str_map(d.get("labels")),
+        {} if labels is None else _str_map(labels),
         None,
         port if require_ports else None,
     )

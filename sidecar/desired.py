@@ -446,8 +446,10 @@ def _build_model(
             entry = _app_entry(app_id, app, tasks, prev, context)
         entries[app_id] = entry
         candidates.extend(entry.candidates)
-        skipped.extend(entry.skipped)
-        problems.extend(entry.problems)
+        if entry.skipped:
+            skipped.extend(entry.skipped)
+        if entry.problems:
+            problems.extend(entry.problems)
     if cache is not None:
         cache._keep(entries)
     claims = [
@@ -483,8 +485,10 @@ def _build_model(
             built = _build_backend(cand, name, entry, settings, addresses)
             entry.backends[cand.spec.index] = built
         backend = built.backend if built.backend.name == name else replace(built.backend, name=name)
-        skipped.extend(built.skipped)
-        problems.extend(built.problems)
+        if built.skipped:
+            skipped.extend(built.skipped)
+        if built.problems:
+            problems.extend(built.problems)
         if group_backends and (cand.app_id, cand.spec.index) in group_backends:  # a group
             parts = [(cand.app_id, backend.servers)]
             for key in plan.members_of((cand.app_id, cand.spec.index)):
@@ -762,6 +766,7 @@ def _servers(
     host_slot, container_port = cand.host_slot, cand.spec.container_port
     known = addresses.known
     tasks = entry.tasks
+    app_id = cand.app_id
     for task_id, rotation, draining, _reason in entry.verdicts:
         if rotation:
             state = "ready"
@@ -782,7 +787,7 @@ def _servers(
             where = task_address(task, host_slot, container_port)
             if where is None:
                 skipped.append(
-                    SkippedApp(cand.app_id, "task has no address for this port", index, task_id)
+                    SkippedApp(app_id, "task has no address for this port", index, task_id)
                 )
                 continue
             host, port = where
@@ -790,9 +795,7 @@ def _servers(
         hosts[host] = address
         if address is None:
             skipped.append(
-                SkippedApp(
-                    cand.app_id, "task host does not resolve to an IP address", index, task_id
-                )
+                SkippedApp(app_id, "task host does not resolve to an IP address", index, task_id)
             )
             continue
         if len(task_id) <= MAX_NAME_LEN and _NAME_SAFE_RE.fullmatch(task_id):

@@ -255,6 +255,7 @@ def _backend_lines(backend: BackendSpec, keywords: _KeywordMemo) -> list[str]:
         if options is None:
             options = keywords[key] = " ".join(server_line_options(backend, server))
         disabled = "" if server.state == "ready" else " disabled"
-        where = address(server.address, server.port)
+        ip = server.address
+        where = f"{ip}:{server.port}" if ":" not in ip else f"[{ip}]:{server.port}"  # address()
         lines.append(f"    server {server.name} {where} {options}{disabled}")
     return lines
