@@ -103,7 +103,7 @@ def template_context(
         frontend_sections = cache.frontend_sections(model.frontends)
         backend_sections = cache.backend_sections(model.backends)
     else:
-        frontend_sections = "".join(_section(f.name, frontend_lines(f)) for f in model.frontends)
+        frontend_sections = "".join(map(_frontend_section, model.frontends))
         keywords: _KeywordMemo = {}  # the server keywords of one render, shared by backends
         backend_sections = "".join(
             _section(b.name, _backend_lines(b, keywords)) for b in model.backends
@@ -212,6 +212,21 @@ def frontend_lines(frontend: FrontendSpec) -> list[str]:
     if frontend.default_backend is not None:
         lines.append(f"    default_backend {frontend.default_backend}")
     return lines
+
+
+def _frontend_section(frontend: FrontendSpec) -> str:
+    """``_section(frontend.name, frontend_lines(frontend))``, in one step for the usual frontend
+    (tcp, one bind address, a default backend, no routes)."""
+    binds = frontend.binds
+    ip = binds[0] if len(binds) == 1 else ":"
+    if frontend.mode == "tcp" and ":" not in ip and not frontend.routes:
+        default = frontend.default_backend
+        if default is not None:
+            return (
+                f"\nfrontend {frontend.name}\n    mode tcp\n    bind {ip}:{frontend.port}\n"
+                f"    default_backend {default}\n"
+            )
+    return _section(frontend.name, frontend_lines(frontend))
 
 
 def route_condition(route: RouteSpec) -> str:

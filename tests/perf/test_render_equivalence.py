@@ -25,6 +25,7 @@ from sidecar.render import (
     RenderCache,
     _section,
     backend_lines,
+    frontend_lines,
     render_config,
     template_context,
 )
@@ -157,12 +158,15 @@ def test_task_classification_follows_the_general_rule(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_shared_server_keywords_equal_backend_lines(seed: int) -> None:
+def test_section_shortcuts_equal_the_line_helpers(seed: int) -> None:
     _apps, state, prev = cluster(seed)
     for settings in SETTINGS.values():
         model = build_model(state, settings, prev, AGENTS.get)
-        each = "".join(_section(b.name, backend_lines(b)) for b in model.backends)
-        assert template_context(model, settings)["backend_sections"] == each
+        context = template_context(model, settings)
+        backends = "".join(_section(b.name, backend_lines(b)) for b in model.backends)
+        frontends = "".join(_section(f.name, frontend_lines(f)) for f in model.frontends)
+        assert context["backend_sections"] == backends
+        assert context["frontend_sections"] == frontends
 
 
 @pytest.mark.parametrize("seed", SEEDS)
