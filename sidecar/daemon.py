@@ -71,6 +71,7 @@ class _Pending:
     not_before: float = 0.0  # a reload waits for the minimum interval since the last one
     again: bool = False  # apply even when the model looks unchanged (apps left out for a port)
     leading: bool = False  # the first change after a quiet period: due at once (servers only)
+    change_before: float = float("-inf")  # the change before this one (see _forget_no_op)
 
 
 class Daemon:
@@ -251,16 +252,27 @@ class Daemon:
         """Follower callback (its worker thread): remember the newest state, wake the loop."""
         now = self._clock()
         with self._lock:
-            quiet = now - self._last_change_at >= self.settings.debounce
+            before = self._last_change_at
+            quiet = now - before >= self.settings.debounce
             self._last_change_at = now
-            if self._pending is None:
-                self._pending = _Pending(state, reason, now, now, leading=quiet)
-            elif self._pending.again:  # a newer state does not wait for the retry time
-                self._pending = _Pending(state, reason, now, now, again=True, leading=quiet)
-            else:
-                old = self._pending
+            old = self._pending
+            if old is None:
                 self._pending = _Pending(
-                    state, reason, old.first_at, now, old.not_before, leading=old.leading
+                    state, reason, now, now, leading=quiet, change_before=before
+                )
+            elif old.again:  # a newer state does not wait for the retry time
+                self._pending = _Pending(
+                    state, reason, now, now, again=True, leading=quiet, change_before=before
+                )
+            else:
+                self._pending = _Pending(
+                    state,
+                    reason,
+                    old.first_at,
+                    now,
+                    old.not_before,
+                    leading=old.leading,
+                    change_before=old.change_before,
                 )
         self._wake.set()
 
@@ -275,6 +287,7 @@ class Daemon:
             self._retry_later(pending.state, pending.reason)
             raise
         if model == self.model and not pending.again:  # only refresh the view
+            self._forget_no_op(pending)
             self.state = pending.state
             self.board.set_view(pending.state, model, self.previously_in, self.board.config_text())
             return
@@ -295,6 +308,13 @@ class Daemon:
                     self._pending.not_before = wait_until
             return
         self.apply_state(pending.state, pending.reason, model=model)
+
+    def _forget_no_op(self, pending: _Pending) -> None:
+        """Changes HAProxy does not see (deployment events, instance counts...) do not end a
+        quiet period: the next change that matters is still applied at once."""
+        with self._lock:
+            if self._last_change_at == pending.last_at:  # nothing newer arrived meanwhile
+                self._last_change_at = pending.change_before
 
     def _reload_allowed_at(self, model: HAProxyModel) -> float:
         """Now for runtime-only changes; else not before the minimum reload interval."""

@@ -433,3 +433,22 @@ def test_a_change_that_needs_a_reload_still_waits_for_the_burst(
     daemon._wake.set()
     wait_until(lambda: ports(applier.last()) == {10001, 10002})
     assert applier.count() == before + 1
+
+
+def test_a_change_haproxy_does_not_see_does_not_end_the_quiet_period(
+    run_daemon: Any, wait_until: Any
+) -> None:
+    clock = FrozenClock()
+    daemon, _client, applier, _ = run_daemon(
+        [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100, clock=clock
+    )
+    wait_until(lambda: applier.count() >= 1)
+    state = daemon.follower.state
+    assert state is not None
+    clock.advance(10.0)
+    before = applier.count()
+    daemon._on_state(state, "an event that changes nothing HAProxy runs")
+    wait_until(lambda: daemon._pending is None)
+    daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2")), "a task joins")
+    wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"})  # at once: frozen clock
+    assert applier.count() == before + 1
