@@ -24,6 +24,8 @@ from _harness import (
     wait_until,
 )
 
+from sidecar.haproxy.runtime import RuntimeAPIError
+
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
 MIN_REQUESTS = 300  # per phase: enough traffic to make "no failure" meaningful
@@ -51,8 +53,20 @@ def reports_blocked(node: System, port: int, app_id: str) -> bool:
 
 
 def remove_app(node: System, app_id: str) -> None:
+    """Delete the app, and wait until HAProxy has dropped its backend too: otherwise that
+    reload could land inside the next test, after it recorded the worker pid."""
     node.client.delete_app(app_id)
     wait_until(lambda: node.emu.app(app_id) is None, 30, message=f"{app_id} deleted")
+    prefix = "be_" + app_id.strip("/").replace("/", "_")
+
+    def backend_gone() -> bool:
+        try:
+            listed = node.runtime.execute("show backend").split()
+        except RuntimeAPIError:
+            return False
+        return not any(name.startswith(prefix + "_") for name in listed)
+
+    wait_until(backend_gone, 60, message=f"{app_id}'s backend gone from HAProxy")
 
 
 def test_a_scale_down_under_load_loses_no_request(node: System, load: LoadGenerator) -> None:
