@@ -130,6 +130,7 @@ class ChangeDriver:
                 len(self.system.healthy_ids(APP_ID)) == self.instances
                 and len(self.system.emu.tasks(APP_ID)) == self.instances
                 and self.system.converged(APP_ID, self.port)
+                and not self.system.client.list_deployments()  # a new scale would get a 409
             ),
             60,
             message="the app settles",
