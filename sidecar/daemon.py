@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .apply import Applier
-from .desired import HAProxyModel, RenderSettings, build_model, listener_signature
+from .desired import BuildCache, HAProxyModel, RenderSettings, build_model, listener_signature
 from .follow import MarathonFollower
 from .haproxy.process import ExternalHAProxy, HAProxyControl, HAProxyProcess
 from .haproxy.runtime import RuntimeAPI
 from .metrics import SidecarMetrics
 from .model import ClusterState
-from .render import render_config
+from .render import RenderCache, render_config
 from .resolve import Resolver
 from .settings import Settings
 from .state_store import StateStore
@@ -96,6 +96,8 @@ class Daemon:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._build_cache = BuildCache()
         self._pending: Optional[_Pending] = None
         self._last_change_at = float("-inf")  # when the follower last published a state
         self.startup_wait = startup_wait
@@ -420,7 +422,14 @@ class Daemon:
     def _build(self, state: ClusterState) -> HAProxyModel:
         started = self._clock()
         try:
-            return build_model(state, self.render_settings, self.previously_in, self.resolver)
+            with self._build_lock:  # the cache reuses what unchanged apps derived last time
+                return build_model(
+                    state,
+                    self.render_settings,
+                    self.previously_in,
+                    self.resolver,
+                    cache=self._build_cache,
+                )
         finally:
             self.metrics.render_seconds.observe(self._clock() - started)
 
@@ -738,8 +747,12 @@ def make_haproxy(settings: Settings, render_settings: RenderSettings) -> HAProxy
 def make_applier(settings: Settings, haproxy: Any, render_settings: RenderSettings) -> Applier:
     template = Path(settings.template).read_text(encoding="utf-8") if settings.template else None
 
+    cache = RenderCache()
+    lock = threading.Lock()
+
     def render(model: HAProxyModel) -> str:
-        return render_config(model, render_settings, template)
+        with lock:
+            return render_config(model, render_settings, template, cache=cache)
 
     return Applier(
         haproxy,

@@ -255,6 +255,10 @@ def _backend_lines(backend: BackendSpec, keywords: _KeywordMemo) -> list[str]:
     ]
     if backend.balance in ("source", "uri"):
         lines.append("    hash-type consistent")
+    if backend.mode == "http":
+        # a task that stopped before its drain landed answers nothing: resend safe requests
+        lines.append("    retry-on conn-failure empty-response")
+        lines.append("    http-request disable-l7-retry if !METH_GET")
     if backend.sticky:
         lines.append(f"    cookie {STICKY_COOKIE} insert indirect nocache dynamic")
         lines.append(f"    dynamic-cookie-key {cookie_key(backend)}")

@@ -51,6 +51,8 @@ ALLOWED_LINES = [
     r"(?: \{ path_beg /[A-Za-z0-9._~/-]* \})?",
     r"    balance (?:roundrobin|leastconn|first|random|source|uri)",
     r"    hash-type consistent",
+    r"    retry-on conn-failure empty-response",
+    r"    http-request disable-l7-retry if !METH_GET",
     r"    cookie MBSRV insert indirect nocache dynamic",
     r"    dynamic-cookie-key [0-9a-f]{32}",
     rf"    option httpchk GET {CHECK_PATH}",

@@ -228,3 +228,18 @@ def test_render_cache_gives_the_same_text(tmp_settings: Callable[..., RenderSett
             state = state.apply_event(event_type, data).state
         model = build_model(state, settings, frozenset(), HOSTS.get, build_cache)
         assert render_config(model, settings, cache=text_cache) == render_config(model, settings)
+
+
+def test_http_backends_resend_safe_requests_that_got_no_answer(
+    tmp_settings: Callable[..., RenderSettings],
+) -> None:
+    http = BackendSpec("be_web_10000", "/web", 10000, "http", "roundrobin")
+    tcp = BackendSpec("be_db_10001", "/db", 10001, "tcp", "roundrobin")
+    text = render_config(HAProxyModel(backends=(http, tcp)), tmp_settings())
+    retry = [
+        "    retry-on conn-failure empty-response",
+        "    http-request disable-l7-retry if !METH_GET",
+    ]
+    web = section(text, "backend be_web_10000")
+    assert all(line in web for line in retry)
+    assert not any(line in section(text, "backend be_db_10001") for line in retry)
