@@ -115,7 +115,7 @@ def test_a_reload_refused_for_a_taken_port_leaves_the_running_config_serving(
     try:
         shared.cluster.client.create_app(group_app("/flth/blocked", taken, 1, GROUP))
         wait_until(
-            lambda: "cannot bind" in " ".join(node.health()["reasons"]),
+            lambda: f"127.0.0.1:{taken}" in " ".join(node.health()["reasons"]),
             60,
             message="/health names the port that cannot be bound",
         )
