@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Protocol
 
 from marathon_bridge.definitions import diff_apps
+from marathon_bridge.definitions.normalize import MARATHON_OWNED
 from marathon_bridge.errors import (
     DeploymentError,
     DeploymentTimeout,
@@ -61,20 +62,7 @@ MIN_ROLLBACK_TIMEOUT = 30.0
 
 # What Marathon writes and never reads back. A file saved from ``GET /v2/apps/{id}`` carries
 # them; sending ``version`` with other fields is even refused (it means "roll back").
-READ_ONLY_FIELDS = (
-    "version",
-    "versionInfo",
-    "tasks",
-    "tasksStaged",
-    "tasksRunning",
-    "tasksHealthy",
-    "tasksUnhealthy",
-    "deployments",
-    "lastTaskFailure",
-    "readinessCheckResults",
-    "taskStats",
-    "tasksStats",
-)
+READ_ONLY_FIELDS = MARATHON_OWNED
 
 
 class DeploymentRefLike(Protocol):

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
+from marathon_bridge.definitions.normalize import MARATHON_OWNED
 from marathon_bridge.errors import Issue
 
 App = dict[str, Any]
@@ -76,20 +77,7 @@ EMPTY_OMITTED = (
     "readinessChecks",
 )
 # Marathon-owned keys a client may send back (ignored on input).
-OWNED_KEYS = (
-    "version",
-    "versionInfo",
-    "tasks",
-    "tasksStaged",
-    "tasksRunning",
-    "tasksHealthy",
-    "tasksUnhealthy",
-    "deployments",
-    "lastTaskFailure",
-    "readinessCheckResults",
-    "tasksStats",
-    "taskStats",
-)
+OWNED_KEYS = MARATHON_OWNED
 
 HEALTH_DEFAULTS: Mapping[str, Any] = {
     "gracePeriodSeconds": 300,
