@@ -517,6 +517,12 @@ def _interrupted(client: StrategyClient, group: str) -> tuple[dict[str, Any], di
     return members[0], members[1]
 
 
+def _take_over(run: _Run, old: Mapping[str, Any], new: Mapping[str, Any]) -> int:
+    """Record the two apps of an interrupted run in the report; the run's target instances."""
+    run.report.old_app, run.report.new_app = str(old["id"]), str(new["id"])
+    return label_int(new, TARGET_INSTANCES_LABEL, int(new.get("instances", 1)))
+
+
 def resume(
     client: StrategyClient,
     group: str,
@@ -538,8 +544,7 @@ def resume(
         poll_interval=poll_interval,
         sleep=sleep,
     )
-    run.report.old_app, run.report.new_app = str(old["id"]), str(new["id"])
-    target = label_int(new, TARGET_INSTANCES_LABEL, int(new.get("instances", 1)))
+    target = _take_over(run, old, new)
     try:
         run.scale(str(new["id"]), target)
     except MarathonBridgeError as error:
@@ -570,8 +575,7 @@ def rollback(
         poll_interval=poll_interval,
         sleep=sleep,
     )
-    run.report.old_app, run.report.new_app = str(old["id"]), str(new["id"])
-    target = label_int(new, TARGET_INSTANCES_LABEL, int(new.get("instances", 1)))
+    target = _take_over(run, old, new)
     run.scale(str(old["id"]), _old_target(old, target))
     run.settle("every sidecar has the old instances in rotation")
     run.retire(str(new["id"]))
