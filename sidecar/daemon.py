@@ -98,6 +98,7 @@ class Daemon:
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._build_cache = BuildCache()
+        self._logged_problems: frozenset[Any] = frozenset()
         self._pending: Optional[_Pending] = None
         self._last_change_at = float("-inf")  # when the follower last published a state
         self.startup_wait = startup_wait
@@ -526,6 +527,14 @@ class Daemon:
         self.metrics.servers.labels(state="ready").set(ready)
         self.metrics.servers.labels(state="drain").set(drain)
         self.metrics.skipped_apps.set(len(model.skipped))
+        problems = frozenset(getattr(model, "problems", ()))
+        self.metrics.label_problems.set(len(problems))
+        for problem in sorted(problems - self._logged_problems, key=repr):  # each one once
+            log.warning(
+                "label not honored",
+                extra={"app_id": problem.app_id, "label": problem.label, "reason": problem.reason},
+            )
+        self._logged_problems = problems
 
     def _save_state(self, state: ClusterState) -> None:
         """Remember ``state`` as the last applied; written at once the first time, then at

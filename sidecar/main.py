@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any, Optional
 
@@ -122,6 +123,21 @@ def setup_logging(settings: Settings, stream: Any = None) -> logging.Handler:
     return handler
 
 
+def prepare_directories(settings: Settings) -> str:
+    """Create --state-dir (mode 700) and the config file's folder; "" or what went wrong."""
+    wanted = [(Path(settings.state_dir), 0o700), (Path(settings.haproxy_config_path).parent, 0o755)]
+    for folder, mode in wanted:
+        try:
+            folder.mkdir(mode=mode, parents=True, exist_ok=True)
+        except OSError as exc:
+            return (
+                f"cannot create {folder}: {exc.strerror or exc} (create it, writable by this user)"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{folder} is not writable by this user"
+    return ""
+
+
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
     """Entry point of ``marathon-sidecar``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -134,6 +150,10 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     except SystemExit as exc:  # argparse: --help (0) or an unknown flag (2)
         return int(exc.code) if isinstance(exc.code, int) else 2
     setup_logging(settings)
+    problem = prepare_directories(settings)
+    if problem:
+        print(f"marathon-sidecar: {problem}", file=sys.stderr)
+        return 2
     from .daemon import Daemon  # imported late: --help stays fast
 
     try:

@@ -134,6 +134,11 @@ class SidecarMetrics:
         self.skipped_apps = Gauge(
             p + "skipped_apps", "Apps or ports left out of the config (bad labels...)", registry=r
         )
+        self.label_problems = Gauge(
+            p + "label_problems",
+            "Labels not (fully) honored: bad values, raw templates, unsupported marathon-lb labels",
+            registry=r,
+        )
         self.state_write_errors = Counter(
             p + "state_write_errors", "Failures writing the last-known-good state file", registry=r
         )

@@ -458,3 +458,18 @@ def test_a_change_haproxy_does_not_see_does_not_end_the_quiet_period(
     daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2")), "a task joins")
     wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"})  # at once: frozen clock
     assert applier.count() == before + 1
+
+
+def test_label_problems_are_counted_and_logged_once(
+    run_daemon: Any, wait_until: Any, caplog: Any
+) -> None:
+    bad = app("/web", 10001, "web.1")
+    bad["labels"] = {"HAPROXY_0_BALANCE": "roundrobin\n  server evil 1.2.3.4:80"}
+    caplog.set_level("WARNING", logger="sidecar.daemon")
+    daemon, _client, applier, _ = run_daemon([bad])
+    wait_until(lambda: applier.count() >= 1)
+    metric = "marathon_sidecar_label_problems"
+    wait_until(lambda: (daemon.metrics.registry.get_sample_value(metric) or 0) >= 1)
+    logged = [r for r in caplog.records if r.getMessage() == "label not honored"]
+    assert len(logged) == 1
+    assert logged[0].label == "HAPROXY_0_BALANCE" and "evil" not in logged[0].reason

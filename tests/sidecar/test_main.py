@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +72,24 @@ def test_short_values_are_not_scrubbed_everywhere() -> None:
     record = logging.LogRecord("x", logging.INFO, "x", 1, "a b", None, None)
     assert RedactingFilter(["a"]).filter(record) and record.getMessage() == "a b"
     assert json.loads(JSONFormatter().format(record))["message"] == "a b"
+
+
+def test_a_missing_state_dir_is_created_private(tmp_path: Path) -> None:
+    from sidecar.main import prepare_directories
+    from sidecar.settings import Settings
+
+    state = tmp_path / "deep" / "state"
+    settings = Settings(marathon_urls=("http://m:8080",), state_dir=str(state))
+    assert prepare_directories(settings) == ""
+    assert state.is_dir() and (state.stat().st_mode & 0o777) == 0o700
+    assert os.path.isdir(os.path.dirname(settings.haproxy_config_path))
+
+
+def test_a_state_dir_that_cannot_be_created_exits_2_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code = main(["--marathon", "http://127.0.0.1:1", "--state-dir", str(blocker / "state")], {})
+    assert code == 2
+    assert f"cannot create {blocker / 'state'}" in capsys.readouterr().err
