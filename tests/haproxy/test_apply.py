@@ -457,8 +457,9 @@ def test_drain_timeout_shuts_the_last_sessions_and_deletes(
         t.join(30)
     assert applier.counters.servers_tombstoned == 1 and applier.counters.servers_deleted == 0
     assert tombstone_names(kit, be) == ["b"]
-    cut = [h for h in held if isinstance(h, OSError) or (isinstance(h, tuple) and h[0] == 502)]
-    assert cut, held  # b's held request was cut when its time was up
+    # b's held request was cut when its time was up: the client sees the cut, or, since HTTP
+    # backends resend a GET that got no answer (retry-on empty-response), a's answer; never b's
+    assert held and all(h != (200, "b") for h in held), held
     assert "server b " not in kit.paths.config.read_text()
 
 
