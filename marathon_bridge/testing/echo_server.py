@@ -21,8 +21,10 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Optional
+
+from marathon_bridge.testing.httpserver import TrackingHTTPServer
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -66,36 +68,16 @@ class EchoHandler(BaseHTTPRequestHandler):
         return
 
 
-class EchoServer(ThreadingHTTPServer):
+class EchoServer(TrackingHTTPServer):
     """Non-daemon handler threads so in-flight requests finish before exit."""
 
     daemon_threads = False
     block_on_close = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._conn_lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
-        super().__init__(address, handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = super().get_request()
-        with self._conn_lock:
-            self._conns.add(conn)
-        return conn, addr
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
     def end_reading(self) -> None:
         """Idle keep-alive connections see EOF; answers in progress still go out."""
-        with self._conn_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RD)
+        self.shutdown_connections(socket.SHUT_RD)
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

@@ -20,13 +20,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from marathon_bridge.testing import appmodel
 from marathon_bridge.testing.events import CLOSE, EventBus
 from marathon_bridge.testing.faults import STATUS_MESSAGES, Fault, FaultInjector
+from marathon_bridge.testing.httpserver import TrackingHTTPServer
 from marathon_bridge.testing.state import ApiError, ClusterState
 from marathon_bridge.testing.wire import HEARTBEAT, dumps_play, dumps_rest
 
@@ -217,7 +218,7 @@ def check_auth(auth: Any, header: Optional[str], path: str) -> Optional[Response
 # --------------------------------------------------------------------------- server
 
 
-class EmulatorServer(ThreadingHTTPServer):
+class EmulatorServer(TrackingHTTPServer):
     """ThreadingHTTPServer with daemon threads, SO_REUSEADDR and tracked connections."""
 
     daemon_threads = True
@@ -226,28 +227,11 @@ class EmulatorServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], context: ServerContext) -> None:
         self.context = context
-        self._conn_lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
         super().__init__(address, Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = super().get_request()
-        with self._conn_lock:
-            self._conns.add(conn)
-        return conn, addr
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
 
     def close_connections(self) -> None:
         """Cut every open connection (keep-alive and streams)."""
-        with self._conn_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+        self.shutdown_connections(socket.SHUT_RDWR)
 
 
 APP_SUB = re.compile(r"^(?P<app>/.+?)/(?P<kind>tasks|versions)(?:/(?P<rest>[^/]+))?$")
