@@ -517,10 +517,15 @@ def _interrupted(client: StrategyClient, group: str) -> tuple[dict[str, Any], di
     return members[0], members[1]
 
 
-def _take_over(run: _Run, old: Mapping[str, Any], new: Mapping[str, Any]) -> int:
-    """Record the two apps of an interrupted run in the report; the run's target instances."""
+def _take_over(
+    client: StrategyClient, group: str, **run_options: Any
+) -> tuple[_Run, dict[str, Any], dict[str, Any], int]:
+    """An interrupted run's two apps, a runner that reports on them, and its target instances."""
+    old, new = _interrupted(client, group)
+    run = _runner(client, group, **run_options)
     run.report.old_app, run.report.new_app = str(old["id"]), str(new["id"])
-    return label_int(new, TARGET_INSTANCES_LABEL, int(new.get("instances", 1)))
+    target = label_int(new, TARGET_INSTANCES_LABEL, int(new.get("instances", 1)))
+    return run, old, new, target
 
 
 def resume(
@@ -534,8 +539,7 @@ def resume(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
     """Finish an interrupted run: the newer app to its target instances, then retire the older."""
-    old, new = _interrupted(client, group)
-    run = _runner(
+    run, old, new, target = _take_over(
         client,
         group,
         timeout=timeout,
@@ -544,7 +548,6 @@ def resume(
         poll_interval=poll_interval,
         sleep=sleep,
     )
-    target = _take_over(run, old, new)
     try:
         run.scale(str(new["id"]), target)
     except MarathonBridgeError as error:
@@ -565,8 +568,7 @@ def rollback(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
     """Undo an interrupted run: the older app back to its instances, the newer app retired."""
-    old, new = _interrupted(client, group)
-    run = _runner(
+    run, old, new, target = _take_over(
         client,
         group,
         timeout=timeout,
@@ -575,7 +577,6 @@ def rollback(
         poll_interval=poll_interval,
         sleep=sleep,
     )
-    target = _take_over(run, old, new)
     run.scale(str(old["id"]), _old_target(old, target))
     run.settle("every sidecar has the old instances in rotation")
     run.retire(str(new["id"]))
