@@ -36,8 +36,9 @@ from marathon_bridge.client import MarathonClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = (
-    ROOT.parent
-    / "shared"
+    ROOT
+    / "tests"
+    / "fixtures"
     / "marathon-api"
     / "examples"
     / "derived-from-code"

@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to the shared Marathon examples, a free-port finder, haproxy availability."""
+"""Shared test fixtures: paths to the Marathon examples in tests/fixtures, a free-port finder, haproxy availability."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-EXAMPLES = SHARED / "marathon-api" / "examples"
+EXAMPLES = ROOT / "tests" / "fixtures" / "marathon-api" / "examples"
 
 
 @pytest.fixture(scope="session")
 def examples_dir() -> Path:
-    """Marathon's own example responses and schemas (../shared/marathon-api/examples)."""
+    """Marathon's own example responses and schemas (tests/fixtures/marathon-api/examples)."""
     if not EXAMPLES.is_dir():
-        pytest.fail(f"shared Marathon examples missing at {EXAMPLES}")
+        pytest.fail(f"Marathon examples missing at {EXAMPLES}")
     return EXAMPLES
 
 

@@ -22,7 +22,7 @@ from marathon_bridge.interop import (
     unknown_to_marathon_python,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "marathon-api" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
 
 RICH_APP: dict[str, Any] = {
     "id": "/shop/web",

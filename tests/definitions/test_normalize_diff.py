@@ -17,7 +17,7 @@ from marathon_bridge.definitions import (
     same_json,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "marathon-api" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
 
 
 def all_example_apps() -> list[dict]:

@@ -21,7 +21,7 @@ from marathon_bridge.errors import Issue
 RESERVED = (
     "must not end with any of the following reserved keywords: restart, tasks, versions, ., .."
 )
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "marathon-api" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
 
 
 def app(**fields: Any) -> dict:

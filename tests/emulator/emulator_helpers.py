@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "marathon-api" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:

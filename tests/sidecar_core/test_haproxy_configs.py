@@ -116,7 +116,7 @@ def test_examples_are_found(examples_dir: Path) -> None:
     assert sum(len(running_example_apps(p)) for p in files) >= 20
 
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "marathon-api" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
 
 
 @pytest.mark.parametrize("name", [str(p.relative_to(EXAMPLES)) for p in example_files(EXAMPLES)])
