@@ -8,6 +8,13 @@ cd "$here"
 need=()
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The image test (tests/deploy/test_image_live.py): a Debian base made by mmdebstrap, built and
+# run by buildah (chroot isolation: no OCI runtime needed).
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+# promtool checks and unit-tests deploy/prometheus/; Debian ships it only inside `prometheus`
+# (where systemd runs, that package also enables a Prometheus server: disable it if unwanted).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ "${MB_BROWSER_TESTS:-1}" = "1" ] && ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""

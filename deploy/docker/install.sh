@@ -5,7 +5,10 @@
 # --dry-run mode and for real into a temporary prefix, so the steps cannot rot unnoticed.
 #
 # Usage: install.sh [options]
-#   --source PATH     the package to install: a source tree (with setup.cfg) or a wheel (required)
+#   --source PATH     the package to install: a source tree (with setup.cfg) or a wheel (required
+#                     unless --system-only)
+#   --system-only     only the system part: Debian packages, the account, the directories (the
+#                     image runs this first, so a source change does not repeat the apt step)
 #   --prefix DIR      root the state/runtime/config directories and command links under DIR
 #                     (default: empty, i.e. the real filesystem root)
 #   --venv DIR        where the virtualenv goes (default: <prefix>/opt/marathon-sidecar)
@@ -25,7 +28,7 @@
 # and a step that is already done is printed as "= <what>: already present".
 set -euo pipefail
 
-APT_PACKAGES=(haproxy ca-certificates)
+APT_PACKAGES=(python3 python3-venv haproxy ca-certificates)
 STATE_DIR=/var/lib/marathon-sidecar
 CONF_DIR=/etc/marathon-sidecar
 HAPROXY_BIN=/usr/sbin/haproxy
@@ -39,6 +42,7 @@ uid=10001
 low_ports=0
 dry_run=0
 fresh=0
+system_only=0
 pip_opts=()
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
@@ -52,6 +56,7 @@ while [ "$#" -gt 0 ]; do
     --user) user_name="${2:?--user needs a name}"; shift 2 ;;
     --uid) uid="${2:?--uid needs a number}"; shift 2 ;;
     --low-ports) low_ports=1; shift ;;
+    --system-only) system_only=1; shift ;;
     --pip-opt) pip_opts+=("${2:?--pip-opt needs a value}"); shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     --fresh) fresh=1; shift ;;
@@ -60,11 +65,12 @@ while [ "$#" -gt 0 ]; do
   esac
 done
 
-[ -n "$source_path" ] || die "--source is required"
+[ -n "$source_path" ] || [ "$system_only" = 1 ] || die "--source is required"
+[ -z "$source_path" ] || [ "$system_only" = 0 ] || die "--system-only installs no --source"
 [ "$fresh" = 0 ] || [ "$dry_run" = 1 ] || die "--fresh only makes sense with --dry-run"
 [[ "$uid" =~ ^[0-9]+$ ]] || die "--uid must be a number"
 [[ "$user_name" =~ ^[a-z_][a-z0-9_-]*$ ]] || die "--user must be a plain account name"
-if [ "$dry_run" = 0 ] && [ ! -e "$source_path" ]; then die "--source $source_path does not exist"; fi
+if [ "$dry_run" = 0 ] && [ -n "$source_path" ] && [ ! -e "$source_path" ]; then die "--source $source_path does not exist"; fi
 prefix="${prefix%/}"
 [ -n "$venv" ] || venv="$prefix/opt/marathon-sidecar"
 
@@ -157,11 +163,11 @@ check_result() {
   quiet_step "$HAPROXY_BIN" -v
 }
 
-echo "# marathon-sidecar install: source=$source_path prefix=${prefix:-/} venv=$venv user=$user_name"
+echo "# marathon-sidecar install: source=${source_path:-none} prefix=${prefix:-/} venv=$venv user=$user_name"
 install_apt_packages
 create_account
-install_package
+[ "$system_only" = 1 ] || install_package
 make_directories
 allow_low_ports
-check_result
+[ "$system_only" = 1 ] || check_result
 echo "# done"

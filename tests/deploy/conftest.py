@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Callable
 
@@ -21,6 +22,21 @@ def _wait_until(
         time.sleep(interval)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def wait_until() -> WaitUntil:
     return _wait_until
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A free TCP port on 127.0.0.1, outside the emulator's host ports (31000-32000)."""
+
+    def pick() -> int:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if not 31000 <= port <= 32000:
+                return port
+
+    return pick

@@ -1,9 +1,9 @@
 """The container image recipe: the Dockerfile refers to real files, commands and paths.
 
-There is no Docker engine on the CI machines, so these tests read the Dockerfile and its
-.dockerignore as text and check them against the repository (sources exist and reach the build
-context, the entrypoint is the console script setup.cfg declares, every ENV is a setting the
-sidecar reads) and run the HEALTHCHECK's probe against a real status server.
+These tests read the Dockerfile and its .dockerignore as text (test_image_live.py builds and
+runs the image with buildah) and check them against the repository (sources exist and reach the
+build context, the entrypoint is the console script setup.cfg declares, every ENV is a setting
+the sidecar reads) and run the HEALTHCHECK's probe against a real status server.
 """
 
 from __future__ import annotations

@@ -71,6 +71,24 @@ def test_fresh_image_plan_installs_everything_in_order() -> None:
     assert not any(step.startswith("setcap") for step in plan)
 
 
+def test_system_only_plan_installs_packages_account_and_directories_but_no_source() -> None:
+    result = run_script("--dry-run", "--fresh", "--system-only")
+    assert result.returncode == 0, result.stderr
+    plan = steps(result.stdout)
+    apt = plan[index_of(plan, "apt-get install")]
+    assert {"python3", "python3-venv", "haproxy", "ca-certificates"} <= set(apt.split())
+    index_of(plan, "useradd --system --uid 10001 --gid sidecar")
+    index_of(plan, "install -d -m 0750 -o sidecar -g sidecar /var/lib/marathon-sidecar")
+    assert not any("venv" in step.split()[:3] or "pip" in step for step in plan)
+    assert not any(step.startswith(("ln -sf", "/usr/local/bin/marathon-sidecar")) for step in plan)
+
+
+def test_system_only_refuses_a_source() -> None:
+    result = run_script("--dry-run", "--system-only", "--source", "/src")
+    assert result.returncode == 2
+    assert "--system-only installs no --source" in result.stderr
+
+
 def test_low_ports_adds_the_bind_capability_to_haproxy() -> None:
     result = run_script("--dry-run", "--fresh", "--source", "/src", "--low-ports")
     assert result.returncode == 0, result.stderr
