@@ -135,7 +135,9 @@ class Unavailable(MarathonError):
 class DeploymentError(MarathonBridgeError):
     """A deployment failed or was cancelled."""
 
-    def __init__(self, message: str, *, deployment_id: str = "", app_ids: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, *, deployment_id: str = "", app_ids: Sequence[str] = ()
+    ) -> None:
         self.deployment_id = deployment_id
         self.app_ids = list(app_ids)
         super().__init__(message)

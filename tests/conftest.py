@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to the Marathon examples in tests/fixtures, a free-port finder, haproxy availability."""
+"""Shared test fixtures: the Marathon examples (tests/fixtures), a free port, the haproxy binary."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def examples_dir() -> Path:
 @pytest.fixture(scope="session")
 def haproxy_bin() -> str:
     """The real haproxy binary; the suite needs it (scripts/setup.sh installs it)."""
-    path = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    path = shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
+    )
     if not path:
         pytest.fail("haproxy is not installed: run scripts/setup.sh")
     return path
