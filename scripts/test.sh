@@ -2,7 +2,7 @@
 # Set up (if needed) and run every check: ruff, mypy, the test suite. Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-. scripts/setup.sh
+MB_SETUP=test . scripts/setup.sh
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy"; mypy
 echo "== python 3.9 imports"; bash scripts/check_py39.sh 2> >(grep -v "^WARNING: Location" >&2)
