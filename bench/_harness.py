@@ -160,6 +160,31 @@ def machine_facts(haproxy_bin: str = "haproxy") -> dict[str, str]:
     return facts
 
 
+def haproxy_processes(marker: str) -> dict[int, int]:
+    """Live haproxy processes whose command line names ``marker`` (a state dir, config or
+    socket path): pid -> parent pid. Zombies are left out (a dead master nobody reaped)."""
+    found: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        name = Path(argv[0].decode(errors="replace")).name if argv else ""
+        if "haproxy" in name and stat[0] != "Z" and any(marker.encode() in a for a in argv):
+            found[int(entry.name)] = int(stat[1])
+    return found
+
+
+def haproxy_masters(marker: str) -> list[int]:
+    """The masters among :func:`haproxy_processes`: those whose parent is not one of them
+    (workers carry their master's command line)."""
+    found = haproxy_processes(marker)
+    return sorted(pid for pid, parent in found.items() if parent not in found)
+
+
 def find_haproxy() -> str:
     found = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not Path(found).exists():
