@@ -179,10 +179,17 @@ def haproxy_processes(marker: str) -> dict[int, int]:
 
 
 def haproxy_masters(marker: str) -> list[int]:
-    """The masters among :func:`haproxy_processes`: those whose parent is not one of them
-    (workers carry their master's command line)."""
-    found = haproxy_processes(marker)
-    return sorted(pid for pid, parent in found.items() if parent not in found)
+    """The masters of :func:`haproxy_processes`: a process whose parent is an haproxy too is a
+    worker (workers carry their master's command line) and stands for its parent; this also
+    counts a master re-executing itself for a reload (/proc shows no command line meanwhile)."""
+    masters = set()
+    for pid, parent in haproxy_processes(marker).items():
+        try:
+            parent_name = Path(f"/proc/{parent}/comm").read_text().strip()
+        except OSError:
+            parent_name = ""
+        masters.add(parent if parent_name == "haproxy" else pid)
+    return sorted(masters)
 
 
 def find_haproxy() -> str:

@@ -36,9 +36,10 @@ class FoundMaster:
 @dataclass(frozen=True)
 class _Process:
     pid: int
+    comm: str
     ppid: int
     started: int
-    argv: tuple[str, ...]
+    argv: tuple[str, ...]  # empty while it executes a new program (a master reloading)
 
 
 def argv_value(argv: Sequence[str], flag: str) -> Optional[str]:
@@ -58,36 +59,48 @@ def serves_socket(argv: Sequence[str], master_socket: str) -> bool:
     return value is not None and value.split(",", 1)[0] == master_socket
 
 
-def _stat_fields(pid: int, proc: str = PROC) -> Optional[list[str]]:
-    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
+def _stat(pid: int, proc: str) -> Optional[tuple[str, list[str]]]:
+    """(command name, the fields after it: state first) of /proc/<pid>/stat, or None."""
     try:
-        with open(f"{proc}/{pid}/stat", encoding="ascii", errors="replace") as fh:
+        with open(f"{proc}/{pid}/stat", encoding="utf-8", errors="replace") as fh:
             text = fh.read()
     except OSError:
         return None
-    rest = text.rsplit(")", 1)[-1].split()
-    return rest if len(rest) > 19 else None
+    head, _, tail = text.rpartition(")")
+    rest = tail.split()
+    return (head.partition("(")[2], rest) if len(rest) > 19 else None
 
 
 def start_time(pid: int, proc: str = PROC) -> Optional[int]:
     """When process ``pid`` started (clock ticks since boot); None when it is gone or a zombie."""
-    fields = _stat_fields(pid, proc)
-    if fields is None or fields[0] in ("Z", "X"):
+    stat = _stat(pid, proc)
+    if stat is None or stat[1][0] in ("Z", "X"):
         return None
-    return int(fields[19])
+    return int(stat[1][19])
 
 
 def _process(pid: int, proc: str) -> Optional[_Process]:
+    stat = _stat(pid, proc)
+    if stat is None or stat[1][0] in ("Z", "X"):
+        return None
     try:
         with open(f"{proc}/{pid}/cmdline", "rb") as fh:
             raw = fh.read()
     except OSError:
         return None
     argv = tuple(w.decode("utf-8", "replace") for w in raw.split(b"\0") if w)
-    fields = _stat_fields(pid, proc)
-    if not argv or fields is None or fields[0] in ("Z", "X"):
-        return None
-    return _Process(pid, int(fields[1]), int(fields[19]), argv)
+    comm, fields = stat
+    return _Process(pid, comm, int(fields[1]), int(fields[19]), argv)
+
+
+def _processes(proc: str) -> dict[int, _Process]:
+    found = {}
+    for name in os.listdir(proc):
+        if name.isdigit():
+            process = _process(int(name), proc)
+            if process is not None:
+                found[process.pid] = process
+    return found
 
 
 def _link(pid: int, name: str, proc: str) -> str:
@@ -97,37 +110,39 @@ def _link(pid: int, name: str, proc: str) -> str:
         return ""
 
 
-def _found(process: _Process, proc: str) -> FoundMaster:
-    config = argv_value(process.argv, "-f") or ""
+def _found(process: _Process, argv: tuple[str, ...], proc: str) -> FoundMaster:
+    config = argv_value(argv, "-f") or ""
     if config:
         config = os.path.realpath(os.path.join(_link(process.pid, "cwd", proc) or "/", config))
     exe = _link(process.pid, "exe", proc)
-    return FoundMaster(process.pid, process.started, exe, config, process.argv)
+    return FoundMaster(process.pid, process.started, exe, config, argv)
 
 
 def masters_of(master_socket: str, proc: str = PROC) -> list[FoundMaster]:
-    """The live HAProxy masters started with ``-S master_socket``, oldest first."""
-    found: dict[int, _Process] = {}
-    for name in os.listdir(proc):
-        if not name.isdigit():
+    """The live HAProxy masters started with ``-S master_socket``, oldest first.
+
+    A process with that command line is a worker when its parent is an haproxy too (workers
+    carry their master's command line), else a master. A master is also found through its
+    workers: while it reloads it executes itself again, and /proc shows no command line
+    meanwhile.
+    """
+    processes = _processes(proc)
+    argvs: dict[int, tuple[str, ...]] = {}  # master pid -> its command line
+    for process in processes.values():
+        if not serves_socket(process.argv, master_socket):
             continue
-        process = _process(int(name), proc)
-        if process is not None and serves_socket(process.argv, master_socket):
-            found[process.pid] = process
-    masters = [p for p in found.values() if p.ppid not in found]  # workers have a master parent
-    masters.sort(key=lambda p: (p.started, p.pid))
-    return [_found(p, proc) for p in masters]
+        parent = processes.get(process.ppid)
+        if parent is not None and parent.comm == process.comm:
+            argvs.setdefault(parent.pid, process.argv)
+        else:
+            argvs[process.pid] = process.argv
+    masters = sorted((processes[pid] for pid in argvs), key=lambda p: (p.started, p.pid))
+    return [_found(m, m.argv if m.argv else argvs[m.pid], proc) for m in masters]
 
 
 def children_of(pid: int, proc: str = PROC) -> set[int]:
     """The live processes whose parent is ``pid`` (a master's workers)."""
-    out = set()
-    for name in os.listdir(proc):
-        if name.isdigit():
-            fields = _stat_fields(int(name), proc)
-            if fields is not None and fields[0] not in ("Z", "X") and int(fields[1]) == pid:
-                out.add(int(name))
-    return out
+    return {p.pid for p in _processes(proc).values() if p.ppid == pid}
 
 
 def adoption_refusal(

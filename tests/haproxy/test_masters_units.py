@@ -31,17 +31,18 @@ def add_process(
     argv: tuple[str, ...],
     *,
     ppid: int = 1,
+    comm: str = "haproxy",
     state: str = "S",
     started: int = 1000,
     exe: str = BINARY,
     cwd: str = "/",
 ) -> None:
-    """One /proc/<pid> entry: cmdline, stat (with the comm in parentheses), exe and cwd."""
+    """One /proc/<pid> entry: cmdline, stat (command name in parentheses), exe and cwd."""
     entry = proc / str(pid)
     entry.mkdir()
     (entry / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
     rest = [state, str(ppid)] + ["0"] * 17 + [str(started)] + ["0"] * 5
-    (entry / "stat").write_text(f"{pid} (hap roxy) {' '.join(rest)}\n")
+    (entry / "stat").write_text(f"{pid} ({comm}) {' '.join(rest)}\n")
     os.symlink(exe, entry / "exe")
     os.symlink(cwd, entry / "cwd")
 
@@ -78,7 +79,8 @@ def test_serves_socket_matches_the_path_before_the_socket_options() -> None:
 
 
 def test_masters_of_leaves_out_workers_zombies_and_other_sockets(tmp_path: Path) -> None:
-    add_process(tmp_path, 10, MASTER_ARGV, started=500)
+    add_process(tmp_path, 5, ("python3", "-m", "sidecar"), comm="python3 (sidecar)")
+    add_process(tmp_path, 10, MASTER_ARGV, ppid=5, started=500)
     add_process(tmp_path, 11, WORKER_ARGV, ppid=10)
     add_process(tmp_path, 20, MASTER_ARGV, state="Z")  # dead, not reaped
     add_process(tmp_path, 30, ("haproxy", "-W", "-S", "/other/master.sock", "-f", CONFIG))
@@ -88,6 +90,15 @@ def test_masters_of_leaves_out_workers_zombies_and_other_sockets(tmp_path: Path)
         FoundMaster(10, 500, BINARY, CONFIG, MASTER_ARGV)
     ]
     assert children_of(10, proc=str(tmp_path)) == {11}
+
+
+def test_a_master_in_the_middle_of_a_reload_is_found_through_its_workers(tmp_path: Path) -> None:
+    # re-executing itself: /proc shows an empty command line; its workers still carry it
+    add_process(tmp_path, 10, (), started=500)
+    add_process(tmp_path, 11, WORKER_ARGV, ppid=10)
+    add_process(tmp_path, 12, MASTER_ARGV, ppid=10)
+    found = masters_of(SOCKET, proc=str(tmp_path))
+    assert [(m.pid, m.started, m.exe, m.config_path) for m in found] == [(10, 500, BINARY, CONFIG)]
 
 
 def test_masters_of_lists_an_orphaned_worker_and_sorts_oldest_first(tmp_path: Path) -> None:
