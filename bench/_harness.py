@@ -160,36 +160,46 @@ def machine_facts(haproxy_bin: str = "haproxy") -> dict[str, str]:
     return facts
 
 
-def haproxy_processes(marker: str) -> dict[int, int]:
-    """Live haproxy processes whose command line names ``marker`` (a state dir, config or
-    socket path): pid -> parent pid. Zombies are left out (a dead master nobody reaped)."""
+def _haproxy_scan(marker: str) -> tuple[dict[int, int], bool]:
+    """(pid -> parent pid of the live haproxy processes naming ``marker``, whether an haproxy
+    was between two programs: a master re-executing itself shows no command line for a
+    moment)."""
     found: dict[int, int] = {}
+    between = False
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
+            stat = (entry / "stat").read_text()
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        except OSError:
             continue
-        name = Path(argv[0].decode(errors="replace")).name if argv else ""
-        if "haproxy" in name and stat[0] != "Z" and any(marker.encode() in a for a in argv):
-            found[int(entry.name)] = int(stat[1])
-    return found
+        comm, _, rest = stat.partition("(")[2].rpartition(")")
+        state, parent = rest.split()[:2]
+        if "haproxy" not in comm or state == "Z":  # a zombie: a dead master nobody reaped
+            continue
+        between = between or argv == [b""]
+        if any(marker.encode() in a for a in argv):
+            found[int(entry.name)] = int(parent)
+    return found, between
+
+
+def haproxy_processes(marker: str) -> dict[int, int]:
+    """Live haproxy processes whose command line names ``marker`` (a state dir, config or
+    socket path): pid -> parent pid. Read again while one is between two programs."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        found, between = _haproxy_scan(marker)
+        if not between or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.005)
 
 
 def haproxy_masters(marker: str) -> list[int]:
-    """The masters of :func:`haproxy_processes`: a process whose parent is an haproxy too is a
-    worker (workers carry their master's command line) and stands for its parent; this also
-    counts a master re-executing itself for a reload (/proc shows no command line meanwhile)."""
-    masters = set()
-    for pid, parent in haproxy_processes(marker).items():
-        try:
-            parent_name = Path(f"/proc/{parent}/comm").read_text().strip()
-        except OSError:
-            parent_name = ""
-        masters.add(parent if parent_name == "haproxy" else pid)
-    return sorted(masters)
+    """The masters of :func:`haproxy_processes`: a process whose parent is one of them is a
+    worker (workers carry their master's command line)."""
+    found = haproxy_processes(marker)
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 def find_haproxy() -> str:

@@ -118,15 +118,32 @@ def _found(process: _Process, argv: tuple[str, ...], proc: str) -> FoundMaster:
     return FoundMaster(process.pid, process.started, exe, config, argv)
 
 
-def masters_of(master_socket: str, proc: str = PROC) -> list[FoundMaster]:
+def _between_programs(process: _Process) -> bool:
+    """An haproxy in the middle of executing itself again (a master reloading): /proc shows
+    no command line for a moment."""
+    return not process.argv and "haproxy" in process.comm
+
+
+def _settled_processes(proc: str, settle: float) -> dict[int, _Process]:
+    """Every live process, read again (for up to ``settle`` seconds) while an haproxy is
+    between two programs."""
+    deadline = time.monotonic() + settle
+    while True:
+        processes = _processes(proc)
+        if time.monotonic() >= deadline or not any(map(_between_programs, processes.values())):
+            return processes
+        time.sleep(0.005)
+
+
+def masters_of(master_socket: str, proc: str = PROC, settle: float = 1.0) -> list[FoundMaster]:
     """The live HAProxy masters started with ``-S master_socket``, oldest first.
 
     A process with that command line is a worker when its parent is an haproxy too (workers
-    carry their master's command line), else a master. A master is also found through its
-    workers: while it reloads it executes itself again, and /proc shows no command line
-    meanwhile.
+    carry their master's command line), else a master. A master reloading executes itself
+    again and shows no command line meanwhile: /proc is read again until it has one (or
+    ``settle`` seconds passed), and it is also found through its workers.
     """
-    processes = _processes(proc)
+    processes = _settled_processes(proc, settle)
     argvs: dict[int, tuple[str, ...]] = {}  # master pid -> its command line
     for process in processes.values():
         if not serves_socket(process.argv, master_socket):

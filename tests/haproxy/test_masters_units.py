@@ -97,7 +97,7 @@ def test_a_master_in_the_middle_of_a_reload_is_found_through_its_workers(tmp_pat
     add_process(tmp_path, 10, (), started=500)
     add_process(tmp_path, 11, WORKER_ARGV, ppid=10)
     add_process(tmp_path, 12, MASTER_ARGV, ppid=10)
-    found = masters_of(SOCKET, proc=str(tmp_path))
+    found = masters_of(SOCKET, proc=str(tmp_path), settle=0.0)
     assert [(m.pid, m.started, m.exe, m.config_path) for m in found] == [(10, 500, BINARY, CONFIG)]
 
 
