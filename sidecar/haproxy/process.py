@@ -270,12 +270,13 @@ class HAProxyProcess(_MasterDriver):
 
     def adopt(self, timeout: float = 30.0) -> bool:
         """Take over a master an earlier sidecar run left serving (nothing is started); True
-        when one runs for us now."""
+        when one runs for us now. Once we ran one, supervision restarts it instead."""
         with self._lifecycle:
-            if not self.running():
-                self.prepare_run_dir()
-                if not self._adopt_found():
-                    return False
+            if self._master is not None:
+                return self.running()
+            self.prepare_run_dir()
+            if not self._adopt_found():
+                return False
         self.wait_ready(timeout)
         return True
 
