@@ -1,10 +1,12 @@
-"""Find the HAProxy masters that serve one master socket, and judge whether one may be adopted.
+"""Find the HAProxy masters of one master socket, judge whether one may be adopted, watch one.
 
 A sidecar killed without warning leaves its HAProxy master running (it is a plain child with no
-parent-death signal). The next sidecar on the same state directory finds it here: every live,
-non-zombie ``haproxy`` process started with ``-S <our master socket>`` whose parent is not one
-of them (its workers carry the same command line). Reading ``/proc`` is the I/O;
-:func:`adoption_refusal` is the pure rule that says whether a found master may be adopted.
+parent-death signal). The next sidecar on the same state directory finds it here
+(:func:`masters_of`): every live, non-zombie ``haproxy`` process started with ``-S <our master
+socket>`` whose parent is not an haproxy too (workers carry their master's command line).
+Reading ``/proc`` is the I/O; :func:`adoption_refusal` is the pure rule that says whether a
+found master may be adopted. :class:`ChildMaster` and :class:`AdoptedMaster` are the two ways to
+watch and signal the master we drive: our child, or a process we only know by pid.
 """
 
 from __future__ import annotations
