@@ -863,8 +863,8 @@ class Applier:
     # -- reload path
 
     def _reload(self, model: HAProxyModel) -> ApplyResult:
-        # a master of an earlier run keeps serving until ours is ready (HAProxyProcess.start
-        # and wait_ready); its ports count as ours in the free-port checks (_known_binds)
+        # a master of an earlier run serves until it is adopted or hands its listeners over
+        # (HAProxyProcess.start); its ports count as ours in the free-port checks (_known_binds)
         model, port_skips, waiting = self._leave_out_taken_ports(model)
         if port_skips and self._runs_listeners_of(model):
             # only the blocked listeners were new: the rest goes through the runtime API
@@ -908,7 +908,8 @@ class Applier:
         candidate: str,
         validations: int,
     ) -> ApplyResult:
-        running = self.haproxy.running()
+        # an earlier run's master is adopted, not replaced: reloaded below like ours
+        running = self.haproxy.running() or self.haproxy.adopt(self.reload_timeout)
         failed = self._failed
         if failed and failed[0] == text and self.clock() - failed[1] < self.retry_failed_after:
             return ApplyResult(

@@ -487,7 +487,7 @@ class Daemon:
         except Exception as exc:
             log.error("cannot restart haproxy", extra={"error": str(exc)[:500]})
         running = bool(haproxy.running())
-        self.board.set_haproxy_running(running)
+        self.board.set_haproxy_running(running, haproxy.origin)
         status = None
         try:
             status = haproxy.proc_status()

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "marathon_sidecar_"
+# where the running HAProxy came from (sidecar.haproxy.process.ORIGIN_*)
+HAPROXY_ORIGINS = ("started", "adopted", "external")
 DURATION_BUCKETS = (
     0.001,
     0.0025,
@@ -103,6 +105,14 @@ class SidecarMetrics:
             p + "haproxy_restarts", "HAProxy (re)starts by the sidecar", registry=r
         )
         self.haproxy_up = Gauge(p + "haproxy_up", "1 while HAProxy runs", registry=r)
+        self.haproxy_origin = Gauge(
+            p + "haproxy_origin",
+            "1 for where the running HAProxy came from: started, adopted (left by an earlier "
+            "sidecar run) or external",
+            ["origin"],
+            registry=r,
+        )
+        self.set_haproxy_origin(None)
         self.old_workers = Gauge(
             p + "haproxy_old_workers", "Old HAProxy workers still finishing connections", registry=r
         )
@@ -145,6 +155,11 @@ class SidecarMetrics:
         self.dns_failures = Gauge(
             p + "dns_failures", "Host name lookups that failed so far", registry=r
         )
+
+    def set_haproxy_origin(self, origin: Optional[str]) -> None:
+        """1 for ``origin`` (None: no HAProxy runs), 0 for the others."""
+        for known in HAPROXY_ORIGINS:
+            self.haproxy_origin.labels(origin=known).set(1 if known == origin else 0)
 
     def record_sync(self, at: Optional[float] = None) -> None:
         now = self._clock() if at is None else at

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,6 +60,7 @@ class HealthReport:
     status: str  # "ok" | "degraded" | "failing"
     reasons: tuple[str, ...]
     sync_age: Optional[float]
+    haproxy_origin: Optional[str] = None  # "started" | "adopted" | "external" while it runs
 
     @property
     def http_status(self) -> int:
@@ -67,7 +68,12 @@ class HealthReport:
 
     def as_dict(self) -> dict[str, Any]:
         age = None if self.sync_age is None else round(self.sync_age, 3)
-        return {"status": self.status, "reasons": list(self.reasons), "sync_age_seconds": age}
+        return {
+            "status": self.status,
+            "reasons": list(self.reasons),
+            "sync_age_seconds": age,
+            "haproxy_origin": self.haproxy_origin,
+        }
 
 
 def evaluate_health(facts: HealthFacts) -> HealthReport:
@@ -109,6 +115,7 @@ class _Facts:
     started_at: float
     haproxy_required: bool = True
     haproxy_running: bool = False
+    haproxy_origin: Optional[str] = None
     last_sync: Optional[float] = None
     last_sync_wall: Optional[float] = None
     loaded_from_disk: Optional[str] = None
@@ -148,10 +155,13 @@ class StatusBoard:
         with self._lock:
             self._facts.loaded_from_disk = saved_at_text
 
-    def set_haproxy_running(self, running: bool) -> None:
+    def set_haproxy_running(self, running: bool, origin: Optional[str] = None) -> None:
+        """HAProxy up or not, and where the running one came from (started, adopted...)."""
         with self._lock:
             self._facts.haproxy_running = running
+            self._facts.haproxy_origin = origin if running else None
         self.metrics.haproxy_up.set(1 if running else 0)
+        self.metrics.set_haproxy_origin(origin if running else None)
 
     def set_problem(self, key: str, reason: Optional[str]) -> None:
         """Add (or with ``None`` clear) a degraded-mode reason under ``key``."""
@@ -188,7 +198,8 @@ class StatusBoard:
                 max_sync_age=self.max_sync_age,
                 problems=tuple(f.problems[k] for k in sorted(f.problems)),
             )
-        return evaluate_health(facts)
+            origin = f.haproxy_origin
+        return replace(evaluate_health(facts), haproxy_origin=origin)
 
     def config_text(self) -> str:
         with self._lock:

@@ -1,15 +1,20 @@
-"""Start, supervise, reload and stop HAProxy in master-worker mode.
+"""Start or adopt, supervise, reload and stop HAProxy in master-worker mode.
 
 :class:`HAProxyProcess` runs ``haproxy -W -S <run_dir>/master.sock,mode,600 -f <config> -p <pid>``
-as a foreground child of the sidecar: the master stays our child (no daemonising), so ``poll()``
-tells at once whether it died, and stopping it cannot leave an orphan master. Reloads go through
-the master CLI and are confirmed with ``show proc`` (2.6 reloads are asynchronous); then the admin
-socket is polled until the new worker answers it, so runtime commands after a reload reach the new
-worker, not the old one.
+as a foreground child of the sidecar (no daemonising): ``poll()`` tells at once whether it died.
+Reloads go through the master CLI and are confirmed with ``show proc`` (2.6 reloads are
+asynchronous); then the admin socket is polled until the new worker answers it, so runtime
+commands after a reload reach the new worker, not the old one.
 
-A master an earlier sidecar run left running (the sidecar was killed) keeps serving while ours
-starts: HAProxy binds with SO_REUSEPORT, so both hold the ports; once ours serves, the leftover is
-soft-stopped (SIGUSR1), with a SIGKILL as a deadline backstop. No request meets a closed port.
+The master has no parent-death signal: a sidecar killed without warning leaves it serving. The
+next sidecar on the same state directory **adopts** it (:mod:`sidecar.haproxy.masters` finds
+it): no second master; reloads go through its master CLI as before (seamless: the listening
+sockets are handed to each new worker); supervision polls its pid, since it is not our child,
+and a stop on purpose stops it like one we started. A master found that does not answer on its
+master socket, or runs another binary or config, is replaced: the new master takes its listening
+sockets over (``-x <admin socket>``, the rendered stats socket has ``expose-fd listeners``), so
+the two never split the traffic between two accept queues, and the old one is soft-stopped
+(SIGUSR1) once the new one serves, with a SIGKILL as a deadline backstop.
 
 :class:`ExternalHAProxy` drives an HAProxy somebody else runs (Debian's systemd unit:
 ``-Ws -S /run/haproxy-master.sock``) through its master socket: reloads only, no start or stop.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -31,17 +37,32 @@ from pathlib import Path
 from typing import IO, Optional, Protocol
 
 from marathon_bridge.errors import MarathonBridgeError
+from sidecar.haproxy.masters import (
+    AdoptedMaster,
+    ChildMaster,
+    MasterHandle,
+    adoption_refusal,
+    children_of,
+    masters_of,
+    start_time,
+)
 from sidecar.haproxy.runtime import (
     MasterCLI,
     ProcStatus,
     ReloadResult,
     RuntimeAPI,
+    RuntimeAPIError,
     RuntimeUnavailable,
 )
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 8192
+
+# where the HAProxy we drive came from (``origin``; /health and /metrics show it)
+ORIGIN_STARTED = "started"  # we started the master
+ORIGIN_ADOPTED = "adopted"  # an earlier sidecar run started it; we took it over
+ORIGIN_EXTERNAL = "external"  # somebody else runs it (--master-socket)
 
 
 class HAProxyError(MarathonBridgeError):
@@ -53,8 +74,11 @@ class HAProxyControl(Protocol):
 
     master_socket: str
     admin_socket: Optional[str]
+    origin: Optional[str]  # ORIGIN_*, None until one runs
 
     def running(self) -> bool: ...
+
+    def adopt(self, timeout: float = 30.0) -> bool: ...
 
     def ensure_started(self, timeout: float = 30.0) -> bool: ...
 
@@ -158,7 +182,8 @@ class _MasterDriver:
 
 
 class HAProxyProcess(_MasterDriver):
-    """An HAProxy master that the sidecar starts and supervises as its child process."""
+    """An HAProxy master that the sidecar runs and supervises: one it started (its child) or
+    one an earlier sidecar run left serving, adopted (see the module doc)."""
 
     def __init__(
         self,
@@ -170,6 +195,7 @@ class HAProxyProcess(_MasterDriver):
         extra_args: tuple[str, ...] = (),
         cli_timeout: float = 5.0,
         leftover_grace: float = 30.0,
+        adopt_timeout: float = 5.0,
     ) -> None:
         self.haproxy_bin = haproxy_bin
         self.config_path = str(config_path)
@@ -177,12 +203,15 @@ class HAProxyProcess(_MasterDriver):
         self.pid_file = os.path.join(self.run_dir, "haproxy.pid")
         self.log_file = os.path.join(self.run_dir, "haproxy.log")
         self.extra_args = tuple(extra_args)
-        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._master: Optional[MasterHandle] = None
         self._log: Optional[IO[bytes]] = None
-        self._lifecycle = threading.Lock()
+        self._lifecycle = threading.RLock()
+        self.origin: Optional[str] = None  # ORIGIN_STARTED or ORIGIN_ADOPTED while one runs
         self.starts = 0
+        self.adoptions = 0
         self.leftover_grace = leftover_grace
-        self._leftover: Optional[int] = None  # an earlier run's master, until ours serves
+        self.adopt_timeout = adopt_timeout
+        self._retiring: set[int] = set()  # earlier runs' masters not adopted, until ours serves
         super().__init__(os.path.join(self.run_dir, "master.sock"), admin_socket, cli_timeout)
 
     # -- paths and command line
@@ -194,7 +223,10 @@ class HAProxyProcess(_MasterDriver):
         if mode != 0o700:
             os.chmod(self.run_dir, 0o700)
 
-    def command(self) -> list[str]:
+    def command(self, listeners_from: Optional[str] = None) -> list[str]:
+        """The master's command line; ``listeners_from``: a socket to take the listening
+        sockets from (``-x``, an earlier master's worker with ``expose-fd listeners``)."""
+        handover = ["-x", listeners_from] if listeners_from else []
         return [
             self.haproxy_bin,
             "-W",
@@ -204,17 +236,18 @@ class HAProxyProcess(_MasterDriver):
             self.config_path,
             "-p",
             self.pid_file,
+            *handover,
             *self.extra_args,
         ]
 
     @property
     def master_pid(self) -> Optional[int]:
-        return self._proc.pid if self._proc is not None else None
+        return self._master.pid if self._master is not None else None
 
     # -- lifecycle
 
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._master is not None and self._master.alive()
 
     def _alive(self) -> bool:
         return self.running()
@@ -222,64 +255,143 @@ class HAProxyProcess(_MasterDriver):
     alive = running  # the name the issue uses
 
     def start(self) -> None:
-        """Spawn the master (returns at once; see :meth:`wait_ready`)."""
+        """Adopt the master an earlier run left serving, or spawn one (returns at once; see
+        :meth:`wait_ready`).
+
+        A master found that cannot be adopted keeps serving until ours is ready: ours takes
+        its listening sockets over (``-x``), and :meth:`wait_ready` soft-stops it.
+        """
         with self._lifecycle:
             if self.running():
                 return
             self.prepare_run_dir()
-            # a master of an earlier run keeps serving until ours is ready (SO_REUSEPORT lets
-            # both hold the ports); wait_ready() then soft-stops it
-            self._leftover = self.leftover_master_pid() or self._leftover
-            if os.path.exists(self.master_socket):
-                os.unlink(self.master_socket)
-            if self._log is None:
-                self._log = open(self.log_file, "ab")  # noqa: SIM115 -- kept for the child's life
-            self._proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-                close_fds=True,
-            )
-            self.starts += 1
-            log.info("haproxy started", extra={"master_pid": self._proc.pid})
+            if not self._adopt_found():
+                self._spawn()
+
+    def adopt(self, timeout: float = 30.0) -> bool:
+        """Take over a master an earlier sidecar run left serving (nothing is started); True
+        when one runs for us now. Once we ran one, supervision restarts it instead."""
+        with self._lifecycle:
+            if self._master is not None:
+                return self.running()
+            self.prepare_run_dir()
+            if not self._adopt_found():
+                return False
+        self.wait_ready(timeout)
+        return True
+
+    def _adopt_found(self) -> bool:
+        """Adopt the master found serving our master socket, if it may be; the others found
+        are retired once ours serves."""
+        found = [m for m in masters_of(self.master_socket) if m.pid != self.master_pid]
+        if not found:
+            return False
+        answer = self._show_proc_of_found()
+        binary, config = self._binary(), os.path.realpath(self.config_path)
+        chosen = None
+        for master in found:
+            reason = adoption_refusal(master, answer, binary, config)
+            if reason:
+                log.warning(
+                    "not adopting the haproxy master of an earlier run; replacing it",
+                    extra={"pid": master.pid, "reason": reason},
+                )
+            else:
+                chosen = master
+        self._retiring |= {m.pid for m in found if m is not chosen}
+        if chosen is None:
+            return False
+        self._master = AdoptedMaster(chosen.pid, chosen.started)
+        self.origin = ORIGIN_ADOPTED
+        self.adoptions += 1
+        self._record_pid(chosen.pid)
+        self.restore_admin_socket()
+        log.info("adopted the haproxy master of an earlier run", extra={"master_pid": chosen.pid})
+        return True
+
+    def _show_proc_of_found(self) -> Optional[ProcStatus]:
+        if not os.path.exists(self.master_socket):
+            return None
+        try:  # retried: a master in the middle of a reload re-executes itself
+            return self.master.show_proc_retrying(self.adopt_timeout)
+        except RuntimeUnavailable:
+            return None
+
+    def _binary(self) -> str:
+        found = shutil.which(self.haproxy_bin)
+        return os.path.realpath(found) if found else ""
+
+    def _record_pid(self, pid: int) -> None:
+        with contextlib.suppress(OSError):
+            if Path(self.pid_file).read_text().split()[:1] == [str(pid)]:
+                return
+        with contextlib.suppress(OSError):
+            Path(self.pid_file).write_text(f"{pid}\n")
+
+    def _spawn(self) -> None:
+        listeners_from = self._handover_socket()
+        if os.path.exists(self.master_socket):
+            os.unlink(self.master_socket)
+        if self._log is None:
+            self._log = open(self.log_file, "ab")  # noqa: SIM115 -- kept for the child's life
+        proc = subprocess.Popen(
+            self.command(listeners_from),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            close_fds=True,
+        )
+        self._master = ChildMaster(proc)
+        self.origin = ORIGIN_STARTED
+        self.starts += 1
+        log.info(
+            "haproxy started",
+            extra={"master_pid": proc.pid, "listeners_from": listeners_from or ""},
+        )
+
+    def _handover_socket(self) -> Optional[str]:
+        """The admin socket, when a master being replaced has a worker answering there: the new
+        master takes the listening sockets from it (``-x``; the rendered stats socket has
+        ``expose-fd listeners``) rather than binding its own next to them (two accept queues:
+        connections waiting in the old one would be reset when it closes)."""
+        if not self._retiring or not self.admin_socket:
+            return None
+        self.restore_admin_socket()
+        try:
+            RuntimeAPI(self.admin_socket, timeout=1.0).show_info()
+        except RuntimeAPIError:
+            return None
+        return self.admin_socket
 
     def leftover_master_pid(self) -> Optional[int]:
-        """The pid of a live master an earlier sidecar run left behind (by pid file and socket)."""
-        pid = _leftover_master(self.pid_file, self.master_socket)
-        return None if pid is None or pid == self.master_pid else pid
+        """The pid of a live master of our master socket that is not ours (an earlier run's)."""
+        for master in masters_of(self.master_socket):
+            if master.pid != self.master_pid:
+                return master.pid
+        return None
 
-    def retire_leftover(self) -> Optional[int]:
-        """Soft-stop the leftover master once ours serves: SIGUSR1 (its workers finish what they
-        serve), SIGKILL after :attr:`leftover_grace` seconds as a backstop (in a thread)."""
-        pid, self._leftover = self._leftover, None
-        if pid is None or pid == self.master_pid or not _pid_alive(pid):
-            return None
-        log.warning("soft-stopping the haproxy master of an earlier run", extra={"pid": pid})
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGUSR1)
-        threading.Thread(
-            target=self._kill_leftovers,
-            args=({pid}, self.leftover_grace),
-            name=f"haproxy-leftover-{pid}",
-            daemon=True,
-        ).start()
-        return pid
-
-    def stop_leftover(self, timeout: float = 10.0) -> Optional[int]:
-        """Stop a master an earlier sidecar run left behind (found by our pid file and socket).
-
-        Without this it would keep serving its old config next to ours: HAProxy binds with
-        SO_REUSEPORT, so a second master starts fine and the two split the traffic.
-        """
-        pid = self.leftover_master_pid()
-        if pid is None:
-            return None
-        log.warning("stopping a leftover haproxy master", extra={"pid": pid})
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        self._kill_leftovers({pid}, timeout=timeout)
-        return pid
+    def retire_leftovers(self) -> set[int]:
+        """Soft-stop the earlier runs' masters not adopted, once ours serves: SIGUSR1 (their
+        workers finish what they serve; SIGCONT wakes a stopped one), SIGKILL to them and
+        their workers after :attr:`leftover_grace` seconds as a backstop (in a thread)."""
+        with self._lifecycle:
+            pids, self._retiring = self._retiring - {self.master_pid}, set()
+        pids = {p for p in pids if _pid_alive(p)}
+        doomed = set(pids)
+        for pid in sorted(pids):
+            log.warning("soft-stopping the haproxy master of an earlier run", extra={"pid": pid})
+            doomed |= children_of(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+                os.kill(pid, signal.SIGCONT)
+        if doomed:
+            threading.Thread(
+                target=self._kill_leftovers,
+                args=(doomed, self.leftover_grace),
+                name="haproxy-leftovers",
+                daemon=True,
+            ).start()
+        return pids
 
     @property
     def admin_keep_link(self) -> Optional[str]:
@@ -321,20 +433,22 @@ class HAProxyProcess(_MasterDriver):
         return True
 
     def wait_ready(self, timeout: float = 30.0) -> ProcStatus:
-        """Wait until the master lists a worker and (if configured) the admin socket answers."""
+        """Wait until the master lists a worker and (if configured) the admin socket answers;
+        then retire the earlier runs' masters."""
         deadline = time.monotonic() + timeout
         delay = 0.005
         while True:
-            if self._proc is None or self._proc.poll() is not None:
-                code = self._proc.returncode if self._proc is not None else None
+            master = self._master
+            if master is None or not master.alive():
+                code = master.exit_code() if master is not None else None
                 raise HAProxyError(f"haproxy exited with {code}: {self.log_tail()}")
             status = self.proc_status()
             if status is not None and status.workers:
                 pid = status.workers[-1].pid
                 if self.admin is None or _wait_for_admin_pid(self.admin, pid, 0.2):
-                    self._last_workers = {w.pid for w in status.workers}
+                    self._last_workers = {w.pid for w in status.workers + status.old_workers}
                     self._pin_admin_socket()
-                    self.retire_leftover()
+                    self.retire_leftovers()
                     return status
             if time.monotonic() >= deadline:
                 raise HAProxyError(f"haproxy not ready after {timeout:.0f}s: {self.log_tail()}")
@@ -342,23 +456,31 @@ class HAProxyProcess(_MasterDriver):
             delay = min(delay * 2, 0.1)
 
     def ensure_started(self, timeout: float = 30.0) -> bool:
+        """Make a master run for us. True when a new one was started on the config on disk;
+        False when one ran already or an earlier run's was adopted (it runs what it was last
+        loaded with: reload it to load the file)."""
         if self.running():
             return False
         self.start()
         self.wait_ready(timeout)
-        return True
+        return self.origin == ORIGIN_STARTED
 
     def restart_if_dead(self, timeout: float = 30.0) -> bool:
-        """Supervision: if the master exited, start it again from the config on disk (and
-        bring back a deleted admin socket file while it runs)."""
-        if self._proc is None:
+        """Supervision: if the master (started or adopted) exited, start a new one from the
+        config on disk (and bring back a deleted admin socket file while it runs)."""
+        master = self._master
+        if master is None:
             return False
-        if self.running():
+        if master.alive():
             self.restore_admin_socket()
             return False
         log.warning(
             "haproxy master died; restarting",
-            extra={"exit_code": self._proc.returncode, "log_tail": self.log_tail()},
+            extra={
+                "exit_code": master.exit_code(),
+                "origin": self.origin,
+                "log_tail": self.log_tail(),
+            },
         )
         # workers notice their master's death and leave; do not let one linger on our ports
         self._kill_leftovers(self._last_workers, timeout=2.0)
@@ -367,34 +489,36 @@ class HAProxyProcess(_MasterDriver):
         return True
 
     def stop(self, timeout: float = 10.0, graceful: bool = False) -> None:
-        """Stop the master and its workers: SIGUSR1 (graceful) or SIGTERM, then SIGKILL."""
+        """Stop the master (started or adopted) and its workers: SIGUSR1 (graceful) or SIGTERM,
+        then SIGKILL."""
         with self._lifecycle:
-            proc = self._proc
-            if proc is None:
+            master = self._master
+            if master is None:
                 return
-            workers = self._known_worker_pids() if proc.poll() is None else self._last_workers
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGUSR1 if graceful else signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
+            alive = master.alive()
+            workers = self._known_worker_pids() if alive else set(self._last_workers)
+            if alive:
+                master.signal(signal.SIGUSR1 if graceful else signal.SIGTERM)
+                if not master.wait(timeout):
                     log.warning("haproxy did not stop in time; killing it")
-                    proc.kill()
-                    proc.wait(timeout)
-            if self._leftover is not None:  # ours never got ready: the earlier run's goes too
+                    master.signal(signal.SIGKILL)
+                    master.wait(timeout)
+            for pid in self._retiring:  # ours never got ready: the earlier runs' go too
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(self._leftover, signal.SIGTERM)
-                workers = workers | {self._leftover}
-                self._leftover = None
+                    os.kill(pid, signal.SIGTERM)
+                    os.kill(pid, signal.SIGCONT)
+            workers |= self._retiring
+            self._retiring = set()
             self._kill_leftovers(workers)
-            self._proc = None
+            self._master = None
+            origin, self.origin = self.origin, None
             if self.admin_keep_link:
                 with contextlib.suppress(OSError):
                     os.unlink(self.admin_keep_link)
             if self._log is not None:
                 self._log.close()
                 self._log = None
-            log.info("haproxy stopped", extra={"exit_code": proc.returncode})
+            log.info("haproxy stopped", extra={"exit_code": master.exit_code(), "origin": origin})
 
     # -- helpers
 
@@ -442,41 +566,15 @@ class HAProxyProcess(_MasterDriver):
         return " | ".join(alerts[-5:])
 
 
-def _leftover_master(pid_file: str, master_socket: str) -> Optional[int]:
-    """The pid in ``pid_file`` if it is a live haproxy started with ``master_socket``."""
-    try:
-        pid = int(Path(pid_file).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = fh.read().split(b"\0")
-    except OSError:
-        return None
-    name = os.path.basename(argv[0].decode("utf-8", "replace")) if argv else ""
-    wanted = master_socket.encode()
-    if "haproxy" not in name or not any(arg.split(b",")[0] == wanted for arg in argv):
-        return None
-    return pid if _pid_alive(pid) else None
-
-
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours is dead for this purpose
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return False
+    """Whether ``pid`` runs (a zombie is dead for this purpose)."""
+    return start_time(pid) is not None
 
 
 class ExternalHAProxy(_MasterDriver):
     """An HAProxy run by someone else (e.g. systemd with ``-Ws -S``): reload via its master CLI."""
+
+    origin: Optional[str] = ORIGIN_EXTERNAL
 
     def __init__(
         self, master_socket: str, admin_socket: Optional[str] = None, *, cli_timeout: float = 5.0
@@ -488,6 +586,10 @@ class ExternalHAProxy(_MasterDriver):
         return status is not None and bool(status.workers)
 
     alive = running
+
+    def adopt(self, timeout: float = 30.0) -> bool:
+        """Nothing to take over: it is driven where it runs."""
+        return False
 
     def ensure_started(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -33,7 +33,15 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from _harness import LoadGenerator, ask, echo_app, free_ports, wait_until  # noqa: E402
+from _harness import (  # noqa: E402
+    LoadGenerator,
+    ask,
+    echo_app,
+    free_ports,
+    haproxy_masters,
+    haproxy_processes,
+    wait_until,
+)
 
 from marathon_bridge.client import MarathonClient  # noqa: E402
 from marathon_bridge.testing import MarathonEmulator  # noqa: E402
@@ -41,7 +49,16 @@ from sidecar.daemon import Daemon  # noqa: E402
 from sidecar.desired import backend_name, server_name  # noqa: E402
 from sidecar.settings import Settings  # noqa: E402
 
-__all__ = ["LoadGenerator", "Node", "Relay", "free_ports", "group_app", "wait_until"]
+__all__ = [
+    "LoadGenerator",
+    "Node",
+    "Relay",
+    "free_ports",
+    "group_app",
+    "haproxy_masters",
+    "haproxy_processes",
+    "wait_until",
+]
 
 STREAM_SILENCE = 3.0  # the daemon polls after this long without a byte on the stream
 STREAM_READ_TIMEOUT = 4.0  # and reconnects the stream after this long

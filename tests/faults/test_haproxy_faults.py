@@ -20,6 +20,7 @@ from faults_support import (
     Node,
     free_ports,
     group_app,
+    haproxy_processes,
     start_node,
     wait_until,
 )
@@ -83,22 +84,6 @@ def flip_and_see(shared: Shared) -> None:
     )
     emulator.set_task_health(victim, True)
     wait_until(shared.converged, 30, message="the task is back")
-
-
-def haproxy_processes(state_dir: str) -> list[int]:
-    """Pids of haproxy processes whose command line names a file under ``state_dir``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        name = Path(argv[0].decode(errors="replace")).name if argv else ""
-        if "haproxy" in name and any(state_dir.encode() in arg for arg in argv):
-            found.append(int(entry.name))
-    return found
 
 
 # ----------------------------------------------------------------------------- rows

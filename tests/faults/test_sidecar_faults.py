@@ -4,8 +4,8 @@ The sidecar runs as a real process (``python -m sidecar``) that starts HAProxy a
 Design decision, tested here: HAProxy is *not* tied to the sidecar's life. The master runs in
 the foreground as a plain child without a parent-death signal, so when the sidecar is killed
 (SIGKILL, OOM killer, a crash) HAProxy is re-parented and keeps serving its last config; the
-next sidecar finds that master by its pid file and master socket and takes over. A clean stop
-(SIGTERM) stops HAProxy too (``tests/sidecar/test_end_to_end.py``).
+next sidecar finds that master by its master socket and adopts it (no second master). A clean
+stop (SIGTERM) stops HAProxy too (``tests/sidecar/test_end_to_end.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from faults_support import (
     alive,
     free_ports,
     group_app,
+    haproxy_masters,
     served_by_all,
     sidecar_process,
     wait_until,
@@ -86,8 +87,9 @@ def test_restarted_while_marathon_is_down_it_serves_the_last_known_state(
         message=f"the new sidecar reports degraded: {sidecar.log_tail()}",
     )
     wait_until(lambda: served_by_all(cluster.emulator, APP, port), 30, message="served")
-    # one HAProxy master serves: the new sidecar's (the old one was taken over, not duplicated)
-    assert not alive(old_master) and alive(sidecar.master_pid())
+    # one HAProxy master serves: the old one, adopted by the new sidecar (not duplicated)
+    assert sidecar.health()["haproxy_origin"] == "adopted"
+    assert haproxy_masters(sidecar.state_dir) == [old_master] and alive(old_master)
     load.add_port(port)
     load.start()
     load.wait_for_requests(port, 50)

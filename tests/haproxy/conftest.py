@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -18,9 +19,21 @@ from typing import Callable, Optional
 
 import pytest
 
-from sidecar.desired import BackendSpec, FrontendSpec, HAProxyModel, RenderSettings, ServerSpec
-from sidecar.haproxy.process import HAProxyProcess
-from sidecar.render import render_config
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from _harness import haproxy_masters, haproxy_processes  # noqa: E402
+
+from sidecar.desired import (  # noqa: E402
+    BackendSpec,
+    FrontendSpec,
+    HAProxyModel,
+    RenderSettings,
+    ServerSpec,
+)
+from sidecar.haproxy.process import HAProxyProcess  # noqa: E402
+from sidecar.render import render_config  # noqa: E402
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
@@ -300,6 +313,8 @@ class Kit:
     service = staticmethod(service)
     model_of = staticmethod(model_of)
     with_servers = staticmethod(with_servers)
+    masters = staticmethod(haproxy_masters)
+    processes = staticmethod(haproxy_processes)
 
     def __init__(self, paths: HAPaths) -> None:
         self.paths = paths

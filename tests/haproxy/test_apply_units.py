@@ -276,8 +276,13 @@ class FakeHAProxy:
         self.answer = ReloadResult(False, message="reload not confirmed within 1.0s")
         self.status: Optional[ProcStatus] = None
 
+    origin = "started"
+
     def running(self) -> bool:
         return True
+
+    def adopt(self, timeout: float = 30.0) -> bool:
+        return False
 
     def ensure_started(self, timeout: float = 30.0) -> bool:
         return False

@@ -229,36 +229,3 @@ def test_external_haproxy_reloads_through_the_master_socket(
     external.stop()  # not ours: the process keeps running
     assert haproxy_process.running()
     assert external.restart_if_dead() is False
-
-
-def test_leftover_master_of_an_earlier_run_is_stopped(
-    haproxy_bin: str, hapaths: Any, kit: Any, backends: Any
-) -> None:
-    a = backends("a")
-    port = kit.free_port()
-    hapaths.config.write_text(kit.render(kit.model_of(kit.service("/a", port, {"a": a}))))
-    earlier = HAProxyProcess(
-        haproxy_bin,
-        str(hapaths.config),
-        str(hapaths.run_dir),
-        admin_socket=str(hapaths.admin_socket),
-    )
-    later = HAProxyProcess(
-        haproxy_bin,
-        str(hapaths.config),
-        str(hapaths.run_dir),
-        admin_socket=str(hapaths.admin_socket),
-    )
-    try:
-        earlier.ensure_started()
-        old_master = earlier.master_pid
-        assert later.ensure_started() is True  # the sidecar restarted and forgot its child
-        kit.wait_until(lambda: not earlier.running(), what="the leftover master gone")
-        assert later.master_pid != old_master
-        assert kit.get(port) == (200, "a")
-        status = later.proc_status()
-        assert status is not None and status.master is not None
-        assert status.master.pid == later.master_pid
-    finally:
-        later.stop()
-        earlier.stop()

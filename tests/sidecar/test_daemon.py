@@ -106,6 +106,8 @@ class FakeApplier:
 
 
 class FakeHAProxy:
+    origin = "started"
+
     def __init__(self) -> None:
         self.stopped = False
 

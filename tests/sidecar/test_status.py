@@ -154,7 +154,7 @@ def test_endpoints(served: Any, http_get: Callable[..., Any]) -> None:
     assert status == 503 and json.loads(body)["status"] == "failing"
 
     state, model = sample_view()
-    board.set_haproxy_running(True)
+    board.set_haproxy_running(True, "adopted")
     board.record_sync()
     board.set_view(state, model, frozenset(), "global\n  daemon\n")
     board.metrics.events.labels(type="status_update_event").inc()
@@ -164,9 +164,12 @@ def test_endpoints(served: Any, http_get: Callable[..., Any]) -> None:
         "status": "ok",
         "reasons": [],
         "sync_age_seconds": json.loads(body)["sync_age_seconds"],
+        "haproxy_origin": "adopted",
     }
     status, body, headers = http_get(base + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'marathon_sidecar_haproxy_origin{origin="adopted"} 1.0' in body
+    assert 'marathon_sidecar_haproxy_origin{origin="started"} 0.0' in body
     assert 'marathon_sidecar_marathon_events_total{type="status_update_event"} 1.0' in body
     assert "marathon_sidecar_sync_age_seconds" in body
     status, body, _ = http_get(base + "/config")
@@ -238,3 +241,15 @@ def test_a_deployment_group_backend_lists_the_tasks_of_every_member_app() -> Non
     (view,) = services_view(state, model, frozenset())
     assert {e["task_id"] for e in view["endpoints"]} == {"web-blue.t1", "web-green.t2"}
     assert all(e["in_rotation"] for e in view["endpoints"])
+
+
+def test_the_haproxy_origin_is_shown_only_while_haproxy_runs() -> None:
+    board = StatusBoard(SidecarMetrics(), max_sync_age=60)
+    board.set_haproxy_running(True, "started")
+    assert board.health().as_dict()["haproxy_origin"] == "started"
+    origin = board.metrics.registry.get_sample_value
+    assert origin("marathon_sidecar_haproxy_origin", {"origin": "started"}) == 1.0
+    board.set_haproxy_running(False, "adopted")  # the adopted master died
+    assert board.health().as_dict()["haproxy_origin"] is None
+    for known in ("started", "adopted", "external"):
+        assert origin("marathon_sidecar_haproxy_origin", {"origin": known}) == 0.0

@@ -31,7 +31,7 @@ ALLOWED_LINES = [
     r"no Marathon label is copied\.",
     r"global",
     r"defaults",
-    rf"    stats socket {PATH} mode 600 level admin",
+    rf"    stats socket {PATH} mode 600 level admin expose-fd listeners",
     r"    stats timeout 2m",
     rf"    hard-stop-after {DUR}",
     rf"    server-state-file {PATH}",

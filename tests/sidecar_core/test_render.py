@@ -81,7 +81,8 @@ def test_default_config_sections(
     settings = tmp_settings(vhost_port=8080)
     text = render(settings)
     assert_grammar(text)
-    assert f"    stats socket {settings.admin_socket} mode 600 level admin" in text
+    stats = f"    stats socket {settings.admin_socket} mode 600 level admin expose-fd listeners"
+    assert stats in text
     assert "    hard-stop-after 30s" in text and "daemon" not in text
     assert f"    server-state-file {settings.server_state_file}" in text
     assert "    load-server-state-from-file global" in text
