@@ -8,16 +8,9 @@ from typing import Any
 import pytest
 
 from marathon_bridge import output
-from marathon_bridge.cli import (
-    DEFAULT_MARATHON,
-    EXIT_MARATHON,
-    EXIT_USAGE,
-    main,
-    make_client,
-    marathon_error_text,
-    marathon_urls,
-    parse_args,
-)
+from marathon_bridge.cli import main, marathon_error_text, parse_args
+from marathon_bridge.cli_parser import DEFAULT_MARATHON
+from marathon_bridge.commands.common import EXIT_MARATHON, EXIT_USAGE, make_client, marathon_urls
 from marathon_bridge.errors import Conflict, Issue, NotFound, Unavailable
 from marathon_bridge.services import Endpoint, Service
 
