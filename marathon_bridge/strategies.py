@@ -134,7 +134,7 @@ class _Run:
         if not deployment_id:
             return
         wait_for_deployments(
-            self.client,  # type: ignore[arg-type]
+            self.client,
             [WaitTarget(deployment_id, app_id, expect)],
             timeout=self.timeout,
             poll_interval=self.poll_interval,
