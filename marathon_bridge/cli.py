@@ -20,56 +20,42 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, TextIO
+from typing import Optional, TextIO
 
 from marathon_bridge import output
-from marathon_bridge.cli_parser import build_parser, parse_args
-from marathon_bridge.commands import COMMANDS
-from marathon_bridge.commands.common import (
-    EXIT_FAILED,
-    EXIT_MARATHON,
-    EXIT_USAGE,
-    Io,
-    UsageError,
+from marathon_bridge.cli_parser import ArgumentsError, build_parser, parse_args, wants_json
+from marathon_bridge.commands.change import (
+    cmd_delete,
+    cmd_restart,
+    cmd_rollback,
+    cmd_scale,
 )
-from marathon_bridge.errors import (
-    Conflict,
-    DefinitionError,
-    DeploymentError,
-    Invalid,
-    MarathonError,
-    Unavailable,
-)
+from marathon_bridge.commands.common import EXIT_USAGE, Command, Io
+from marathon_bridge.commands.definitions import cmd_diff, cmd_validate
+from marathon_bridge.commands.deploy import cmd_deploy, cmd_strategy
+from marathon_bridge.commands.emulator import cmd_emulator
+from marathon_bridge.commands.failures import CommandError, UsageError, failure_of
+from marathon_bridge.commands.inspect import cmd_apps, cmd_services, cmd_tasks
+from marathon_bridge.errors import MarathonBridgeError
 
-__all__ = ["build_parser", "main", "marathon_error_json", "marathon_error_text", "parse_args"]
+__all__ = ["COMMANDS", "build_parser", "main", "parse_args"]
 
 log = logging.getLogger(__name__)
 
-
-def marathon_error_text(error: MarathonError) -> str:
-    """Marathon's own message, its details, and what to do about a lock."""
-    unreachable = isinstance(error, Unavailable) or not error.status
-    lines = [f"Marathon unreachable: {error}" if unreachable else f"Marathon refused: {error}"]
-    if isinstance(error, Invalid) and not error.issues and error.details:
-        lines.append(f"  {error.details}")
-    if isinstance(error, Conflict) and error.deployment_ids:
-        lines.append(f"  locked by deployment(s): {', '.join(error.deployment_ids)}")
-        lines.append("  use --force to override them")
-    return "\n".join(lines)
-
-
-def marathon_error_json(error: MarathonError) -> dict[str, Any]:
-    """The error as data: Marathon's message, status, issues and locking deployments."""
-    data: dict[str, Any] = {
-        "type": type(error).__name__,
-        "message": error.message,
-        "status": error.status,
-    }
-    if isinstance(error, Invalid):
-        data["issues"] = output.issues_json(error.issues)
-    if isinstance(error, Conflict):
-        data["deployment_ids"] = error.deployment_ids
-    return data
+COMMANDS: Mapping[str, Command] = {
+    "validate": cmd_validate,
+    "diff": cmd_diff,
+    "deploy": cmd_deploy,
+    "strategy": cmd_strategy,
+    "apps": cmd_apps,
+    "tasks": cmd_tasks,
+    "services": cmd_services,
+    "scale": cmd_scale,
+    "restart": cmd_restart,
+    "rollback": cmd_rollback,
+    "delete": cmd_delete,
+    "emulator": cmd_emulator,
+}
 
 
 STANDARD_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -119,9 +105,17 @@ def main(
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     env = os.environ if environ is None else environ
+    arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parse_args(argv)
-    except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
+        args = parse_args(arguments)
+    except UsageError as error:  # argparse (ArgumentsError) or a check after it
+        io = Io(out=out, err=err, json=wants_json(arguments))
+        if isinstance(error, ArgumentsError):
+            io.error(error.usage.rstrip())
+        prog = error.prog if isinstance(error, ArgumentsError) else "marathon-bridge"
+        _report(io, CommandError("usage", f"{prog}: {error}"))
+        return EXIT_USAGE
+    except SystemExit as exit_request:  # --help or --version
         code = exit_request.code
         return code if isinstance(code, int) else EXIT_USAGE
     io = Io(out=out, err=err, json=args.output == "json")
@@ -132,24 +126,18 @@ def main(
 def _run(args: argparse.Namespace, io: Io, env: Mapping[str, str]) -> int:
     try:
         return COMMANDS[args.command](args, io, env)
-    except UsageError as error:
-        io.error(f"marathon-bridge {args.command}: {error}")
-        return EXIT_USAGE
-    except DefinitionError as error:
-        for issue in error.issues:
-            io.error(output.issue_text(issue))
-        return EXIT_USAGE
-    except MarathonError as error:
-        if io.json:
-            io.result(output.to_json({"ok": False, "error": marathon_error_json(error)}))
-        io.error(marathon_error_text(error))
-        return EXIT_MARATHON
-    except DeploymentError as error:
-        io.error(f"{args.command} failed: {error}")
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        io.error("interrupted")
-        return 130
+    except (MarathonBridgeError, UsageError, CommandError, KeyboardInterrupt) as error:
+        failure = failure_of(error, args.command)
+    _report(io, failure)
+    return failure.exit_code
+
+
+def _report(io: Io, failure: CommandError) -> None:
+    """The failure's text on stderr and, with ``--output json``, its document on stdout."""
+    if io.json:
+        io.result(output.to_json({"ok": False, "error": failure.json()}))
+    for line in failure.text:
+        io.error(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from marathon_bridge import __version__
+from marathon_bridge.commands.failures import UsageError
 
 DEFAULT_MARATHON = "http://127.0.0.1:8080"
 DEFAULT_HTTP_TIMEOUT = 30.0
 DEFAULT_WAIT_TIMEOUT = 600.0
 CONNECT_TIMEOUT = 3.05
 PATH_HELP = "definition file (.json, .yaml, .yml): one app, a list of apps, or a group"
+
+# the commands that wait for a deployment: --timeout is how long
+WAITING = ("deploy", "strategy", "scale", "restart", "rollback", "delete")
+WAITING_LIST = ", ".join(WAITING)
 
 ENV_URL = "MARATHON_URL"
 ENV_USER = "MARATHON_USER"
@@ -25,10 +30,37 @@ ENV_TOKEN = "MARATHON_TOKEN"  # noqa: S105
 # --- argument parsing -----------------------------------------------------------------------------
 
 
-def _global_options(*, with_timeout: bool) -> argparse.ArgumentParser:
+class ArgumentsError(UsageError):
+    """argparse refused the command line (``prog`` is the (sub)command's, ``usage`` its usage)."""
+
+    def __init__(self, message: str, prog: str, usage: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`ArgumentsError` instead of exiting, so that a usage error
+    can be reported like every other failure (as JSON with ``--output json``)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentsError(message, self.prog, self.format_usage())
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """Whether a command line asks for JSON output (read before it is known to parse)."""
+    for index, arg in enumerate(argv):
+        if arg in ("--output=json", "-ojson"):
+            return True
+        if arg in ("--output", "-o") and argv[index + 1 : index + 2] == ["json"]:
+            return True
+    return False
+
+
+def _global_options() -> _Parser:
     """Options accepted before and after the command. Defaults are applied after parsing
     (``SUPPRESS`` here), so a value given in either place survives."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     g = p.add_argument_group("global options")
     s = argparse.SUPPRESS
     g.add_argument(
@@ -50,22 +82,23 @@ def _global_options(*, with_timeout: bool) -> argparse.ArgumentParser:
         default=s,
         help="do not verify Marathon's TLS certificate",
     )
-    if with_timeout:
-        g.add_argument(
-            "--timeout",
-            dest="http_timeout",
-            type=_http_timeout,
-            default=s,
-            metavar="S",
-            help=f"HTTP timeout in seconds (default {DEFAULT_HTTP_TIMEOUT:g})",
-        )
+    g.add_argument(
+        "--timeout",
+        "--wait-timeout",
+        dest="wait_timeout",
+        type=_positive_float,
+        default=s,
+        metavar="S",
+        help=f"seconds to wait for the deployment, in the commands that wait ({WAITING_LIST}; "
+        f"strategy: for each step); default {DEFAULT_WAIT_TIMEOUT:g}",
+    )
     g.add_argument(
         "--request-timeout",
         dest="http_timeout",
         type=_http_timeout,
         default=s,
         metavar="S",
-        help="HTTP timeout in seconds (also valid after deploy)",
+        help=f"seconds one HTTP request to Marathon may take (default {DEFAULT_HTTP_TIMEOUT:g})",
     )
     g.add_argument("--output", "-o", choices=("text", "json"), default=s, help="output format")
     g.add_argument("--verbose", "-v", action="store_true", default=s, help="log requests to stderr")
@@ -129,6 +162,7 @@ def _canary_steps(text: str) -> tuple[int, ...]:
     return steps
 
 
+STRICT_HELP = "treat fields Marathon does not know (typos) as errors: exit 2, nothing sent"
 DRAIN_DELAY_HELP = (
     "seconds every sidecar gets to put new instances in rotation before old ones are killed, "
     "and before a scaled-down app is deleted (default 5)"
@@ -138,9 +172,8 @@ AddCommand = Callable[..., argparse.ArgumentParser]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _global_options(with_timeout=True)
-    common_no_timeout = _global_options(with_timeout=False)
-    parser = argparse.ArgumentParser(
+    common = _global_options()
+    parser = _Parser(
         prog="marathon-bridge",
         parents=[common],
         description="Validate, diff, deploy and inspect Marathon apps.",
@@ -150,9 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help_text: str, *, own_timeout: bool = False) -> argparse.ArgumentParser:
-        parent = common_no_timeout if own_timeout else common
-        return sub.add_parser(name, parents=[parent], help=help_text, description=help_text)
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
 
     _definition_commands(command)
     _inspect_commands(command)
@@ -172,13 +204,15 @@ def _definition_commands(command: AddCommand) -> None:
     """validate, diff, deploy and strategy: the commands that read definition files."""
     p = command("validate", "check definition files offline (nothing is sent)")
     p.add_argument("paths", nargs="+", metavar="PATH", help=PATH_HELP)
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
 
     p = command("diff", "show what deploying the files would change")
     p.add_argument("paths", nargs="+", metavar="PATH", help=PATH_HELP)
 
-    p = command("deploy", "create or update the apps and wait for the deployment", own_timeout=True)
+    p = command("deploy", "create or update the apps and wait for the deployment")
     p.add_argument("paths", nargs="+", metavar="PATH", help=PATH_HELP)
-    _wait_options(p, with_timeout=True)
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    _wait_options(p)
     p.add_argument(
         "--rollback-on-failure",
         action="store_true",
@@ -193,14 +227,6 @@ def _definition_commands(command: AddCommand) -> None:
     p.add_argument("group", metavar="GROUP", help="the HAPROXY_DEPLOYMENT_GROUP of the apps")
     p.add_argument(
         "--drain-delay", type=_positive_float, default=5.0, metavar="S", help=DRAIN_DELAY_HELP
-    )
-    p.add_argument(
-        "--wait-timeout",
-        dest="wait_timeout",
-        type=_positive_float,
-        default=DEFAULT_WAIT_TIMEOUT,
-        metavar="S",
-        help=f"seconds to wait for each step (default {DEFAULT_WAIT_TIMEOUT:g})",
     )
 
 
@@ -262,23 +288,12 @@ def _strategy_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _wait_options(
-    p: argparse.ArgumentParser, *, with_timeout: bool = False, force: bool = True
-) -> None:
+def _wait_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
     p.add_argument(
         "--no-wait",
         dest="wait",
         action="store_false",
         help="return once Marathon accepted the change",
-    )
-    names = ["--timeout", "--wait-timeout"] if with_timeout else ["--wait-timeout"]
-    p.add_argument(
-        *names,
-        dest="wait_timeout",
-        type=_positive_float,
-        default=DEFAULT_WAIT_TIMEOUT,
-        metavar="S",
-        help=f"seconds to wait for the deployment (default {DEFAULT_WAIT_TIMEOUT:g})",
     )
     if force:
         p.add_argument(
@@ -289,7 +304,17 @@ def _wait_options(
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The options, defaults filled in. Raises :class:`ArgumentsError` (argparse's complaints)
+    or :class:`UsageError` (``--timeout`` on a command that waits for nothing)."""
     args = build_parser().parse_args(argv)
+    if args.command not in WAITING:
+        if hasattr(args, "wait_timeout"):
+            raise UsageError(
+                f"--timeout is how long to wait for a deployment, and `{args.command}` starts "
+                "none; the time one HTTP request may take is --request-timeout"
+            )
+    elif not hasattr(args, "wait_timeout"):
+        args.wait_timeout = DEFAULT_WAIT_TIMEOUT
     for key, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, key):
             setattr(args, key, default)

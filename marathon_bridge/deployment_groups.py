@@ -167,6 +167,27 @@ def new_version_app(
     return body
 
 
+def as_member(app: Mapping[str, Any], member: Mapping[str, Any]) -> dict[str, Any]:
+    """The file's ``app`` as a blue/green or canary run would have deployed it in ``member``'s
+    place: the member's id, colour, start time and own service port; the file's everything else
+    (so comparing the result with ``member`` shows what a new run would change)."""
+    body = request_body(app)
+    labels = dict(body.get("labels") or {})
+    member_labels = member.get("labels") or {}
+    for key in (GROUP_LABEL, COLOUR_LABEL, STARTED_AT_LABEL):
+        if key in member_labels:
+            labels[key] = member_labels[key]
+    labels[TARGET_INSTANCES_LABEL] = str(int(app.get("instances", 1)))
+    if shared_port(app):
+        labels[SHARED_PORT_LABEL] = str(shared_port(app))
+    body["labels"] = labels
+    body["id"] = member["id"]
+    own = service_port(member)
+    if own and service_port(body):
+        _with_service_port(body, own)
+    return body
+
+
 def order_members(apps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Group members, oldest first (by started-at label, then id)."""
     return [

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
+from marathon_bridge.definitions.messages import human_message
 from marathon_bridge.errors import Issue
 from marathon_bridge.services import Service
 
@@ -49,13 +50,27 @@ def value_text(value: Any) -> str:
 
 
 def issue_text(issue: Issue) -> str:
-    """``file#item: /path: message``."""
-    return str(issue)
+    """``file:line:column: /path: error.key: what is allowed`` (``file#item`` when the position
+    is unknown); a field Marathon ignores reads ``...: warning: /path: unknown field ...``."""
+    where = f"{issue.location}: " if issue.location else ""
+    warning = "warning: " if issue.kind == "unknown" else ""
+    return f"{where}{warning}{issue.path}: {human_message(issue)}"
 
 
-def issues_json(issues: Sequence[Issue]) -> list[dict[str, str]]:
+def issues_json(issues: Sequence[Issue]) -> list[dict[str, Any]]:
+    """Each issue: Marathon's path and message (a play-json key or its sentence), the text for
+    people (``explanation``: what the field allows), the file, line and column (0: unknown)."""
     return [
-        {"source": i.source, "path": i.path, "message": i.message, "kind": i.kind} for i in issues
+        {
+            "source": i.source,
+            "path": i.path,
+            "message": i.message,
+            "kind": i.kind,
+            "line": i.line,
+            "column": i.column,
+            "text": human_message(i),
+        }
+        for i in issues
     ]
 
 

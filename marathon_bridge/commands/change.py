@@ -8,13 +8,11 @@ from typing import Any
 
 from marathon_bridge import output
 from marathon_bridge.commands.common import (
-    EXIT_FAILED,
     EXIT_OK,
     Io,
     absolute,
     make_client,
 )
-from marathon_bridge.errors import DeploymentError
 
 
 def cmd_scale(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> int:
@@ -40,11 +38,7 @@ def cmd_rollback(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -
     from marathon_bridge import deploy
 
     client = make_client(args, environ)
-    try:
-        version, ref = deploy.rollback(client, args.app, args.to_version, force=args.force)
-    except DeploymentError as error:
-        io.error(f"rollback: {error}")
-        return EXIT_FAILED
+    version, ref = deploy.rollback(client, args.app, args.to_version, force=args.force)
     what = f"rolled back {absolute(args.app)} to version {version}"
     return _follow(client, args, io, ref, what, expect=deploy.EXPECT_RUNNING)
 
@@ -66,22 +60,12 @@ def _follow(
 
     deployment_id = str(getattr(ref, "deployment_id", "") or "")
     if args.wait and deployment_id:
-        try:
-            wait_for_deployments(
-                client,
-                [WaitTarget(deployment_id, absolute(args.app), expect)],
-                timeout=args.wait_timeout,
-                progress=lambda p: io.error(str(p)),
-            )
-        except DeploymentError as error:
-            if io.json:
-                io.result(
-                    output.to_json(
-                        {"ok": False, "error": str(error), "deployment_id": deployment_id}
-                    )
-                )
-            io.error(f"{args.command} failed: {error}")
-            return EXIT_FAILED
+        wait_for_deployments(
+            client,
+            [WaitTarget(deployment_id, absolute(args.app), expect)],
+            timeout=args.wait_timeout,
+            progress=lambda p: io.error(str(p)),
+        )
     if io.json:
         io.result(
             output.to_json(

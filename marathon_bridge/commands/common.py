@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, TextIO, Union
 
 from marathon_bridge import output
@@ -17,16 +17,14 @@ from marathon_bridge.cli_parser import (
     ENV_URL,
     ENV_USER,
 )
+from marathon_bridge.commands.failures import UsageError, invalid_input
+from marathon_bridge.definitions.load import AppSource
 from marathon_bridge.errors import DefinitionError, Issue, NotFound
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_MARATHON = 3
-
-
-class UsageError(Exception):
-    """Bad command-line input: exit 2, nothing sent."""
 
 
 @dataclass
@@ -85,34 +83,36 @@ def make_client(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
 # --- loading definitions --------------------------------------------------------------------------
 
 
-def load_and_validate(paths: Sequence[str]) -> tuple[list[Any], list[Issue]]:
-    """Every app of every file, and every problem found (file problems and rule violations)."""
-    from marathon_bridge.definitions import load_definitions, validate_apps
+def load_and_validate(paths: Sequence[str]) -> tuple[list[AppSource], list[Issue], list[Issue]]:
+    """Every app of every file, every problem found (file problems and rule violations), and
+    every field Marathon would ignore (warnings)."""
+    from marathon_bridge.definitions import field_warnings, load_definitions, validate_apps
 
-    sources: list[Any] = []
+    sources: list[AppSource] = []
     issues: list[Issue] = []
     for path in paths:
         try:
             sources.extend(load_definitions(path))
         except DefinitionError as error:
-            issues.extend(_with_source(error.issues, path))
+            issues.extend(i if i.source else replace(i, source=path) for i in error.issues)
     issues.extend(validate_apps(sources))
-    return sources, issues
+    return sources, issues, field_warnings(sources)
 
 
-def _with_source(issues: Sequence[Issue], path: str) -> list[Issue]:
-    return [i if i.source else Issue(i.path, i.message, path, i.kind) for i in issues]
+def checked_definitions(
+    paths: Sequence[str], io: Io, *, command: str, strict: bool = False
+) -> tuple[list[AppSource], list[Issue]]:
+    """The apps of the files and the fields Marathon would ignore in them, once the apps are
+    valid: otherwise (or, with ``strict``, when a field is unknown to Marathon) a
+    :class:`CommandError` that lists every problem. The warnings go to stderr too."""
+    sources, issues, warnings = load_and_validate(paths)
+    if issues or (strict and warnings):
+        raise invalid_input(issues, warnings, command=command, strict=strict)
+    for warning in warnings:
+        io.error(output.issue_text(warning))
+    return sources, warnings
 
 
-def report_issues(io: Io, issues: Sequence[Issue], *, command: str) -> None:
-    if io.json:
-        io.result(output.to_json({"valid": False, "issues": output.issues_json(issues)}))
-    for issue in issues:
-        io.error(output.issue_text(issue))
-    io.error(f"{command}: {len(issues)} problem(s) found; nothing was sent to Marathon")
-
-
-# --- commands -------------------------------------------------------------------------------------
 Command = Callable[[argparse.Namespace, Io, Mapping[str, str]], int]
 
 

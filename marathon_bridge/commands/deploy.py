@@ -1,57 +1,54 @@
-"""``deploy`` (plain, blue-green or canary) and ``strategy resume|abort``."""
+"""``deploy`` (plain, blue-green or canary) and ``strategy resume|abort``.
+
+A failed deployment raises (``DeploymentError``) and is reported by the CLI with what Marathon
+says about it (:mod:`.failures`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
 from marathon_bridge import output
 from marathon_bridge.commands.common import (
-    EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     Io,
     UsageError,
-    load_and_validate,
+    absolute,
+    checked_definitions,
+    get_or_none,
     make_client,
-    report_issues,
 )
-from marathon_bridge.errors import DeploymentError
+from marathon_bridge.commands.failures import CommandError
+from marathon_bridge.commands.groups import live_members, what_to_run
+from marathon_bridge.definitions.load import AppSource
+from marathon_bridge.deployment_groups import group_of
 
 
 def cmd_deploy(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> int:
     from marathon_bridge.deploy import DeployProgress, deploy_apps
 
-    sources, issues = load_and_validate(args.paths)
-    if issues:
-        report_issues(io, issues, command="deploy")
-        return EXIT_USAGE
+    sources, _ = checked_definitions(args.paths, io, command="deploy", strict=args.strict)
     if args.strategy:
         if len(sources) != 1:
             raise UsageError(f"--strategy deploys exactly one app; the files hold {len(sources)}")
         return _run_strategy(args, io, environ, sources[0].app)
     client = make_client(args, environ)
+    _refuse_group_members(client, sources)
 
     def show(progress: DeployProgress) -> None:
         io.error(str(progress))
 
-    try:
-        result = deploy_apps(
-            client,
-            [s.app for s in sources],
-            wait=args.wait,
-            timeout=args.wait_timeout,
-            force=args.force,
-            rollback_on_failure=args.rollback_on_failure,
-            progress=show,
-        )
-    except DeploymentError as error:
-        if io.json:
-            io.result(output.to_json({"ok": False, "error": str(error), "apps": error.app_ids}))
-        io.error(f"deploy failed: {error}")
-        return EXIT_FAILED
+    result = deploy_apps(
+        client,
+        [s.app for s in sources],
+        wait=args.wait,
+        timeout=args.wait_timeout,
+        force=args.force,
+        rollback_on_failure=args.rollback_on_failure,
+        progress=show,
+    )
     apps = [
         {
             "id": a.app_id,
@@ -72,6 +69,24 @@ def cmd_deploy(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> 
     return EXIT_OK
 
 
+def _refuse_group_members(client: Any, sources: Sequence[AppSource]) -> None:
+    """A plain deploy of an app that runs as a deployment group would start a third app on the
+    group's port: refuse, and say what to run instead."""
+    for source in sources:
+        app_id = absolute(str(source.app.get("id", "")))
+        if get_or_none(client, app_id) is not None:
+            continue
+        members = live_members(client, source.app)
+        if members:
+            group = group_of(source.app)
+            serving = ", ".join(str(m["id"]) for m in members)
+            advice = what_to_run(group, source.source.split("#", 1)[0], members)
+            raise UsageError(
+                f"{app_id} runs as deployment group {group} ({serving}); a plain deploy would "
+                f"start a third app on its port: {advice}"
+            )
+
+
 def _run_strategy(
     args: argparse.Namespace, io: Io, environ: Mapping[str, str], app: Optional[Mapping[str, Any]]
 ) -> int:
@@ -79,41 +94,18 @@ def _run_strategy(
     from marathon_bridge import strategies
 
     client = make_client(args, environ)
-    common: dict[str, Any] = {
-        "drain_delay": args.drain_delay,
-        "timeout": args.wait_timeout,
-        "progress": io.error,
-    }
     group = args.group if app is None else strategies.group_of(app)
     try:
-        if app is None:
-            run = strategies.resume if args.action == "resume" else strategies.rollback
-            report = run(client, group, **common)
-        elif args.strategy == "blue-green":
-            report = strategies.blue_green_deploy(
-                client, app, min_healthy=args.min_healthy, **common
-            )
-        else:
-            report = strategies.canary_deploy(
-                client,
-                app,
-                steps=args.canary_steps,
-                pause=args.pause,
-                confirm=_ask_stdin(io) if args.confirm else None,
-                min_healthy=args.min_healthy,
-                **common,
-            )
+        report = _strategy_report(args, io, client, app, group)
     except strategies.StrategyError as error:
-        if io.json:
-            io.result(output.to_json({"ok": False, "error": str(error), "group": group}))
-        io.error(f"{args.command} failed: {error}")
-        return EXIT_FAILED
+        raise CommandError("deployment", f"{args.command} failed: {error}", group=group) from None
     except KeyboardInterrupt:
-        io.error(
+        raise CommandError(
+            "interrupted",
             f"interrupted; finish with `marathon-bridge strategy resume {group}` "
-            f"or undo with `marathon-bridge strategy abort {group}`"
-        )
-        return 130
+            f"or undo with `marathon-bridge strategy abort {group}`",
+            group=group,
+        ) from None
     if io.json:
         data = {
             "ok": True,
@@ -129,6 +121,32 @@ def _run_strategy(
     else:
         io.result(f"{report}\n")
     return EXIT_OK
+
+
+def _strategy_report(
+    args: argparse.Namespace, io: Io, client: Any, app: Optional[Mapping[str, Any]], group: str
+) -> Any:
+    from marathon_bridge import strategies
+
+    common: dict[str, Any] = {
+        "drain_delay": args.drain_delay,
+        "timeout": args.wait_timeout,
+        "progress": io.error,
+    }
+    if app is None:
+        run = strategies.resume if args.action == "resume" else strategies.rollback
+        return run(client, group, **common)
+    if args.strategy == "blue-green":
+        return strategies.blue_green_deploy(client, app, min_healthy=args.min_healthy, **common)
+    return strategies.canary_deploy(
+        client,
+        app,
+        steps=args.canary_steps,
+        pause=args.pause,
+        confirm=_ask_stdin(io) if args.confirm else None,
+        min_healthy=args.min_healthy,
+        **common,
+    )
 
 
 def _ask_stdin(io: Io) -> Callable[[int, int, int], bool]:

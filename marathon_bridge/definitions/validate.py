@@ -29,6 +29,7 @@ external volumes) and the accepted role names.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Optional
 
 from marathon_bridge.definitions.load import AppSource, resolve_id
@@ -40,6 +41,7 @@ from marathon_bridge.definitions.rules.checks import constraint_problem
 from marathon_bridge.definitions.rules.identity import id_problems
 from marathon_bridge.definitions.rules.networking import port_count, port_names
 from marathon_bridge.definitions.schema import APP, check
+from marathon_bridge.definitions.unknown import unknown_fields
 from marathon_bridge.errors import Issue
 
 
@@ -71,34 +73,41 @@ def validate_app(
         checks.check_scheduling(view, out)
         checks.check_env(view, out)
     if source:
-        return [Issue(i.path, i.message, source, i.kind) for i in out.issues]
+        return [replace(i, source=source) for i in out.issues]
     return out.issues
 
 
 def validate_apps(
     apps: Sequence[AppSource], *, default_network_name: Optional[str] = None
 ) -> list[Issue]:
-    """All issues of all apps (``source`` filled in), plus ids used by more than one app."""
+    """All issues of all apps (``source``, line and column filled in), plus ids used by more
+    than one app."""
     issues: list[Issue] = []
     first_seen: dict[str, str] = {}
     for item in apps:
-        issues.extend(
-            validate_app(item.app, source=item.source, default_network_name=default_network_name)
-        )
+        found = validate_app(item.app, default_network_name=default_network_name)
+        issues.extend(item.located(found))
         raw_id = item.app.get("id") if isinstance(item.app, Mapping) else None
         if not isinstance(raw_id, str) or not raw_id.strip("/"):
             continue
         app_id = resolve_id(raw_id)
         if app_id in first_seen:
             message = f"duplicate app id '{app_id}' (also defined in {first_seen[app_id]})"
-            issues.append(Issue(path="/id", message=message, source=item.source))
+            issues.extend(item.located([Issue(path="/id", message=message)]))
         else:
             first_seen[app_id] = item.source
     return issues
 
 
+def field_warnings(apps: Sequence[AppSource]) -> list[Issue]:
+    """Every field of every app that Marathon would ignore (``kind="unknown"``), located, with
+    the known name it most likely misspells. Warnings: the apps are still valid."""
+    return [issue for item in apps for issue in item.located(unknown_fields(item.app))]
+
+
 __all__ = [
     "constraint_problem",
+    "field_warnings",
     "human_message",
     "id_problems",
     "port_count",

@@ -6,8 +6,9 @@ Use it as a context manager (or ``start()``/``stop()``)::
         requests.post(marathon.url + "/v2/apps", json={"id": "/web", "cmd": "sleep 100"})
         marathon.wait_for(lambda: marathon.tasks("/web"))
 
-Unknown top-level app fields are dropped on read, as Marathon does (``keep_unknown_fields=True``
-keeps them); what clients sent is in :attr:`MarathonEmulator.requests`.
+Fields Marathon does not read are dropped at every depth, as Marathon does
+(``keep_unknown_fields=True`` keeps them); what clients sent is in
+:attr:`MarathonEmulator.requests`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
+from marathon_bridge.definitions.unknown import drop_unknown_fields
 from marathon_bridge.testing import appmodel
 from marathon_bridge.testing.state.core import StateCore
 from marathon_bridge.testing.state.records import (
@@ -77,9 +78,12 @@ class StateChanges(StateCore):
         )
 
     def _prepare(self, body: Any) -> Json:
-        """Validate an app body and normalize it (422 on issues)."""
+        """Read an app body as Marathon does (only the fields it declares, at every depth, unless
+        ``keep_unknown_fields``), validate it (422 on issues) and normalize it."""
         if not isinstance(body, dict):
             raise invalid_json("/", "error.expected.jsobject")
+        if not self.options.keep_unknown_fields:
+            body = drop_unknown_fields(body)
         cleaned = {k: v for k, v in body.items() if k not in appmodel.OWNED_KEYS}
         issues = appmodel.validate(cleaned)
         if issues:
