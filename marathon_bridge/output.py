@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from marathon_bridge.definitions.messages import human_message
 from marathon_bridge.errors import Issue
+from marathon_bridge.listeners import clashes, listeners
 from marathon_bridge.services import Service
 
 Rows = tuple[Sequence[str], list[Sequence[Any]]]
@@ -203,20 +204,48 @@ def service_json(service: Service) -> dict[str, Any]:
 
 
 def services_json(services: Iterable[Service]) -> list[dict[str, Any]]:
-    return [service_json(s) for s in services]
+    """Each service (by the port clients use): Marathon's view plus HAProxy's (``listen_port``,
+    ``haproxy_mode``, ``deployment_group``, ``colour``) and the other apps on its port."""
+    found = listeners(services)
+    clashing = clashes(found)
+    out = []
+    for item in found:
+        data = service_json(item.service)
+        others = [a for a in clashing.get(item.port, []) if a != item.service.app_id]
+        data.update(
+            listen_port=item.port,
+            haproxy_mode=item.mode,
+            deployment_group=item.group,
+            colour=item.colour,
+            port_clash=others,
+        )
+        out.append(data)
+    return out
 
 
 def services_rows(services: Iterable[Service]) -> Rows:
-    header = ("PORT", "APP", "NAME", "PROTOCOL", "MODE", "ENDPOINTS")
+    """PORT is the port clients use (a deployment group's shared port for its members); HAPROXY
+    the mode HAProxy serves it in; GROUP the deployment group (and colour) of members."""
+    header = ("PORT", "APP", "NAME", "PROTOCOL", "HAPROXY", "GROUP", "ENDPOINTS")
     rows: list[Sequence[Any]] = [
         (
-            s.service_port,
-            s.app_id,
-            s.port_name or None,
-            s.protocol,
-            s.network_mode,
-            " ".join(f"{e.address}:{e.port}" for e in s.endpoints) or None,
+            x.port,
+            x.service.app_id,
+            x.service.port_name or None,
+            x.service.protocol,
+            x.mode,
+            (f"{x.group}/{x.colour}" if x.colour else x.group) or None,
+            " ".join(f"{e.address}:{e.port}" for e in x.service.endpoints) or None,
         )
-        for s in services
+        for x in listeners(services)
     ]
     return header, rows
+
+
+def port_clash_warnings(services: Iterable[Service]) -> list[str]:
+    """One line per port that more than one app claims."""
+    return [
+        f"warning: port {port} is claimed by {', '.join(apps)}: on every node only one of them "
+        "gets it (the lowest app id); give the others their own service port"
+        for port, apps in clashes(listeners(services)).items()
+    ]

@@ -42,4 +42,6 @@ def cmd_services(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -
         io.result(output.to_json(output.services_json(services)))
     else:
         io.result(output.table(*output.services_rows(services)))
+    for warning in output.port_clash_warnings(services):
+        io.error(warning)
     return EXIT_OK

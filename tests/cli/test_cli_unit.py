@@ -195,7 +195,7 @@ def test_services_json_lists_endpoints() -> None:
         }
     ]
     _header, rows = output.services_rows([service])
-    assert rows == [(10000, "/a", None, "tcp", "host", "10.0.0.1:31000")]
+    assert rows == [(10000, "/a", None, "tcp", "tcp", None, "10.0.0.1:31000")]
 
 
 def test_issue_text_names_file_and_field() -> None:
