@@ -38,7 +38,7 @@ from marathon_bridge.errors import (
     MarathonError,
     NotFound,
 )
-from marathon_bridge.waiting import (
+from marathon_bridge.progress import (
     DEPLOYING,
     DONE,
     EXPECT_ANY,
@@ -52,12 +52,10 @@ from marathon_bridge.waiting import (
     compute_progress,
     counts_met,
     find_deployment,
-    get_app_or_none,
     has_health_checks,
     outcome_problem,
-    wait_for_deployment,
-    wait_for_deployments,
 )
+from marathon_bridge.waiting import get_app_or_none, wait_for_deployment, wait_for_deployments
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +107,8 @@ class DeployClient(Protocol):
     def list_versions(self, app_id: str) -> list[str]: ...
 
     def list_deployments(self) -> list[dict]: ...
+
+    def get_queue(self) -> list[dict]: ...
 
     def delete_deployment(self, deployment_id: str, *, force: bool = False) -> Any: ...
 

@@ -188,6 +188,25 @@ def as_member(app: Mapping[str, Any], member: Mapping[str, Any]) -> dict[str, An
     return body
 
 
+def what_to_run(group: str, path: str, members: Sequence[Mapping[str, Any]]) -> str:
+    """The command that moves a deployment group on: a new run, or finishing an unfinished one."""
+    if len(members) > 1:
+        return (
+            f"group {group} has an unfinished run ({', '.join(str(m['id']) for m in members)}): "
+            f"finish it with `marathon-bridge strategy resume {group}` or undo it with "
+            f"`marathon-bridge strategy abort {group}`"
+        )
+    return (
+        f"deploy it with `marathon-bridge deploy --strategy blue-green {path}` "
+        f"(or `--strategy canary`)"
+    )
+
+
+def unfinished_run(group: str, members: Sequence[Mapping[str, Any]]) -> str:
+    """The message for a group that still has two apps, naming the commands that settle it."""
+    return what_to_run(group, "", members)
+
+
 def order_members(apps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Group members, oldest first (by started-at label, then id)."""
     return [

@@ -48,6 +48,7 @@ from marathon_bridge.deployment_groups import (
     service_port,
     shared_port,
     start_guard,
+    unfinished_run,
 )
 from marathon_bridge.errors import MarathonBridgeError, NotFound
 
@@ -70,6 +71,8 @@ class StrategyClient(Protocol):
     def delete_app(self, app_id: str, *, force: bool = True) -> Any: ...
 
     def list_deployments(self) -> list[dict]: ...
+
+    def get_queue(self) -> list[dict]: ...
 
 
 Progress = Callable[[str], None]
@@ -252,10 +255,7 @@ def _running_version(
     """The group's one running app (None on a first deploy), checked fit to start a run."""
     members = _members(client, group)
     if len(members) > 1:
-        raise StrategyError(
-            f"group {group} has an unfinished run ({', '.join(m['id'] for m in members)}); "
-            "use resume or rollback"
-        )
+        raise StrategyError(f"not started: {unfinished_run(group, members)}")
     old = members[0] if members else None
     if old is not None:
         problem = start_guard(old, target, min_healthy)

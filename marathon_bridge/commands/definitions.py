@@ -23,11 +23,11 @@ from marathon_bridge.commands.common import (
     get_or_none,
     make_client,
 )
-from marathon_bridge.commands.groups import live_members, what_to_run
+from marathon_bridge.commands.groups import live_members
 from marathon_bridge.definitions import MISSING, Change, diff_apps
 from marathon_bridge.definitions.load import AppSource
 from marathon_bridge.definitions.unknown import unknown_fields, value_at
-from marathon_bridge.deployment_groups import as_member, group_of
+from marathon_bridge.deployment_groups import as_member, group_of, what_to_run
 
 
 def cmd_validate(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> int:

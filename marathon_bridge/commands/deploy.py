@@ -21,9 +21,9 @@ from marathon_bridge.commands.common import (
     make_client,
 )
 from marathon_bridge.commands.failures import CommandError
-from marathon_bridge.commands.groups import live_members, what_to_run
+from marathon_bridge.commands.groups import live_members
 from marathon_bridge.definitions.load import AppSource
-from marathon_bridge.deployment_groups import group_of
+from marathon_bridge.deployment_groups import group_of, what_to_run
 
 
 def cmd_deploy(args: argparse.Namespace, io: Io, environ: Mapping[str, str]) -> int:

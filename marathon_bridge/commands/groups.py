@@ -1,5 +1,4 @@
-"""Deployment groups as the commands meet them: the live members of a file's group, and what to
-run next (``deploy --strategy``, ``strategy resume``/``abort``)."""
+"""Deployment groups as the commands meet them: the live members of a file's group."""
 
 from __future__ import annotations
 
@@ -21,17 +20,3 @@ def live_members(client: Any, app: Mapping[str, Any]) -> list[dict[str, Any]]:
         embed=["apps.counts", "apps.deployments"], label=f"{GROUP_LABEL}=={group}"
     )
     return order_members(apps)
-
-
-def what_to_run(group: str, path: str, members: list[dict[str, Any]]) -> str:
-    """The command that moves a deployment group on: a new run, or finishing an unfinished one."""
-    if len(members) > 1:
-        return (
-            f"group {group} has an unfinished run ({', '.join(str(m['id']) for m in members)}): "
-            f"finish it with `marathon-bridge strategy resume {group}` or undo it with "
-            f"`marathon-bridge strategy abort {group}`"
-        )
-    return (
-        f"deploy it with `marathon-bridge deploy --strategy blue-green {path}` "
-        f"(or `--strategy canary`)"
-    )

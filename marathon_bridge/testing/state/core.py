@@ -298,8 +298,20 @@ class StateCore:
             self._back_off(state, task, status, message)
 
     def _back_off(self, state: AppState, task: Task, status: str, message: str) -> None:
-        """A task that ended on its own delays the app's next launch (Marathon's backoff)."""
+        """A task that ended on its own delays the app's next launch (Marathon's backoff); a
+        failed one is logged and becomes the app's ``lastTaskFailure``."""
         if status == FAILED:
+            sandbox = self.runner.sandbox(task.id) if task.process and self.runner else ""
+            LOG.warning(
+                "task failed",
+                extra={
+                    "task_id": task.id,
+                    "app_id": task.app_id,
+                    "host": task.agent.host,
+                    "reason": message,
+                    "sandbox": sandbox,
+                },
+            )
             state.last_failure = {
                 "appId": task.app_id,
                 "host": task.agent.host,

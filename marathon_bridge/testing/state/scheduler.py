@@ -121,8 +121,12 @@ class StateScheduler(StateCore):
                 proc.kill()
 
     def _process_ended(self, task: Task, exit_code: int) -> None:
+        """The command ended on its own: TASK_FINISHED for status 0, else TASK_FAILED with the
+        executor's message."""
         if exit_code == 0:
             self._terminal(task, FINISHED, "Command exited with status 0")
+        elif exit_code < 0:
+            self._terminal(task, FAILED, f"Command terminated with signal {-exit_code}")
         else:
             self._terminal(task, FAILED, f"Command exited with status {exit_code}")
 
