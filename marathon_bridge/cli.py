@@ -1,16 +1,18 @@
 """The ``marathon-bridge`` command line: validate, diff, deploy and inspect Marathon apps.
 
 Global options (``--marathon``, ``--user``/``--password``, ``--token``, ``--ca-bundle``,
-``--insecure``, ``--timeout``, ``--output``, ``--verbose``) may stand before or after the command.
-``--timeout`` is the HTTP timeout in seconds, except after ``deploy``, where it is the time to wait
-for the deployment (``--wait-timeout`` there and in scale/restart/rollback/delete).
+``--insecure``, ``--timeout``, ``--request-timeout``, ``--output``, ``--verbose``) may stand before
+or after the command. ``--timeout`` is how long to wait for the deployment, in every command that
+waits for one (deploy, strategy, scale, restart, rollback, delete); ``--request-timeout`` is how
+long one HTTP request may take.
 
 ``deploy --strategy blue-green|canary`` and ``strategy resume|abort GROUP`` run the deploys of
 :mod:`marathon_bridge.strategies` (docs/deploys.md).
 
 Exit codes: 0 success; 1 a deployment failed or timed out, or ``diff`` found differences;
 2 usage error or invalid input (nothing was sent to Marathon); 3 Marathon could not be reached or
-refused the request (its own message is printed).
+refused the request (its own message is printed); 130 interrupted. With ``--output json`` every
+failure is one document of one shape (:mod:`marathon_bridge.commands.failures`).
 """
 
 from __future__ import annotations
