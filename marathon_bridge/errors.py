@@ -25,7 +25,8 @@ class Issue:
     ``source`` names the file (and item) the app came from, when known; ``kind`` is ``"type"``
     for JSON shape/type errors (Marathon: "Invalid JSON"), ``"semantic"`` for rule violations
     (Marathon: "Object is not valid") and ``"unknown"`` for a field Marathon ignores (a warning).
-    ``line`` and ``column`` (from 1; 0 when unknown) say where in the file the path is.
+    ``line`` and ``column`` (from 1; 0 when unknown) say where in the file the path is; ``hint``
+    adds what is allowed when Marathon's own message does not say (``ports 0..1``).
     """
 
     path: str
@@ -34,6 +35,7 @@ class Issue:
     kind: str = "semantic"
     line: int = 0
     column: int = 0
+    hint: str = ""
 
     @property
     def location(self) -> str:

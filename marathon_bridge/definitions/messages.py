@@ -3,8 +3,9 @@
 ``/mem: error.min: must be >= 0``; ``/healthChecks(0)/protocol: error.unknown.enum.literal: one
 of HTTP, HTTPS, TCP, ...``; ``/instances: error.expected.jsnumber: expected a whole number >= 0``.
 The allowed values and limits come from the schema (:mod:`.schema`), so they are the ones the
-check used. Marathon's own rule messages (``AppDefinition must either contain ...``) and the
-unknown-field warnings are already sentences and stay as they are.
+check used. Marathon's own rule messages (``AppDefinition must either contain ...``) stay as
+Marathon writes them, with the allowed values in parentheses when the message lacks them (an
+issue's ``hint``: the port indexes, port names or secrets the app has).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def human_message(issue: Issue) -> str:
     """``key: explanation`` for a play-json key; Marathon's own sentences unchanged."""
     key = issue.message
     if not key.startswith("error."):
-        return key
+        return f"{key} ({issue.hint})" if issue.hint else key
     text = explain(key, issue.path)
     return f"{key}: {text}" if text else key
 

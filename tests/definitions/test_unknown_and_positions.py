@@ -247,3 +247,26 @@ def test_every_schema_error_says_what_the_field_allows(path: str, spec: Spec) ->
             key, _, explanation = text.partition(": ")
             assert key == issue.message and explanation, (issue, text)
             assert explanation not in ("too small", "too big", "bad format"), (issue, text)
+
+
+def test_rule_messages_get_the_allowed_values_marathon_does_not_give() -> None:
+    from marathon_bridge.definitions import validate_app
+
+    app = {
+        "id": "/a",
+        "cmd": "sleep 1",
+        "portDefinitions": [{"port": 0, "name": "http"}, {"port": 0, "name": "admin"}],
+        "healthChecks": [{"protocol": "HTTP", "portIndex": 3}],
+        "readinessChecks": [{"portName": "web"}],
+        "env": {"DB": {"secret": "db"}},
+        "secrets": {"token": {"source": "/t"}},
+    }
+    texts = {i.path: human_message(i) for i in validate_app(app)}
+    assert texts["/healthChecks(0)"].endswith("(portIndex 0..1, got 3)")
+    assert texts["/readinessChecks(0)/portName"] == (
+        "No port definition reference for portName web (port names: http, admin)"
+    )
+    assert texts["/env/DB/secret"] == "references an undefined secret (secrets: token)"
+    # Marathon's own message is untouched (the emulator answers with it)
+    [check] = [i for i in validate_app(app) if i.path == "/healthChecks(0)"]
+    assert check.message.endswith("or container port mappings.")

@@ -17,11 +17,12 @@ class Collector:
         self.issues: list[Issue] = []
         self._seen: set[tuple[str, str, str]] = set()
 
-    def add(self, path: str, message: str, kind: str = "semantic") -> None:
+    def add(self, path: str, message: str, kind: str = "semantic", hint: str = "") -> None:
+        """One issue; ``hint`` says what is allowed when Marathon's message does not."""
         key = (path, message, kind)
         if key not in self._seen:
             self._seen.add(key)
-            self.issues.append(Issue(path=path, message=message, kind=kind))
+            self.issues.append(Issue(path=path, message=message, kind=kind, hint=hint))
 
 
 def as_dict(value: Any) -> Optional[Mapping[str, Any]]:

@@ -48,7 +48,8 @@ def check_health_checks(view: Mapping[str, Any], out: Collector) -> None:
         if protocol in MARATHON_HEALTH_PROTOCOLS and not has_command:
             port_index = as_int(hc.get("portIndex"))
             if port_index is not None and not 0 <= port_index < ports:
-                out.add(here, MSG_HEALTH_PORT_INDEX)
+                allowed = f"portIndex 0..{ports - 1}" if ports else "the app has no ports"
+                out.add(here, MSG_HEALTH_PORT_INDEX, hint=f"{allowed}, got {port_index}")
         if protocol == "COMMAND" and not has_command:
             out.add(f"{here}/command", "command is required for COMMAND health checks")
         non_http = protocol in MARATHON_HEALTH_PROTOCOLS + MESOS_HEALTH_PROTOCOLS
@@ -80,7 +81,11 @@ def check_readiness_checks(view: Mapping[str, Any], out: Collector) -> None:
         here = f"/readinessChecks({index})"
         name = rc.get("portName")
         if isinstance(name, str) and name not in names:
-            out.add(f"{here}/portName", f"No port definition reference for portName {name}")
+            out.add(
+                f"{here}/portName",
+                f"No port definition reference for portName {name}",
+                hint="port names: " + (", ".join(names) or "none"),
+            )
         timeout, interval = as_int(rc.get("timeoutSeconds")), as_int(rc.get("intervalSeconds"))
         if timeout is not None and interval is not None and timeout >= interval:
             out.add(f"{here}/timeoutSeconds", f"got {timeout}, expected less than {interval}")
@@ -173,4 +178,8 @@ def check_env(view: Mapping[str, Any], out: Collector) -> None:
     for name, value in env.items():
         ref = as_dict(value)
         if ref is not None and isinstance(ref.get("secret"), str) and ref["secret"] not in secrets:
-            out.add(f"/env/{name}/secret", "references an undefined secret")
+            out.add(
+                f"/env/{name}/secret",
+                "references an undefined secret",
+                hint="secrets: " + (", ".join(secrets) or "none"),
+            )

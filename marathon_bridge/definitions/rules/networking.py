@@ -170,7 +170,9 @@ def check_container(view: Mapping[str, Any], out: Collector) -> None:
             and pull["secret"] not in secrets
         ):
             out.add(
-                "/container/docker/pullConfig", "pullConfig.secret must refer to an existing secret"
+                "/container/docker/pullConfig",
+                "pullConfig.secret must refer to an existing secret",
+                hint="secrets: " + (", ".join(secrets) or "none"),
             )
     if engine == "DOCKER" and is_integral(view.get("gpus")) and view["gpus"] > 0:
         out.add("/", "GPU resources only work with the Mesos containerizer")
