@@ -13,10 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from marathon_bridge.deployment_groups import COLOUR_LABEL, GROUP_LABEL
 from marathon_bridge.services import Service
-
-GROUP_LABEL = "HAPROXY_DEPLOYMENT_GROUP"
-COLOUR_LABEL = "HAPROXY_DEPLOYMENT_COLOUR"
 
 
 @dataclass(frozen=True)
