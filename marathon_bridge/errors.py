@@ -23,17 +23,30 @@ class Issue:
     """One problem with a definition: a JSON path (as in Marathon's 422 ``details``) and a message.
 
     ``source`` names the file (and item) the app came from, when known; ``kind`` is ``"type"``
-    for JSON shape/type errors (Marathon: "Invalid JSON") and ``"semantic"`` for rule violations
-    (Marathon: "Object is not valid").
+    for JSON shape/type errors (Marathon: "Invalid JSON"), ``"semantic"`` for rule violations
+    (Marathon: "Object is not valid") and ``"unknown"`` for a field Marathon ignores (a warning).
+    ``line`` and ``column`` (from 1; 0 when unknown) say where in the file the path is; ``hint``
+    adds what is allowed when Marathon's own message does not say (``ports 0..1``).
     """
 
     path: str
     message: str
     source: str = ""
     kind: str = "semantic"
+    line: int = 0
+    column: int = 0
+    hint: str = ""
+
+    @property
+    def location(self) -> str:
+        """``file:line:column`` when the position is known, else the source (``file#item``)."""
+        if not self.line:
+            return self.source
+        file = self.source.split("#", 1)[0]
+        return f"{file}:{self.line}:{self.column}" if self.column else f"{file}:{self.line}"
 
     def __str__(self) -> str:
-        where = f"{self.source}: " if self.source else ""
+        where = f"{self.location}: " if self.location else ""
         return f"{where}{self.path}: {self.message}"
 
 

@@ -11,7 +11,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
+from marathon_bridge.definitions.messages import human_message
 from marathon_bridge.errors import Issue
+from marathon_bridge.listeners import clashes, listeners
 from marathon_bridge.services import Service
 
 Rows = tuple[Sequence[str], list[Sequence[Any]]]
@@ -49,13 +51,27 @@ def value_text(value: Any) -> str:
 
 
 def issue_text(issue: Issue) -> str:
-    """``file#item: /path: message``."""
-    return str(issue)
+    """``file:line:column: /path: error.key: what is allowed`` (``file#item`` when the position
+    is unknown); a field Marathon ignores reads ``...: warning: /path: unknown field ...``."""
+    where = f"{issue.location}: " if issue.location else ""
+    warning = "warning: " if issue.kind == "unknown" else ""
+    return f"{where}{warning}{issue.path}: {human_message(issue)}"
 
 
-def issues_json(issues: Sequence[Issue]) -> list[dict[str, str]]:
+def issues_json(issues: Sequence[Issue]) -> list[dict[str, Any]]:
+    """Each issue: Marathon's path and message (a play-json key or its sentence), the text for
+    people (``explanation``: what the field allows), the file, line and column (0: unknown)."""
     return [
-        {"source": i.source, "path": i.path, "message": i.message, "kind": i.kind} for i in issues
+        {
+            "source": i.source,
+            "path": i.path,
+            "message": i.message,
+            "kind": i.kind,
+            "line": i.line,
+            "column": i.column,
+            "text": human_message(i),
+        }
+        for i in issues
     ]
 
 
@@ -188,20 +204,48 @@ def service_json(service: Service) -> dict[str, Any]:
 
 
 def services_json(services: Iterable[Service]) -> list[dict[str, Any]]:
-    return [service_json(s) for s in services]
+    """Each service (by the port clients use): Marathon's view plus HAProxy's (``listen_port``,
+    ``haproxy_mode``, ``deployment_group``, ``colour``) and the other apps on its port."""
+    found = listeners(services)
+    clashing = clashes(found)
+    out = []
+    for item in found:
+        data = service_json(item.service)
+        others = [a for a in clashing.get(item.port, []) if a != item.service.app_id]
+        data.update(
+            listen_port=item.port,
+            haproxy_mode=item.mode,
+            deployment_group=item.group,
+            colour=item.colour,
+            port_clash=others,
+        )
+        out.append(data)
+    return out
 
 
 def services_rows(services: Iterable[Service]) -> Rows:
-    header = ("PORT", "APP", "NAME", "PROTOCOL", "MODE", "ENDPOINTS")
+    """PORT is the port clients use (a deployment group's shared port for its members); HAPROXY
+    the mode HAProxy serves it in; GROUP the deployment group (and colour) of members."""
+    header = ("PORT", "APP", "NAME", "PROTOCOL", "HAPROXY", "GROUP", "ENDPOINTS")
     rows: list[Sequence[Any]] = [
         (
-            s.service_port,
-            s.app_id,
-            s.port_name or None,
-            s.protocol,
-            s.network_mode,
-            " ".join(f"{e.address}:{e.port}" for e in s.endpoints) or None,
+            x.port,
+            x.service.app_id,
+            x.service.port_name or None,
+            x.service.protocol,
+            x.mode,
+            (f"{x.group}/{x.colour}" if x.colour else x.group) or None,
+            " ".join(f"{e.address}:{e.port}" for e in x.service.endpoints) or None,
         )
-        for s in services
+        for x in listeners(services)
     ]
     return header, rows
+
+
+def port_clash_warnings(services: Iterable[Service]) -> list[str]:
+    """One line per port that more than one app claims."""
+    return [
+        f"warning: port {port} is claimed by {', '.join(apps)}: on every node only one of them "
+        "gets it (the lowest app id); give the others their own service port"
+        for port, apps in clashes(listeners(services)).items()
+    ]

@@ -197,8 +197,18 @@ def _app_services(app: App, accept: TaskPredicate) -> list[Service]:
     ]
 
 
-def _endpoint_key(endpoint: Endpoint) -> tuple[str, int, str]:
-    return (endpoint.address, endpoint.port, endpoint.task_id)
+def _endpoint_key(endpoint: Endpoint) -> tuple[Any, ...]:
+    # (address, port, task id) is unique in real Marathon state; the rest only makes bad input
+    # (one task id listed twice, in two states) sort the same whatever the input order
+    return (
+        endpoint.address,
+        endpoint.port,
+        endpoint.task_id,
+        endpoint.host,
+        endpoint.state,
+        str(endpoint.healthy),
+        endpoint.version,
+    )
 
 
 def _endpoint(

@@ -15,11 +15,9 @@ run can be finished (:func:`resume`) or undone (:func:`rollback`) from Marathon 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
 from marathon_bridge.deploy import (
@@ -27,26 +25,34 @@ from marathon_bridge.deploy import (
     EXPECT_RUNNING,
     WaitTarget,
     absolute_id,
-    counts_met,
-    request_body,
     wait_for_deployments,
+)
+from marathon_bridge.deployment_groups import (
+    ALT_PORT_LABEL,
+    COLOUR_LABEL,
+    COLOURS,
+    DEFAULT_CANARY_STEPS,
+    GROUP_LABEL,
+    SHARED_PORT_LABEL,
+    STARTED_AT_LABEL,
+    TARGET_INSTANCES_LABEL,
+    StrategyError,
+    base_id,
+    canary_plan,
+    colour_of,
+    group_of,
+    label_int,
+    new_version_app,
+    now_iso,
+    order_members,
+    service_port,
+    shared_port,
+    start_guard,
+    unfinished_run,
 )
 from marathon_bridge.errors import MarathonBridgeError, NotFound
 
 log = logging.getLogger(__name__)
-
-GROUP_LABEL = "HAPROXY_DEPLOYMENT_GROUP"
-ALT_PORT_LABEL = "HAPROXY_DEPLOYMENT_ALT_PORT"
-COLOUR_LABEL = "HAPROXY_DEPLOYMENT_COLOUR"
-STARTED_AT_LABEL = "HAPROXY_DEPLOYMENT_STARTED_AT"
-TARGET_INSTANCES_LABEL = "HAPROXY_DEPLOYMENT_TARGET_INSTANCES"
-SHARED_PORT_LABEL = "HAPROXY_0_PORT"
-COLOURS = ("blue", "green")
-DEFAULT_CANARY_STEPS = (5, 25, 50, 100)
-
-
-class StrategyError(MarathonBridgeError):
-    """A blue/green or canary deploy cannot start, or failed (and was rolled back)."""
 
 
 class StrategyClient(Protocol):
@@ -65,6 +71,8 @@ class StrategyClient(Protocol):
     def delete_app(self, app_id: str, *, force: bool = True) -> Any: ...
 
     def list_deployments(self) -> list[dict]: ...
+
+    def get_queue(self) -> list[dict]: ...
 
 
 Progress = Callable[[str], None]
@@ -91,176 +99,6 @@ class Report:
         for app_id, places in sorted(self.placement.items()):
             lines.append(f"  {app_id} runs on: {', '.join(places) or '-'}")
         return "\n".join(lines)
-
-
-# --- pure parts -----------------------------------------------------------------------------
-
-
-def canary_plan(target: int, steps: Sequence[int]) -> list[tuple[int, int, int]]:
-    """(share %, new instances, old instances) per step, the total staying ``target``.
-
-    The new count is the smallest that gives *at least* the share: ``ceil(share * target / 100)``,
-    and at least 1. Steps that give the same counts as the one before are dropped; the last step
-    is always 100 % (all new, no old).
-    """
-    if target < 1:
-        raise StrategyError("a canary needs at least 1 target instance")
-    shares = sorted({int(s) for s in steps})
-    if not shares or shares[0] < 1 or shares[-1] > 100:
-        raise StrategyError("canary steps must be percentages 1..100")
-    if shares[-1] != 100:
-        shares.append(100)
-    plan: list[tuple[int, int, int]] = []
-    for share in shares:
-        new = max(1, math.ceil(share * target / 100))
-        if plan and plan[-1][1] == new:
-            continue
-        plan.append((share, new, target - new))
-    return plan
-
-
-def base_id(app_id: str) -> str:
-    """The app id without a ``-blue``/``-green`` suffix."""
-    app_id = absolute_id(app_id)
-    for colour in COLOURS:
-        if app_id.endswith("-" + colour):
-            return app_id[: -len(colour) - 1]
-    return app_id
-
-
-def group_of(app: Mapping[str, Any]) -> str:
-    """The app's deployment group: its label, or its base id with ``/`` turned into ``.``."""
-    label = (app.get("labels") or {}).get(GROUP_LABEL)
-    if isinstance(label, str) and label.strip():
-        return label.strip()
-    return base_id(str(app.get("id") or "")).strip("/").replace("/", ".")
-
-
-def service_port(app: Mapping[str, Any]) -> int:
-    """The first Marathon service port of an app definition (0 when it has none)."""
-    for key in ("portDefinitions",):
-        for entry in app.get(key) or []:
-            return int(entry.get("port") or 0)
-    container = app.get("container") or {}
-    for entry in container.get("portMappings") or []:
-        return int(entry.get("servicePort") or 0)
-    for entry in (container.get("docker") or {}).get("portMappings") or []:
-        return int(entry.get("servicePort") or 0)
-    return 0
-
-
-def shared_port(app: Mapping[str, Any]) -> int:
-    """The port clients use: ``HAPROXY_0_PORT`` when set, else the app's first service port."""
-    label = (app.get("labels") or {}).get(SHARED_PORT_LABEL)
-    if isinstance(label, str) and label.strip().isdigit():
-        return int(label.strip())
-    return service_port(app)
-
-
-def _with_service_port(app: dict[str, Any], port: int) -> None:
-    if app.get("portDefinitions"):
-        app["portDefinitions"] = [dict(p) for p in app["portDefinitions"]]
-        app["portDefinitions"][0]["port"] = port
-        return
-    container = app.get("container") or {}
-    mappings = container.get("portMappings")
-    if mappings:
-        container = dict(container)
-        container["portMappings"] = [dict(m) for m in mappings]
-        container["portMappings"][0]["servicePort"] = port
-        app["container"] = container
-        return
-    raise StrategyError(f"{app.get('id')}: the app has no service port to share")
-
-
-def colour_of(app: Mapping[str, Any]) -> str:
-    colour = (app.get("labels") or {}).get(COLOUR_LABEL)
-    if colour in COLOURS:
-        return str(colour)
-    app_id = str(app.get("id") or "")
-    return next((c for c in COLOURS if app_id.endswith("-" + c)), "")
-
-
-def label_int(app: Mapping[str, Any], key: str, default: int) -> int:
-    value = (app.get("labels") or {}).get(key)
-    text = value.strip() if isinstance(value, str) else ""
-    return int(text) if text.isdigit() else default
-
-
-def new_version_app(
-    app: Mapping[str, Any],
-    *,
-    old: Optional[Mapping[str, Any]],
-    instances: int,
-    started_at: str,
-) -> dict[str, Any]:
-    """The definition of the new colour: derived id, group labels, its own service port.
-
-    The group's shared port is the original service port of the user's definition (or its
-    ``HAPROXY_0_PORT``); the new app binds it through ``HAPROXY_0_PORT``. Its own Marathon service
-    port is whichever of (shared, ``HAPROXY_DEPLOYMENT_ALT_PORT``) the old app does not use.
-    """
-    body = request_body(app)
-    labels = dict(body.get("labels") or {})
-    shared = shared_port(app)
-    alt = label_int(app, ALT_PORT_LABEL, 0)
-    if not shared:
-        raise StrategyError(f"{app.get('id')}: the app needs a fixed service port (not 0)")
-    if not alt or alt == shared:
-        raise StrategyError(
-            f"{app.get('id')}: set label {ALT_PORT_LABEL} to a second free service port"
-        )
-    old_colour = colour_of(old) if old is not None else ""
-    colour = COLOURS[1] if old_colour == COLOURS[0] else COLOURS[0]
-    own_port = shared
-    if old is not None and service_port(old) == shared:
-        own_port = alt
-    labels.update(
-        {
-            GROUP_LABEL: group_of(app),
-            ALT_PORT_LABEL: str(alt),
-            COLOUR_LABEL: colour,
-            STARTED_AT_LABEL: started_at,
-            TARGET_INSTANCES_LABEL: str(int(app.get("instances", 1))),
-            SHARED_PORT_LABEL: str(shared),
-        }
-    )
-    body["labels"] = labels
-    body["id"] = f"{base_id(str(app['id']))}-{colour}"
-    body["instances"] = instances
-    _with_service_port(body, own_port)
-    return body
-
-
-def order_members(apps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Group members, oldest first (by started-at label, then id)."""
-    return [
-        dict(a)
-        for a in sorted(
-            apps,
-            key=lambda a: (str((a.get("labels") or {}).get(STARTED_AT_LABEL, "")), str(a["id"])),
-        )
-    ]
-
-
-def is_healthy(app: Mapping[str, Any]) -> bool:
-    """Every wanted instance runs (and is healthy, for a health-checked app)."""
-    return counts_met(app)
-
-
-def start_guard(old: Mapping[str, Any], target: int, min_healthy: int) -> Optional[str]:
-    """Why a run must not start, or ``None``."""
-    if old.get("deployments"):
-        return f"{old['id']} is in a deployment; wait for it or cancel it first"
-    if not is_healthy(old):
-        return f"{old['id']} is not healthy (every instance must run and pass its checks)"
-    if target < min_healthy:
-        return f"target instances {target} is below the minimum healthy {min_healthy}"
-    return None
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # --- the runner -----------------------------------------------------------------------------
@@ -299,7 +137,7 @@ class _Run:
         if not deployment_id:
             return
         wait_for_deployments(
-            self.client,  # type: ignore[arg-type]
+            self.client,
             [WaitTarget(deployment_id, app_id, expect)],
             timeout=self.timeout,
             poll_interval=self.poll_interval,
@@ -394,12 +232,30 @@ def canary_deploy(
     )
     target = int(app.get("instances", 1))
     plan = canary_plan(target, steps)
+    old = _running_version(client, group, target, min_healthy)
+    first_new = plan[0][1] if old is not None else target
+    new = new_version_app(app, old=old, instances=first_new, started_at=now_iso())
+    run.report.old_app = str(old["id"]) if old else ""
+    run.report.new_app = str(new["id"])
+    if old is None:
+        return _first_deploy(run, str(app["id"]), new)
+    old_id, new_id = str(old["id"]), str(new["id"])
+    try:
+        run.create(new)
+        _walk(run, plan, old_id, new_id, int(old.get("instances", 1)), pause, confirm, min_healthy)
+    except MarathonBridgeError as error:
+        _undo(run, old_id, new_id, int(old.get("instances", 1)), error)
+    run.retire(old_id)
+    return run.finish("completed")
+
+
+def _running_version(
+    client: StrategyClient, group: str, target: int, min_healthy: int
+) -> Optional[dict[str, Any]]:
+    """The group's one running app (None on a first deploy), checked fit to start a run."""
     members = _members(client, group)
     if len(members) > 1:
-        raise StrategyError(
-            f"group {group} has an unfinished run ({', '.join(m['id'] for m in members)}); "
-            "use resume or rollback"
-        )
+        raise StrategyError(f"not started: {unfinished_run(group, members)}")
     old = members[0] if members else None
     if old is not None:
         problem = start_guard(old, target, min_healthy)
@@ -407,42 +263,47 @@ def canary_deploy(
             raise StrategyError(f"not started: {problem}")
     elif target < min_healthy:
         raise StrategyError(f"not started: target {target} is below the minimum {min_healthy}")
-    first_new = plan[0][1] if old is not None else target
-    new = new_version_app(app, old=old, instances=first_new, started_at=now_iso())
-    run.report.old_app = str(old["id"]) if old else ""
-    run.report.new_app = str(new["id"])
-    if old is None:
-        _refuse_unmanaged(client, str(app["id"]))
-        run.say(f"no running version in group {group}: first deploy")
-        try:
-            run.create(new)
-        except MarathonBridgeError as error:
-            _undo(run, None, str(new["id"]), 0, error)
-        return run.finish("completed")
-    old_id, new_id = str(old["id"]), str(new["id"])
-    old_instances = int(old.get("instances", 1))
-    old_now = old_instances
+    return old
+
+
+def _first_deploy(run: _Run, app_id: str, new: Mapping[str, Any]) -> Report:
+    """No version runs yet: create the new colour with all its instances."""
+    _refuse_unmanaged(run.client, app_id)
+    run.say(f"no running version in group {run.report.group}: first deploy")
     try:
         run.create(new)
-        for number, (share, new_count, old_count) in enumerate(plan):
-            if number:
-                run.scale(new_id, new_count)
-            run.settle("every sidecar has the new instances in rotation")
-            if 0 < old_count < old_now:
-                _check_minimum(client, new_id, old_count, min_healthy)
-                run.scale(old_id, old_count)
-                old_now = old_count
-            run.say(f"step {number + 1}/{len(plan)}: {share}% -> {new_count} new, {old_count} old")
-            if number + 1 < len(plan):
-                if pause > 0:
-                    sleep(pause)
-                if confirm is not None and not confirm(share, new_count, old_count):
-                    raise StrategyError(f"aborted at {share}%")
-        _check_minimum(client, new_id, 0, min_healthy)
     except MarathonBridgeError as error:
-        _undo(run, old_id, new_id, old_instances, error)
-    run.retire(old_id)
+        _undo(run, None, str(new["id"]), 0, error)
     return run.finish("completed")
+
+
+def _walk(
+    run: _Run,
+    plan: Sequence[tuple[int, int, int]],
+    old_id: str,
+    new_id: str,
+    old_instances: int,
+    pause: float,
+    confirm: Optional[Confirm],
+    min_healthy: int,
+) -> None:
+    """Each step: the new app up (the first step created it), the drain delay, the old app down."""
+    old_now = old_instances
+    for number, (share, new_count, old_count) in enumerate(plan):
+        if number:
+            run.scale(new_id, new_count)
+        run.settle("every sidecar has the new instances in rotation")
+        if 0 < old_count < old_now:
+            _check_minimum(run.client, new_id, old_count, min_healthy)
+            run.scale(old_id, old_count)
+            old_now = old_count
+        run.say(f"step {number + 1}/{len(plan)}: {share}% -> {new_count} new, {old_count} old")
+        if number + 1 < len(plan):
+            if pause > 0:
+                run.sleep(pause)
+            if confirm is not None and not confirm(share, new_count, old_count):
+                raise StrategyError(f"aborted at {share}%")
+    _check_minimum(run.client, new_id, 0, min_healthy)
 
 
 def blue_green_deploy(
@@ -589,13 +450,27 @@ def _old_target(old: Mapping[str, Any], fallback: int) -> int:
 
 
 __all__ = [
+    "ALT_PORT_LABEL",
+    "COLOURS",
+    "COLOUR_LABEL",
     "DEFAULT_CANARY_STEPS",
+    "GROUP_LABEL",
+    "SHARED_PORT_LABEL",
+    "STARTED_AT_LABEL",
+    "TARGET_INSTANCES_LABEL",
     "Report",
     "StrategyError",
+    "base_id",
     "blue_green_deploy",
     "canary_deploy",
     "canary_plan",
+    "colour_of",
+    "group_of",
     "new_version_app",
+    "order_members",
     "resume",
     "rollback",
+    "service_port",
+    "shared_port",
+    "start_guard",
 ]

@@ -24,16 +24,23 @@ from __future__ import annotations
 import json
 import math
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 import yaml
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
+from marathon_bridge.definitions.positions import (
+    DocPath,
+    FilePositions,
+    Position,
+    marathon_path_parts,
+    positions_for,
+)
 from marathon_bridge.errors import DefinitionError, Issue
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -47,10 +54,31 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 @dataclass(frozen=True)
 class AppSource:
-    """One app definition and where it came from (``"apps.yaml#apps[2]"``, ``"web.json"``)."""
+    """One app definition and where it came from (``"apps.yaml#apps[2]"``, ``"web.json"``).
+
+    ``doc_path`` is where the app sits in its file (``("apps", 2)``) and ``positions`` the
+    file's positions, so that :meth:`located` can give every issue its line and column.
+    """
 
     app: dict
     source: str
+    doc_path: DocPath = ()
+    positions: Optional[FilePositions] = field(default=None, compare=False, repr=False)
+
+    def locate(self, path: str) -> Optional[Position]:
+        """Line and column of a Marathon path of this app (``/healthChecks(0)/protocol``)."""
+        if self.positions is None:
+            return None
+        return self.positions.locate(self.doc_path + marathon_path_parts(path))
+
+    def located(self, issues: Iterable[Issue]) -> list[Issue]:
+        """The issues with this app's source, and their line and column when known."""
+        out = []
+        for issue in issues:
+            found = self.locate(issue.path)
+            line, column = found if found is not None else (0, 0)
+            out.append(replace(issue, source=issue.source or self.source, line=line, column=column))
+        return out
 
 
 class _LoadFailure(Exception):
@@ -71,25 +99,17 @@ def load_definitions(path: Union[str, Path]) -> list[AppSource]:
     """
     name = str(path)
     try:
-        data = _parse_file(Path(path))
-        return _apps_from_document(data, name)
+        data, positions = _parse_file(Path(path))
+        return [replace(a, positions=positions) for a in _apps_from_document(data, name)]
     except _LoadFailure as failure:
-        where = name
-        if failure.line:
-            where = (
-                f"{name}:{failure.line}:{failure.column}"
-                if failure.column
-                else f"{name}:{failure.line}"
-            )
-        raise DefinitionError(
-            [Issue(path="/", message=failure.message, source=where, kind="type")]
-        ) from None
+        issue = Issue("/", failure.message, name, "type", failure.line, failure.column)
+        raise DefinitionError([issue]) from None
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def _parse_file(path: Path) -> Any:
+def _parse_file(path: Path) -> tuple[Any, FilePositions]:
     suffix = path.suffix.lower()
     if suffix not in JSON_SUFFIXES + YAML_SUFFIXES:
         raise _LoadFailure(
@@ -99,10 +119,11 @@ def _parse_file(path: Path) -> Any:
     text = _decode_utf8(raw)
     if not text.strip():
         raise _LoadFailure("file is empty")
-    data = _parse_json(text) if suffix in JSON_SUFFIXES else _parse_yaml(text)
+    is_json = suffix in JSON_SUFFIXES
+    data = _parse_json(text) if is_json else _parse_yaml(text)
     _check_depth(data)
     _check_json_compatible(data)
-    return data
+    return data, positions_for(text, is_json, _compose_yaml)
 
 
 def _read_bounded(path: Path) -> bytes:
@@ -243,6 +264,17 @@ def _parse_yaml(text: str) -> Any:
             dispose()
 
 
+def _compose_yaml(text: str) -> Optional[yaml.Node]:
+    """The document's node tree (for positions; the text parsed already)."""
+    loader = _LOADERS[0](text)
+    try:
+        return loader.get_single_node()
+    finally:
+        dispose = getattr(loader, "dispose", None)
+        if dispose is not None:
+            dispose()
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
@@ -330,11 +362,11 @@ def _apps_from_document(data: Any, name: str) -> list[AppSource]:
         for index, item in enumerate(data):
             if not isinstance(item, dict):
                 raise _LoadFailure(f"item [{index}] is {_json_type(item)}, expected an app object")
-            apps.append(AppSource(app=copy_json(item), source=f"{name}#[{index}]"))
+            apps.append(AppSource(copy_json(item), f"{name}#[{index}]", (index,)))
         return apps
     if isinstance(data, dict):
         if _is_group(data):
-            return _apps_from_group(data, "/", name, "")
+            return _apps_from_group(data, "/", name, "", ())
         return [AppSource(app=copy_json(data), source=name)]
     raise _LoadFailure(
         f"top level is {_json_type(data)}: expected an app, a list of apps or a group"
@@ -346,7 +378,7 @@ def _is_group(data: Mapping[str, Any]) -> bool:
 
 
 def _apps_from_group(
-    group: Mapping[str, Any], parent_id: str, name: str, where: str
+    group: Mapping[str, Any], parent_id: str, name: str, where: str, doc_path: DocPath
 ) -> list[AppSource]:
     raw_id = group.get("id", parent_id)
     if not isinstance(raw_id, str):
@@ -366,12 +398,14 @@ def _apps_from_group(
         placed = copy_json(app)
         if isinstance(placed.get("id"), str):
             placed["id"] = resolve_id(placed["id"], group_id)
-        out.append(AppSource(app=placed, source=f"{name}#{here}"))
+        out.append(AppSource(placed, f"{name}#{here}", (*doc_path, "apps", index)))
     for index, child in enumerate(groups_value):
         here = f"{where}groups[{index}]"
         if not isinstance(child, dict):
             raise _LoadFailure(f"{here} is {_json_type(child)}, expected a group object")
-        out.extend(_apps_from_group(child, group_id, name, here + "."))
+        out.extend(
+            _apps_from_group(child, group_id, name, here + ".", (*doc_path, "groups", index))
+        )
     return out
 
 

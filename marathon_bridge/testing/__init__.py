@@ -22,8 +22,8 @@ Constructor knobs (seconds unless said): ``deployment_delay`` (a deployment last
 ``max_outstanding`` (per-stream queue; overflow closes the stream), ``agents`` (host names tasks
 are spread over), ``host_port_range``, ``auth`` (``BasicAuth``/``(user, password)`` -> Jetty 401
 page; ``TokenAuth``/``"token"`` -> JSON 401 without a header, 403 with a wrong one),
-``keep_unknown_fields`` (Marathon drops unknown top-level app fields; so does the emulator unless
-this is set -- every request body is kept in ``requests`` anyway).
+``keep_unknown_fields`` (Marathon reads only the fields it declares and drops the rest, at every
+depth; so does the emulator unless this is set -- every request body is kept in ``requests``).
 
 Test hooks: ``set_task_health(task_id, True|False|None)``, ``fail_task``, ``kill_task``,
 ``set_task_reachable(task_id, False|True)`` (TASK_UNREACHABLE and a replacement, then back),

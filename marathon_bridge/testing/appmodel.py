@@ -1,19 +1,19 @@
 """Pure helpers on app definitions for the emulator: normalization, output shape, service ports.
 
-The real validation and normalization live in :mod:`marathon_bridge.definitions`; the emulator
-imports them lazily (:func:`validate`, :func:`normalize`) and falls back to the small built-in
-versions here when that package is not importable, so the emulator works on its own.
+Validation and normalization are :mod:`marathon_bridge.definitions`' (the same rules the CLI
+checks offline); this module adds what Marathon does on top: the output shape and key order,
+service and host ports, health check ports, label selectors.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from marathon_bridge.definitions.normalize import MARATHON_OWNED
+from marathon_bridge.definitions.normalize import MARATHON_OWNED, normalize_app
+from marathon_bridge.definitions.validate import validate_app
 from marathon_bridge.errors import Issue
 
 App = dict[str, Any]
@@ -79,59 +79,15 @@ EMPTY_OMITTED = (
 # Marathon-owned keys a client may send back (ignored on input).
 OWNED_KEYS = MARATHON_OWNED
 
-HEALTH_DEFAULTS: Mapping[str, Any] = {
-    "gracePeriodSeconds": 300,
-    "intervalSeconds": 60,
-    "maxConsecutiveFailures": 3,
-    "timeoutSeconds": 20,
-    "delaySeconds": 15,
-}
-
-
-def _definitions_function(name: str) -> Optional[Callable[..., Any]]:
-    try:
-        module = importlib.import_module("marathon_bridge.definitions")
-    except ImportError:
-        return None
-    func = getattr(module, name, None)
-    return func if callable(func) else None
-
 
 def validate(app: Mapping[str, Any]) -> list[Issue]:
-    """Marathon's validation of one app (definitions.validate_app when available)."""
-    func = _definitions_function("validate_app")
-    if func is not None:
-        return list(func(app))
-    return fallback_validate(app)
+    """Marathon's validation of one app."""
+    return validate_app(app)
 
 
 def normalize(app: Mapping[str, Any]) -> App:
-    """Marathon's defaults filled in (definitions.normalize_app when available)."""
-    func = _definitions_function("normalize_app")
-    base = dict(func(app)) if func is not None else fallback_normalize(app)
-    return finish_normalized(base)
-
-
-def fallback_validate(app: Mapping[str, Any]) -> list[Issue]:
-    """The few checks the emulator makes on its own when definitions is not importable."""
-    issues: list[Issue] = []
-    app_id = app.get("id")
-    if not isinstance(app_id, str):
-        issues.append(Issue("/id", "error.expected.jsstring", kind="type"))
-    instances = app.get("instances", 1)
-    if not isinstance(instances, int) or isinstance(instances, bool):
-        issues.append(Issue("/instances", "error.expected.jsnumber", kind="type"))
-    elif instances < 0:
-        issues.append(Issue("/instances", "got -1, expected 0 or more", kind="semantic"))
-    has_cmd = "cmd" in app or "args" in app
-    if not has_cmd and "container" not in app:
-        issues.append(
-            Issue(
-                "/",
-                "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.",
-            )
-        )
-    return issues
+    """Marathon's defaults filled in, in Marathon's output shape."""
+    return finish_normalized(dict(normalize_app(app)))
 
 
 def absolute_id(app_id: str) -> str:
@@ -156,62 +112,6 @@ def network_mode(app: Mapping[str, Any]) -> str:
     networks = app.get("networks") or [{"mode": "host"}]
     first = networks[0] if isinstance(networks[0], Mapping) else {}
     return str(first.get("mode", "container"))
-
-
-def fallback_normalize(app: Mapping[str, Any]) -> App:
-    """A small stand-in for definitions.normalize_app (REFERENCE 2.4 defaults)."""
-    out: App = copy.deepcopy(dict(app))
-    out["id"] = absolute_id(str(out.get("id", "")))
-    if "ports" in out and "portDefinitions" not in out:
-        out["portDefinitions"] = [{"port": int(p)} for p in out["ports"]]
-    out.pop("ports", None)
-    defaults: dict[str, Any] = {
-        "backoffFactor": 1.15,
-        "backoffSeconds": 1,
-        "cpus": 1.0,
-        "disk": 0.0,
-        "executor": "",
-        "instances": 1,
-        "labels": {},
-        "maxLaunchDelaySeconds": 300,
-        "mem": 128.0,
-        "gpus": 0,
-        "networks": [{"mode": "host"}],
-        "requirePorts": False,
-        "upgradeStrategy": {"maximumOverCapacity": 1.0, "minimumHealthCapacity": 1.0},
-        "killSelection": "YOUNGEST_FIRST",
-        "unreachableStrategy": {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0},
-        "role": "*",
-    }
-    for key, value in defaults.items():
-        out.setdefault(key, value)
-    mode = network_mode(out)
-    if mode == "host":
-        out.setdefault("portDefinitions", [{"port": 0, "name": "default"}])
-        for pd in out["portDefinitions"]:
-            pd.setdefault("port", 0)
-            pd.setdefault("protocol", "tcp")
-    else:
-        out["requirePorts"] = False
-        container = out.setdefault("container", {"type": "DOCKER"})
-        mappings = container.setdefault("portMappings", [{"containerPort": 0, "name": "default"}])
-        for pm in mappings:
-            pm.setdefault("containerPort", 0)
-            pm.setdefault("servicePort", 0)
-            pm.setdefault("protocol", "tcp")
-            pm.setdefault("labels", {})
-            if mode == "container/bridge":
-                pm.setdefault("hostPort", 0)
-    for hc in out.get("healthChecks") or []:
-        hc.setdefault("protocol", "HTTP")
-        for key, value in HEALTH_DEFAULTS.items():
-            hc.setdefault(key, value)
-        if "port" not in hc and hc.get("protocol") != "COMMAND":
-            hc.setdefault("portIndex", 0)
-        if hc.get("protocol") in ("HTTP", "HTTPS"):
-            hc.setdefault("ignoreHttp1xx", False)
-        hc.setdefault("ipProtocol", "IPv4")
-    return out
 
 
 def finish_normalized(app: App) -> App:

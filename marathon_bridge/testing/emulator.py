@@ -6,17 +6,19 @@ Use it as a context manager (or ``start()``/``stop()``)::
         requests.post(marathon.url + "/v2/apps", json={"id": "/web", "cmd": "sleep 100"})
         marathon.wait_for(lambda: marathon.tasks("/web"))
 
-Unknown top-level app fields are dropped on read, as Marathon does (``keep_unknown_fields=True``
-keeps them); what clients sent is in :attr:`MarathonEmulator.requests`.
+Fields Marathon does not read are dropped at every depth, as Marathon does
+(``keep_unknown_fields=True`` keeps them); what clients sent is in
+:attr:`MarathonEmulator.requests`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Callable, Optional
 
@@ -29,7 +31,7 @@ from marathon_bridge.testing.server import (
     RequestLog,
     ServerContext,
 )
-from marathon_bridge.testing.state import Agent, ClusterState, Options
+from marathon_bridge.testing.state import Agent, EmulatorState, Options
 
 LOG = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class MarathonEmulator:
         kill_unhealthy: bool = False,
         tick_interval: float = 0.01,
     ) -> None:
+        params = dict(locals())  # first: the parameters only (the state's knobs among them)
         self.host = host
         self.port = port
         self.auth = auth
@@ -86,38 +89,9 @@ class MarathonEmulator:
         self._leader_url = leader_url
         self._running = False
         self.bus: Optional[EventBus] = EventBus(max_outstanding) if leader else None
-        self.state: Optional[ClusterState] = None
-        if host_port_range is None:
-            # real processes need real free ports: below Linux's ephemeral range (32768+) and
-            # above the service ports; a wide range (random start) keeps emulators running side
-            # by side apart. Simulated tasks bind nothing, so they may use many more.
-            host_port_range = (21000, 32000) if run_tasks else (31000, 64999)
-        if leader:
-            options = Options(
-                agent_host=agent_host,
-                agent_ip=agent_ip or (agent_host if _is_ipv4(agent_host) else "127.0.0.1"),
-                task_start_delay=task_start_delay,
-                health_delay=health_delay,
-                health_grace=health_grace,
-                kill_grace=kill_grace,
-                kill_timeout=kill_timeout,
-                deployment_delay=deployment_delay,
-                run_tasks=run_tasks,
-                host_port_min=host_port_range[0],
-                host_port_max=host_port_range[1],
-                service_port_min=service_port_range[0],
-                service_port_max=service_port_range[1],
-                backoff_scale=backoff_scale,
-                keep_unknown_fields=keep_unknown_fields,
-                kill_unhealthy=kill_unhealthy,
-                agents=tuple(
-                    Agent(name, name if _is_ipv4(name) else "127.0.0.1", f"emulated-agent-S{i}")
-                    for i, name in enumerate(agents or ())
-                ),
-            )
-            bus = self.bus
-            assert bus is not None
-            self.state = ClusterState(options, bus.publish, self._lock)
+        self.state: Optional[EmulatorState] = None
+        if self.bus is not None:
+            self.state = EmulatorState(state_options(params), self.bus.publish, self._lock)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -259,7 +233,7 @@ class MarathonEmulator:
 
     # ------------------------------------------------------------------ test hooks
 
-    def _cluster(self) -> ClusterState:
+    def _cluster(self) -> EmulatorState:
         if self.state is None:
             raise RuntimeError("a standby has no cluster state")
         return self.state
@@ -362,6 +336,28 @@ class MarathonEmulator:
     def event_stream_count(self) -> int:
         """How many /v2/events clients are connected."""
         return self.bus.subscriber_count() if self.bus is not None else 0
+
+
+def state_options(params: Mapping[str, Any]) -> Options:
+    """The leader state's options from :class:`MarathonEmulator`'s parameters: the knobs of the
+    same name as :class:`Options` fields, the agents, and the port ranges."""
+    names = {f.name for f in dataclasses.fields(Options)} - {"agent_ip", "agents"}
+    options = Options(**{k: v for k, v in params.items() if k in names})
+    agent_host = options.agent_host
+    options.agent_ip = params["agent_ip"] or (agent_host if _is_ipv4(agent_host) else "127.0.0.1")
+    options.agents = tuple(
+        Agent(name, name if _is_ipv4(name) else "127.0.0.1", f"emulated-agent-S{i}")
+        for i, name in enumerate(params["agents"] or ())
+    )
+    host_ports = params["host_port_range"]
+    if host_ports is None:
+        # real processes need real free ports: below Linux's ephemeral range (32768+) and above
+        # the service ports; a wide range (random start) keeps emulators running side by side
+        # apart. Simulated tasks bind nothing, so they may use many more.
+        host_ports = (21000, 32000) if options.run_tasks else (31000, 64999)
+    options.host_port_min, options.host_port_max = host_ports
+    options.service_port_min, options.service_port_max = params["service_port_range"]
+    return options
 
 
 def _is_ipv4(text: str) -> bool:

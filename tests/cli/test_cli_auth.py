@@ -69,7 +69,7 @@ def test_userinfo_in_url_is_used_and_never_printed(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://ops:{PASSWORD}@127.0.0.1:{s.getsockname()[1]}"
-    result = run_cli("apps", "-m", dead, "--verbose", "--timeout", "2")
+    result = run_cli("apps", "-m", dead, "--verbose", "--request-timeout", "2")
     assert result.code == 3
     assert PASSWORD not in result.out + result.err
 

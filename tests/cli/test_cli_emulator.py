@@ -51,7 +51,13 @@ def test_validate_passes_good_json_and_yaml(run_cli: Callable, write_app: Callab
     assert "3 app(s) in 2 file(s)" in result.out
     result = run_cli("validate", yaml_file, "--output", "json")
     assert result.code == 0
-    assert result.json() == {"valid": True, "issues": [], "apps": ["/demo/api", "/demo/other"]}
+    doc = result.json()
+    assert (doc["ok"], doc["valid"], doc["apps"]) == (True, True, ["/demo/api", "/demo/other"])
+    # WEB's "x-team-note" is no Marathon field: a warning with its line, not an error
+    assert [(w["path"], w["kind"], w["line"]) for w in doc["warnings"]] == [
+        ("/x-team-note", "unknown", 16),
+        ("/x-team-note", "unknown", 26),
+    ]
 
 
 # --- deploy, diff, services ---------------------------------------------------------------
@@ -79,9 +85,16 @@ def test_deploy_new_app_then_diff_and_services(
     [post] = requests_to(marathon, "POST")
     assert post.body["x-team-note"] == "not a Marathon field"
 
-    # diff right after: nothing to change
+    # diff right after: nothing Marathon keeps would change; the field it ignores is shown
     result = run_cli("diff", path, "--marathon", marathon.url)
-    assert (result.code, result.out.strip()) == (0, f"/demo/web ({path}): no changes"), result.err
+    assert (result.code, result.out.splitlines()) == (
+        0,
+        [
+            f"/demo/web ({path}): no changes",
+            '  /x-team-note: "not a Marathon field" not kept by Marathon '
+            "(unknown field: Marathon ignores it)",
+        ],
+    ), result.err
 
     # changing instances: exit 1 and the change shown
     changed = write_app({**WEB, "instances": 3}, "web.json")
@@ -173,9 +186,15 @@ def test_invalid_input_json_output_lists_issues(
     path = write_app({**WEB, "instances": -1})
     result = run_cli("deploy", path, "--marathon", marathon.url, "--output", "json")
     assert result.code == 2
-    doc = result.json()
-    assert doc["valid"] is False
-    assert any(i["path"] == "/instances" and i["source"].startswith(path) for i in doc["issues"])
+    error = result.json()["error"]
+    assert (error["kind"], error["exit_code"]) == ("invalid", 2)
+    [issue] = [i for i in error["issues"] if i["path"] == "/instances"]
+    assert (issue["source"], issue["message"], issue["text"]) == (
+        path,
+        "error.min",
+        "error.min: must be >= 0",
+    )
+    assert issue["line"] > 0 and issue["column"] > 0
     assert marathon.requests == []
 
 
@@ -259,7 +278,7 @@ def test_marathons_own_error_message_reaches_the_user(
 
 def test_all_urls_dead_exits_3(dead_urls: list[str], run_cli: Callable) -> None:
     flags = [arg for url in dead_urls for arg in ("--marathon", url)]
-    result = run_cli("apps", *flags, "--timeout", "5")
+    result = run_cli("apps", *flags, "--request-timeout", "5")
     assert result.code == 3
     assert "Marathon unreachable" in result.err
 
@@ -503,7 +522,13 @@ def test_json_output_of_a_marathon_error(marathon: MarathonEmulator, run_cli: Ca
     assert result.code == 3
     assert result.json() == {
         "ok": False,
-        "error": {"type": "NotFound", "message": "App '/missing' does not exist", "status": 404},
+        "error": {
+            "kind": "marathon",
+            "exit_code": 3,
+            "message": "App '/missing' does not exist",
+            "marathon_error": "NotFound",
+            "status": 404,
+        },
     }
 
 

@@ -8,16 +8,10 @@ from typing import Any
 import pytest
 
 from marathon_bridge import output
-from marathon_bridge.cli import (
-    DEFAULT_MARATHON,
-    EXIT_MARATHON,
-    EXIT_USAGE,
-    main,
-    make_client,
-    marathon_error_text,
-    marathon_urls,
-    parse_args,
-)
+from marathon_bridge.cli import main, parse_args
+from marathon_bridge.cli_parser import DEFAULT_MARATHON
+from marathon_bridge.commands.common import EXIT_MARATHON, EXIT_USAGE, make_client, marathon_urls
+from marathon_bridge.commands.failures import marathon_error_text
 from marathon_bridge.errors import Conflict, Issue, NotFound, Unavailable
 from marathon_bridge.services import Endpoint, Service
 
@@ -46,13 +40,34 @@ def test_defaults_are_filled_when_no_global_option_is_given() -> None:
     )
 
 
-def test_timeout_is_http_timeout_except_after_deploy() -> None:
-    assert parse_args(["apps", "--timeout", "9"]).http_timeout == 9.0
-    assert parse_args(["--timeout", "7", "apps"]).http_timeout == 7.0
-    deploy = parse_args(["--timeout", "7", "deploy", "a.json", "--timeout", "5"])
-    assert (deploy.http_timeout, deploy.wait_timeout) == (7.0, 5.0)
-    deploy = parse_args(["deploy", "a.json", "--request-timeout", "4", "--wait-timeout", "8"])
-    assert (deploy.http_timeout, deploy.wait_timeout) == (4.0, 8.0)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["deploy", "a.json"],
+        ["strategy", "resume", "g"],
+        ["scale", "/x", "2"],
+        ["restart", "/x"],
+        ["rollback", "/x"],
+        ["delete", "/x"],
+    ],
+)
+def test_timeout_is_the_wait_on_every_command_that_waits(command: list[str]) -> None:
+    assert parse_args([*command, "--timeout", "5"]).wait_timeout == 5.0
+    assert parse_args(["--timeout", "7", *command]).wait_timeout == 7.0
+    assert parse_args([*command, "--wait-timeout", "8"]).wait_timeout == 8.0  # the old name
+    args = parse_args([*command, "--request-timeout", "4"])
+    assert (args.http_timeout, args.wait_timeout) == (4.0, 600.0)
+
+
+@pytest.mark.parametrize(
+    "command", [["apps"], ["tasks"], ["services"], ["diff", "a.json"], ["validate", "a.json"]]
+)
+def test_timeout_on_a_command_that_waits_for_nothing_is_a_usage_error(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, "--timeout", "9"], environ={}) == EXIT_USAGE
+    assert "--request-timeout" in capsys.readouterr().err
+    assert parse_args([*command, "--request-timeout", "9"]).http_timeout == 9.0
 
 
 def test_marathon_urls_from_options_env_and_default() -> None:
@@ -68,7 +83,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scale", "/x", "many"], environ={}) == EXIT_USAGE
     assert main(["scale", "/x", "-1"], environ={}) == EXIT_USAGE
     assert main(["apps", "--output", "xml"], environ={}) == EXIT_USAGE
-    assert main(["apps", "--timeout", "0"], environ={}) == EXIT_USAGE
+    assert main(["apps", "--request-timeout", "0"], environ={}) == EXIT_USAGE
     assert main(["deploy", "a.json", "--timeout", "-5"], environ={}) == EXIT_USAGE
     assert main([], environ={}) == EXIT_USAGE
     assert "usage:" in capsys.readouterr().err
@@ -118,7 +133,8 @@ def test_unreachable_marathon_exits_3(capsys: pytest.CaptureFixture[str]) -> Non
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = main(["apps", "--marathon", f"http://127.0.0.1:{port}", "--timeout", "2"], environ={})
+    url = f"http://127.0.0.1:{port}"
+    code = main(["apps", "--marathon", url, "--request-timeout", "2"], environ={})
     assert code == EXIT_MARATHON
     assert "Marathon unreachable" in capsys.readouterr().err
 
@@ -179,9 +195,18 @@ def test_services_json_lists_endpoints() -> None:
         }
     ]
     _header, rows = output.services_rows([service])
-    assert rows == [(10000, "/a", None, "tcp", "host", "10.0.0.1:31000")]
+    assert rows == [(10000, "/a", None, "tcp", "tcp", None, "10.0.0.1:31000")]
 
 
 def test_issue_text_names_file_and_field() -> None:
     issue = Issue("/instances", "must be >= 0", source="apps.yaml#[1]")
     assert output.issue_text(issue) == "apps.yaml#[1]: /instances: must be >= 0"
+
+
+def test_issue_text_gives_line_column_key_and_what_is_allowed() -> None:
+    issue = Issue("/mem", "error.min", "apps.yaml#[1]", "type", line=12, column=3)
+    assert output.issue_text(issue) == "apps.yaml:12:3: /mem: error.min: must be >= 0"
+    typo = Issue("/cpu", "unknown field: Marathon ignores it", "web.json", "unknown", 4, 5)
+    assert output.issue_text(typo) == (
+        "web.json:4:5: warning: /cpu: unknown field: Marathon ignores it"
+    )

@@ -13,6 +13,7 @@ from typing import Any
 import marathon.models
 import pytest
 
+from marathon_bridge.client import MarathonClient
 from marathon_bridge.errors import DefinitionError
 from marathon_bridge.interop import (
     from_marathon_app,
@@ -270,3 +271,24 @@ def test_missing_marathon_python_gives_a_clear_error(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(builtins, "__import__", no_marathon)
     with pytest.raises(ImportError, match=r"pip install 'marathon-bridge\[marathon-python\]'"):
         to_marathon_app({"id": "/a", "cmd": "x"})
+
+
+def readme_block(heading: str) -> str:
+    """The first python code block after ``heading`` in the README."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index(heading) :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```\n", start)]
+
+
+def test_the_readme_marathon_python_example_runs() -> None:
+    from marathon_bridge.testing import MarathonEmulator
+
+    with MarathonEmulator() as marathon:
+        client = MarathonClient(marathon.url)
+        client.create_app({"id": "/web", "cmd": "sleep 100", "instances": 2})
+        marathon.wait_for(lambda: len(marathon.tasks(states=["TASK_RUNNING"])) == 2)
+        scope: dict[str, Any] = {"marathon": marathon}
+        exec(readme_block("### marathon-python"), scope)  # noqa: S102 -- our own README
+        assert [(s.app_id, len(s.endpoints)) for s in scope["services"]] == [("/web", 2)]
+        assert marathon.app("/api") is not None

@@ -143,7 +143,8 @@ def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.json", '{\n  "id": "/a",\n  "cmd": \n}\n')
     [issue] = load_error(path).issues
     assert issue.message.startswith("invalid JSON")
-    assert issue.source == f"{path}:4:1"
+    assert (issue.source, issue.line, issue.column) == (str(path), 4, 1)
+    assert issue.location == f"{path}:4:1"
 
 
 @pytest.mark.usefixtures("yaml_loader")
@@ -151,14 +152,15 @@ def test_invalid_yaml_names_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.yaml", "id: /a\ncmd: [unclosed\nmem: 1\n")
     [issue] = load_error(path).issues
     assert issue.message.startswith("invalid YAML")
-    assert issue.source.startswith(f"{path}:3:")
+    assert (issue.source, issue.line) == (str(path), 3)
+    assert issue.location.startswith(f"{path}:3:")
 
 
 def test_not_utf8_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "latin.json", b'{\n"id": "/caf\xe9"}')
     [issue] = load_error(path).issues
     assert "not valid UTF-8" in issue.message
-    assert issue.source == f"{path}:2:12"
+    assert issue.location == f"{path}:2:12"
 
 
 def test_utf8_bom_is_accepted(tmp_path: Path) -> None:

@@ -651,33 +651,54 @@ def test_validate_apps_reports_duplicate_ids_and_sources() -> None:
 @pytest.mark.parametrize(
     ("issue", "text"),
     [
-        (Issue("/mem", "error.expected.jsnumber"), "expected a number (error.expected.jsnumber)"),
-        (Issue("/id", "error.path.missing"), "required field is missing (error.path.missing)"),
+        (
+            Issue("/mem", "error.expected.jsnumber"),
+            "error.expected.jsnumber: expected a number >= 0",
+        ),
+        (
+            Issue("/instances", "error.expected.int"),
+            "error.expected.int: expected a whole number (32-bit) >= 0",
+        ),
+        (
+            Issue("/container/docker/image", "error.path.missing"),
+            "error.path.missing: required: a non-empty string",
+        ),
         (
             Issue("/upgradeStrategy/minimumHealthCapacity", "error.max"),
-            "must be at most 1 (error.max)",
+            "error.max: must be <= 1",
         ),
-        (Issue("/cpus", "error.min"), "must be at least 0.001 (error.min)"),
+        (Issue("/mem", "error.min"), "error.min: must be >= 0"),
+        (Issue("/cpus", "error.min"), "error.min: must be >= 0.001"),
         (
             Issue("/container/portMappings(3)/hostPort", "error.max"),
-            "must be at most 65535 (error.max)",
+            "error.max: must be <= 65535",
         ),
         (
             Issue("/healthChecks(0)/protocol", "error.unknown.enum.literal"),
-            "must be one of HTTP, HTTPS, TCP, COMMAND, MESOS_TCP, MESOS_HTTP, MESOS_HTTPS "
-            "(error.unknown.enum.literal)",
+            "error.unknown.enum.literal: one of HTTP, HTTPS, TCP, COMMAND, MESOS_TCP, MESOS_HTTP, "
+            "MESOS_HTTPS",
         ),
-        (Issue("/cmd", "error.minLength"), "must not be empty (error.minLength)"),
+        (Issue("/cmd", "error.minLength"), "error.minLength: must not be empty"),
+        (
+            Issue("/readinessChecks(0)/httpStatusCodesForReady", "error.minLength"),
+            "error.minLength: at least 1 item",
+        ),
         (
             Issue("/portDefinitions(0)/name", "error.pattern"),
-            "must be a name of lowercase letters, digits and '-', "
-            "not starting or ending with '-' (error.pattern)",
+            "error.pattern: must be a name of lowercase letters, digits and '-', "
+            "not starting or ending with '-'",
+        ),
+        (
+            Issue("/healthChecks", "error.expected.jsarray"),
+            "error.expected.jsarray: expected a list, each an object (command, "
+            "gracePeriodSeconds, ignoreHttp1xx, intervalSeconds, maxConsecutiveFailures, path, "
+            "port, portIndex, protocol, ipProtocol, timeoutSeconds, delaySeconds)",
         ),
         (
             Issue("/", "portMappings are not allowed with host-networking"),
             "portMappings are not allowed with host-networking",
         ),
-        (Issue("/somewhere/else", "error.max"), "is too big (error.max)"),
+        (Issue("/somewhere/else", "error.max"), "error.max: too big"),
     ],
 )
 def test_human_message(issue: Issue, text: str) -> None:
@@ -686,7 +707,7 @@ def test_human_message(issue: Issue, text: str) -> None:
 
 def test_human_message_for_ids_explains_the_grammar() -> None:
     assert human_message(Issue("/id", "error.pattern")).startswith(
-        "must be an app id: path segments of lowercase letters"
+        "error.pattern: must be an app id: path segments of lowercase letters"
     )
 
 

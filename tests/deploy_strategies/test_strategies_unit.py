@@ -285,8 +285,11 @@ def interrupted_run(fake: FakeMarathon) -> None:
 def test_a_new_run_refuses_while_one_is_unfinished() -> None:
     fake = FakeMarathon()
     interrupted_run(fake)
-    with pytest.raises(StrategyError, match="resume or rollback"):
+    with pytest.raises(StrategyError) as refused:
         canary_deploy(fake, user_app(), **quick())
+    message = str(refused.value)
+    assert "`marathon-bridge strategy resume shop.web`" in message
+    assert "`marathon-bridge strategy abort shop.web`" in message
 
 
 def test_resume_finishes_from_the_labels() -> None:

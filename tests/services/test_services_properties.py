@@ -55,3 +55,14 @@ def test_services_sorted_assigned_and_endpoints_valid(apps: list[dict]) -> None:
         for endpoint in service.endpoints:
             assert endpoint.address and endpoint.port > 0
             assert endpoint.state in ("TASK_RUNNING", "")
+
+
+def test_one_task_id_in_two_states_sorts_the_same_whatever_the_order() -> None:
+    # found by the property above: two tasks with the same id and port, one without a state
+    staged = {"id": "t2", "host": "a", "ports": [31000], "startedAt": "2021-01-01T00:00:00.000Z"}
+    running = dict(staged, state="TASK_RUNNING")
+    app = {"id": "/a", "portDefinitions": [{"port": 10001}]}
+    first = services_from_apps([dict(app, tasks=[staged, running])])
+    second = services_from_apps([dict(app, tasks=[running, staged])])
+    assert first == second
+    assert [e.state for e in first[0].endpoints] == ["", "TASK_RUNNING"]

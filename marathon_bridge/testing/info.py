@@ -1,0 +1,77 @@
+"""``GET /v2/info``: the document a Marathon 1.10 leader or standby answers with (a literal)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+def info_document(
+    *,
+    version: str,
+    elected: bool,
+    leader: Optional[str],
+    framework_id: str,
+    hostname: str,
+    http_port: int,
+) -> dict[str, Any]:
+    """Marathon's info: version, leadership and its (default) configuration."""
+    return {
+        "name": "marathon",
+        "version": version,
+        "buildref": "emulated",
+        "elected": elected,
+        "leader": leader,
+        "frameworkId": framework_id,
+        "marathon_config": {
+            "access_control_allow_origin": None,
+            "checkpoint": True,
+            "decline_offer_duration": 120000,
+            "default_network_name": None,
+            "env_vars_prefix": None,
+            "executor": "//cmd",
+            "failover_timeout": 604800,
+            "features": ["task_killing"],
+            "framework_name": "marathon",
+            "ha": True,
+            "hostname": hostname,
+            "launch_token": 100,
+            "launch_token_refresh_interval": 30000,
+            "leader_proxy_connection_timeout_ms": 5000,
+            "leader_proxy_read_timeout_ms": 10000,
+            "local_port_max": 20000,
+            "local_port_min": 10000,
+            "master": "zk://127.0.0.1:2181/mesos",
+            "max_instances_per_offer": 5,
+            "mesos_bridge_name": "mesos-bridge",
+            "mesos_heartbeat_failure_threshold": 5,
+            "mesos_heartbeat_interval": 15000,
+            "mesos_leader_ui_url": "http://127.0.0.1:5050/",
+            "mesos_role": "*",
+            "mesos_user": "root",
+            "min_revive_offers_interval": 5000,
+            "offer_matching_timeout": 3000,
+            "on_elected_prepare_timeout": 180000,
+            "reconciliation_initial_delay": 15000,
+            "reconciliation_interval": 600000,
+            "scale_apps_initial_delay": 15000,
+            "scale_apps_interval": 300000,
+            "store_cache": True,
+            "task_launch_confirm_timeout": 300000,
+            "task_launch_timeout": 300000,
+            "task_lost_expunge_initial_delay": 300000,
+            "task_lost_expunge_interval": 30000,
+            "task_reservation_timeout": 20000,
+            "webui_url": None,
+        },
+        "zookeeper_config": {
+            "zk": "zk://127.0.0.1:2181/marathon",
+            "zk_compression": True,
+            "zk_compression_threshold": 65536,
+            "zk_connection_timeout": 10000,
+            "zk_max_node_size": 1024000,
+            "zk_max_versions": 50,
+            "zk_session_timeout": 10000,
+            "zk_timeout": 10000,
+        },
+        "http_config": {"http_port": http_port, "https_port": 8443},
+    }
