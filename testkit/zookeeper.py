@@ -55,7 +55,9 @@ START_TIMEOUT = 60.0
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
+def wait_until(
+    predicate: Callable[[], Optional[T]], timeout: float = 30.0, what: str = "condition"
+) -> T:
     """Poll `predicate` until it returns a truthy value and return it; fail naming `what`.
 
     Stands in until the root test kit's own `wait_until` lands; then this one goes.
