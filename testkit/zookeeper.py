@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.protocol.states import KazooState
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 # slf4j's simple binding (Debian's libslf4j-java, a dependency of the package) so the server's log
@@ -389,3 +391,62 @@ def kazoo_client_factory() -> Iterator[Callable[..., KazooClient]]:
     for client in made:
         client.stop()
         client.close()
+
+
+def expire_session(client: KazooClient, timeout: float = 30.0) -> None:
+    """Make the server expire `client`'s session now, and wait until the client has a new one.
+
+    A second client joins the same session (id and password) and closes it: the server ends the
+    session, the first client sees it expired (LOST) and connects again with a new session.
+    """
+    session_id, password = client.client_id
+    hosts = ",".join(f"{host}:{port}" for host, port in client.hosts)
+    lost = threading.Event()
+
+    def listener(state: str) -> None:
+        if state == KazooState.LOST:
+            lost.set()
+
+    client.add_listener(listener)
+    twin = KazooClient(hosts=hosts, client_id=(session_id, password))
+    twin.start(timeout=timeout)
+    twin.stop()
+    twin.close()
+    wait_until(lost.is_set, timeout, "the session to expire")
+    client.remove_listener(listener)
+    wait_until(
+        lambda: client.connected and client.client_id[0] != session_id,
+        timeout,
+        "a new session",
+    )
+
+
+class UpdateRecorder:
+    """Collects what a watcher delivers; tests wait on conditions over the latest updates."""
+
+    def __init__(self) -> None:
+        self.updates: list[Any] = []
+        self.threads: set[str] = set()
+        self.watcher: Any = None  # the watcher that delivers here, when a test needs it
+        self._lock = threading.Lock()
+
+    def __call__(self, update: Any) -> None:
+        with self._lock:
+            self.updates.append(update)
+            self.threads.add(threading.current_thread().name)
+
+    def latest(self, service: str) -> Any:
+        with self._lock:
+            for update in reversed(self.updates):
+                if update.service == service:
+                    return update
+        return None
+
+    def wait_for(
+        self, service: str, check: Callable[[Any], bool], what: str, timeout: float = 30.0
+    ) -> Any:
+        def matched() -> Any:
+            update = self.latest(service)
+            return update if update is not None and check(update) else None
+
+        return wait_until(matched, timeout, f"{service}: {what} (latest: {self.latest(service)})")
