@@ -51,12 +51,14 @@ class Leadership:
         identifier: str,
         lead: Callable[[Term], None],
         wake: Callable[[], None],
+        on_role: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.client = client
         self.path = path
         self.identifier = identifier
         self._lead = lead
         self._wake = wake
+        self._on_role = on_role
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._mutex = threading.Lock()
@@ -129,6 +131,7 @@ class Leadership:
             self._term = term
             self.changes += 1
         log.info("elected leader", extra={"fence": term.fence, "identifier": self.identifier})
+        self._tell(LEADER)
         try:
             self._lead(term)
         except Exception:
@@ -140,6 +143,14 @@ class Leadership:
                 self.changes += 1
             log.info("left leadership", extra={"reason": term.reason})
             self._release(lock, term)
+            self._tell(STANDBY)
+
+    def _tell(self, role: str) -> None:
+        if self._on_role is not None:
+            try:
+                self._on_role(role)
+            except Exception:
+                log.exception("role callback failed")
 
     def _release(self, lock: Any, term: Term) -> None:
         """Delete our lock node unless the session (and so the node) is already gone."""

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import orjson
 from kazoo.exceptions import KazooException
@@ -44,6 +44,7 @@ class Publisher:
         identifier: Optional[str] = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
+        on_role: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.client = client
         self.identifier = identifier or default_identifier()
@@ -54,7 +55,7 @@ class Publisher:
         self._version = 0
         self._written_version = -1
         self.leadership = Leadership(
-            client, layout.leader_path(zk_path), self.identifier, self._lead, self._wake
+            client, layout.leader_path(zk_path), self.identifier, self._lead, self._wake, on_role
         )
 
     @property
@@ -68,11 +69,18 @@ class Publisher:
     def stop(self) -> None:
         self.leadership.stop()
 
-    def publish(self, catalog: Mapping[str, ServiceSpec]) -> None:
+    def publish(self, catalog: Mapping[str, ServiceSpec]) -> int:
+        """Hand over the whole wanted catalog; returns its number (see `wait_written`)."""
         with self._cond:
             self._wanted = dict(catalog)
             self._version += 1
             self._cond.notify_all()
+            return self._version
+
+    def wait_written(self, number: int, timeout: Optional[float] = None) -> bool:
+        """Wait until catalog `number` (or a later one) is in ZooKeeper, written by this one."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._written_version >= number, timeout)
 
     def written(self) -> bool:
         """The latest published catalog is in ZooKeeper (by this publisher, as leader)."""
@@ -96,6 +104,7 @@ class Publisher:
                     self.writer.sync(wanted, term.fence, full)
                     with self._cond:
                         self._written_version = version
+                        self._cond.notify_all()
                 if heartbeat_due:
                     self.writer.write_heartbeat(self._heartbeat(wanted), term.fence)
                     next_heartbeat = time.monotonic() + self.heartbeat_interval
