@@ -14,7 +14,7 @@ from publisher.publisher import Publisher
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.layout import Instance
 from testkit.synapse_reader import discover
-from testkit.zookeeper import ZooKeeperServer, wait_until
+from testkit.zookeeper import ZooKeeperServer, expire_session, wait_until
 
 ZK = layout.DEFAULT_ZK_PATH
 OPTIONS = {"port": 10080, "mode": "http"}
@@ -214,3 +214,30 @@ def test_a_bad_service_name_skips_that_service_only(
     wait_until(leader.written, 30, "the catalog")
     assert "bad name" in leader.writer.counters.problems
     assert connect().get_children(ZK) == ["web"]
+
+
+def test_a_leader_whose_session_expires_leads_again_after_a_full_reconcile(
+    publishers: Callable[..., Publisher], connect: Callable[..., KazooClient]
+) -> None:
+    leader = publishers("a")
+    leader.publish({"web": spec("web", 3)})
+    wait_until(leader.written, 30, "the catalog")
+    reader = connect()
+    base = layout.service_path(ZK, "web")
+    lost = layout.child_name(task("web", 1))
+    reader.delete(f"{base}/{lost}")  # behind the writer's back: only a full read finds it
+    before = children_stats(reader, "web")
+    created, deleted = leader.writer.counters.created, leader.writer.counters.deleted
+    changes = leader.leadership.changes
+
+    expire_session(leader.client)
+
+    wait_until(lambda: leader.leadership.changes >= changes + 2, 30, "a lost term and a new one")
+    wait_until(lambda: lost in reader.get_children(base), 30, "the reconcile to restore the child")
+    assert leader.role == "leader"
+    assert (leader.writer.counters.created, leader.writer.counters.deleted) == (
+        created + 1,
+        deleted,
+    )
+    after = children_stats(reader, "web")
+    assert {n: after[n] for n in before} == before  # the others were not rewritten
