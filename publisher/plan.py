@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from sidecar.sources.zookeeper import layout
-from sidecar.sources.zookeeper.layout import Instance
+from sidecar.sources.zookeeper.layout import Instance, LayoutError
 
 # jute.maxbuffer is 0xfffff bytes for a whole request; leave room for the multi's framing and the
 # fencing check
@@ -87,7 +87,7 @@ def plan_service(
         return _plan_removal(zk_path, service, current)
     base = layout.service_path(zk_path, service)
     options = layout.options_json(wanted.options)
-    names = {layout.child_name(i): i for i in wanted.instances}
+    names = {layout.child_name(i): checked(i) for i in wanted.instances}
     ops: list[Op] = []
     if not current.exists:
         ops.append(Create(base))
@@ -101,6 +101,17 @@ def plan_service(
     for name in sorted(current.owned_children - set(names)):
         ops.append(Delete(f"{base}/{name}"))
     return ops
+
+
+def checked(instance: Instance) -> Instance:
+    """An instance exactly as every reader will read it back, or LayoutError naming it."""
+    try:
+        read_back = layout.parse_instance(layout.instance_json(instance))
+    except LayoutError as exc:
+        raise LayoutError(f"instance {instance.name!r:.80}: {exc}") from exc
+    if read_back != instance:
+        raise LayoutError(f"instance {instance.name!r:.80} does not read back as written")
+    return instance
 
 
 def _plan_removal(zk_path: str, service: str, current: ServiceState) -> list[Op]:

@@ -21,12 +21,13 @@ from kazoo.exceptions import KazooException
 
 from publisher.leadership import Leadership, Term
 from publisher.plan import MAX_TRANSACTION_BYTES, ServiceSpec
-from publisher.writer import CatalogWriter, Deposed
+from publisher.writer import CatalogWriter, Conflict, Deposed
 from sidecar.sources.zookeeper import layout
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
+RETRY_PAUSE = 0.2
 
 
 def default_identifier() -> str:
@@ -92,27 +93,35 @@ class Publisher:
             self._cond.notify_all()
 
     def _lead(self, term: Term) -> None:
-        self.writer.prepare()
         next_heartbeat = 0.0
+        prepared = False
         while not term.ended.is_set():
             work = self._next_work(term, next_heartbeat)
             if work is None:
                 continue
             wanted, version, full, heartbeat_due = work
             try:
+                if not prepared:
+                    self.writer.prepare()
+                    prepared = True
                 if wanted is not None:
                     self.writer.sync(wanted, term.fence, full)
-                    with self._cond:
-                        self._written_version = version
-                        self._cond.notify_all()
+                    self._mark_written(version)
                 if heartbeat_due:
-                    self.writer.write_heartbeat(self._heartbeat(wanted), term.fence)
                     next_heartbeat = time.monotonic() + self.heartbeat_interval
+                    self.writer.write_heartbeat(self._heartbeat(wanted), term.fence)
             except Deposed as exc:
                 term.end(str(exc))
-            except KazooException as exc:
+            except (KazooException, Conflict) as exc:
                 term.resync = True
+                prepared = False
                 log.warning("write failed; will read again", extra={"error": repr(exc)})
+                term.ended.wait(RETRY_PAUSE)  # pacing retries against a failing ensemble
+
+    def _mark_written(self, version: int) -> None:
+        with self._cond:
+            self._written_version = version
+            self._cond.notify_all()
 
     def _next_work(
         self, term: Term, next_heartbeat: float

@@ -124,7 +124,7 @@ class CatalogWriter:
                 ops = plan_service(self.zk_path, service, current, spec)
                 self.counters.problems.pop(service, None)
                 return self._commit(service, current, ops, fence)
-            except LayoutError as exc:
+            except (LayoutError, TypeError) as exc:  # TypeError: options orjson cannot encode
                 self.counters.problems[service] = str(exc)
                 log.warning("service skipped", extra={"service": service, "error": str(exc)})
                 return 0

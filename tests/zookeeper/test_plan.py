@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from publisher.plan import (
     Create,
     Delete,
@@ -13,7 +15,7 @@ from publisher.plan import (
     state_after,
 )
 from sidecar.sources.zookeeper import layout
-from sidecar.sources.zookeeper.layout import Instance
+from sidecar.sources.zookeeper.layout import Instance, LayoutError
 
 ZK = "/smartstack/services"
 BASE = f"{ZK}/web"
@@ -123,3 +125,12 @@ def test_state_after_follows_the_operations() -> None:
     assert plan_service(ZK, "web", after, wanted) == []
     gone = state_after(after, plan_service(ZK, "web", after, None), BASE)
     assert gone == ServiceState(False, frozenset(), None)
+
+
+def test_an_instance_readers_would_refuse_is_never_planned() -> None:
+    bad = Instance.make("10.0.0.1; rm", 80, "x", labels={"source": "marathon-bridge"})
+    with pytest.raises(LayoutError, match="instance 'x': 'host' has characters"):
+        plan_service(ZK, "web", ServiceState(), ServiceSpec.of([bad], OPTIONS))
+    unsorted = Instance("10.0.0.1", 80, "x", None, (("b", "1"), ("a", "2")))
+    with pytest.raises(LayoutError, match="does not read back"):
+        plan_service(ZK, "web", ServiceState(), ServiceSpec.of([unsorted], OPTIONS))

@@ -206,13 +206,23 @@ def test_the_fence_stops_a_leader_whose_lock_node_is_gone(
     assert len(admin.get_children(layout.service_path(ZK, "web"))) == 2
 
 
-def test_a_bad_service_name_skips_that_service_only(
+def test_a_bad_service_name_or_instance_skips_that_service_only(
     publishers: Callable[..., Publisher], connect: Callable[..., KazooClient]
 ) -> None:
     leader = publishers("a")
-    leader.publish({"bad name": spec("x", 1), "web": spec("web", 1)})
+    bad_host = Instance.make(
+        "10.0.0.1\nserver evil", 80, "api.1", labels={"source": "marathon-bridge"}
+    )
+    leader.publish(
+        {
+            "bad name": spec("x", 1),
+            "web": spec("web", 1),
+            "api": ServiceSpec.of([bad_host], OPTIONS),
+        }
+    )
     wait_until(leader.written, 30, "the catalog")
-    assert "bad name" in leader.writer.counters.problems
+    assert "service name" in leader.writer.counters.problems["bad name"]
+    assert "'host' has characters" in leader.writer.counters.problems["api"]
     assert connect().get_children(ZK) == ["web"]
 
 
