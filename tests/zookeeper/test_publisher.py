@@ -131,6 +131,9 @@ def test_nerve_children_are_never_touched(
     leader = publishers("a")
     leader.publish({"web": spec("web", 2)})
     wait_until(leader.written, 30, "the catalog")
+    view = discover(nerve, base)  # synapse serves both writers' instances side by side
+    assert sorted(b["name"] for b in view.backends) == ["myhost", "web.0", "web.1"]
+    assert [b["id"] for b in view.backends if b["name"] == "myhost"] == [0]
     leader.publish({})
     wait_until(leader.written, 30, "the service's removal")
     assert nerve.get_children(base) == [registered.rsplit("/", 1)[1]]
