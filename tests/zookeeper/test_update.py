@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sidecar.sources.zookeeper.layout import Instance, Problem
-from sidecar.sources.zookeeper.update import ServiceUpdate, assemble, gone
+from sidecar.sources.zookeeper.update import ServiceUpdate, assemble, complete, gone
 
 A = Instance.make("10.0.0.1", 80, "a")
 B = Instance.make("10.0.0.2", 80, "b")
@@ -51,3 +51,11 @@ def test_a_bad_options_node_is_a_problem_of_the_service() -> None:
 
 def test_a_deleted_service_is_believed() -> None:
     assert gone("web") == ServiceUpdate("web", exists=False, instances=())
+
+
+def test_our_instances_wait_for_their_options_nerves_do_not() -> None:
+    ours = Instance.make("10.0.0.3", 80, "c", labels={"source": "marathon-bridge"})
+    assert not complete(assemble("web", ["c"], {"c": ours}, None, None, None))
+    assert complete(assemble("web", ["c"], {"c": ours}, {"port": 1}, None, None))
+    assert complete(assemble("legacy", ["a"], {"a": A}, None, None, None))
+    assert complete(gone("web"))

@@ -95,6 +95,7 @@ def test_creates_changes_and_removals_reach_the_callback_on_the_worker_thread(
     )
     seen.wait_for("api", lambda u: not u.exists and u.instances == (), "api gone")
     assert seen.threads == {"zookeeper-watcher"}
+    assert all(u.options is not None for u in seen.updates if u.exists)  # never half a service
 
 
 def test_an_empty_list_keeps_the_previous_instances_unless_told_otherwise(

@@ -7,6 +7,8 @@
   when `keep_on_empty` is set (synapse's `use_previous_backends`, on by default); the update says
   so (`kept_previous`).
 - Options are the last valid options node; a bad one is a problem and the previous stays.
+- A service whose instances our publisher wrote is complete only with its options (written in
+  the same transaction, but seen through another watch): until then it is not delivered.
 """
 
 from __future__ import annotations
@@ -65,3 +67,8 @@ def assemble(
         kept_previous=kept,
         problems=tuple(problems),
     )
+
+
+def complete(update: ServiceUpdate) -> bool:
+    """Deliverable: gone, a nerve service, or one of ours whose options were read."""
+    return update.options is not None or not any(i.owned for i in update.instances)

@@ -33,7 +33,7 @@ from kazoo.recipe.watchers import DataWatch
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.layout import Instance, LayoutError, Problem
 from sidecar.sources.zookeeper.node_watch import NodeWatch
-from sidecar.sources.zookeeper.update import ServiceUpdate, assemble, gone
+from sidecar.sources.zookeeper.update import ServiceUpdate, assemble, complete, gone
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +87,19 @@ class CatalogWatcher:
         self._thread.start()
         self.client.add_listener(self._on_connection)
         put = self._queue.put
-        self._roots = [
-            NodeWatch(
-                self.client,
-                self.zk_path,
-                lambda names: put(("services", names)),
-                lambda: put(("services", [])),
-                stop_when_gone=False,
-            ),
+        self._roots = [  # options first: a service's first update then carries them
             NodeWatch(
                 self.client,
                 layout.options_root(self.zk_path),
                 lambda names: put(("options-list", names)),
                 lambda: put(("options-list", [])),
+                stop_when_gone=False,
+            ),
+            NodeWatch(
+                self.client,
+                self.zk_path,
+                lambda names: put(("services", names)),
+                lambda: put(("services", [])),
                 stop_when_gone=False,
             ),
         ]
@@ -126,20 +126,25 @@ class CatalogWatcher:
 
     # --- the worker -----------------------------------------------------------------------
 
+    def _take_queued(self) -> list[Event]:
+        events = []
+        while True:
+            try:
+                events.append(self._queue.get_nowait())
+            except queue.Empty:
+                return events
+
     def _work(self) -> None:
         while True:
-            events = [self._queue.get()]
-            while True:
-                try:
-                    events.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            events = [self._queue.get(), *self._take_queued()]
             dirty: set[str] = set()
-            for event in events:
-                if event[0] == "stop":
-                    self._cancel_all()
-                    return
-                dirty |= self._handle(event)
+            while events:  # handling starts watches whose first reads queue more: take those too
+                for event in events:
+                    if event[0] == "stop":
+                        self._cancel_all()
+                        return
+                    dirty |= self._handle(event)
+                events = self._take_queued()
             for service in sorted(dirty):
                 self._refresh(service)
 
@@ -266,7 +271,7 @@ class CatalogWatcher:
             previous,
             self.keep_on_empty,
         )
-        if update != previous:
+        if update != previous and complete(update):
             self._deliver(update)
 
     def _read_children(self, record: _Service) -> bool:
