@@ -26,7 +26,7 @@ from sidecar.sources.zookeeper.layout import Instance, LayoutError
 # jute.maxbuffer is 0xfffff bytes for a whole request; leave room for the multi's framing and the
 # fencing check
 MAX_TRANSACTION_BYTES = 900_000
-OP_OVERHEAD_BYTES = 48
+OP_OVERHEAD_BYTES = 64  # op header, path and data lengths, the open ACL, flags
 
 
 @dataclass(frozen=True)

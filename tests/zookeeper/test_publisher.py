@@ -254,3 +254,14 @@ def test_a_leader_whose_session_expires_leads_again_after_a_full_reconcile(
     )
     after = children_stats(reader, "web")
     assert {n: after[n] for n in before} == before  # the others were not rewritten
+
+
+def test_transactions_near_the_default_limit_are_accepted_by_the_server(
+    publishers: Callable[..., Publisher], connect: Callable[..., KazooClient]
+) -> None:
+    leader = publishers("a")
+    leader.publish({"big": spec("big", 2500)})
+    wait_until(leader.written, 120, "2,500 instances")
+    assert leader.writer.counters.transactions >= 2  # ~1.4 MB of creates: more than one multi
+    assert leader.writer.counters.problems == {}
+    assert len(connect().get_children(layout.service_path(ZK, "big"))) == 2500
