@@ -221,3 +221,23 @@ def test_plain_children_are_read_once_and_cached_by_name(
     update = seen.wait_for("legacy", lambda u: len(u.instances) == 2, "b")
     assert {i.host for i in update.instances} == {"10.3.0.1", "10.3.0.2"}
     assert orjson.loads(admin.get(first)[0])["host"] == "10.3.0.99"
+
+
+def test_wait_synced_returns_once_every_existing_service_was_delivered(
+    publisher: Publisher, watch: Callable[..., UpdateRecorder]
+) -> None:
+    catalog = {f"svc{n}": spec(f"svc{n}", n + 1) for n in range(5)}
+    publish(publisher, catalog)
+    seen = watch()
+    assert seen.watcher.wait_synced(30)
+    snapshot = seen.watcher.snapshot()
+    assert {name: set(u.instances) for name, u in snapshot.items()} == {
+        name: set(s.instances) for name, s in catalog.items()
+    }
+    assert all(u.options == OPTIONS for u in snapshot.values())
+
+
+def test_an_absent_catalog_is_synced_and_empty(watch: Callable[..., UpdateRecorder]) -> None:
+    seen = watch("/nothing/here")
+    assert seen.watcher.wait_synced(30)
+    assert seen.watcher.snapshot() == {}

@@ -45,6 +45,7 @@ class _Service:
     name: str
     watch: Optional[NodeWatch] = None
     children: Optional[list[str]] = None  # None: the node is not there (or not read yet)
+    seen: bool = False  # its first children list (or its absence) was handled
     read: dict[str, Union[Instance, Problem]] = field(default_factory=dict)
     waiting_for_connection: bool = False
 
@@ -52,6 +53,7 @@ class _Service:
 @dataclass
 class _Options:
     watch_active: bool = False
+    seen: bool = False
     value: Optional[Mapping[str, Any]] = None
     problem: Optional[Problem] = None
 
@@ -79,6 +81,8 @@ class CatalogWatcher:
         self._delivered_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._roots: list[NodeWatch] = []
+        self._listed: set[str] = set()  # roots whose first listing was handled
+        self._synced = threading.Event()
         self.state: str = KazooState.CONNECTED if client.connected else KazooState.SUSPENDED
         self.problems: dict[str, str] = {}  # service names under <zk-path> that were skipped
 
@@ -114,6 +118,10 @@ class CatalogWatcher:
         for watch in self._roots:
             watch.cancel()
 
+    def wait_synced(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the first full read is delivered: every service listed at start was read."""
+        return self._synced.wait(timeout)
+
     def snapshot(self) -> dict[str, ServiceUpdate]:
         """The last update delivered per service (services that exist)."""
         with self._delivered_lock:
@@ -147,9 +155,20 @@ class CatalogWatcher:
                 events = self._take_queued()
             for service in sorted(dirty):
                 self._refresh(service)
+            if not self._synced.is_set() and self._first_read_done():
+                self._synced.set()
+
+    def _first_read_done(self) -> bool:
+        return (
+            self._listed == {"services", "options-list"}
+            and all(r.seen for r in self._services.values())
+            and all(e.seen for e in self._options.values())
+        )
 
     def _handle(self, event: Event) -> set[str]:
         kind = event[0]
+        if kind in ("services", "options-list"):
+            self._listed.add(kind)
         if kind == "services":
             return self._on_services(event[1])
         if kind == "children":
@@ -199,6 +218,7 @@ class CatalogWatcher:
         if record is None:
             return set()
         record.children = list(names)
+        record.seen = True
         return {service}
 
     def _on_gone(self, service: str) -> set[str]:
@@ -206,6 +226,7 @@ class CatalogWatcher:
         if record is None:
             return set()
         record.children = None
+        record.seen = True
         record.read.clear()
         return {service}
 
@@ -233,6 +254,7 @@ class CatalogWatcher:
         entry = self._options.get(service)
         if entry is None:
             return set()
+        entry.seen = True
         if data is None:
             entry.watch_active = False  # the watch ended; a reappearing node starts a new one
             entry.value, entry.problem = None, None
