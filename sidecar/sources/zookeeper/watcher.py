@@ -183,13 +183,15 @@ class CatalogWatcher:
 
     def _on_services(self, names: list[str]) -> set[str]:
         listed = set()
+        problems = {}
         for name in names:
             try:
                 listed.add(layout.check_service_name(name))
             except LayoutError as exc:
                 if self.problems.get(name) != str(exc):
                     log.warning("service skipped", extra={"service": name[:200], "error": str(exc)})
-                self.problems[name] = str(exc)
+                problems[name] = str(exc)
+        self.problems = problems  # only names listed now
         for name in listed:
             record = self._services.setdefault(name, _Service(name))
             if record.watch is None or not record.watch.active:
