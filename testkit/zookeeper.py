@@ -172,10 +172,10 @@ class ZooKeeperServer:
         self.wait_serving(timeout)
         return time.monotonic() - started
 
-    def mode(self) -> Optional[str]:
+    def mode(self, timeout: float = 2.0) -> Optional[str]:
         """`standalone`, `leader` or `follower` while serving; None otherwise."""
         try:
-            answer = four_letter_word(self.host, self.port, "srvr")
+            answer = four_letter_word(self.host, self.port, "srvr", timeout)
         except OSError:
             return None
         found = re.search(r"^Mode: (\w+)", answer, re.MULTILINE)
@@ -187,7 +187,7 @@ class ZooKeeperServer:
         def serving() -> Optional[str]:
             if not self.running():
                 raise AssertionError(f"ZooKeeper {self.address} exited:\n{self.log_tail()}")
-            return self.mode()
+            return self.mode(timeout=0.5)  # a starting server may accept and not answer yet
 
         return wait_until(serving, timeout, f"ZooKeeper {self.address} to serve")
 
