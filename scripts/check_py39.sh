@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Import every module of both packages under the oldest supported Python (3.9), when one is installed.
+# Import every module of our packages under the oldest supported Python (3.9), when one is installed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 py39=""
@@ -19,7 +19,7 @@ if [ ! -x .venv39/bin/python ]; then
 fi
 stamp=.venv39/.installed-$(sha1sum setup.cfg | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  .venv39/bin/python -m pip install -q -e .
+  .venv39/bin/python -m pip install -q -e ".[zookeeper]"
   rm -f .venv39/.installed-*
   touch "$stamp"
 fi
@@ -27,7 +27,7 @@ fi
 import importlib, pkgutil, sys
 failed = []
 count = 0
-for pkg in ("marathon_bridge", "sidecar"):
+for pkg in ("marathon_bridge", "sidecar", "publisher"):
     mod = importlib.import_module(pkg)
     for info in pkgutil.walk_packages(mod.__path__, prefix=pkg + "."):
         if info.name.endswith("pytest_plugin"):

@@ -16,6 +16,8 @@ if [ "${MB_SETUP:-demo}" = "test" ]; then
   # run by buildah (chroot isolation: no OCI runtime needed)
   want buildah buildah
   want mmdebstrap mmdebstrap
+  # the ZooKeeper tests start Debian's server (its jar, run by the JRE it pulls in)
+  [ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
   if [ "${MB_BROWSER_TESTS:-1}" = "1" ]; then want chromium chromium; fi
 fi
 SUDO=""

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = sorted(p for pkg in ("marathon_bridge", "sidecar") for p in (ROOT / pkg).rglob("*.py"))
+MODULES = sorted(
+    p for pkg in ("marathon_bridge", "sidecar", "publisher") for p in (ROOT / pkg).rglob("*.py")
+)
 
 
 def test_there_are_modules_to_check() -> None:

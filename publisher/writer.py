@@ -1,0 +1,185 @@
+"""The catalog writer: reads what ZooKeeper holds, commits each service's diff, fenced.
+
+Every transaction starts with `check(<our lock node>, 0)`: the node is the leader's ephemeral
+election node, so once this publisher's session is gone (or an operator deleted the node to force
+a failover) the whole transaction fails and nothing of it is written. Writes go through the same
+kazoo client whose session holds the lock.
+
+The writer caches, per service, the state its last read or commit left. A steady-state change
+costs one transaction and no read; a failed transaction drops that service's cache entry and the
+service is read again before the retry; a lost connection drops the whole cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from kazoo.exceptions import BadVersionError, NoNodeError, RolledBackError
+
+from publisher.plan import (
+    MAX_TRANSACTION_BYTES,
+    Create,
+    Delete,
+    Op,
+    ServiceSpec,
+    ServiceState,
+    SetData,
+    batches,
+    plan_service,
+    state_after,
+)
+from sidecar.sources.zookeeper import layout
+from sidecar.sources.zookeeper.layout import LayoutError
+
+log = logging.getLogger(__name__)
+
+
+class Deposed(Exception):
+    """The fencing check failed: this publisher no longer holds the leader lock."""
+
+
+class Conflict(Exception):
+    """A transaction failed on a service's nodes (someone else changed them): read it again."""
+
+
+@dataclass
+class WriteCounters:
+    transactions: int = 0
+    created: int = 0
+    deleted: int = 0
+    options_set: int = 0
+    conflicts: int = 0
+    problems: dict[str, str] = field(default_factory=dict)  # service -> why it was skipped
+
+
+class CatalogWriter:
+    """Applies wanted catalogs to `<zk-path>` for the leader holding `fence`."""
+
+    def __init__(
+        self, client: Any, zk_path: str, max_transaction_bytes: int = MAX_TRANSACTION_BYTES
+    ) -> None:
+        self.client = client
+        self.zk_path = layout.check_zk_path(zk_path)
+        self.max_transaction_bytes = max_transaction_bytes
+        self.counters = WriteCounters()
+        self._cache: dict[str, ServiceState] = {}
+        self._heartbeat_exists: Optional[bool] = None
+
+    def prepare(self) -> None:
+        """Create the catalog root and our options root (idempotent, outside any service)."""
+        self.client.ensure_path(self.zk_path)
+        self.client.ensure_path(layout.options_root(self.zk_path))
+
+    def forget(self) -> None:
+        """Drop every cached state: the next sync reads before it writes."""
+        self._cache.clear()
+        self._heartbeat_exists = None
+
+    def owned_services(self) -> list[str]:
+        """Services whose options node exists: the ones this publisher wrote."""
+        try:
+            return list(self.client.get_children(layout.options_root(self.zk_path)))
+        except NoNodeError:
+            return []
+
+    def read_service(self, service: str) -> ServiceState:
+        base = layout.service_path(self.zk_path, service)
+        try:
+            children = frozenset(self.client.get_children(base))
+            exists = True
+        except NoNodeError:
+            children, exists = frozenset(), False
+        try:
+            options: Optional[bytes] = self.client.get(layout.options_path(self.zk_path, service))[
+                0
+            ]
+        except NoNodeError:
+            options = None
+        return ServiceState(exists, children, options)
+
+    def sync(self, wanted: Mapping[str, ServiceSpec], fence: str, full: bool = False) -> int:
+        """Make ZooKeeper hold `wanted` (services not in it and ours are removed).
+
+        `full` reads every service first (after an election or a reconnect). Returns the number
+        of operations committed. Raises Deposed when the fence fails.
+        """
+        if full:
+            self.forget()
+            services: Iterable[str] = set(wanted) | set(self.owned_services())
+        else:
+            services = set(wanted) | {s for s, st in self._cache.items() if st.options is not None}
+        committed = 0
+        for service in sorted(services):
+            committed += self._sync_service(service, wanted.get(service), fence)
+        return committed
+
+    def _sync_service(self, service: str, spec: Optional[ServiceSpec], fence: str) -> int:
+        for attempt in (1, 2):
+            try:
+                current = self._cache.get(service) or self.read_service(service)
+                self._cache[service] = current
+                ops = plan_service(self.zk_path, service, current, spec)
+                self.counters.problems.pop(service, None)
+                return self._commit(service, current, ops, fence)
+            except (LayoutError, TypeError) as exc:  # TypeError: options orjson cannot encode
+                self.counters.problems[service] = str(exc)
+                log.warning("service skipped", extra={"service": service, "error": str(exc)})
+                return 0
+            except Conflict as exc:
+                self.counters.conflicts += 1
+                self._cache.pop(service, None)
+                log.info(
+                    "write conflict",
+                    extra={"service": service, "attempt": attempt, "error": str(exc)},
+                )
+        return 0
+
+    def _commit(self, service: str, current: ServiceState, ops: list[Op], fence: str) -> int:
+        base = layout.service_path(self.zk_path, service)
+        done = 0
+        for batch in batches(ops, self.max_transaction_bytes):
+            self._transaction(batch, fence)
+            current = state_after(current, batch, base)
+            self._cache[service] = current
+            done += len(batch)
+        if current.options is None and not current.exists:
+            self._cache.pop(service, None)
+        return done
+
+    def _transaction(self, batch: list[Op], fence: str) -> None:
+        tx = self.client.transaction()
+        tx.check(fence, 0)
+        for op in batch:
+            if isinstance(op, Create):
+                tx.create(op.path, op.data)
+            elif isinstance(op, Delete):
+                tx.delete(op.path)
+            else:
+                tx.set_data(op.path, op.data)
+        results = tx.commit()
+        failures = [r for r in results if isinstance(r, Exception)]
+        if isinstance(results[0], (NoNodeError, BadVersionError)):
+            raise Deposed(f"fencing check on {fence} failed: {type(results[0]).__name__}")
+        if failures:
+            cause = next((r for r in failures if not isinstance(r, RolledBackError)), failures[0])
+            raise Conflict(f"{type(cause).__name__} in a transaction of {len(batch)} operations")
+        self.counters.transactions += 1
+        self.counters.created += sum(isinstance(op, Create) for op in batch)
+        self.counters.deleted += sum(isinstance(op, Delete) for op in batch)
+        self.counters.options_set += sum(isinstance(op, SetData) for op in batch)
+
+    def write_heartbeat(self, payload: bytes, fence: str) -> None:
+        """Create or rewrite `<bridge>/heartbeat` (fenced; outside every service path)."""
+        path = layout.heartbeat_path(self.zk_path)
+        if self._heartbeat_exists is None:
+            self._heartbeat_exists = self.client.exists(path) is not None
+        op: Op = SetData(path, payload) if self._heartbeat_exists else Create(path, payload)
+        try:
+            self._transaction([op], fence)
+        except Conflict:
+            self._heartbeat_exists = None
+            raise
+        self._heartbeat_exists = True
