@@ -1,8 +1,8 @@
-"""Apply an :class:`~sidecar.desired.HAProxyModel` to a running HAProxy: runtime API or reload.
+"""Apply a :class:`~sidecar.haproxy_model.HAProxyModel` to a running HAProxy: runtime API or reload.
 
 Decision per call of :meth:`Applier.apply`:
 
-* **listeners unchanged** (same :func:`~sidecar.desired.listener_signature` as the running
+* **listeners unchanged** (same :func:`~sidecar.haproxy_model.listener_signature` as the running
   config): server changes go through the runtime API, backend by backend, diffing the servers
   HAProxy has (``show servers state``) against the model by name. A new server is
   ``add server`` + ``enable health`` (when it has a check) + ``set server ... state ready``
@@ -56,7 +56,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Union
 
-from sidecar.desired import BackendSpec, FrontendSpec, HAProxyModel, ServerSpec, SkippedApp
+from sidecar.catalog import Skipped
 from sidecar.haproxy.process import HAProxyControl, HAProxyError
 from sidecar.haproxy.runtime import (
     ReloadResult,
@@ -68,6 +68,9 @@ from sidecar.haproxy.runtime import (
     parse_servers_state,
     set_state_command,
 )
+from sidecar.haproxy_model import BackendSpec, FrontendSpec, HAProxyModel, ServerSpec
+from sidecar.haproxy_model import listener_signature as haproxy_listener_signature
+from sidecar.render import server_line_options
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ class ApplyResult:
     started: bool = False
     runtime_ops: int = 0
     config_written: bool = False
-    skipped: tuple[SkippedApp, ...] = ()  # apps left out: HAProxy refused them, or port taken
+    skipped: tuple[Skipped, ...] = ()  # apps left out: HAProxy refused them, or port taken
     waiting_for_ports: tuple[str, ...] = ()  # taken ports of apps left out: apply again later
     error: str = ""
     new_worker_pid: Optional[int] = None
@@ -149,14 +152,6 @@ class DrainEntry:
 
 
 # ----------------------------------------------------------------------------- pure helpers
-
-
-def default_listener_signature(model: HAProxyModel) -> Hashable:
-    """Everything but the servers: what only a reload can change."""
-    return (
-        model.frontends,
-        tuple(replace(b, servers=()) for b in model.backends),
-    )
 
 
 def supports_dynamic_servers(backend: BackendSpec) -> bool:
@@ -244,7 +239,7 @@ def without_apps(model: HAProxyModel, drop: Iterable[str], reason: str = "") -> 
             frontends.append(replace(fe, routes=routes, default_backend=default))
     skipped = model.skipped
     if reason:
-        skipped += tuple(SkippedApp(app_id=a, reason=reason) for a in sorted(dropped))
+        skipped += tuple(Skipped(app_id=a, reason=reason) for a in sorted(dropped))
     return replace(model, frontends=tuple(frontends), backends=backends, skipped=skipped)
 
 
@@ -277,7 +272,7 @@ def without_frontends(model: HAProxyModel, blocked: Mapping[str, str]) -> HAProx
         if b.name in lost:
             reasons.setdefault(b.app_id, lost[b.name])
     skipped = tuple(
-        SkippedApp(app_id=app, reason=f"{PORT_SKIP_REASON}: {reason}")
+        Skipped(app_id=app, reason=f"{PORT_SKIP_REASON}: {reason}")
         for app, reason in sorted(reasons.items())
     )
     return replace(model, frontends=frontends, backends=backends, skipped=model.skipped + skipped)
@@ -432,10 +427,6 @@ def server_state_for_reload(dump: str, wanted: Mapping[tuple[str, str], str]) ->
     return "\n".join(out) + "\n"
 
 
-def server_line_options_default(backend: BackendSpec, server: ServerSpec) -> str:
-    return f"weight {server.weight}" + (" check" if server.check else "")
-
-
 def plan_backend(
     backend: BackendSpec,
     running: Sequence[ServerState],
@@ -523,8 +514,8 @@ class Applier:
         self.drain_timeout = drain_timeout
         self.reload_timeout = reload_timeout
         self.retry_failed_after = retry_failed_after
-        self.server_options = server_options or _default_server_options()
-        self.signature = listener_signature or _default_signature()
+        self.server_options = server_options or _joined_server_options
+        self.signature = listener_signature or haproxy_listener_signature
         self.check_ports = check_ports
         self.config_write_delay = config_write_delay
         self.clock = clock
@@ -831,7 +822,7 @@ class Applier:
             # a server the model wants ready again is ready, even before the runtime sync
             # takes it off the drain registry
             servers = [
-                s if s.state == "ready" else replace(s, state=RENDER_SERVER_DRAIN)
+                s if s.state == "ready" else s._replace(state=RENDER_SERVER_DRAIN)
                 for s in backend.servers
                 if s.state == "ready" or s.name in draining
             ]
@@ -903,7 +894,7 @@ class Applier:
     def _swap_and_reload(
         self,
         model: HAProxyModel,
-        skipped: tuple[SkippedApp, ...],
+        skipped: tuple[Skipped, ...],
         text: str,
         candidate: str,
         validations: int,
@@ -961,7 +952,7 @@ class Applier:
     def _loaded(
         self,
         model: HAProxyModel,
-        skipped: tuple[SkippedApp, ...],
+        skipped: tuple[Skipped, ...],
         text: str,
         validations: int,
         started: bool = False,
@@ -1034,7 +1025,7 @@ class Applier:
 
     def _leave_out_taken_ports(
         self, model: HAProxyModel
-    ) -> tuple[HAProxyModel, tuple[SkippedApp, ...], tuple[str, ...]]:
+    ) -> tuple[HAProxyModel, tuple[Skipped, ...], tuple[str, ...]]:
         """The model without the new frontends whose ports another process holds.
 
         A taken port would fail the whole reload (every port for ~2 s), so only those
@@ -1092,9 +1083,7 @@ class Applier:
 
     def _validated(
         self, model: HAProxyModel
-    ) -> tuple[
-        Optional[HAProxyModel], tuple[SkippedApp, ...], Optional[str], Optional[str], str, int
-    ]:
+    ) -> tuple[Optional[HAProxyModel], tuple[Skipped, ...], Optional[str], Optional[str], str, int]:
         """Render and ``haproxy -c`` the model, dropping apps HAProxy refuses.
 
         Returns (accepted model, skipped apps, text, candidate path, first error, validations).
@@ -1137,9 +1126,9 @@ class Applier:
         text: str,
         candidate: str,
         budget: _Budget,
-    ) -> tuple[HAProxyModel, tuple[SkippedApp, ...], str, str, str, int]:
+    ) -> tuple[HAProxyModel, tuple[Skipped, ...], str, str, str, int]:
         skipped = tuple(
-            SkippedApp(app_id=app, reason="haproxy refused its configuration: " + reason)
+            Skipped(app_id=app, reason="haproxy refused its configuration: " + reason)
             for app, reason in sorted(reasons.items())
         )
         accepted = without_apps(model, reasons)
@@ -1302,23 +1291,5 @@ def _starts(haproxy: HAProxyControl) -> int:
     return starts if isinstance(starts, int) else 0
 
 
-def _default_server_options() -> ServerOptions:
-    try:
-        from sidecar import render
-    except ImportError:
-        return server_line_options_default
-    found = getattr(render, "server_line_options", None)
-    if not callable(found):
-        return server_line_options_default
-
-    def joined(backend: BackendSpec, server: ServerSpec) -> str:
-        return options_text(found(backend, server))
-
-    return joined
-
-
-def _default_signature() -> Signature:
-    from sidecar import desired
-
-    found = getattr(desired, "listener_signature", None)
-    return found if callable(found) else default_listener_signature
+def _joined_server_options(backend: BackendSpec, server: ServerSpec) -> str:
+    return options_text(server_line_options(backend, server))

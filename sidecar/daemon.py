@@ -2,27 +2,28 @@
 
 :class:`Daemon` runs the main loop on the calling thread:
 
-1. the :class:`~sidecar.follow.MarathonFollower` (its own threads) publishes new cluster states;
+1. the catalog source (:class:`~sidecar.sources.base.CatalogSource`, its own threads) publishes
+   new catalogs;
 2. the loop coalesces bursts with a leading-edge debounce: a change that comes after a quiet
    period (no change for ``debounce`` seconds) is applied at once when it changes servers only
    (runtime API); a change that follows another within ``debounce`` waits until ``debounce``
    passes without another (never longer than :data:`MAX_COALESCE` in total). Only a change
    after ``debounce`` seconds of silence goes at once, so a burst costs at most two applies (its
    first change, then the rest) and a steady stream one per :data:`MAX_COALESCE`. A change that
-   needs a reload (a change of :func:`~sidecar.desired.listener_signature`) waits like the rest
-   of its burst, so a deploy's events share one reload, and keeps at least
+   needs a reload (a change of :func:`~sidecar.haproxy_model.listener_signature`) waits like the
+   rest of its burst, so a deploy's events share one reload, and keeps at least
    ``min_reload_interval`` since the last reload;
-3. it builds the model (:func:`~sidecar.desired.build_model`, with ``previously_in``: the task ids
-   in rotation after the last apply, and the caching resolver), and hands it to the
-   :class:`~sidecar.apply.Applier` (render, validate, swap, reload or runtime API);
-4. after a successful apply it saves the snapshot as the last known good state, and posts the
-   view to the status board;
+3. it builds the model (:func:`~sidecar.desired.build_model`, with the caching resolver), and
+   hands it to the :class:`~sidecar.apply.Applier` (render, validate, swap, reload or runtime
+   API);
+4. after a successful apply it saves the catalog as the last known good one, and posts the view
+   to the status board;
 5. every tick it lets the applier finish deferred work (``tick``), restarts HAProxy if it died,
    and refreshes health facts.
 
-If Marathon cannot be reached at start, the last known good state from ``--state-dir`` is served
-and ``/health`` says so. SIGTERM/SIGINT (:meth:`Daemon.stop`) end the loop: stop following,
-stop HAProxy if the daemon started it, exit 0.
+If the source cannot be reached at start, the last known good catalog from ``--state-dir`` is
+served and ``/health`` says so. SIGTERM/SIGINT (:meth:`Daemon.stop`) end the loop: stop
+following, stop HAProxy if the daemon started it, exit 0.
 """
 
 from __future__ import annotations
@@ -37,15 +38,19 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .apply import Applier
-from .desired import BuildCache, HAProxyModel, RenderSettings, build_model, listener_signature
-from .follow import MarathonFollower
+from .catalog import Catalog
+from .desired import BuildCache, build_model
+from .gc_pause import collector_paused
 from .haproxy.process import ExternalHAProxy, HAProxyControl, HAProxyProcess
 from .haproxy.runtime import RuntimeAPI
+from .haproxy_model import HAProxyModel, listener_signature
 from .metrics import SidecarMetrics
-from .model import ClusterState
 from .render import RenderCache, render_config
+from .render_settings import RenderSettings
 from .resolve import Resolver
 from .settings import Settings
+from .sources.base import CatalogSource
+from .sources.factory import legacy_state_reader, make_source
 from .state_store import StateStore
 from .status import StatusBoard, StatusServer
 
@@ -64,7 +69,7 @@ PORT_RETRY_SECONDS = 2.0  # apps left out because their port was taken are tried
 
 @dataclass
 class _Pending:
-    state: ClusterState
+    catalog: Catalog
     reason: str
     first_at: float
     last_at: float
@@ -82,6 +87,7 @@ class Daemon:
         settings: Settings,
         *,
         client: Any = None,
+        source: Optional[CatalogSource] = None,
         haproxy: Any = None,
         applier: Any = None,
         resolver: Optional[Resolver] = None,
@@ -100,41 +106,35 @@ class Daemon:
         self._build_cache = BuildCache()
         self._logged_problems: frozenset[Any] = frozenset()
         self._pending: Optional[_Pending] = None
-        self._last_change_at = float("-inf")  # when the follower last published a state
+        self._last_change_at = float("-inf")  # when the source last published a catalog
         self.startup_wait = startup_wait
-        self.client = client if client is not None else make_client(settings)
-        self.resolver = resolver if resolver is not None else Resolver(on_update=self._dns_changed)
-        self.state_store = StateStore(settings.state_dir)
-        self.board = StatusBoard(
-            self.metrics, max_sync_age=settings.max_sync_age, haproxy_required=not settings.once
+        self.source = (
+            source
+            if source is not None
+            else make_source(
+                settings, self.metrics, marathon_client=client, stream_silence=stream_silence
+            )
         )
-        self.follower = MarathonFollower(
-            self.client,
-            self._on_state,
-            metrics=self.metrics,
-            on_problem=lambda problem: self.board.set_problem("marathon", problem),
-            on_contact=self.board.record_sync,
-            poll=settings.poll,
-            poll_interval=settings.poll_interval,
-            resync_interval=settings.resync_interval,
-            empty_confirm=settings.empty_confirm,
-            stream_silence=stream_silence,
+        self.resolver = resolver if resolver is not None else Resolver(on_update=self._dns_changed)
+        self.state_store = StateStore(settings.state_dir, legacy=legacy_state_reader())
+        self.board = StatusBoard(
+            self.metrics,
+            max_sync_age=settings.max_sync_age,
+            haproxy_required=not settings.once,
+            source=self.source.name,
         )
         self._haproxy = haproxy
         self._applier = applier
         self._render_settings: Optional[RenderSettings] = None
         self.status_server: Optional[StatusServer] = None
-        self.state: Optional[ClusterState] = None  # the state of the last successful apply
+        self.catalog: Optional[Catalog] = None  # the catalog of the last successful apply
         self.model: Optional[HAProxyModel] = None
-        self.previously_in: frozenset[str] = frozenset()
         self._last_signature: Optional[tuple[Any, ...]] = None
         self._last_reload_at: Optional[float] = None
-        self.applies = 0
-        self.apply_errors = 0
         self._failures = 0
         self._seen_counters: dict[str, int] = {}
         self._next_server_poll = 0.0
-        self._unsaved: Optional[ClusterState] = None
+        self._unsaved: Optional[Catalog] = None
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
         self._last_save_at: Optional[float] = None
         self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
@@ -166,7 +166,7 @@ class Daemon:
         """Run until :meth:`stop`; returns the process exit code."""
         self.start_status_server()
         try:
-            self.follower.start()
+            self.source.start(self)
             self._wait_for_first_state()
             if not self.stopping:
                 self._start_haproxy()
@@ -178,11 +178,11 @@ class Daemon:
     def run_once(self) -> int:
         """``--once``: one snapshot, build, render, validate, write; no HAProxy. 0 when written."""
         try:
-            state = self.follower.snapshot_once()
+            catalog = self.source.snapshot_once()
         except Exception as exc:
-            log.error("cannot read Marathon", extra={"error": str(exc)[:300]})
+            log.error(f"cannot read {self.source.name}", extra={"error": str(exc)[:300]})
             return 1
-        model = self._build(state)
+        model = self._build(catalog)
         ok = bool(self.applier.write_only(model))
         self.resolver.close()
         if ok:
@@ -236,23 +236,30 @@ class Daemon:
         return max(settled, pending.not_before)
 
     def resync(self) -> None:
-        """Take a fresh Marathon snapshot now (SIGHUP)."""
-        self.follower.request_resync("requested")
+        """Take a fresh snapshot of the source now (SIGHUP)."""
+        self.source.request_resync("requested")
 
     def _dns_changed(self) -> None:
-        """A host name resolved late or to a new address: build the current state again."""
+        """A host name resolved late or to a new address: build the current catalog again."""
         self._rebuild("dns")
 
     def _rebuild(self, reason: str) -> None:
         with self._lock:
             if self._pending is not None:
                 return  # a build is coming anyway
-        current = self.follower.state if self.follower.state is not None else self.state
+        current = self.source.catalog if self.source.catalog is not None else self.catalog
         if current is not None:
-            self._on_state(current, reason)
+            self.catalog_changed(current, reason)
 
-    def _on_state(self, state: ClusterState, reason: str) -> None:
-        """Follower callback (its worker thread): remember the newest state, wake the loop."""
+    # --- the source's listener (called from its threads) ----------------------------------------
+    def source_problem(self, problem: Optional[str]) -> None:
+        self.board.set_problem("source", problem)
+
+    def source_contact(self) -> None:
+        self.board.record_sync()
+
+    def catalog_changed(self, catalog: Catalog, reason: str) -> None:
+        """Remember the newest catalog, wake the loop."""
         now = self._clock()
         with self._lock:
             before = self._last_change_at
@@ -261,15 +268,15 @@ class Daemon:
             old = self._pending
             if old is None:
                 self._pending = _Pending(
-                    state, reason, now, now, leading=quiet, change_before=before
+                    catalog, reason, now, now, leading=quiet, change_before=before
                 )
             elif old.again:  # a newer state does not wait for the retry time
                 self._pending = _Pending(
-                    state, reason, now, now, again=True, leading=quiet, change_before=before
+                    catalog, reason, now, now, again=True, leading=quiet, change_before=before
                 )
             else:
                 self._pending = _Pending(
-                    state,
+                    catalog,
                     reason,
                     old.first_at,
                     now,
@@ -285,14 +292,14 @@ class Daemon:
         if pending is None:
             return
         try:
-            model = self._build(pending.state)
+            model = self._build(pending.catalog)
         except Exception:
-            self._retry_later(pending.state, pending.reason)
+            self._retry_later(pending.catalog, pending.reason)
             raise
         if model == self.model and not pending.again:  # only refresh the view
             self._forget_no_op(pending)
-            self.state = pending.state
-            self.board.set_view(pending.state, model, self.previously_in, self.board.config_text())
+            self.catalog = pending.catalog
+            self.board.set_view(pending.catalog, model, self.board.config_text())
             return
         if pending.leading and self._signature(model) != self._last_signature:
             # a reload: wait for the rest of the burst (a deploy sends several events)
@@ -310,7 +317,7 @@ class Daemon:
                 else:
                     self._pending.not_before = wait_until
             return
-        self.apply_state(pending.state, pending.reason, model=model)
+        self.apply_catalog(pending.catalog, pending.reason, model=model)
 
     def _forget_no_op(self, pending: _Pending) -> None:
         """Changes HAProxy does not see (deployment events, instance counts...) do not end a
@@ -325,12 +332,12 @@ class Daemon:
             return 0.0
         return self._last_reload_at + self.settings.min_reload_interval
 
-    def apply_state(
-        self, state: ClusterState, reason: str = "", model: Optional[HAProxyModel] = None
+    def apply_catalog(
+        self, catalog: Catalog, reason: str = "", model: Optional[HAProxyModel] = None
     ) -> bool:
-        """Build, render and apply ``state``; ``True`` when HAProxy now runs it."""
+        """Build, render and apply ``catalog``; ``True`` when HAProxy now runs it."""
         if model is None:
-            model = self._build(state)
+            model = self._build(catalog)
         signature = self._signature(model)
         started = self._clock()
         try:
@@ -339,7 +346,7 @@ class Daemon:
             self.metrics.apply_failures.inc()
             self.board.set_problem("apply", f"apply failed: {str(exc)[:300]}")
             log.exception("apply failed; HAProxy keeps its running config")
-            self._retry_later(state, reason)
+            self._retry_later(catalog, reason)
             return False
         finally:
             self.metrics.apply_seconds.observe(self._clock() - started)
@@ -350,23 +357,21 @@ class Daemon:
                 "apply failed; HAProxy keeps its running config",
                 extra={"reason": reason, "error": str(getattr(result, "error", ""))[:500]},
             )
-            self._retry_later(state, reason)
+            self._retry_later(catalog, reason)
             return False
         self._failures = 0
         if _reloaded(result):
             self._last_reload_at = self._clock()
         if getattr(result, "waiting_for_ports", ()):
-            self._try_again_later(state, reason, PORT_RETRY_SECONDS)
+            self._try_again_later(catalog, reason, PORT_RETRY_SECONDS)
         running = getattr(self.applier, "running_config", None)
         if isinstance(running, HAProxyModel):
             model = running  # what HAProxy runs: apps it refused are left out (and listed)
         self._last_signature = signature
-        self.applies += 1
-        self.state, self.model = state, model
-        self.previously_in = _in_rotation(model)
+        self.catalog, self.model = catalog, model
         self._record_model(model)
-        self.board.set_view(state, model, self.previously_in, self._config_text(result))
-        self._save_state(state)
+        self.board.set_view(catalog, model, self._config_text(result))
+        self._save_catalog(catalog)
         log.info(
             "applied",
             extra={
@@ -377,23 +382,22 @@ class Daemon:
         )
         return True
 
-    def _try_again_later(self, state: ClusterState, reason: str, delay: float) -> None:
-        """Apply ``state`` again after ``delay`` (apps left out for a taken port may fit then),
+    def _try_again_later(self, catalog: Catalog, reason: str, delay: float) -> None:
+        """Apply ``catalog`` again after ``delay`` (apps left out for a taken port may fit then),
         unless something newer arrives first."""
         now = self._clock()
         with self._lock:
             if self._pending is None:
-                self._pending = _Pending(state, reason, now, now, now + delay, again=True)
+                self._pending = _Pending(catalog, reason, now, now, now + delay, again=True)
 
-    def _retry_later(self, state: ClusterState, reason: str) -> None:
-        """Try a failed state again after a backoff, unless something newer arrives first."""
-        self.apply_errors += 1
+    def _retry_later(self, catalog: Catalog, reason: str) -> None:
+        """Try a failed catalog again after a backoff, unless something newer arrives first."""
         self._failures += 1
         delay = min(RETRY_MAX, RETRY_FIRST * 2 ** min(self._failures - 1, 10))
         now = self._clock()
         with self._lock:
             if self._pending is None:
-                self._pending = _Pending(state, f"retry: {reason}", now, now, now + delay)
+                self._pending = _Pending(catalog, f"retry: {reason}", now, now, now + delay)
 
     def _tick(self) -> None:
         tick = getattr(self.applier, "tick", None)
@@ -415,21 +419,18 @@ class Daemon:
         if self._clock() >= self._next_server_poll:
             self._next_server_poll = self._clock() + SERVER_POLL_SECONDS
             self._observe_servers()
-        if self.follower.stream_connected:
+        if self.source.health().connected:
             self.board.record_sync()
         self.metrics.dns_failures.set(self.resolver.failures)
 
     # --- pieces ----------------------------------------------------------------------------------
-    def _build(self, state: ClusterState) -> HAProxyModel:
+    def _build(self, catalog: Catalog) -> HAProxyModel:
         started = self._clock()
         try:
-            with self._build_lock:  # the cache reuses what unchanged apps derived last time
+            # the cache reuses what unchanged services derived last time
+            with self._build_lock, collector_paused():
                 return build_model(
-                    state,
-                    self.render_settings,
-                    self.previously_in,
-                    self.resolver,
-                    cache=self._build_cache,
+                    catalog, self.render_settings, self.resolver, cache=self._build_cache
                 )
         finally:
             self.metrics.render_seconds.observe(self._clock() - started)
@@ -443,40 +444,37 @@ class Daemon:
     def _signature(self, model: HAProxyModel) -> tuple[Any, ...]:
         return tuple(listener_signature(model))
 
-    def _wait_for_first_state(self) -> Optional[ClusterState]:
+    def _wait_for_first_state(self) -> Optional[Catalog]:
         deadline = self._clock() + self.startup_wait
         while not self.stopping and self._clock() < deadline:
             with self._lock:
                 if self._pending is not None:
-                    return self._pending.state
+                    return self._pending.catalog
             self._wake.wait(0.05)
         stored = self.state_store.load()
+        name = self.source.name
         if stored is None:
-            log.warning("no Marathon snapshot and no saved state: starting with no services")
-            return None
-        try:
-            state = ClusterState.from_apps(stored.apps)
-        except Exception:
-            log.exception("saved state unusable")
+            log.warning(f"no {name} snapshot and no saved catalog: starting with no services")
             return None
         log.warning(
-            "Marathon unreachable: serving the last known state",
-            extra={"saved_at": stored.describe_time(), "apps": len(stored.apps)},
+            f"{name} unreachable: serving the last known catalog",
+            extra={"saved_at": stored.describe_time(), "services": len(stored.catalog)},
         )
         self.board.set_loaded_from_disk(stored.describe_time())
-        self.follower.seed(state)
+        self.source.seed(stored.catalog)
         with self._lock:
             if self._pending is None:
-                self._pending = _Pending(state, "saved state", self._clock(), self._clock())
-        return state
+                now = self._clock()
+                self._pending = _Pending(stored.catalog, "saved catalog", now, now)
+        return stored.catalog
 
     def _start_haproxy(self) -> None:
-        """Write a first config (from the first state, or empty) and start HAProxy on it."""
+        """Write a first config (from the first catalog, or empty) and start HAProxy on it."""
         with self._lock:
             pending, self._pending = self._pending, None
-        state = pending.state if pending is not None else ClusterState.from_apps([])
+        catalog = pending.catalog if pending is not None else Catalog()
         reason = pending.reason if pending is not None else "start with no services"
-        self.apply_state(state, reason)
+        self.apply_catalog(catalog, reason)
         self._supervise_haproxy()
 
     def _supervise_haproxy(self) -> None:
@@ -536,12 +534,12 @@ class Daemon:
             )
         self._logged_problems = problems
 
-    def _save_state(self, state: ClusterState) -> None:
-        """Remember ``state`` as the last applied; written at once the first time, then at
-        most every :data:`STATE_SAVE_INTERVAL` seconds (a big cluster's snapshot is large)."""
+    def _save_catalog(self, catalog: Catalog) -> None:
+        """Remember ``catalog`` as the last applied; written at once the first time, then at
+        most every :data:`STATE_SAVE_INTERVAL` seconds (a big cluster's catalog is large)."""
         if self.board_loaded_from_disk_only():
-            return  # do not refresh the file's time with data that did not come from Marathon
-        self._unsaved = state
+            return  # do not refresh the file's time with data that did not come from the source
+        self._unsaved = catalog
         if self._last_save_at is None or self._clock() - self._last_save_at >= STATE_SAVE_INTERVAL:
             self._flush_state()
 
@@ -552,15 +550,15 @@ class Daemon:
         return self._clock() - saved_at >= STATE_SAVE_INTERVAL
 
     def _flush_state(self) -> None:
-        """Write the unsaved state in the background (the loop never waits for the disk)."""
-        state, self._unsaved = self._unsaved, None
-        if state is None:
+        """Write the unsaved catalog in the background (the loop never waits for the disk)."""
+        catalog, self._unsaved = self._unsaved, None
+        if catalog is None:
             return
         self._last_save_at = self._clock()
-        self._saver.submit(self._write_state, state)
+        self._saver.submit(self._write_catalog, catalog)
 
-    def _write_state(self, state: ClusterState) -> None:
-        if self.state_store.save(state.apps_with_tasks()):
+    def _write_catalog(self, catalog: Catalog) -> None:
+        if self.state_store.save(catalog):
             self.board.set_problem("state_dir", None)
         else:
             self.metrics.state_write_errors.inc()
@@ -569,7 +567,7 @@ class Daemon:
             )
 
     def board_loaded_from_disk_only(self) -> bool:
-        return self.follower.last_sync is None
+        return not self.source.health().synced
 
     def _config_text(self, result: Any) -> str:
         text = getattr(result, "config_text", None)
@@ -582,7 +580,7 @@ class Daemon:
 
     def _shutdown(self) -> None:
         log.info("stopping")
-        self.follower.stop()
+        self.source.stop()
         self._flush_state()
         self._saver.shutdown(wait=True)
         try:
@@ -594,9 +592,6 @@ class Daemon:
             self.status_server.stop()
             self.status_server = None
         self.resolver.close()
-        close = getattr(self.client, "close", None)
-        if close is not None:
-            close()
 
     # --- lazily built collaborators --------------------------------------------------------------
     @property
@@ -619,10 +614,6 @@ def server_status(server: Any) -> str:
     if server.draining:
         return "drain"
     return "up" if server.operational == "running" else "down"
-
-
-def _in_rotation(model: HAProxyModel) -> frozenset[str]:
-    return frozenset(s.task_id for b in model.backends for s in b.servers if s.state == "ready")
 
 
 def _reloaded(result: Any) -> bool:
@@ -703,24 +694,6 @@ def _add_delta(counters: Any, name: str, seen: dict[str, int], metric: Any) -> N
     delta = _delta(counters, name, seen)
     if delta > 0:
         metric.inc(delta)
-
-
-def make_client(settings: Settings) -> Any:
-    from marathon_bridge.client import BasicAuth, MarathonClient, TokenAuth
-
-    auth: Any = None
-    if settings.token:
-        auth = TokenAuth(settings.token)
-    elif settings.user:
-        auth = BasicAuth(settings.user, settings.password or "")
-    verify: Any = False if settings.insecure else (settings.ca_bundle or True)
-    return MarathonClient(
-        list(settings.marathon_urls),
-        auth=auth,
-        verify=verify,
-        timeout=(3.05, settings.marathon_timeout),
-        retries=1,
-    )
 
 
 def run_dir(settings: Settings) -> str:

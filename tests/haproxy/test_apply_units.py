@@ -15,7 +15,6 @@ from sidecar.apply import (
     binds_in_config,
     blame_apps,
     config_sections,
-    default_listener_signature,
     plan_backend,
     port_problem,
     server_state_for_reload,
@@ -23,14 +22,6 @@ from sidecar.apply import (
     wanted_admin_states,
     without_apps,
     without_frontends,
-)
-from sidecar.desired import (
-    BackendSpec,
-    FrontendSpec,
-    HAProxyModel,
-    RenderSettings,
-    RouteSpec,
-    ServerSpec,
 )
 from sidecar.haproxy.runtime import (
     CMAINT,
@@ -41,7 +32,16 @@ from sidecar.haproxy.runtime import (
     RuntimeAPI,
     ServerState,
 )
+from sidecar.haproxy_model import (
+    BackendSpec,
+    FrontendSpec,
+    HAProxyModel,
+    RouteSpec,
+    ServerSpec,
+    listener_signature,
+)
 from sidecar.render import render_config
+from sidecar.render_settings import RenderSettings
 
 
 def backend(app: str, port: int, *servers: ServerSpec, **kw: object) -> BackendSpec:
@@ -255,14 +255,14 @@ def test_port_problem_sees_a_taken_port() -> None:
     assert "cannot be bound" in (port_problem("192.0.2.77", port) or "")
 
 
-def test_default_signature_ignores_servers_only() -> None:
+def test_the_applier_signature_ignores_servers_only() -> None:
     model = HAProxyModel(
         frontends=(frontend(8001, "be_8001"),), backends=(backend("/a", 8001, srv("x")),)
     )
     more = replace(model, backends=(backend("/a", 8001, srv("x"), srv("y")),))
     other_mode = replace(model, backends=(replace(model.backends[0], mode="tcp"),))
-    assert default_listener_signature(model) == default_listener_signature(more)
-    assert default_listener_signature(model) != default_listener_signature(other_mode)
+    assert listener_signature(model) == listener_signature(more)
+    assert listener_signature(model) != listener_signature(other_mode)
 
 
 class FakeHAProxy:

@@ -33,8 +33,9 @@ import pytest
 from marathon_bridge.client import BasicAuth, MarathonClient, TokenAuth
 from marathon_bridge.errors import MarathonError
 from marathon_bridge.testing import MarathonEmulator
-from sidecar.daemon import Daemon, make_client
+from sidecar.daemon import Daemon
 from sidecar.settings import Settings, load_settings
+from sidecar.sources.marathon.source import client_from_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CERT_DIR = ROOT / "tests" / "client" / "data"
@@ -227,11 +228,11 @@ def tls_marathon() -> Iterator[str]:
 def test_tls_verification_is_on_by_default(tls_marathon: str) -> None:
     assert MarathonClient(tls_marathon).verify is True
     settings = load_settings(["--marathon", tls_marathon], {})
-    client = make_client(settings)
+    client = client_from_settings(settings)
     assert client.verify is True
     with pytest.raises(MarathonError, match=r"(?i)certificate"):
         client.list_apps()
-    trusted = make_client(
+    trusted = client_from_settings(
         load_settings(
             ["--marathon", tls_marathon, "--ca-bundle", str(CERT_DIR / "loopback.cert.pem")], {}
         )

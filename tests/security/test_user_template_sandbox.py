@@ -14,7 +14,7 @@ import jinja2
 import pytest
 
 from sidecar.daemon import make_applier, make_render_settings
-from sidecar.desired import HAProxyModel
+from sidecar.haproxy_model import HAProxyModel
 from sidecar.render import render_config
 from sidecar.settings import Settings
 

@@ -12,9 +12,11 @@ from typing import Any, Callable, Optional
 import pytest
 
 from marathon_bridge.errors import Unavailable
+from sidecar.catalog import Skipped
 from sidecar.daemon import Daemon, make_render_settings
-from sidecar.desired import HAProxyModel, SkippedApp, listener_signature
+from sidecar.haproxy_model import HAProxyModel, listener_signature
 from sidecar.settings import Settings
+from sidecar.sources.marathon.translate import catalog_from_apps
 
 
 def app(app_id: str, port: int, *task_ids: str) -> dict[str, Any]:
@@ -52,6 +54,9 @@ class FakeClient:
     def event_stream(self, *args: Any, **kwargs: Any) -> Any:
         raise Unavailable("no stream in this test")  # the follower polls
 
+    def close(self) -> None:
+        pass
+
 
 @dataclass
 class Result:
@@ -60,7 +65,7 @@ class Result:
     runtime_ops: int = 0
     config_text: str = ""
     error: Optional[str] = None
-    skipped: tuple[SkippedApp, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
     waiting_for_ports: tuple[str, ...] = ()
 
 
@@ -81,7 +86,7 @@ class FakeApplier:
             taken = sorted(self.taken_ports & ports(model))
         reload = previous is None or listener_signature(previous) != listener_signature(model)
         skipped = tuple(
-            SkippedApp(b.app_id, f"127.0.0.1:{b.service_port} is already in use")
+            Skipped(b.app_id, f"127.0.0.1:{b.service_port} is already in use")
             for b in model.backends
             if b.service_port in taken
         )
@@ -185,9 +190,10 @@ def test_first_snapshot_is_applied_and_saved(
     assert servers(applier.last()) == {"web.1", "web.2"}
     wait_until(lambda: (tmp_path / "last-applied.json").exists())
     saved = json.loads((tmp_path / "last-applied.json").read_text())
-    assert [a["id"] for a in saved["apps"]] == ["/web"]
+    assert [s["app_id"] for s in saved["catalog"]["services"]] == ["/web"]
     wait_until(lambda: daemon.board.health().status == "ok")
-    assert daemon.previously_in == frozenset({"web.1", "web.2"})
+    assert daemon.catalog is not None
+    assert daemon.catalog.in_rotation() == frozenset({"web.1", "web.2"})
 
 
 def test_server_changes_apply_at_once_but_reloads_keep_the_minimum_interval(
@@ -214,10 +220,8 @@ def test_bursts_are_coalesced(run_daemon: Any, wait_until: Any) -> None:
     wait_until(lambda: applier.count() >= 1)
     before = applier.count()
     for i in range(2, 12):
-        daemon._on_state(
-            daemon.follower.state.with_app(  # type: ignore[union-attr]
-                app("/web", 10001, *[f"web.{n}" for n in range(1, i)])
-            ),
+        daemon.catalog_changed(
+            catalog_from_apps([app("/web", 10001, *[f"web.{n}" for n in range(1, i)])]),
             "test burst",
         )
     wait_until(lambda: len(servers(applier.last())) == 10)
@@ -232,7 +236,7 @@ def test_failed_apply_keeps_state_and_reports(run_daemon: Any, wait_until: Any) 
         client.apps = [app("/web", 10001, "web.1", "web.2")]
     wait_until(lambda: daemon.board.health().status == "degraded")
     assert "haproxy -c failed" in daemon.board.health().reasons[0]
-    assert daemon.previously_in == frozenset({"web.1"})
+    assert daemon.model is not None and servers(daemon.model) == {"web.1"}
     applier.fail = False
     wait_until(lambda: daemon.board.health().status == "ok")
 
@@ -318,7 +322,7 @@ def test_credentials_never_reach_the_status_server(
         wait_until(lambda: "Marathon" in http_get(base + "/health")[1], timeout=30)
         for path in ("/health", "/config", "/services", "/metrics", "/"):
             assert secret not in http_get(base + path)[1], path
-        assert secret not in repr(daemon.client)
+        assert secret not in repr(daemon.source)
     finally:
         daemon.stop()
         thread.join(10)
@@ -361,9 +365,8 @@ def test_apps_left_out_for_a_taken_port_are_tried_again(run_daemon: Any, wait_un
     wait_until(lambda: applier.count() >= 1)
     with applier.lock:
         applier.taken_ports.add(10002)
-    daemon._on_state(
-        daemon.follower.state.with_app(app("/api", 10002, "api.1")),  # type: ignore[union-attr]
-        "new app",
+    daemon.catalog_changed(
+        catalog_from_apps([app("/web", 10001, "web.1"), app("/api", 10002, "api.1")]), "new app"
     )
     wait_until(lambda: "/api (127.0.0.1:10002 is already in use)" in " ".join(
         daemon.board.health().reasons))  # fmt: skip
@@ -403,17 +406,16 @@ def test_the_first_change_after_a_quiet_period_is_applied_at_once(
         [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100, clock=clock
     )
     wait_until(lambda: applier.count() >= 1)
-    state = daemon.follower.state
-    assert state is not None
     clock.advance(10.0)  # quiet
     before = applier.count()
-    daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2")), "lone change")
+    daemon.catalog_changed(catalog_from_apps([app("/web", 10001, "web.1", "web.2")]), "lone")
     # applied although the (frozen) clock never reaches the end of the debounce window
     wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"})
     assert applier.count() == before + 1
     # a change right after it waits for the window and is coalesced with the next one
-    daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2", "web.3")), "burst")
-    daemon._on_state(state.with_app(app("/web", 10001, *[f"web.{n}" for n in range(1, 5)])), "b")
+    daemon.catalog_changed(catalog_from_apps([app("/web", 10001, "web.1", "web.2", "web.3")]), "b")
+    four = app("/web", 10001, *[f"web.{n}" for n in range(1, 5)])
+    daemon.catalog_changed(catalog_from_apps([four]), "burst")
     assert daemon._apply_due_at() == clock() + 0.5
     assert applier.count() == before + 1
     clock.advance(0.5)
@@ -430,11 +432,10 @@ def test_a_change_that_needs_a_reload_still_waits_for_the_burst(
         [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100, clock=clock
     )
     wait_until(lambda: applier.count() >= 1)
-    state = daemon.follower.state
-    assert state is not None
+    web = app("/web", 10001, "web.1")
     clock.advance(10.0)
     before = applier.count()
-    daemon._on_state(state.with_app(app("/api", 10002, "api.1")), "new service port")
+    daemon.catalog_changed(catalog_from_apps([web, app("/api", 10002, "api.1")]), "new port")
     wait_until(lambda: daemon._apply_due_at() == clock() + 0.5)  # back to the trailing edge
     assert applier.count() == before
     clock.advance(0.5)
@@ -451,13 +452,12 @@ def test_a_change_haproxy_does_not_see_does_not_end_the_quiet_period(
         [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100, clock=clock
     )
     wait_until(lambda: applier.count() >= 1)
-    state = daemon.follower.state
-    assert state is not None
+    web = app("/web", 10001, "web.1")
     clock.advance(10.0)
     before = applier.count()
-    daemon._on_state(state, "an event that changes nothing HAProxy runs")
+    daemon.catalog_changed(catalog_from_apps([web]), "an event that changes nothing HAProxy runs")
     wait_until(lambda: daemon._pending is None)
-    daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2")), "a task joins")
+    daemon.catalog_changed(catalog_from_apps([app("/web", 10001, "web.1", "web.2")]), "a join")
     wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"})  # at once: frozen clock
     assert applier.count() == before + 1
 
