@@ -746,5 +746,4 @@ def make_applier(settings: Settings, haproxy: Any, render_settings: RenderSettin
         haproxy_bin=settings.haproxy_bin,
         state_file=render_settings.server_state_file,
         drain_timeout=settings.drain_timeout,
-        listener_signature=listener_signature,
     )

@@ -9,20 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from sidecar.apply import (
-    Applier,
-    bind_endpoints,
-    binds_in_config,
-    blame_apps,
-    config_sections,
+from sidecar.apply import Applier
+from sidecar.apply.model_subsets import without_apps, without_frontends
+from sidecar.apply.ports import bind_endpoints, binds_in_config, port_problem
+from sidecar.apply.runtime_plan import (
     plan_backend,
-    port_problem,
     server_state_for_reload,
     supports_dynamic_servers,
     wanted_admin_states,
-    without_apps,
-    without_frontends,
 )
+from sidecar.apply.validation import blame_apps, config_sections
 from sidecar.haproxy.runtime import (
     CMAINT,
     FDRAIN,
@@ -270,6 +266,7 @@ class FakeHAProxy:
 
     master_socket = "/nonexistent/master.sock"
     admin_socket = None
+    starts = 0
 
     def __init__(self) -> None:
         self.reloads = 0
@@ -283,6 +280,9 @@ class FakeHAProxy:
 
     def adopt(self, timeout: float = 30.0) -> bool:
         return False
+
+    def leftover_master_pid(self) -> Optional[int]:
+        return None
 
     def ensure_started(self, timeout: float = 30.0) -> bool:
         return False
@@ -329,7 +329,7 @@ def test_no_reload_while_the_previous_one_is_unconfirmed(haproxy_bin: str, tmp_p
 
 
 def test_skip_reason_is_haproxys_message_without_file_and_line() -> None:
-    from sidecar.apply import _first_alert
+    from sidecar.apply.validation import first_alert
 
     error = (
         "[NOTICE]   (1) : haproxy version is 2.6.12\n"
@@ -337,10 +337,10 @@ def test_skip_reason_is_haproxys_message_without_file_and_line() -> None:
         "supports 'roundrobin', 'static-rr'.\n"
         "[ALERT]    (1) : config : Error(s) found in configuration file : /tmp/x\n"
     )
-    assert _first_alert(error) == "balance only supports 'roundrobin', 'static-rr'."
+    assert first_alert(error) == "balance only supports 'roundrobin', 'static-rr'."
     other = "[ALERT]    (1) : config : Proxy 'fe_1': unable to find required default_backend: 'b'."
-    assert _first_alert(other) == "Proxy 'fe_1': unable to find required default_backend: 'b'."
-    assert _first_alert("") == "invalid configuration"
+    assert first_alert(other) == "Proxy 'fe_1': unable to find required default_backend: 'b'."
+    assert first_alert("") == "invalid configuration"
 
 
 STATE_HEADER = (

@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from sidecar.daemon import make_applier, make_render_settings
+from sidecar.daemon import make_applier, make_haproxy, make_render_settings
 from sidecar.haproxy_model import HAProxyModel
 from sidecar.render import render_config
 from sidecar.settings import Settings
@@ -60,7 +60,9 @@ def test_the_daemon_renders_a_template_file_without_file_access(
         state_dir=str(tmp_path / "state"),
         template=str(template),
     )
-    applier = make_applier(settings, object(), make_render_settings(settings))
+    render_settings = make_render_settings(settings)
+    haproxy = make_haproxy(settings, render_settings)  # built, never started
+    applier = make_applier(settings, haproxy, render_settings)
     with pytest.raises((jinja2.TemplateError, TypeError)) as failure:
         applier.render(HAProxyModel())
     assert SECRET not in str(failure.value)

@@ -112,12 +112,18 @@ class FakeApplier:
 
 class FakeHAProxy:
     origin = "started"
+    master_socket = "/nonexistent/master.sock"
+    admin_socket = None
+    starts = 0
 
     def __init__(self) -> None:
         self.stopped = False
 
     def running(self) -> bool:
         return not self.stopped
+
+    def leftover_master_pid(self) -> Optional[int]:
+        return None
 
     def restart_if_dead(self, timeout: float = 30.0) -> bool:
         return False
