@@ -566,10 +566,10 @@ class System:
         }
 
     def _start_in_process(self) -> None:
-        from sidecar.daemon import Daemon
+        from sidecar.main import build_daemon
         from sidecar.settings import Settings
 
-        self.daemon = Daemon(Settings(**self._settings_values()), startup_wait=15.0)
+        self.daemon = build_daemon(Settings(**self._settings_values()), startup_wait=15.0)
         self._thread = threading.Thread(target=self.daemon.run, name="sidecar", daemon=True)
         self._thread.start()
 

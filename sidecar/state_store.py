@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FILE_NAME = "last-applied.json"
+SAVE_INTERVAL = 10.0  # at most one write of the last known catalog per this many seconds
 FORMAT_VERSION = 2
 LEGACY_VERSION = 1  # {"version": 1, "saved_at": t, "apps": [Marathon apps with tasks]}
 
@@ -118,6 +120,53 @@ class StateStore:
         if version == LEGACY_VERSION and self._legacy is not None and _app_list(apps):
             return self._legacy(apps)
         raise ValueError(f"unknown state file version {json.dumps(version)}")
+
+
+class ThrottledSaver:
+    """Writes the newest catalog in the background: at once the first time, then at most every
+    ``interval`` seconds (a big cluster's catalog is large). The caller never waits for the disk;
+    ``on_result(ok)`` reports each write."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        on_result: Callable[[bool], None],
+        interval: float = SAVE_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self._on_result = on_result
+        self._clock = clock
+        self._unsaved: Optional[Catalog] = None
+        self._last_save_at: Optional[float] = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
+
+    def offer(self, catalog: Catalog) -> None:
+        self._unsaved = catalog
+        if self._last_save_at is None or self._clock() - self._last_save_at >= self.interval:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        saved_at = self._last_save_at
+        due = saved_at is not None and self._clock() - saved_at >= self.interval
+        if self._unsaved is not None and due:
+            self.flush()
+
+    def flush(self) -> None:
+        catalog, self._unsaved = self._unsaved, None
+        if catalog is None:
+            return
+        self._last_save_at = self._clock()
+        self._pool.submit(self._write, catalog)
+
+    def close(self) -> None:
+        """Write what is unsaved and wait for it."""
+        self.flush()
+        self._pool.shutdown(wait=True)
+
+    def _write(self, catalog: Catalog) -> None:
+        self._on_result(self.store.save(catalog))
 
 
 def _app_list(value: Any) -> TypeGuard[list[dict[str, Any]]]:

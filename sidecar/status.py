@@ -4,7 +4,8 @@
 last sync, the running config, the current cluster state and model, problems); the server only
 reads it. The health rule (:func:`evaluate_health`, pure):
 
-- ``failing`` (HTTP 503): HAProxy is not running; or nothing was ever synced from the catalog
+- ``failing`` (HTTP 503): HAProxy is not running (or still starting: it may already accept
+  connections, but the sidecar has not seen it ready); or nothing was ever synced from the catalog
   source (Marathon) nor loaded from disk; or the last successful sync (or the start, when serving
   a catalog loaded from disk) is older than the allowed age;
 - ``degraded`` (HTTP 200): traffic is served, but something needs attention: serving the last
@@ -53,6 +54,7 @@ class HealthFacts:
     max_sync_age: float
     problems: tuple[str, ...] = ()
     source: str = "Marathon"  # the catalog source's name, for the reasons
+    haproxy_starting: bool = False  # the sidecar is starting HAProxy right now
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,9 @@ def evaluate_health(facts: HealthFacts) -> HealthReport:
     degraded: list[str] = list(facts.problems)
     sync_age = None if facts.last_sync is None else max(0.0, facts.now - facts.last_sync)
     if facts.haproxy_required and not facts.haproxy_running:
-        failing.append("HAProxy is not running")
+        failing.append(
+            "HAProxy is starting" if facts.haproxy_starting else "HAProxy is not running"
+        )
     if facts.loaded_from_disk is not None and facts.last_sync is None:
         degraded.insert(0, f"serving last known state from {facts.loaded_from_disk}")
         since_start = facts.now - facts.started_at
@@ -115,6 +119,7 @@ class _Facts:
     haproxy_required: bool = True
     haproxy_running: bool = False
     haproxy_origin: Optional[str] = None
+    haproxy_starting: bool = False
     last_sync: Optional[float] = None
     last_sync_wall: Optional[float] = None
     loaded_from_disk: Optional[str] = None
@@ -156,10 +161,16 @@ class StatusBoard:
         with self._lock:
             self._facts.loaded_from_disk = saved_at_text
 
+    def set_haproxy_starting(self) -> None:
+        """The sidecar starts HAProxy now: until it is seen ready, /health says "starting"."""
+        with self._lock:
+            self._facts.haproxy_starting = True
+
     def set_haproxy_running(self, running: bool, origin: Optional[str] = None) -> None:
         """HAProxy up or not, and where the running one came from (started, adopted...)."""
         with self._lock:
             self._facts.haproxy_running = running
+            self._facts.haproxy_starting = False
             self._facts.haproxy_origin = origin if running else None
         self.metrics.haproxy_up.set(1 if running else 0)
         self.metrics.set_haproxy_origin(origin if running else None)
@@ -192,6 +203,7 @@ class StatusBoard:
                 started_at=f.started_at,
                 haproxy_required=f.haproxy_required,
                 haproxy_running=f.haproxy_running,
+                haproxy_starting=f.haproxy_starting,
                 last_sync=f.last_sync,
                 loaded_from_disk=f.loaded_from_disk,
                 max_sync_age=self.max_sync_age,

@@ -127,7 +127,7 @@ class Applier:
         self.config_write_delay = config_write_delay
         self.tombstone_limit = tombstone_limit
         self.tidy_reload_quiet = tidy_reload_quiet
-        self.on_started = on_started  # called once HAProxy we started serves (before the sync)
+        self.on_started = on_started  # called once HAProxy we started or adopted serves
         self.clock = clock
         self.counters = ApplyCounters()
         self.drains = DrainRegistry(runtime, self.counters, drain_timeout, clock)
@@ -373,8 +373,11 @@ class Applier:
         assert checked.model is not None and checked.text is not None
         assert checked.candidate is not None
         model, text = checked.model, checked.text
-        # an earlier run's master is adopted, not replaced: reloaded below like ours
-        running = self.haproxy.running() or self.haproxy.adopt(self.reload_timeout)
+        running = self.haproxy.running()
+        if not running and self.haproxy.adopt(self.reload_timeout):
+            # an earlier run's master is adopted, not replaced: reloaded below like ours
+            running = True
+            self._serving()
         refusal = self._refusal(checked, running)
         if refusal:
             return self._failure(checked, refusal)
@@ -384,8 +387,7 @@ class Applier:
         self.config.install(checked.candidate)
         try:
             if not running and self.haproxy.ensure_started(self.reload_timeout):
-                if self.on_started is not None:
-                    self.on_started()
+                self._serving()
                 return self._loaded(checked, started=True)
             result = self.haproxy.reload(self.reload_timeout)
         except (RuntimeAPIError, HAProxyError) as exc:
@@ -402,6 +404,11 @@ class Applier:
         if previous_text is not None:
             self.config.write(previous_text)  # a restart must load what actually runs
         return self._failure(checked, f"reload failed: {result.message}")
+
+    def _serving(self) -> None:
+        """HAProxy we started (or adopted) serves from now on: say so before the slow part."""
+        if self.on_started is not None:
+            self.on_started()
 
     def _refusal(self, checked: Validated, running: bool) -> str:
         """Why not to reload with this candidate now ("" when nothing stops it)."""

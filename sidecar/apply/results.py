@@ -1,11 +1,14 @@
-"""What an apply did (:class:`ApplyResult`) and the applier's running totals (pure data)."""
+"""What an apply did (:class:`ApplyResult`), the applier's running totals, and the interface the
+daemon knows an applier by (:class:`ApplierControl`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional, Protocol
 
 from sidecar.catalog import Skipped
+from sidecar.haproxy.runtime import ServerState
+from sidecar.haproxy_model import HAProxyModel
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,31 @@ class ApplyCounters:
     old_workers: int = 0
     last_error: str = ""
     last_apply_seconds: float = 0.0
+
+
+class ServerStates(Protocol):
+    """HAProxy's view of its servers (``show servers state``)."""
+
+    def show_servers_state(self, backend: Optional[str] = None) -> list[ServerState]: ...
+
+
+class ApplierControl(Protocol):
+    """What the daemon needs from an applier (:class:`sidecar.apply.Applier`, or a fake)."""
+
+    on_started: Optional[Callable[[], None]]  # set by the wiring: HAProxy serves from now on
+
+    @property
+    def counters(self) -> ApplyCounters: ...
+
+    @property
+    def runtime(self) -> ServerStates: ...
+
+    @property
+    def running_config(self) -> Optional[HAProxyModel]:
+        """What HAProxy runs now: the last model applied, minus the apps it refused."""
+
+    def apply(self, model: HAProxyModel) -> ApplyResult: ...
+
+    def tick(self) -> int: ...
+
+    def write_only(self, model: HAProxyModel) -> bool: ...

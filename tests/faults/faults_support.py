@@ -46,6 +46,7 @@ from _harness import (  # noqa: E402
 from marathon_bridge.client import MarathonClient  # noqa: E402
 from marathon_bridge.testing import MarathonEmulator  # noqa: E402
 from sidecar.daemon import Daemon  # noqa: E402
+from sidecar.main import build_daemon  # noqa: E402
 from sidecar.names import backend_name, server_name  # noqa: E402
 from sidecar.settings import Settings  # noqa
 from sidecar.sources.marathon.source import MarathonSource  # noqa: E402
@@ -306,7 +307,7 @@ def start_node(
     own = state_dir is None
     directory = state_dir or tempfile.mkdtemp(prefix="flt-", dir="/tmp")  # short: socket paths
     settings = node_settings(urls, directory, haproxy_bin, group, **extra)
-    daemon = Daemon(settings, startup_wait=10.0, stream_silence=STREAM_SILENCE)
+    daemon = build_daemon(settings, startup_wait=10.0, stream_silence=STREAM_SILENCE)
     assert isinstance(daemon.source, MarathonSource)
     daemon.source.follower.stream_read_timeout = STREAM_READ_TIMEOUT
     thread = threading.Thread(target=daemon.run, name=f"sidecar-{group}", daemon=True)

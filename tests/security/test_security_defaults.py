@@ -34,6 +34,7 @@ from marathon_bridge.client import BasicAuth, MarathonClient, TokenAuth
 from marathon_bridge.errors import MarathonError
 from marathon_bridge.testing import MarathonEmulator
 from sidecar.daemon import Daemon
+from sidecar.main import build_daemon
 from sidecar.settings import Settings, load_settings
 from sidecar.sources.marathon.source import client_from_settings
 
@@ -90,7 +91,7 @@ def running_daemon(haproxy_bin: str) -> Iterator[Daemon]:
             haproxy_bin=haproxy_bin,
             status_port=free_port(),
         )
-        daemon = Daemon(settings, startup_wait=10.0)
+        daemon = build_daemon(settings, startup_wait=10.0)
         thread = threading.Thread(target=daemon.run, daemon=True)
         thread.start()
         try:

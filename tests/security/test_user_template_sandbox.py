@@ -1,7 +1,7 @@
 """A user template (``--template``) cannot read files: no include, import or extends of a path
 outside (or inside) its directory works, and a failed attempt shows nothing of the file.
 
-``sidecar.daemon.make_applier`` reads the template file once and renders the text
+``sidecar.main.make_applier`` reads the template file once and renders the text
 (``jinja2.Environment.from_string`` in :func:`sidecar.render.render_config`): the environment has
 no loader, so every ``include``/``import``/``extends`` fails.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from sidecar.daemon import make_applier, make_haproxy, make_render_settings
+from sidecar.main import make_applier, make_haproxy, make_render_settings
 from sidecar.haproxy_model import HAProxyModel
 from sidecar.render import render_config
 from sidecar.settings import Settings

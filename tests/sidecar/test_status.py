@@ -45,6 +45,21 @@ def test_health_failing_without_haproxy() -> None:
     assert "HAProxy is not running" in report.reasons
 
 
+def test_health_says_starting_while_the_sidecar_starts_haproxy() -> None:
+    report = evaluate_health(facts(haproxy_running=False, haproxy_starting=True))
+    assert report.status == "failing" and report.reasons == ("HAProxy is starting",)
+
+
+def test_the_board_goes_from_starting_to_running() -> None:
+    board = StatusBoard(SidecarMetrics(), max_sync_age=60)
+    board.record_sync()
+    assert board.health().reasons == ("HAProxy is not running",)
+    board.set_haproxy_starting()
+    assert board.health().reasons == ("HAProxy is starting",)
+    board.set_haproxy_running(True)
+    assert board.health().status == "ok"
+
+
 def test_health_failing_when_sync_is_old_or_missing() -> None:
     old = evaluate_health(facts(last_sync=10.0))
     assert old.status == "failing" and "last Marathon sync 90 s ago" in old.reasons[0]
