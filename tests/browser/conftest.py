@@ -21,7 +21,6 @@ from browser_support import Chromium, Sidecar, find_chromium, wait_until  # noqa
 
 from marathon_bridge.client import MarathonClient  # noqa: E402
 from marathon_bridge.testing import MarathonEmulator  # noqa: E402
-from sidecar.daemon import Daemon  # noqa: E402
 from sidecar.main import build_daemon  # noqa: E402
 from sidecar.settings import Settings  # noqa: E402
 

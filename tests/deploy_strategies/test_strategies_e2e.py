@@ -33,8 +33,8 @@ from marathon_bridge.strategies import (
 from marathon_bridge.testing import MarathonEmulator
 from marathon_bridge.testing.tasks import echo_server_cmd
 from sidecar.daemon import Daemon
-from sidecar.main import build_daemon, run_dir
 from sidecar.haproxy.runtime import RuntimeAPI
+from sidecar.main import build_daemon, run_dir
 from sidecar.names import server_name
 from sidecar.settings import Settings
 
