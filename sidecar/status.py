@@ -507,65 +507,68 @@ class StatusServer:
 
 
 def _make_handler(board: StatusBoard) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "marathon-sidecar"
-        sys_version = ""
+    return type("Handler", (_StatusHandler,), {"board": board})
 
-        def do_GET(self) -> None:
-            try:
-                self._route(self.path.split("?", 1)[0])
-            except BrokenPipeError:
-                pass
-            except Exception:
-                log.exception("status request failed", extra={"path": self.path[:200]})
-                self._send(500, "text/plain; charset=utf-8", b"internal error\n")
 
-        def do_HEAD(self) -> None:
-            self.do_GET()
+class _StatusHandler(BaseHTTPRequestHandler):
+    """One request to the status server; ``board`` is set by :func:`_make_handler`."""
 
-        def _route(self, path: str) -> None:
-            if path == "/health":
-                report = board.health()
-                self._json(report.http_status, report.as_dict())
-            elif path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, board.metrics.render())
-            elif path == "/config":
-                self._send(200, "text/plain; charset=utf-8", board.config_text().encode("utf-8"))
-            elif path == "/services":
-                self._json(200, {"services": board.services(), "skipped": board.skipped()})
-            elif path == "/":
-                page = render_page(
-                    board.health(), board.summary(), board.services(), board.skipped()
-                )
-                self._send(200, "text/html; charset=utf-8", page.encode("utf-8"))
-            elif path == "/static/status.css":
-                self._static("status.css", "text/css; charset=utf-8")
-            else:
-                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+    board: StatusBoard
+    server_version = "marathon-sidecar"
+    sys_version = ""
 
-        def _static(self, name: str, content_type: str) -> None:
-            try:
-                body = (STATIC_DIR / name).read_bytes()
-            except OSError:
-                self._send(404, "text/plain; charset=utf-8", b"not found\n")
-                return
-            self._send(200, content_type, body)
+    def do_GET(self) -> None:
+        try:
+            self._route(self.path.split("?", 1)[0])
+        except BrokenPipeError:
+            pass
+        except Exception:
+            log.exception("status request failed", extra={"path": self.path[:200]})
+            self._send(500, "text/plain; charset=utf-8", b"internal error\n")
 
-        def _json(self, status: int, body: Any) -> None:
-            data = json.dumps(body, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-            self._send(status, "application/json", data)
+    def do_HEAD(self) -> None:
+        self.do_GET()
 
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status, HTTPStatus(status).phrase)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+    def _route(self, path: str) -> None:
+        board = self.board
+        if path == "/health":
+            report = board.health()
+            self._json(report.http_status, report.as_dict())
+        elif path == "/metrics":
+            self._send(200, CONTENT_TYPE_LATEST, board.metrics.render())
+        elif path == "/config":
+            self._send(200, "text/plain; charset=utf-8", board.config_text().encode("utf-8"))
+        elif path == "/services":
+            self._json(200, {"services": board.services(), "skipped": board.skipped()})
+        elif path == "/":
+            page = render_page(board.health(), board.summary(), board.services(), board.skipped())
+            self._send(200, "text/html; charset=utf-8", page.encode("utf-8"))
+        elif path == "/static/status.css":
+            self._static("status.css", "text/css; charset=utf-8")
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"not found\n")
 
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("status request", extra={"request": self.requestline[:200]})
+    def _static(self, name: str, content_type: str) -> None:
+        try:
+            body = (STATIC_DIR / name).read_bytes()
+        except OSError:
+            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+            return
+        self._send(200, content_type, body)
 
-    return Handler
+    def _json(self, status: int, body: Any) -> None:
+        data = json.dumps(body, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        self._send(status, "application/json", data)
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status, HTTPStatus(status).phrase)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("status request", extra={"request": self.requestline[:200]})
