@@ -21,7 +21,7 @@ tasks are the same objects as last time, and whose verdicts are settled, keeps i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Optional
 
@@ -76,35 +76,42 @@ class _Plan:
 
     __slots__ = ("checked", "definition", "ports", "problems", "skipped")
 
-    def __init__(self, definition: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        definition: Mapping[str, Any],
+        ports: Sequence[_Port],
+        problems: Sequence[Problem],
+        skipped: Sequence[Skipped],
+    ) -> None:
         self.definition = definition
         self.checked = has_health_checks(definition)
-        self.ports: list[_Port] = []
-        self.problems: list[Problem] = []
-        self.skipped: list[Skipped] = []
+        self.ports = tuple(ports)
+        self.problems = tuple(problems)
+        self.skipped = tuple(skipped)
 
 
 class _Entry:
     """The translation of one app, reusable while its inputs stay the same objects."""
 
-    __slots__ = ("draining", "plan", "ready", "services", "settled", "tasks")
+    __slots__ = ("plan", "services", "settled", "tasks")
 
     def __init__(
-        self,
-        plan: _Plan,
-        tasks: TaskMap,
-        services: tuple[Service, ...],
-        ready: frozenset[str],
-        draining: frozenset[str],
-        settled: bool,
+        self, plan: _Plan, tasks: TaskMap, services: tuple[Service, ...], settled: bool
     ) -> None:
         self.plan = plan
         self.tasks = tasks
         self.services = services
-        self.ready = ready
-        self.draining = draining
         # translating again from its own output gives the same verdicts
         self.settled = settled
+
+    def verdicts(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The ids of the app's tasks now ready, and now draining (every port has them all)."""
+        if not self.services:
+            return _NONE, _NONE
+        instances = self.services[0].instances
+        ready = frozenset(i.id for i in instances if i.state == READY)
+        draining = frozenset(i.id for i in instances if i.state == DRAIN)
+        return ready, draining or _NONE
 
 
 class MarathonTranslator:
@@ -182,7 +189,7 @@ class MarathonTranslator:
     ) -> _Entry:
         if entry is not None:
             plan = entry.plan if entry.plan.definition is definition else None
-            prev_ready, prev_draining = entry.ready, entry.draining
+            prev_ready, prev_draining = entry.verdicts()
         else:
             plan = None
             prev_ready, prev_draining = self._seeded.get(app_id, (_NONE, _NONE))
@@ -196,7 +203,7 @@ class MarathonTranslator:
         if entry is not None and services == entry.services:
             services = entry.services  # the same verdicts: keep the very objects
         settled = ready == prev_ready and draining == prev_draining
-        return _Entry(plan, tasks, services, ready, draining, settled)
+        return _Entry(plan, tasks, services, settled)
 
 
 def catalog_from_apps(
@@ -258,33 +265,35 @@ def _next_catalog(
 
 def plan_app(app_id: str, definition: Mapping[str, Any], memo: Optional[LabelMemo]) -> _Plan:
     """Labels, ports and health checks of one app: its served ports and what it leaves out."""
-    plan = _Plan(definition)
+    ports: list[_Port] = []
+    problems: list[Problem] = []
+    skipped: list[Skipped] = []
     options, label_problems = parse_app_labels_memo(definition, memo)
-    plan.problems.extend(label_problems)
+    problems.extend(label_problems)
     if options is None:
-        plan.skipped.append(Skipped(app_id, "app labels cannot be used"))
-        return plan
+        skipped.append(Skipped(app_id, "app labels cannot be used"))
+        return _Plan(definition, ports, problems, skipped)
     group = None
     if names_deployment_group(definition.get("labels")):
         group, group_problems = membership(definition)
-        plan.problems.extend(group_problems)
+        problems.extend(group_problems)
     try:
         mode = network_mode(definition)
         specs = port_specs_in_mode(definition, mode)
     except Exception:  # a definition Marathon would not produce; leave the app out
-        plan.skipped.append(Skipped(app_id, "app ports cannot be read"))
-        return plan
-    if options.ports:
-        for index in sorted(i for i in options.ports if i >= len(specs)):  # indexes: 0..n-1
-            plan.problems.append(
-                Problem(app_id, f"HAPROXY_{index}_*", "the app has no port with this index")
-            )
+        skipped.append(Skipped(app_id, "app ports cannot be read"))
+        return _Plan(definition, ports, problems, skipped)
+    if options.ports and max(options.ports) >= len(specs):  # port indexes are 0..n-1
+        for index in sorted(i for i in options.ports if i >= len(specs)):
+            problem = Problem(app_id, f"HAPROXY_{index}_*", "the app has no port with this index")
+            problems.append(problem)
+    notes = (definition, problems, skipped)
     for spec, host_slot in zip(specs, host_slots(mode, specs)):
-        served = _served_options(app_id, spec, options, group, plan)
+        served = _served_options(app_id, spec, options, group, notes)
         if served is not None:
             key = service_key(app_id, spec.index)
-            plan.ports.append(_Port(key, spec.index, served, host_slot, spec.container_port))
-    return plan
+            ports.append(_Port(key, spec.index, served, host_slot, spec.container_port))
+    return _Plan(definition, ports, problems, skipped)
 
 
 def host_slots(mode: str, specs: list[PortSpec]) -> list[Optional[int]]:
@@ -312,9 +321,11 @@ def _served_options(
     spec: PortSpec,
     options: AppOptions,
     group: Optional[DeploymentGroup],
-    plan: _Plan,
+    notes: tuple[Mapping[str, Any], list[Problem], list[Skipped]],
 ) -> Optional[ServiceOptions]:
-    """The options of one port, or ``None`` when it is not served (skips recorded in ``plan``)."""
+    """The options of one port, or ``None`` when it is not served (skips recorded in
+    ``notes``: the definition, its problems and its skipped ports)."""
+    definition, problems, skipped = notes
     service_port = spec.service_port
     if not isinstance(service_port, int) or not 0 < service_port <= 65535:
         return None  # no service port (yet): nothing to bind
@@ -322,17 +333,17 @@ def _served_options(
     opts = options.ports.get(index, DEFAULT_PORT_OPTIONS)
     protocol = spec.protocol
     if protocol != "tcp" and "tcp" not in str(protocol).lower().split(","):
-        plan.skipped.append(Skipped(app_id, "only tcp ports are proxied", index))
+        skipped.append(Skipped(app_id, "only tcp ports are proxied", index))
         return None
     if opts.skip_reason:
-        plan.skipped.append(Skipped(app_id, opts.skip_reason, index))
+        skipped.append(Skipped(app_id, opts.skip_reason, index))
         return None
     if not opts.enabled:
-        plan.skipped.append(Skipped(app_id, "disabled by HAPROXY_{n}_ENABLED", index))
+        skipped.append(Skipped(app_id, "disabled by HAPROXY_{n}_ENABLED", index))
         return None
     check = None
     if opts.health is not None:
-        check = active_check(app_id, plan.definition, index, plan.problems)
+        check = active_check(app_id, definition, index, problems)
     fields = (
         service_port,
         opts.bind_port or service_port,
@@ -396,7 +407,7 @@ def instances_of(
         )
         for port in plan.ports
     )
-    return services, frozenset(ready), frozenset(draining)
+    return services, frozenset(ready), frozenset(draining) if draining else _NONE
 
 
 def _port_instances(
