@@ -71,16 +71,18 @@ def test_unchanged_apps_keep_the_very_same_service_objects() -> None:
     assert set(states(second)) == {"web.1", "web.2"}
 
 
-def test_a_killing_task_that_was_in_rotation_drains_until_it_is_gone() -> None:
+def test_a_killing_task_that_was_in_rotation_drains_then_is_out() -> None:
+    """As before the catalog existed: drained by the change that makes it leave; the next
+    translation has it out (HAProxy keeps draining it on its own)."""
     translator = MarathonTranslator()
     state = MarathonState.from_apps([app("/web", task("web.1"), task("web.2"))])
     assert states(translator.translate(state)) == {"web.1": READY, "web.2": READY}
     state = event(state, "web.1", "TASK_KILLING")
     assert states(translator.translate(state))["web.1"] == DRAIN
-    state = event(state, "web.2", "TASK_RUNNING")  # another event: still draining
-    assert states(translator.translate(state))["web.1"] == DRAIN
+    state = event(state, "web.3", "TASK_RUNNING")  # another event
+    assert states(translator.translate(state))["web.1"] == OUT
     state = event(state, "web.1", "TASK_KILLED")
-    assert states(translator.translate(state)) == {"web.2": READY}
+    assert states(translator.translate(state)) == {"web.2": READY, "web.3": READY}
 
 
 def test_a_killing_task_that_was_never_in_rotation_is_just_out() -> None:

@@ -11,7 +11,8 @@ Per app, :class:`MarathonTranslator` decides
 - from the tasks: each task's verdict (:mod:`.selection`: running, health results, the "was in
   rotation before" rule) and where it serves each port (host and host port, or container IP and
   container port). A task leaving (``TASK_KILLING``, ``TASK_UNREACHABLE``) that was in rotation
-  is ``drain`` until it is gone; one that was not is ``out``.
+  is ``drain``; one that was not is ``out`` (so a draining task is ``out`` from the translation
+  after: HAProxy keeps draining it on its own).
 
 "In rotation before" is the previous catalog: the ready instances of the app's last translation
 (or of a catalog loaded from disk, :meth:`MarathonTranslator.seed`). An app whose definition and
@@ -104,14 +105,11 @@ class _Entry:
         # translating again from its own output gives the same verdicts
         self.settled = settled
 
-    def verdicts(self) -> tuple[frozenset[str], frozenset[str]]:
-        """The ids of the app's tasks now ready, and now draining (every port has them all)."""
+    def ready(self) -> frozenset[str]:
+        """The ids of the app's tasks now in rotation (every port has them all)."""
         if not self.services:
-            return _NONE, _NONE
-        instances = self.services[0].instances
-        ready = frozenset(i.id for i in instances if i.state == READY)
-        draining = frozenset(i.id for i in instances if i.state == DRAIN)
-        return ready, draining or _NONE
+            return _NONE
+        return frozenset(i.id for i in self.services[0].instances if i.state == READY)
 
 
 class MarathonTranslator:
@@ -119,23 +117,17 @@ class MarathonTranslator:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
-        self._seeded: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self._seeded: dict[str, frozenset[str]] = {}
         self._catalog = Catalog()
         self._before: Optional[tuple[Any, ...]] = None  # what undo() restores
 
     def seed(self, catalog: Catalog) -> None:
         """Take the verdicts of ``catalog`` (e.g. loaded from disk) as "in rotation before"."""
         ready: dict[str, set[str]] = {}
-        draining: dict[str, set[str]] = {}
         for service, instance in catalog.instances():
             if instance.state == READY:
                 ready.setdefault(service.app_id, set()).add(instance.id)
-            elif instance.state == DRAIN:
-                draining.setdefault(service.app_id, set()).add(instance.id)
-        self._seeded = {
-            app_id: (frozenset(ready.get(app_id, ())), frozenset(draining.get(app_id, ())))
-            for app_id in set(ready) | set(draining)
-        }
+        self._seeded = {app_id: frozenset(ids) for app_id, ids in ready.items()}
         self._entries = {}
         self._catalog = Catalog()
 
@@ -189,20 +181,18 @@ class MarathonTranslator:
     ) -> _Entry:
         if entry is not None:
             plan = entry.plan if entry.plan.definition is definition else None
-            prev_ready, prev_draining = entry.verdicts()
+            prev_ready = entry.ready()
         else:
             plan = None
-            prev_ready, prev_draining = self._seeded.get(app_id, (_NONE, _NONE))
+            prev_ready = self._seeded.get(app_id, _NONE)
         if plan is None:
             plan = plan_app(app_id, definition, memo)
         if prev_ready:
             prev_ready = frozenset(t for t in prev_ready if t in tasks)
-        if prev_draining:
-            prev_draining = frozenset(t for t in prev_draining if t in tasks)
-        services, ready, draining = instances_of(app_id, plan, tasks, prev_ready, prev_draining)
+        services, ready = instances_of(app_id, plan, tasks, prev_ready)
         if entry is not None and services == entry.services:
             services = entry.services  # the same verdicts: keep the very objects
-        settled = ready == prev_ready and draining == prev_draining
+        settled = ready == prev_ready
         return _Entry(plan, tasks, services, settled)
 
 
@@ -219,11 +209,11 @@ def catalog_from_apps(
 
 def catalog_of(state: MarathonState, previously_in: frozenset[str] = frozenset()) -> Catalog:
     """:func:`catalog_from_apps` for a state at hand."""
-    seeded: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+    seeded: dict[str, frozenset[str]] = {}
     for app_id, tasks in state.tasks.items():
         found = frozenset(t for t in tasks if t in previously_in)
         if found:
-            seeded[app_id] = (found, _NONE)
+            seeded[app_id] = found
     translator = MarathonTranslator()
     translator._seeded = seeded
     return translator.translate(state)
@@ -365,27 +355,21 @@ def _served_options(
 
 
 def instances_of(
-    app_id: str,
-    plan: _Plan,
-    tasks: TaskMap,
-    prev_ready: frozenset[str],
-    prev_draining: frozenset[str],
-) -> tuple[tuple[Service, ...], frozenset[str], frozenset[str]]:
-    """The services of an app with their instances; the ids now ready and now draining."""
+    app_id: str, plan: _Plan, tasks: TaskMap, prev_ready: frozenset[str]
+) -> tuple[tuple[Service, ...], frozenset[str]]:
+    """The services of an app with their instances, and the ids now in rotation."""
     if not plan.ports:
-        return (), _NONE, _NONE
+        return (), _NONE
     verdicts = classify_tasks(plan.definition, tasks.values(), prev_ready)
     rows: list[tuple[str, Mapping[str, Any], tuple[Any, ...]]] = []
     ready: list[str] = []
-    draining: list[str] = []
     checked = plan.checked
     for task_id, rotation, leaving, reason in verdicts:
         if rotation:
             state = READY
             ready.append(task_id)
-        elif leaving and (task_id in prev_ready or task_id in prev_draining):
+        elif leaving and task_id in prev_ready:
             state = DRAIN
-            draining.append(task_id)
         else:
             state = OUT
         task = tasks[task_id]
@@ -407,7 +391,7 @@ def instances_of(
         )
         for port in plan.ports
     )
-    return services, frozenset(ready), frozenset(draining) if draining else _NONE
+    return services, frozenset(ready)
 
 
 def _port_instances(
