@@ -2,7 +2,8 @@
 
 Blue/green and canary deploys (``marathon_bridge.strategies``, ``docs/deploys.md``) run the new
 version as a second Marathon app; both apps declare the same ``HAPROXY_DEPLOYMENT_GROUP`` and
-bind the group's shared port with ``HAPROXY_{n}_PORT``. This module reads those labels into a
+bind the group's shared port with ``HAPROXY_{n}_PORT`` (the label names live in
+:mod:`marathon_bridge.deployment_groups`). This module reads those labels into a
 neutral :class:`~sidecar.catalog.DeploymentGroup`; the builder merges the members
 (:mod:`sidecar.deployment_groups`).
 """
@@ -13,15 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from marathon_bridge.deployment_groups import GROUP_LABEL, STARTED_AT_LABEL
 from sidecar import grammar
 from sidecar.catalog import DeploymentGroup, Problem
 
-GROUP_LABEL = "HAPROXY_DEPLOYMENT_GROUP"
-ALT_PORT_LABEL = "HAPROXY_DEPLOYMENT_ALT_PORT"
-COLOUR_LABEL = "HAPROXY_DEPLOYMENT_COLOUR"
-STARTED_AT_LABEL = "HAPROXY_DEPLOYMENT_STARTED_AT"
-TARGET_INSTANCES_LABEL = "HAPROXY_DEPLOYMENT_TARGET_INSTANCES"
-WEIGHT_LABEL = "HAPROXY_DEPLOYMENT_WEIGHT"
+WEIGHT_LABEL = "HAPROXY_DEPLOYMENT_WEIGHT"  # the sidecar's alone: no deploy sets it
 
 WEIGHT_MIN, WEIGHT_MAX = 0, grammar.SERVER_WEIGHT_MAX
 
