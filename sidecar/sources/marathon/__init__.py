@@ -1,8 +1,2 @@
-"""The Marathon source: follows Marathon and translates its apps and tasks into the catalog."""
-
-from __future__ import annotations
-
-from .source import MarathonSource
-from .translate import MarathonTranslator, catalog_from_apps
-
-__all__ = ["MarathonSource", "MarathonTranslator", "catalog_from_apps"]
+"""The Marathon source: follows Marathon (:mod:`.follower`, behind :class:`.source.MarathonSource`)
+and translates its apps and tasks into the catalog (:mod:`.translate`)."""
