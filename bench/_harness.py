@@ -39,7 +39,6 @@ if str(ROOT) not in sys.path:
 from marathon_bridge.client import MarathonClient  # noqa: E402
 from marathon_bridge.testing import MarathonEmulator  # noqa: E402
 from marathon_bridge.testing.tasks import echo_server_cmd  # noqa: E402
-from sidecar.desired import backend_name, server_name  # noqa: E402
 from sidecar.haproxy.runtime import (  # noqa: E402
     MasterCLI,
     ProcStatus,
@@ -47,6 +46,7 @@ from sidecar.haproxy.runtime import (  # noqa: E402
     RuntimeAPIError,
     ServerState,
 )
+from sidecar.names import backend_name, server_name  # noqa: E402
 
 EMULATOR_HOST_PORTS = (31000, 32000)
 LOG_KEEP_DIR = "/tmp/zero-drop-last-logs"
@@ -566,10 +566,10 @@ class System:
         }
 
     def _start_in_process(self) -> None:
-        from sidecar.daemon import Daemon
+        from sidecar.main import build_daemon
         from sidecar.settings import Settings
 
-        self.daemon = Daemon(Settings(**self._settings_values()), startup_wait=15.0)
+        self.daemon = build_daemon(Settings(**self._settings_values()), startup_wait=15.0)
         self._thread = threading.Thread(target=self.daemon.run, name="sidecar", daemon=True)
         self._thread.start()
 

@@ -45,8 +45,8 @@ from _harness import (
     wait_until,
 )
 
-from sidecar.desired import backend_name, server_name
 from sidecar.haproxy.runtime import RuntimeAPI
+from sidecar.names import backend_name, server_name
 
 APP_ID = "/bench/conv"
 INSTANCES = 4

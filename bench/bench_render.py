@@ -1,19 +1,21 @@
-"""Full render time (build_model + render_config) and process RSS at 1k, 5k and 10k apps x 3 tasks.
+"""Full render time (catalog, build_model, render_config) and RSS at 1k, 5k and 10k apps x 3 tasks.
 
 Run: ``python bench/bench_render.py [--sizes 1000,5000,10000] [--runs 5] [--unique-labels]``.
 Each size runs in a fresh child process so its RSS is not inflated by a bigger earlier size.
 Prints, per size, medians of ``--runs`` runs:
 
-- ``full``: build_model + render_config from scratch (wall and CPU seconds, and the best run),
-  split into build and render; the goal is 10k apps in <= 0.3 s with linear growth
-  (``x_time`` ~= ``x_size``; ``us/app`` and ``x_time`` come from the median CPU time);
-- ``event``: the same after one task event, with the daemon's BuildCache (what a running sidecar
-  pays per change);
+- ``full``: the Marathon translation to the catalog, build_model and render_config from scratch
+  (wall and CPU seconds, and the best run), split into build (translation and model, with the
+  garbage collector paused as the daemon does) and render; the goal is 10k apps in <= 0.3 s
+  with linear growth (``x_time`` ~= ``x_size``; ``us/app`` and ``x_time`` come from the median
+  CPU time);
+- ``event``: the same after one task event, with the source's translator and the daemon's
+  BuildCache and RenderCache (what a running sidecar pays per change);
 - RSS of the process holding the state, the model and the text.
 
 CPU time (``time.process_time``) is printed next to wall time: on a shared machine the CPU figures
-are the comparable ones. Every generated app has the same labels by default (build_model parses an
-equal label set once per build); ``--unique-labels`` gives each app its own vhost label instead, so
+are the comparable ones. Every generated app has the same labels by default (the translation
+parses an equal label set once); ``--unique-labels`` gives each app its own vhost label instead, so
 every app's labels are parsed.
 """
 
@@ -32,9 +34,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sidecar.desired import BuildCache, RenderSettings, build_model  # noqa: E402
-from sidecar.model import ClusterState  # noqa: E402
+from sidecar.desired import BuildCache, build_model  # noqa: E402
+from sidecar.gc_pause import collector_paused  # noqa: E402
 from sidecar.render import RenderCache, render_config  # noqa: E402
+from sidecar.render_settings import RenderSettings  # noqa: E402
+from sidecar.sources.marathon.model import MarathonState  # noqa: E402
+from sidecar.sources.marathon.translate import MarathonTranslator  # noqa: E402
 
 TASKS_PER_APP = 3
 GOAL_SECONDS_10K = 0.3
@@ -95,14 +100,15 @@ def rss_mb() -> float:
 
 def measure(size: int, runs: int, unique_labels: bool = False) -> dict[str, Any]:
     """Medians for ``size`` apps: full build + render, and build + render after one event."""
-    state = ClusterState.from_apps(generated_apps(size, unique_labels))
+    state = MarathonState.from_apps(generated_apps(size, unique_labels))
     settings = RenderSettings(admin_socket="/tmp/bench.sock", server_state_file="/tmp/bench.state")
     resolve = agent_addresses().get
     build_times, render_times, totals, cpu_totals = [], [], [], []
     text = ""
     for _ in range(runs):
         start, cpu_start = time.perf_counter(), time.process_time()
-        model = build_model(state, settings, frozenset(), resolve)
+        with collector_paused():
+            model = build_model(MarathonTranslator().translate(state), settings, resolve)
         built = time.perf_counter()
         text = render_config(model, settings)
         done, cpu_done = time.perf_counter(), time.process_time()
@@ -110,8 +116,8 @@ def measure(size: int, runs: int, unique_labels: bool = False) -> dict[str, Any]
         render_times.append(done - built)
         totals.append(done - start)
         cpu_totals.append(cpu_done - cpu_start)
-    cache, text_cache = BuildCache(), RenderCache()
-    model = build_model(state, settings, frozenset(), resolve, cache)
+    translator, cache, text_cache = MarathonTranslator(), BuildCache(), RenderCache()
+    model = build_model(translator.translate(state), settings, resolve, cache)
     render_config(model, settings, cache=text_cache)
     event_totals = []
     for n in range(runs):
@@ -120,7 +126,8 @@ def measure(size: int, runs: int, unique_labels: bool = False) -> dict[str, Any]
         event = {"appId": app_id, "taskId": task_id, "taskStatus": "TASK_KILLED"}
         start = time.perf_counter()
         state = state.apply_event("status_update_event", event).state
-        model = build_model(state, settings, frozenset(), resolve, cache)
+        with collector_paused():
+            model = build_model(translator.translate(state), settings, resolve, cache)
         render_config(model, settings, cache=text_cache)
         event_totals.append(time.perf_counter() - start)
     return {

@@ -39,6 +39,7 @@ from marathon_bridge.commands.emulator import cmd_emulator
 from marathon_bridge.commands.failures import CommandError, UsageError, failure_of
 from marathon_bridge.commands.inspect import cmd_apps, cmd_services, cmd_tasks
 from marathon_bridge.errors import MarathonBridgeError
+from marathon_bridge.logs import SHORT_FORMAT, FieldsFormatter
 
 __all__ = ["COMMANDS", "build_parser", "main", "parse_args"]
 
@@ -60,20 +61,6 @@ COMMANDS: Mapping[str, Command] = {
 }
 
 
-STANDARD_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-class _FieldsFormatter(logging.Formatter):
-    """``level name: message key=value ...``: the structured ``extra=`` fields shown too."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        fields = {k: v for k, v in vars(record).items() if k not in STANDARD_RECORD_KEYS}
-        if fields:
-            text += " " + " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
-        return text
-
-
 class _Logging:
     """Logs of the ``marathon_bridge`` package to the command's stderr while it runs: warnings
     (a Marathon URL that did not answer, TLS checks off), everything with ``--verbose``."""
@@ -82,7 +69,7 @@ class _Logging:
         self.logger = logging.getLogger("marathon_bridge")
         self.handler = logging.StreamHandler(err)
         self.handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
-        self.handler.setFormatter(_FieldsFormatter("%(levelname)s %(name)s: %(message)s"))
+        self.handler.setFormatter(FieldsFormatter(SHORT_FORMAT))
         self.level = self.logger.level
 
     def __enter__(self) -> _Logging:

@@ -1,28 +1,24 @@
-"""The sidecar daemon: the imperative shell that wires following, building, applying and status.
+"""The sidecar daemon: the imperative shell that runs following, building, applying and status.
 
 :class:`Daemon` runs the main loop on the calling thread:
 
-1. the :class:`~sidecar.follow.MarathonFollower` (its own threads) publishes new cluster states;
-2. the loop coalesces bursts with a leading-edge debounce: a change that comes after a quiet
-   period (no change for ``debounce`` seconds) is applied at once when it changes servers only
-   (runtime API); a change that follows another within ``debounce`` waits until ``debounce``
-   passes without another (never longer than :data:`MAX_COALESCE` in total). Only a change
-   after ``debounce`` seconds of silence goes at once, so a burst costs at most two applies (its
-   first change, then the rest) and a steady stream one per :data:`MAX_COALESCE`. A change that
-   needs a reload (a change of :func:`~sidecar.desired.listener_signature`) waits like the rest
-   of its burst, so a deploy's events share one reload, and keeps at least
-   ``min_reload_interval`` since the last reload;
-3. it builds the model (:func:`~sidecar.desired.build_model`, with ``previously_in``: the task ids
-   in rotation after the last apply, and the caching resolver), and hands it to the
-   :class:`~sidecar.apply.Applier` (render, validate, swap, reload or runtime API);
-4. after a successful apply it saves the snapshot as the last known good state, and posts the
-   view to the status board;
-5. every tick it lets the applier finish deferred work (``tick``), restarts HAProxy if it died,
-   and refreshes health facts.
+1. the catalog source (:class:`~sidecar.sources.base.CatalogSource`, its own threads) publishes
+   new catalogs to the daemon, its listener;
+2. the loop coalesces bursts (:class:`~sidecar.debounce.Coalescer`: a lone change is applied at
+   once when it changes servers only; a burst waits for its end; a change that needs a reload
+   waits like the rest of its burst and keeps ``min_reload_interval`` since the last reload);
+3. it builds the model (:func:`~sidecar.desired.build_model`, with the caching resolver and the
+   garbage collector paused) and hands it to the applier (render, validate, swap, reload or
+   runtime API);
+4. after a successful apply it saves the catalog as the last known good one (in the background,
+   throttled) and posts the view to the status board;
+5. every tick it lets the applier finish deferred work, restarts HAProxy if it died, and
+   refreshes health facts and metrics.
 
-If Marathon cannot be reached at start, the last known good state from ``--state-dir`` is served
-and ``/health`` says so. SIGTERM/SIGINT (:meth:`Daemon.stop`) end the loop: stop following,
-stop HAProxy if the daemon started it, exit 0.
+If the source cannot be reached at start, the last known good catalog from ``--state-dir`` is
+served and ``/health`` says so. SIGTERM/SIGINT (:meth:`Daemon.stop`) end the loop: stop
+following, stop HAProxy if the daemon started it, exit 0. The parts are built and wired by
+:func:`sidecar.main.build_daemon`.
 """
 
 from __future__ import annotations
@@ -31,112 +27,83 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .apply import Applier
-from .desired import BuildCache, HAProxyModel, RenderSettings, build_model, listener_signature
-from .follow import MarathonFollower
-from .haproxy.process import ExternalHAProxy, HAProxyControl, HAProxyProcess
-from .haproxy.runtime import RuntimeAPI
+from .apply.results import ApplierControl, ApplyResult
+from .catalog import Catalog, Problem, Skipped
+from .debounce import Coalescer, Pending
+from .desired import BuildCache, build_model
+from .gc_pause import collector_paused
+from .haproxy.process import HAProxyControl
+from .haproxy.runtime import ServerState
+from .haproxy_model import HAProxyModel, listener_signature
 from .metrics import SidecarMetrics
-from .model import ClusterState
-from .render import RenderCache, render_config
+from .render_settings import RenderSettings
 from .resolve import Resolver
 from .settings import Settings
-from .state_store import StateStore
+from .sources.base import CatalogSource
+from .state_store import StateStore, ThrottledSaver
 from .status import StatusBoard, StatusServer
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
-MAX_COALESCE = 1.0  # a steady stream of changes still gets applied at least this often
-STARTUP_WAIT = 10.0  # how long to wait for a first snapshot before using the state on disk
+STARTUP_WAIT = 10.0  # how long to wait for a first snapshot before using the catalog on disk
 RETRY_FIRST = 1.0  # seconds before a failed apply is retried; doubles up to RETRY_MAX
 RETRY_MAX = 30.0
 DNS_REFRESH_SECONDS = 60.0  # rebuild this often when host names are in use (resolver TTL)
 SERVER_POLL_SECONDS = 5.0  # how often HAProxy's own server states are read for /metrics
-STATE_SAVE_INTERVAL = 10.0  # at most one write of the last known state per this many seconds
 PORT_RETRY_SECONDS = 2.0  # apps left out because their port was taken are tried again this often
 
 
-@dataclass
-class _Pending:
-    state: ClusterState
-    reason: str
-    first_at: float
-    last_at: float
-    not_before: float = 0.0  # a reload waits for the minimum interval since the last one
-    again: bool = False  # apply even when the model looks unchanged (apps left out for a port)
-    leading: bool = False  # the first change after a quiet period: due at once (servers only)
-    change_before: float = float("-inf")  # the change before this one (see _forget_no_op)
-
-
 class Daemon:
-    """One sidecar: follower + builder + applier + HAProxy supervision + status server."""
+    """One sidecar: source + builder + applier + HAProxy supervision + status server."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        client: Any = None,
-        haproxy: Any = None,
-        applier: Any = None,
-        resolver: Optional[Resolver] = None,
-        metrics: Optional[SidecarMetrics] = None,
+        source: CatalogSource,
+        haproxy: HAProxyControl,
+        applier: ApplierControl,
+        resolver: Resolver,
+        state_store: StateStore,
+        render_settings: RenderSettings,
+        metrics: SidecarMetrics,
         startup_wait: float = STARTUP_WAIT,
-        stream_silence: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics if metrics is not None else SidecarMetrics()
+        self.source = source
+        self.haproxy = haproxy
+        self.applier = applier
+        self.resolver = resolver
+        self.state_store = state_store
+        self.render_settings = render_settings
+        self.metrics = metrics
+        self.startup_wait = startup_wait
         self._clock = clock
+        self.board = StatusBoard(
+            metrics,
+            max_sync_age=settings.max_sync_age,
+            haproxy_required=not settings.once,
+            source=source.name,
+        )
+        self.status_server: Optional[StatusServer] = None
+        self._saver = ThrottledSaver(state_store, self._saved, clock=clock)
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the coalescer (the source's threads offer to it)
+        self._coalescer: Coalescer[Catalog] = Coalescer(settings.debounce)
         self._build_lock = threading.Lock()
         self._build_cache = BuildCache()
-        self._logged_problems: frozenset[Any] = frozenset()
-        self._pending: Optional[_Pending] = None
-        self._last_change_at = float("-inf")  # when the follower last published a state
-        self.startup_wait = startup_wait
-        self.client = client if client is not None else make_client(settings)
-        self.resolver = resolver if resolver is not None else Resolver(on_update=self._dns_changed)
-        self.state_store = StateStore(settings.state_dir)
-        self.board = StatusBoard(
-            self.metrics, max_sync_age=settings.max_sync_age, haproxy_required=not settings.once
-        )
-        self.follower = MarathonFollower(
-            self.client,
-            self._on_state,
-            metrics=self.metrics,
-            on_problem=lambda problem: self.board.set_problem("marathon", problem),
-            on_contact=self.board.record_sync,
-            poll=settings.poll,
-            poll_interval=settings.poll_interval,
-            resync_interval=settings.resync_interval,
-            empty_confirm=settings.empty_confirm,
-            stream_silence=stream_silence,
-        )
-        self._haproxy = haproxy
-        self._applier = applier
-        self._render_settings: Optional[RenderSettings] = None
-        self.status_server: Optional[StatusServer] = None
-        self.state: Optional[ClusterState] = None  # the state of the last successful apply
+        self._logged_problems: frozenset[Problem] = frozenset()
+        self.catalog: Optional[Catalog] = None  # the catalog of the last successful apply
         self.model: Optional[HAProxyModel] = None
-        self.previously_in: frozenset[str] = frozenset()
         self._last_signature: Optional[tuple[Any, ...]] = None
         self._last_reload_at: Optional[float] = None
-        self.applies = 0
-        self.apply_errors = 0
         self._failures = 0
-        self._seen_counters: dict[str, int] = {}
         self._next_server_poll = 0.0
-        self._unsaved: Optional[ClusterState] = None
-        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
-        self._last_save_at: Optional[float] = None
         self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -164,10 +131,12 @@ class Daemon:
 
     def run(self) -> int:
         """Run until :meth:`stop`; returns the process exit code."""
+        haproxy = self.haproxy
+        self.board.set_haproxy_running(haproxy.running(), haproxy.origin)  # one run elsewhere
         self.start_status_server()
         try:
-            self.follower.start()
-            self._wait_for_first_state()
+            self.source.start(self)
+            self._wait_for_first_catalog()
             if not self.stopping:
                 self._start_haproxy()
                 self._loop()
@@ -178,12 +147,12 @@ class Daemon:
     def run_once(self) -> int:
         """``--once``: one snapshot, build, render, validate, write; no HAProxy. 0 when written."""
         try:
-            state = self.follower.snapshot_once()
+            catalog = self.source.snapshot_once()
         except Exception as exc:
-            log.error("cannot read Marathon", extra={"error": str(exc)[:300]})
+            log.error(f"cannot read {self.source.name}", extra={"error": str(exc)[:300]})
             return 1
-        model = self._build(state)
-        ok = bool(self.applier.write_only(model))
+        model = self._build(catalog)
+        ok = self.applier.write_only(model)
         self.resolver.close()
         if ok:
             log.info(
@@ -191,22 +160,48 @@ class Daemon:
                 extra={"path": self.settings.haproxy_config_path, "backends": len(model.backends)},
             )
         else:
-            error = getattr(getattr(self.applier, "counters", None), "last_error", "")
-            log.error("config not written", extra={"error": str(error)[:1000]})
+            error = self.applier.counters.last_error
+            log.error("config not written", extra={"error": error[:1000]})
         return 0 if ok else 1
+
+    def resync(self) -> None:
+        """Take a fresh snapshot of the source now (SIGHUP)."""
+        self.source.request_resync("requested")
+
+    # --- the source's listener (called from its threads) ----------------------------------------
+    def catalog_changed(self, catalog: Catalog, reason: str) -> None:
+        """Remember the newest catalog, wake the loop."""
+        with self._lock:
+            self._coalescer.offer(catalog, reason, self._clock())
+        self._wake.set()
+
+    def source_problem(self, problem: Optional[str]) -> None:
+        self.board.set_problem("source", problem)
+
+    def source_contact(self) -> None:
+        self.board.record_sync()
+
+    # --- callbacks of the other parts -----------------------------------------------------------
+    def dns_changed(self) -> None:
+        """A host name resolved late or to a new address: build the current catalog again."""
+        self._rebuild("dns")
+
+    def haproxy_started(self) -> None:
+        """The HAProxy we started serves its ports (its first runtime sync is still to come)."""
+        self.board.set_haproxy_running(True, self.haproxy.origin)
 
     # --- main loop -------------------------------------------------------------------------------
     def _loop(self) -> None:
         next_tick = self._clock()
         while not self.stopping:
-            timeout = max(0.0, min(next_tick, self._apply_due_at()) - self._clock())
+            timeout = max(0.0, min(next_tick, self.apply_due_at()) - self._clock())
             self._wake.wait(timeout)
             self._wake.clear()
             if self.stopping:
                 return
             now = self._clock()
-            if now >= self._apply_due_at():
-                self._guarded(self._apply_pending, "apply")
+            if now >= self.apply_due_at():
+                self._guarded(self.apply_pending, "apply")
             if now >= next_tick:
                 self._guarded(self._tick, "tick")
                 next_tick = now + TICK_SECONDS
@@ -223,115 +218,55 @@ class Daemon:
             if name == "tick":
                 self.board.set_problem(name, None)
 
-    def _apply_due_at(self) -> float:
-        """When the pending state should be applied (inf: nothing pending)."""
+    def apply_due_at(self) -> float:
+        """When the pending catalog should be applied (inf: nothing pending)."""
         with self._lock:
-            pending = self._pending
-        if pending is None:
-            return float("inf")
-        if pending.leading:
-            settled = pending.first_at
-        else:
-            settled = min(pending.last_at + self.settings.debounce, pending.first_at + MAX_COALESCE)
-        return max(settled, pending.not_before)
+            return self._coalescer.due_at()
 
-    def resync(self) -> None:
-        """Take a fresh Marathon snapshot now (SIGHUP)."""
-        self.follower.request_resync("requested")
-
-    def _dns_changed(self) -> None:
-        """A host name resolved late or to a new address: build the current state again."""
-        self._rebuild("dns")
-
-    def _rebuild(self, reason: str) -> None:
+    def apply_pending(self) -> None:
+        """Build the pending catalog and apply it, unless it has to wait (see the module doc)."""
         with self._lock:
-            if self._pending is not None:
-                return  # a build is coming anyway
-        current = self.follower.state if self.follower.state is not None else self.state
-        if current is not None:
-            self._on_state(current, reason)
-
-    def _on_state(self, state: ClusterState, reason: str) -> None:
-        """Follower callback (its worker thread): remember the newest state, wake the loop."""
-        now = self._clock()
-        with self._lock:
-            before = self._last_change_at
-            quiet = now - before >= self.settings.debounce
-            self._last_change_at = now
-            old = self._pending
-            if old is None:
-                self._pending = _Pending(
-                    state, reason, now, now, leading=quiet, change_before=before
-                )
-            elif old.again:  # a newer state does not wait for the retry time
-                self._pending = _Pending(
-                    state, reason, now, now, again=True, leading=quiet, change_before=before
-                )
-            else:
-                self._pending = _Pending(
-                    state,
-                    reason,
-                    old.first_at,
-                    now,
-                    old.not_before,
-                    leading=old.leading,
-                    change_before=old.change_before,
-                )
-        self._wake.set()
-
-    def _apply_pending(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, None
+            pending = self._coalescer.take()
         if pending is None:
             return
         try:
-            model = self._build(pending.state)
+            model = self._build(pending.item)
         except Exception:
-            self._retry_later(pending.state, pending.reason)
+            self._retry_later(pending.item, pending.reason)
             raise
         if model == self.model and not pending.again:  # only refresh the view
-            self._forget_no_op(pending)
-            self.state = pending.state
-            self.board.set_view(pending.state, model, self.previously_in, self.board.config_text())
-            return
-        if pending.leading and self._signature(model) != self._last_signature:
-            # a reload: wait for the rest of the burst (a deploy sends several events)
             with self._lock:
-                if self._pending is None:
-                    pending.leading = False
-                    self._pending = pending
+                self._coalescer.forget_no_op(pending)
+            self.catalog = pending.item
+            self.board.set_view(pending.item, model, self.board.config_text())
             return
-        wait_until = self._reload_allowed_at(model)
-        if wait_until > self._clock():
-            with self._lock:
-                if self._pending is None:  # nothing newer arrived: retry this one later
-                    pending.not_before = wait_until
-                    self._pending = pending
-                else:
-                    self._pending.not_before = wait_until
+        if self._must_wait(pending, model):
             return
-        self.apply_state(pending.state, pending.reason, model=model)
+        self.apply_catalog(pending.item, pending.reason, model=model)
 
-    def _forget_no_op(self, pending: _Pending) -> None:
-        """Changes HAProxy does not see (deployment events, instance counts...) do not end a
-        quiet period: the next change that matters is still applied at once."""
+    def _must_wait(self, pending: Pending[Catalog], model: HAProxyModel) -> bool:
+        """A reload waits for the end of its burst and the minimum interval since the last."""
+        reload = listener_signature(model) != self._last_signature
+        if pending.leading and reload:  # a deploy sends several events: one reload for all
+            with self._lock:
+                self._coalescer.wait_for_burst(pending)
+            return True
+        if not reload or self._last_reload_at is None:
+            return False
+        wait_until = self._last_reload_at + self.settings.min_reload_interval
+        if wait_until <= self._clock():
+            return False
         with self._lock:
-            if self._last_change_at == pending.last_at:  # nothing newer arrived meanwhile
-                self._last_change_at = pending.change_before
+            self._coalescer.hold(pending, wait_until)
+        return True
 
-    def _reload_allowed_at(self, model: HAProxyModel) -> float:
-        """Now for runtime-only changes; else not before the minimum reload interval."""
-        if self._last_reload_at is None or self._signature(model) == self._last_signature:
-            return 0.0
-        return self._last_reload_at + self.settings.min_reload_interval
-
-    def apply_state(
-        self, state: ClusterState, reason: str = "", model: Optional[HAProxyModel] = None
+    def apply_catalog(
+        self, catalog: Catalog, reason: str = "", model: Optional[HAProxyModel] = None
     ) -> bool:
-        """Build, render and apply ``state``; ``True`` when HAProxy now runs it."""
+        """Build, render and apply ``catalog``; ``True`` when HAProxy now runs it."""
         if model is None:
-            model = self._build(state)
-        signature = self._signature(model)
+            model = self._build(catalog)
+        signature = listener_signature(model)
         started = self._clock()
         try:
             result = self.applier.apply(model)
@@ -339,75 +274,75 @@ class Daemon:
             self.metrics.apply_failures.inc()
             self.board.set_problem("apply", f"apply failed: {str(exc)[:300]}")
             log.exception("apply failed; HAProxy keeps its running config")
-            self._retry_later(state, reason)
+            self._retry_later(catalog, reason)
             return False
         finally:
             self.metrics.apply_seconds.observe(self._clock() - started)
-        if getattr(result, "reload_failed", False):
-            self._last_reload_at = self._clock()
+        self.metrics.sync_apply_counters(self.applier.counters)
         if not self._record_result(result):
             log.warning(
                 "apply failed; HAProxy keeps its running config",
-                extra={"reason": reason, "error": str(getattr(result, "error", ""))[:500]},
+                extra={"reason": reason, "error": result.error[:500]},
             )
-            self._retry_later(state, reason)
+            self._retry_later(catalog, reason)
             return False
-        self._failures = 0
-        if _reloaded(result):
-            self._last_reload_at = self._clock()
-        if getattr(result, "waiting_for_ports", ()):
-            self._try_again_later(state, reason, PORT_RETRY_SECONDS)
-        running = getattr(self.applier, "running_config", None)
-        if isinstance(running, HAProxyModel):
-            model = running  # what HAProxy runs: apps it refused are left out (and listed)
-        self._last_signature = signature
-        self.applies += 1
-        self.state, self.model = state, model
-        self.previously_in = _in_rotation(model)
-        self._record_model(model)
-        self.board.set_view(state, model, self.previously_in, self._config_text(result))
-        self._save_state(state)
-        log.info(
-            "applied",
-            extra={
-                "reason": reason,
-                "backends": len(model.backends),
-                "reloaded": _reloaded(result),
-            },
-        )
+        self._applied(catalog, model, signature, result, reason)
         return True
 
-    def _try_again_later(self, state: ClusterState, reason: str, delay: float) -> None:
-        """Apply ``state`` again after ``delay`` (apps left out for a taken port may fit then),
-        unless something newer arrives first."""
-        now = self._clock()
-        with self._lock:
-            if self._pending is None:
-                self._pending = _Pending(state, reason, now, now, now + delay, again=True)
+    def _applied(
+        self,
+        catalog: Catalog,
+        model: HAProxyModel,
+        signature: tuple[Any, ...],
+        result: ApplyResult,
+        reason: str,
+    ) -> None:
+        self._failures = 0
+        reloaded = result.reloaded or result.started
+        if reloaded:
+            self._last_reload_at = self._clock()
+        if result.waiting_for_ports:
+            with self._lock:  # apps left out for a taken port may fit later
+                self._coalescer.later(catalog, reason, self._clock(), PORT_RETRY_SECONDS, True)
+        running = self.applier.running_config
+        if running is not None:
+            model = running  # what HAProxy runs: apps it refused are left out (and listed)
+        self._last_signature = signature
+        self.catalog, self.model = catalog, model
+        self.metrics.record_model(model, catalog)
+        self._log_new_problems(model)
+        self.board.set_view(catalog, model, self._config_text(result))
+        if self.source.health().synced:  # not what was only loaded from disk
+            self._saver.offer(catalog)
+        log.info(
+            "applied",
+            extra={"reason": reason, "backends": len(model.backends), "reloaded": reloaded},
+        )
 
-    def _retry_later(self, state: ClusterState, reason: str) -> None:
-        """Try a failed state again after a backoff, unless something newer arrives first."""
-        self.apply_errors += 1
+    def _retry_later(self, catalog: Catalog, reason: str) -> None:
+        """Try a failed catalog again after a backoff, unless something newer arrives first."""
         self._failures += 1
         delay = min(RETRY_MAX, RETRY_FIRST * 2 ** min(self._failures - 1, 10))
-        now = self._clock()
         with self._lock:
-            if self._pending is None:
-                self._pending = _Pending(state, f"retry: {reason}", now, now, now + delay)
+            self._coalescer.later(catalog, f"retry: {reason}", self._clock(), delay)
 
+    def _rebuild(self, reason: str) -> None:
+        with self._lock:
+            if self._coalescer.pending is not None:
+                return  # a build is coming anyway
+        current = self.source.catalog if self.source.catalog is not None else self.catalog
+        if current is not None:
+            self.catalog_changed(current, reason)
+
+    # --- periodic work ---------------------------------------------------------------------------
     def _tick(self) -> None:
-        tick = getattr(self.applier, "tick", None)
-        if tick is not None:
-            try:
-                tick()
-            except Exception:
-                log.exception("applier tick failed")
-            sync_counters(
-                getattr(self.applier, "counters", None), self._seen_counters, self.metrics
-            )
+        try:
+            self.applier.tick()
+        except Exception:
+            log.exception("applier tick failed")
+        self.metrics.sync_apply_counters(self.applier.counters)
         self._supervise_haproxy()
-        if self._save_due():
-            self._flush_state()
+        self._saver.flush_if_due()
         if self._clock() >= self._next_dns_refresh:
             self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
             if self.resolver.cached():
@@ -415,80 +350,20 @@ class Daemon:
         if self._clock() >= self._next_server_poll:
             self._next_server_poll = self._clock() + SERVER_POLL_SECONDS
             self._observe_servers()
-        if self.follower.stream_connected:
+        if self.source.health().connected:
             self.board.record_sync()
         self.metrics.dns_failures.set(self.resolver.failures)
 
-    # --- pieces ----------------------------------------------------------------------------------
-    def _build(self, state: ClusterState) -> HAProxyModel:
-        started = self._clock()
-        try:
-            with self._build_lock:  # the cache reuses what unchanged apps derived last time
-                return build_model(
-                    state,
-                    self.render_settings,
-                    self.previously_in,
-                    self.resolver,
-                    cache=self._build_cache,
-                )
-        finally:
-            self.metrics.render_seconds.observe(self._clock() - started)
-
-    @property
-    def render_settings(self) -> RenderSettings:
-        if self._render_settings is None:
-            self._render_settings = make_render_settings(self.settings)
-        return self._render_settings
-
-    def _signature(self, model: HAProxyModel) -> tuple[Any, ...]:
-        return tuple(listener_signature(model))
-
-    def _wait_for_first_state(self) -> Optional[ClusterState]:
-        deadline = self._clock() + self.startup_wait
-        while not self.stopping and self._clock() < deadline:
-            with self._lock:
-                if self._pending is not None:
-                    return self._pending.state
-            self._wake.wait(0.05)
-        stored = self.state_store.load()
-        if stored is None:
-            log.warning("no Marathon snapshot and no saved state: starting with no services")
-            return None
-        try:
-            state = ClusterState.from_apps(stored.apps)
-        except Exception:
-            log.exception("saved state unusable")
-            return None
-        log.warning(
-            "Marathon unreachable: serving the last known state",
-            extra={"saved_at": stored.describe_time(), "apps": len(stored.apps)},
-        )
-        self.board.set_loaded_from_disk(stored.describe_time())
-        self.follower.seed(state)
-        with self._lock:
-            if self._pending is None:
-                self._pending = _Pending(state, "saved state", self._clock(), self._clock())
-        return state
-
-    def _start_haproxy(self) -> None:
-        """Write a first config (from the first state, or empty) and start HAProxy on it."""
-        with self._lock:
-            pending, self._pending = self._pending, None
-        state = pending.state if pending is not None else ClusterState.from_apps([])
-        reason = pending.reason if pending is not None else "start with no services"
-        self.apply_state(state, reason)
-        self._supervise_haproxy()
-
     def _supervise_haproxy(self) -> None:
         haproxy = self.haproxy
+        if not haproxy.running():
+            self.board.set_haproxy_starting()  # a restart follows (when the sidecar runs it)
         try:
             if haproxy.restart_if_dead():
                 self.metrics.haproxy_restarts.inc()
         except Exception as exc:
             log.error("cannot restart haproxy", extra={"error": str(exc)[:500]})
-        running = bool(haproxy.running())
-        self.board.set_haproxy_running(running, haproxy.origin)
-        status = None
+        self.board.set_haproxy_running(haproxy.running(), haproxy.origin)
         try:
             status = haproxy.proc_status()
         except Exception:
@@ -498,37 +373,75 @@ class Daemon:
 
     def _observe_servers(self) -> None:
         """Read HAProxy's view of its servers (up/down/drain/maint) for /metrics and /services."""
-        runtime = getattr(self.applier, "runtime", None)
-        if runtime is None or not self.haproxy.running():
+        if not self.haproxy.running():
             return
         try:
-            states = runtime.show_servers_state()
+            states = self.applier.runtime.show_servers_state()
         except Exception as exc:
             log.debug("server states unavailable", extra={"error": str(exc)[:200]})
             return
-        seen: dict[tuple[str, str], str] = {}
-        for server in states:
-            seen[(server.backend, server.name)] = server_status(server)
-        counts = {status: 0 for status in ("up", "down", "drain", "maint")}
-        for status in seen.values():
-            counts[status] = counts.get(status, 0) + 1
-        for status, count in counts.items():
-            self.metrics.haproxy_servers.labels(status=status).set(count)
+        seen = {(s.backend, s.name): server_status(s) for s in states}
+        self.metrics.record_haproxy_servers(seen)
         self.board.set_haproxy_states(seen)
 
-    def _record_result(self, result: Any) -> bool:
-        sync_counters(getattr(self.applier, "counters", None), self._seen_counters, self.metrics)
-        return record_apply_result(result, self.metrics, self.board)
+    # --- pieces ----------------------------------------------------------------------------------
+    def _build(self, catalog: Catalog) -> HAProxyModel:
+        started = self._clock()
+        try:
+            # the cache reuses what unchanged services derived last time
+            with self._build_lock, collector_paused():
+                return build_model(
+                    catalog, self.render_settings, self.resolver, cache=self._build_cache
+                )
+        finally:
+            self.metrics.render_seconds.observe(self._clock() - started)
 
-    def _record_model(self, model: HAProxyModel) -> None:
-        self.metrics.services.set(len(model.backends))
-        ready = sum(1 for b in model.backends for s in b.servers if s.state == "ready")
-        drain = sum(1 for b in model.backends for s in b.servers if s.state != "ready")
-        self.metrics.servers.labels(state="ready").set(ready)
-        self.metrics.servers.labels(state="drain").set(drain)
-        self.metrics.skipped_apps.set(len(model.skipped))
-        problems = frozenset(getattr(model, "problems", ()))
-        self.metrics.label_problems.set(len(problems))
+    def _wait_for_first_catalog(self) -> None:
+        deadline = self._clock() + self.startup_wait
+        while not self.stopping and self._clock() < deadline:
+            with self._lock:
+                if self._coalescer.pending is not None:
+                    return
+            self._wake.wait(0.05)
+        stored = self.state_store.load()
+        name = self.source.name
+        if stored is None:
+            log.warning(f"no {name} snapshot and no saved catalog: starting with no services")
+            return
+        log.warning(
+            f"{name} unreachable: serving the last known catalog",
+            extra={"saved_at": stored.describe_time(), "services": len(stored.catalog)},
+        )
+        self.board.set_loaded_from_disk(stored.describe_time())
+        self.source.seed(stored.catalog)
+        with self._lock:
+            if self._coalescer.pending is None:
+                self._coalescer.offer(stored.catalog, "saved catalog", self._clock())
+
+    def _start_haproxy(self) -> None:
+        """Write a first config (from the first catalog, or empty) and start HAProxy on it."""
+        if not self.haproxy.running():
+            self.board.set_haproxy_starting()
+        with self._lock:
+            pending = self._coalescer.take()
+        catalog = pending.item if pending is not None else Catalog()
+        reason = pending.reason if pending is not None else "start with no services"
+        self.apply_catalog(catalog, reason)
+        self._supervise_haproxy()
+
+    def _record_result(self, result: ApplyResult) -> bool:
+        """Post the outcome of one apply to the status board; ``True`` when HAProxy runs it."""
+        if not result.ok:
+            error = result.error[:300]
+            self.board.set_problem("apply", f"HAProxy keeps its running config: {error}")
+        elif result.skipped:
+            self.board.set_problem("apply", f"left out apps: {describe_skipped(result.skipped)}")
+        else:
+            self.board.set_problem("apply", None)
+        return result.ok
+
+    def _log_new_problems(self, model: HAProxyModel) -> None:
+        problems = frozenset(model.problems)
         for problem in sorted(problems - self._logged_problems, key=repr):  # each one once
             log.warning(
                 "label not honored",
@@ -536,83 +449,39 @@ class Daemon:
             )
         self._logged_problems = problems
 
-    def _save_state(self, state: ClusterState) -> None:
-        """Remember ``state`` as the last applied; written at once the first time, then at
-        most every :data:`STATE_SAVE_INTERVAL` seconds (a big cluster's snapshot is large)."""
-        if self.board_loaded_from_disk_only():
-            return  # do not refresh the file's time with data that did not come from Marathon
-        self._unsaved = state
-        if self._last_save_at is None or self._clock() - self._last_save_at >= STATE_SAVE_INTERVAL:
-            self._flush_state()
-
-    def _save_due(self) -> bool:
-        saved_at = self._last_save_at
-        if self._unsaved is None or saved_at is None:
-            return False
-        return self._clock() - saved_at >= STATE_SAVE_INTERVAL
-
-    def _flush_state(self) -> None:
-        """Write the unsaved state in the background (the loop never waits for the disk)."""
-        state, self._unsaved = self._unsaved, None
-        if state is None:
-            return
-        self._last_save_at = self._clock()
-        self._saver.submit(self._write_state, state)
-
-    def _write_state(self, state: ClusterState) -> None:
-        if self.state_store.save(state.apps_with_tasks()):
+    def _saved(self, ok: bool) -> None:
+        """The state saver's report (from its thread)."""
+        if ok:
             self.board.set_problem("state_dir", None)
         else:
             self.metrics.state_write_errors.inc()
-            self.board.set_problem(
-                "state_dir", f"last known state not saved: {self.state_store.last_error}"
-            )
+            error = self.state_store.last_error
+            self.board.set_problem("state_dir", f"last known state not saved: {error}")
 
-    def board_loaded_from_disk_only(self) -> bool:
-        return self.follower.last_sync is None
-
-    def _config_text(self, result: Any) -> str:
-        text = getattr(result, "config_text", None)
-        if isinstance(text, str):
-            return text
+    def _config_text(self, result: ApplyResult) -> str:
+        if result.config_text is not None:
+            return result.config_text
         try:
-            return Path(self.settings.haproxy_config_path).read_text(encoding="utf-8")
+            with open(self.settings.haproxy_config_path, encoding="utf-8") as fh:
+                return fh.read()
         except OSError:
             return ""
 
     def _shutdown(self) -> None:
         log.info("stopping")
-        self.follower.stop()
-        self._flush_state()
-        self._saver.shutdown(wait=True)
+        self.source.stop()
+        self._saver.close()
         try:
-            if self._haproxy is not None:
-                self._haproxy.stop()
+            self.haproxy.stop()
         except Exception:
             log.exception("stopping haproxy failed")
         if self.status_server is not None:
             self.status_server.stop()
             self.status_server = None
         self.resolver.close()
-        close = getattr(self.client, "close", None)
-        if close is not None:
-            close()
-
-    # --- lazily built collaborators --------------------------------------------------------------
-    @property
-    def haproxy(self) -> Any:
-        if self._haproxy is None:
-            self._haproxy = make_haproxy(self.settings, self.render_settings)
-        return self._haproxy
-
-    @property
-    def applier(self) -> Any:
-        if self._applier is None:
-            self._applier = make_applier(self.settings, self.haproxy, self.render_settings)
-        return self._applier
 
 
-def server_status(server: Any) -> str:
+def server_status(server: ServerState) -> str:
     """``maint``, ``drain``, ``up`` or ``down`` for one ``show servers state`` line."""
     if server.in_maintenance:
         return "maint"
@@ -621,157 +490,11 @@ def server_status(server: Any) -> str:
     return "up" if server.operational == "running" else "down"
 
 
-def _in_rotation(model: HAProxyModel) -> frozenset[str]:
-    return frozenset(s.task_id for b in model.backends for s in b.servers if s.state == "ready")
-
-
-def _reloaded(result: Any) -> bool:
-    return bool(getattr(result, "reloaded", False) or getattr(result, "started", False))
-
-
-def record_apply_result(result: Any, metrics: SidecarMetrics, board: StatusBoard) -> bool:
-    """Post the outcome of one apply to the status board; ``True`` when HAProxy runs the model.
-
-    Counters come from the applier's own totals (:func:`sync_counters`); this reads ``ok``,
-    ``error`` and ``skipped`` (apps left out: refused by HAProxy, or their port is taken) by
-    attribute.
-    """
-    ok = bool(getattr(result, "ok", True))
-    error = getattr(result, "error", "") or ""
-    skipped = tuple(getattr(result, "skipped", ()) or ())
-    if not ok:
-        board.set_problem("apply", f"HAProxy keeps its running config: {str(error)[:300]}")
-    elif skipped:
-        board.set_problem("apply", f"left out apps: {describe_skipped(skipped)}")
-    else:
-        board.set_problem("apply", None)
-    return ok
-
-
-def describe_skipped(skipped: Sequence[Any], limit: int = 5) -> str:
+def describe_skipped(skipped: Sequence[Skipped], limit: int = 5) -> str:
     """``/a (reason); /b (reason)`` for the first ``limit`` apps left out of the config."""
     reasons: dict[str, str] = {}
     for entry in skipped:
-        app_id = str(getattr(entry, "app_id", entry))
-        reasons.setdefault(app_id, str(getattr(entry, "reason", ""))[:160])
+        reasons.setdefault(entry.app_id, entry.reason[:160])
     shown = [f"{app} ({why})" if why else app for app, why in sorted(reasons.items())[:limit]]
     more = len(reasons) - limit
     return "; ".join(shown) + (f" and {more} more" if more > 0 else "")
-
-
-_COUNTER_METRICS = (
-    ("reloads", "reloads"),
-    ("reload_failures", "reload_failures"),
-    ("validation_failures", "validation_failures"),
-    ("starts", "haproxy_restarts"),
-)
-
-
-def sync_counters(counters: Any, seen: dict[str, int], metrics: SidecarMetrics) -> None:
-    """Add what the applier counted since the last call to the Prometheus counters."""
-    if counters is None:
-        return
-    for field_name, metric_name in _COUNTER_METRICS:
-        _add_delta(counters, field_name, seen, getattr(metrics, metric_name))
-    ops_delta = _delta(counters, "runtime_ops", seen)
-    if ops_delta > 0:
-        metrics.runtime_ops.labels(op="server").inc(ops_delta)
-    fail_delta = _delta(counters, "runtime_failures", seen)
-    if fail_delta > 0:
-        metrics.runtime_ops.labels(op="failed").inc(fail_delta)
-    deleted = _delta(counters, "servers_deleted", seen)
-    if deleted > 0:
-        metrics.runtime_ops.labels(op="delete").inc(deleted)
-    tombstoned = _delta(counters, "servers_tombstoned", seen)
-    if tombstoned > 0:
-        metrics.runtime_ops.labels(op="tombstone").inc(tombstoned)
-    old = getattr(counters, "old_workers", None)
-    if isinstance(old, int):
-        metrics.old_workers.set(old)
-
-
-def _delta(counters: Any, name: str, seen: dict[str, int]) -> int:
-    value = getattr(counters, name, None)
-    if not isinstance(value, int):
-        return 0
-    delta = value - seen.get(name, 0)
-    seen[name] = value
-    return max(0, delta)
-
-
-def _add_delta(counters: Any, name: str, seen: dict[str, int], metric: Any) -> None:
-    delta = _delta(counters, name, seen)
-    if delta > 0:
-        metric.inc(delta)
-
-
-def make_client(settings: Settings) -> Any:
-    from marathon_bridge.client import BasicAuth, MarathonClient, TokenAuth
-
-    auth: Any = None
-    if settings.token:
-        auth = TokenAuth(settings.token)
-    elif settings.user:
-        auth = BasicAuth(settings.user, settings.password or "")
-    verify: Any = False if settings.insecure else (settings.ca_bundle or True)
-    return MarathonClient(
-        list(settings.marathon_urls),
-        auth=auth,
-        verify=verify,
-        timeout=(3.05, settings.marathon_timeout),
-        retries=1,
-    )
-
-
-def run_dir(settings: Settings) -> str:
-    """Where HAProxy's sockets and pid file live (private to the sidecar)."""
-    return str(Path(settings.state_dir) / "run")
-
-
-def make_render_settings(settings: Settings) -> RenderSettings:
-    reserved = (settings.status_port,) if settings.status_port else ()
-    return RenderSettings(
-        bind_addrs=settings.binds,
-        groups=(settings.group,) if settings.group else (),
-        vhost_port=settings.vhost_port,
-        reserved_ports=reserved,
-        admin_socket=str(Path(run_dir(settings)) / "admin.sock"),
-        server_state_file=str(Path(settings.state_dir) / "haproxy-server-state"),
-        hard_stop_after=f"{max(1, int(settings.drain_timeout))}s",
-    )
-
-
-def make_haproxy(settings: Settings, render_settings: RenderSettings) -> HAProxyControl:
-    """The HAProxy we drive: one we start and supervise, or an external one (--master-socket)."""
-    if settings.master_socket:
-        return ExternalHAProxy(settings.master_socket, render_settings.admin_socket)
-    return HAProxyProcess(
-        settings.haproxy_bin,
-        settings.haproxy_config_path,
-        run_dir(settings),
-        admin_socket=render_settings.admin_socket,
-    )
-
-
-def make_applier(settings: Settings, haproxy: Any, render_settings: RenderSettings) -> Applier:
-    template = Path(settings.template).read_text(encoding="utf-8") if settings.template else None
-
-    cache = RenderCache()
-    lock = threading.Lock()
-
-    def render(model: HAProxyModel) -> str:
-        with lock:
-            return render_config(model, render_settings, template, cache=cache)
-
-    return Applier(
-        haproxy,
-        RuntimeAPI(
-            render_settings.admin_socket, master_socket=getattr(haproxy, "master_socket", None)
-        ),
-        settings.haproxy_config_path,
-        render,
-        haproxy_bin=settings.haproxy_bin,
-        state_file=render_settings.server_state_file,
-        drain_timeout=settings.drain_timeout,
-        listener_signature=listener_signature,
-    )

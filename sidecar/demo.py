@@ -30,6 +30,7 @@ from marathon_bridge.testing import MarathonEmulator
 from marathon_bridge.testing.tasks import echo_server_cmd
 
 from .daemon import Daemon
+from .main import build_daemon
 from .settings import Settings
 
 
@@ -160,7 +161,7 @@ class Demo:
             min_reload_interval=0.5,
             drain_timeout=2.0,
         )
-        self.daemon = Daemon(settings, stream_silence=3.0)
+        self.daemon = build_daemon(settings, stream_silence=3.0)
         self.daemon_thread = threading.Thread(target=self.daemon.run, name="sidecar", daemon=True)
         self.daemon_thread.start()
         self.wait(lambda: bool(self.daemon and self.daemon.status_server_address), 30, "status")

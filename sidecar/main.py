@@ -1,8 +1,11 @@
-"""``marathon-sidecar``: parse settings, set up logging and signals, run the daemon.
+"""``marathon-sidecar``: parse settings, set up logging and signals, build and run the daemon.
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT) or a successful ``--once``; 1 when the daemon
-cannot start or ``--once`` fails; 2 for bad settings (the message names the option).
-SIGHUP takes a fresh Marathon snapshot.
+:func:`build_daemon` is the wiring: the catalog source the settings pick, the HAProxy to drive,
+the applier, the resolver and the state store, connected to one :class:`~sidecar.daemon.Daemon`.
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), a successful ``--once``, ``--help`` or
+``--version``; 1 when the daemon cannot start or ``--once`` fails; 2 for bad settings (the
+message names the option). SIGHUP takes a fresh snapshot of the source.
 """
 
 from __future__ import annotations
@@ -12,88 +15,29 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from marathon_bridge.logs import FieldsFormatter, JSONFormatter, RedactingFilter
 
 from .settings import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from .apply.results import ApplierControl
+    from .daemon import Daemon
+    from .haproxy.process import HAProxyControl
+    from .metrics import SidecarMetrics
+    from .render_settings import RenderSettings
+    from .resolve import Resolver
+    from .sources.base import CatalogSource
+    from .sources.marathon.follower import MarathonAPI
+
 log = logging.getLogger("sidecar")
-
-_STANDARD_RECORD_KEYS = frozenset(
-    vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
-) | {"message", "asctime", "taskName"}
-
-
-class RedactingFilter(logging.Filter):
-    """Replace every known secret in a record (message, arguments, extras) with ``***``."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self._secrets = tuple(s for s in secrets if s and len(s) >= 3)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        message = record.getMessage()
-        record.msg, record.args = self._scrub(message), None
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD_RECORD_KEYS and isinstance(value, str):
-                setattr(record, key, self._scrub(value))
-        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
-            record.exc_text = self._scrub(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
-        return True
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
-class JSONFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the record's ``extra`` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        body: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_RECORD_KEYS and not key.startswith("_"):
-                body[key] = (
-                    value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-                )
-        if record.exc_info:
-            body["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            body["exception"] = record.exc_text
-        return json.dumps(body, separators=(",", ":"))
-
-
-class TextFormatter(logging.Formatter):
-    """``time level logger: message key=value ...``"""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        extras = [
-            f"{key}={value}"
-            for key, value in vars(record).items()
-            if key not in _STANDARD_RECORD_KEYS and not key.startswith("_")
-        ]
-        if extras:
-            first, newline, rest = text.partition("\n")
-            text = first + " " + " ".join(extras) + newline + rest
-        return text
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -111,7 +55,7 @@ def secrets_of(settings: Settings) -> list[str]:
 def setup_logging(settings: Settings, stream: Any = None) -> logging.Handler:
     """Root logging to stderr in the chosen format, with the credentials scrubbed."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JSONFormatter() if settings.log_format == "json" else TextFormatter())
+    handler.setFormatter(JSONFormatter() if settings.log_format == "json" else FieldsFormatter())
     handler.addFilter(RedactingFilter(secrets_of(settings)))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -154,10 +98,8 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     if problem:
         print(f"marathon-sidecar: {problem}", file=sys.stderr)
         return 2
-    from .daemon import Daemon  # imported late: --help stays fast
-
     try:
-        daemon = Daemon(settings)
+        daemon = build_daemon(settings)
     except Exception as exc:
         log.error("cannot start", extra={"error": str(exc)[:500]})
         return 1
@@ -172,15 +114,127 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         return 1
 
 
-def _install_signal_handlers(daemon: Any) -> None:
+def _install_signal_handlers(daemon: Daemon) -> None:
     def handle(signum: int, frame: Optional[FrameType]) -> None:
         log.info("signal received; stopping", extra={"signal": signal.Signals(signum).name})
         daemon.stop()
 
     def resync(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("SIGHUP: taking a fresh Marathon snapshot")
+        log.info("SIGHUP: taking a fresh snapshot of the source")
         daemon.resync()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGHUP, resync)
+
+
+# --- wiring -------------------------------------------------------------------------------------
+# imported inside the functions: --help and --version stay fast
+
+
+def build_daemon(
+    settings: Settings,
+    *,
+    marathon_client: Optional[MarathonAPI] = None,
+    source: Optional[CatalogSource] = None,
+    haproxy: Optional[HAProxyControl] = None,
+    applier: Optional[ApplierControl] = None,
+    resolver: Optional[Resolver] = None,
+    metrics: Optional[SidecarMetrics] = None,
+    startup_wait: Optional[float] = None,
+    stream_silence: float = 15.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Daemon:
+    """A daemon with every part the settings describe; any part may be given instead."""
+    from .daemon import STARTUP_WAIT, Daemon
+    from .metrics import SidecarMetrics
+    from .resolve import Resolver
+    from .sources.factory import legacy_state_reader, make_source
+    from .state_store import StateStore
+
+    metrics = metrics if metrics is not None else SidecarMetrics()
+    render_settings = make_render_settings(settings)
+    if source is None:
+        source = make_source(
+            settings, metrics, marathon_client=marathon_client, stream_silence=stream_silence
+        )
+    haproxy = haproxy if haproxy is not None else make_haproxy(settings, render_settings)
+    applier = applier if applier is not None else make_applier(settings, haproxy, render_settings)
+    resolver = resolver if resolver is not None else Resolver()
+    daemon = Daemon(
+        settings,
+        source=source,
+        haproxy=haproxy,
+        applier=applier,
+        resolver=resolver,
+        state_store=StateStore(settings.state_dir, legacy=legacy_state_reader()),
+        render_settings=render_settings,
+        metrics=metrics,
+        startup_wait=STARTUP_WAIT if startup_wait is None else startup_wait,
+        clock=clock,
+    )
+    resolver.on_update = daemon.dns_changed
+    applier.on_started = daemon.haproxy_started
+    return daemon
+
+
+def run_dir(settings: Settings) -> str:
+    """Where HAProxy's sockets and pid file live (private to the sidecar)."""
+    return str(Path(settings.state_dir) / "run")
+
+
+def make_render_settings(settings: Settings) -> RenderSettings:
+    from .render_settings import RenderSettings
+
+    reserved = (settings.status_port,) if settings.status_port else ()
+    return RenderSettings(
+        bind_addrs=settings.binds,
+        groups=(settings.group,) if settings.group else (),
+        vhost_port=settings.vhost_port,
+        reserved_ports=reserved,
+        admin_socket=str(Path(run_dir(settings)) / "admin.sock"),
+        server_state_file=str(Path(settings.state_dir) / "haproxy-server-state"),
+        hard_stop_after=f"{max(1, int(settings.drain_timeout))}s",
+    )
+
+
+def make_haproxy(settings: Settings, render_settings: RenderSettings) -> HAProxyControl:
+    """The HAProxy we drive: one we start and supervise, or an external one (--master-socket)."""
+    from .haproxy.process import ExternalHAProxy, HAProxyProcess
+
+    if settings.master_socket:
+        return ExternalHAProxy(settings.master_socket, render_settings.admin_socket)
+    return HAProxyProcess(
+        settings.haproxy_bin,
+        settings.haproxy_config_path,
+        run_dir(settings),
+        admin_socket=render_settings.admin_socket,
+    )
+
+
+def make_applier(
+    settings: Settings, haproxy: HAProxyControl, render_settings: RenderSettings
+) -> ApplierControl:
+    """The applier with the renderer (the default template or ``--template``, sandboxed)."""
+    from .apply import Applier
+    from .haproxy.runtime import RuntimeAPI
+    from .haproxy_model import HAProxyModel
+    from .render import RenderCache, render_config
+
+    template = Path(settings.template).read_text(encoding="utf-8") if settings.template else None
+    cache = RenderCache()
+    lock = threading.Lock()
+
+    def render(model: HAProxyModel) -> str:
+        with lock:
+            return render_config(model, render_settings, template, cache=cache)
+
+    return Applier(
+        haproxy,
+        RuntimeAPI(render_settings.admin_socket, master_socket=haproxy.master_socket),
+        settings.haproxy_config_path,
+        render,
+        haproxy_bin=settings.haproxy_bin,
+        state_file=render_settings.server_state_file,
+        drain_timeout=settings.drain_timeout,
+    )

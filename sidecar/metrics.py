@@ -1,13 +1,15 @@
 """Prometheus metrics of one sidecar daemon (its own registry: no global default registry).
 
-Names start with ``marathon_sidecar_``. The daemon and the follower update them; the status server
+Names start with ``marathon_sidecar_``. The daemon and the source update them (the ``record_*``
+and ``sync_*`` methods turn the daemon's facts into gauge and counter values); the status server
 exposes them on ``/metrics``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Callable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -32,7 +34,14 @@ DURATION_BUCKETS = (
     30.0,
 )
 
+if TYPE_CHECKING:
+    from sidecar.apply.results import ApplyCounters
+    from sidecar.catalog import Catalog
+    from sidecar.haproxy_model import HAProxyModel
+
 __all__ = ["CONTENT_TYPE_LATEST", "SidecarMetrics"]
+
+SERVER_STATUSES = ("up", "down", "drain", "maint")
 
 
 class SidecarMetrics:
@@ -46,6 +55,7 @@ class SidecarMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._clock = clock
         self._last_sync: Optional[float] = None
+        self._seen_counters: dict[str, int] = {}  # the applier's totals already counted
         r = self.registry
         p = PREFIX
         self.last_sync_timestamp = Gauge(
@@ -160,6 +170,46 @@ class SidecarMetrics:
         """1 for ``origin`` (None: no HAProxy runs), 0 for the others."""
         for known in HAPROXY_ORIGINS:
             self.haproxy_origin.labels(origin=known).set(1 if known == origin else 0)
+
+    def sync_apply_counters(self, counters: ApplyCounters) -> None:
+        """Add what the applier counted since the last call to the Prometheus counters."""
+        ops = self.runtime_ops
+        totals: tuple[tuple[str, int, Counter], ...] = (
+            ("reloads", counters.reloads, self.reloads),
+            ("reload_failures", counters.reload_failures, self.reload_failures),
+            ("validation_failures", counters.validation_failures, self.validation_failures),
+            ("starts", counters.starts, self.haproxy_restarts),
+            ("runtime_ops", counters.runtime_ops, ops.labels(op="server")),
+            ("runtime_failures", counters.runtime_failures, ops.labels(op="failed")),
+            ("servers_deleted", counters.servers_deleted, ops.labels(op="delete")),
+            ("servers_tombstoned", counters.servers_tombstoned, ops.labels(op="tombstone")),
+        )
+        for name, value, counter in totals:
+            delta = value - self._seen_counters.get(name, 0)
+            self._seen_counters[name] = value
+            if delta > 0:
+                counter.inc(delta)
+        self.old_workers.set(counters.old_workers)
+
+    def record_model(self, model: HAProxyModel, catalog: Catalog) -> None:
+        """What the running config serves, and the catalog's instances out of rotation."""
+        self.services.set(len(model.backends))
+        ready = sum(1 for b in model.backends for s in b.servers if s.state == "ready")
+        drain = sum(1 for b in model.backends for s in b.servers if s.state != "ready")
+        self.servers.labels(state="ready").set(ready)
+        self.servers.labels(state="drain").set(drain)
+        self.skipped_apps.set(len(model.skipped))
+        self.label_problems.set(len(set(model.problems)))
+        out = {i.id for _s, i in catalog.instances() if i.state != "ready"}
+        self.tasks_out.set(len(out - catalog.in_rotation()))
+
+    def record_haproxy_servers(self, statuses: Mapping[tuple[str, str], str]) -> None:
+        """HAProxy's own view: (backend, server) -> up/down/drain/maint, counted by status."""
+        counts = dict.fromkeys(SERVER_STATUSES, 0)
+        for status in statuses.values():
+            counts[status] = counts.get(status, 0) + 1
+        for status, count in counts.items():
+            self.haproxy_servers.labels(status=status).set(count)
 
     def record_sync(self, at: Optional[float] = None) -> None:
         now = self._clock() if at is None else at

@@ -1,9 +1,9 @@
 """HAProxyModel -> haproxy.cfg text (pure).
 
 The default template (``templates/haproxy.cfg.j2``) is rendered by Jinja2 with ``StrictUndefined``
-and no autoescaping: every value that reaches the file was derived and checked by
-:mod:`sidecar.desired`, so there is nothing to escape. The same output for the same model, byte for
-byte: everything is sorted before it gets here.
+and no autoescaping: every value that reaches the file was derived and checked by the builder
+(:mod:`sidecar.desired`), so there is nothing to escape. The same output for the same model, byte
+for byte: everything is sorted before it gets here.
 
 :func:`server_line_options` is the single source of a server's keywords: the config file and the
 runtime ``add server`` commands both use it (HAProxy 2.6 does not apply ``default-server`` to
@@ -20,14 +20,8 @@ from typing import Any, Callable, Optional
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from sidecar.desired import (
-    BackendSpec,
-    FrontendSpec,
-    HAProxyModel,
-    RenderSettings,
-    RouteSpec,
-    ServerSpec,
-)
+from sidecar.haproxy_model import BackendSpec, FrontendSpec, HAProxyModel, RouteSpec, ServerSpec
+from sidecar.render_settings import RenderSettings
 
 TEMPLATE_NAME = "haproxy.cfg.j2"
 STICKY_COOKIE = "MBSRV"

@@ -88,7 +88,7 @@ class Resolver:
         self._negative_ttl = negative_ttl
         self._timeout = timeout
         self._clock = clock
-        self._on_update = on_update
+        self.on_update = on_update  # called when an answer changed (e.g. Daemon.dns_changed)
         self._lock = threading.Lock()
         self._cache: dict[str, _Entry] = {}
         self._pending: dict[str, Future[Optional[str]]] = {}
@@ -160,6 +160,6 @@ class Resolver:
         if address is None:
             log.warning("host name does not resolve", extra={"host": host})
         changed = late or (previous is not None and previous.address != address)
-        if changed and self._on_update is not None:
-            self._on_update()
+        if changed and self.on_update is not None:
+            self.on_update()
         return address

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
+from marathon_bridge import __version__
 from marathon_bridge.errors import MarathonBridgeError
 
 ENV_PREFIX = "MARATHON_SIDECAR_"
@@ -447,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         "file > defaults.",
         argument_default=argparse.SUPPRESS,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--config",
         metavar="FILE",

@@ -1,36 +1,50 @@
-"""The last known good Marathon snapshot on disk (``<state-dir>/last-applied.json``).
+"""The last known good catalog on disk (``<state-dir>/last-applied.json``).
 
-Written atomically (temporary file, fsync, rename) after every successful apply; read at start
-when Marathon cannot be reached, so a sidecar restarted during a Marathon outage still serves the
-routes it served before. Writing never stops the daemon: a full or read-only disk is counted and
-reported (``last_error``) and the daemon carries on from memory.
+Written atomically (:mod:`sidecar.files`) after successful applies; read at start when the source
+cannot be reached, so a sidecar restarted during an outage still serves the routes it served
+before, with the verdicts it had (they count as "in rotation before"). Writing never stops the
+daemon: a full or read-only disk is counted and reported (``last_error``) and the daemon carries
+on from memory.
+
+Format 2 holds the source-neutral catalog (:meth:`sidecar.catalog.Catalog.to_dict`). Format 1,
+written by earlier versions, held Marathon's app list; it is read through the ``legacy``
+converter the wiring passes in (the Marathon translation), so an upgraded node that starts with
+only the old file and no Marathon still serves.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from marathon_bridge import jsonfast
+from sidecar.catalog import Catalog, CatalogError, catalog_from_dict
+from sidecar.files import write_atomically
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "last-applied.json"
-FORMAT_VERSION = 1
+SAVE_INTERVAL = 10.0  # at most one write of the last known catalog per this many seconds
+FORMAT_VERSION = 2
+LEGACY_VERSION = 1  # {"version": 1, "saved_at": t, "apps": [Marathon apps with tasks]}
+
+LegacyReader = Callable[[list[dict[str, Any]]], Catalog]
 
 
 @dataclass(frozen=True)
-class StoredState:
-    """A snapshot read back from disk: Marathon's apps (with ``tasks``) and when it was saved."""
+class StoredCatalog:
+    """A catalog read back from disk, and when it was saved."""
 
-    apps: list[dict[str, Any]]
+    catalog: Catalog
     saved_at: float  # wall-clock seconds since the epoch
     path: str
 
@@ -39,27 +53,27 @@ class StoredState:
 
 
 class StateStore:
-    """Saves and loads the last applied snapshot. Thread-safe; never raises on save."""
+    """Saves and loads the last applied catalog. Thread-safe; never raises on save."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, legacy: Optional[LegacyReader] = None) -> None:
         self.path = Path(state_dir) / FILE_NAME
+        self._legacy = legacy
         self._lock = threading.Lock()
         self.write_errors = 0
         self.last_error: Optional[str] = None
         self.last_saved_at: Optional[float] = None
-        self._last_text: Optional[str] = None
+        self._last_body: Optional[bytes] = None
 
-    def save(self, apps_with_tasks: Sequence[dict[str, Any]]) -> bool:
-        """Write the snapshot; ``False`` (and ``last_error`` set) when the disk refused it."""
+    def save(self, catalog: Catalog) -> bool:
+        """Write the catalog; ``False`` (and ``last_error`` set) when the disk refused it."""
         now = time.time()
         with self._lock:
             try:
-                text = json.dumps(list(apps_with_tasks), sort_keys=True, separators=(",", ":"))
-                if text == self._last_text and self.last_error is None:
+                body = jsonfast.dumps(catalog.to_dict())
+                if body == self._last_body and self.last_error is None:
                     return True  # unchanged: no need to wear the disk
-                self._write_atomically(
-                    f'{{"version":{FORMAT_VERSION},"saved_at":{now!r},"apps":{text}}}'
-                )
+                head = f'{{"version":{FORMAT_VERSION},"saved_at":{now!r},"catalog":'
+                write_atomically(str(self.path), head.encode() + body + b"}")
             except (OSError, TypeError, ValueError) as exc:
                 self.write_errors += 1
                 self.last_error = f"cannot write {self.path}: {_reason(exc)}"
@@ -67,13 +81,13 @@ class StateStore:
                     "state file not written", extra={"path": str(self.path), "error": str(exc)}
                 )
                 return False
-            self._last_text = text
+            self._last_body = body
             self.last_error = None
             self.last_saved_at = now
             return True
 
-    def load(self) -> Optional[StoredState]:
-        """The saved snapshot, or ``None`` when there is none or it is unreadable."""
+    def load(self) -> Optional[StoredCatalog]:
+        """The saved catalog, or ``None`` when there is none or it is unreadable."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -82,44 +96,81 @@ class StateStore:
             log.warning("state file unreadable", extra={"path": str(self.path), "error": str(exc)})
             return None
         try:
-            body = json.loads(raw)
+            body = jsonfast.loads(raw)
         except ValueError:
             log.warning("state file is not JSON, ignoring it", extra={"path": str(self.path)})
             return None
-        if not _valid(body):
+        try:
+            catalog = self._catalog(body)
+        except (CatalogError, TypeError, ValueError) as exc:
             log.warning(
-                "state file has an unknown shape, ignoring it", extra={"path": str(self.path)}
+                "state file has an unknown shape, ignoring it",
+                extra={"path": str(self.path), "error": str(exc)[:300]},
             )
             return None
-        return StoredState(
-            apps=list(body["apps"]), saved_at=float(body["saved_at"]), path=str(self.path)
-        )
+        return StoredCatalog(catalog, float(body["saved_at"]), str(self.path))
 
-    def _write_atomically(self, text: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=".last-applied.", suffix=".tmp", dir=str(self.path.parent)
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    def _catalog(self, body: Any) -> Catalog:
+        if not isinstance(body, dict) or not isinstance(body.get("saved_at"), (int, float)):
+            raise ValueError("not a state file")
+        version = body.get("version")
+        if version == FORMAT_VERSION:
+            return catalog_from_dict(body.get("catalog"))
+        apps = body.get("apps")
+        if version == LEGACY_VERSION and self._legacy is not None and _app_list(apps):
+            return self._legacy(apps)
+        raise ValueError(f"unknown state file version {json.dumps(version)}")
 
 
-def _valid(body: Any) -> bool:
-    return (
-        isinstance(body, dict)
-        and body.get("version") == FORMAT_VERSION
-        and isinstance(body.get("saved_at"), (int, float))
-        and isinstance(body.get("apps"), list)
-        and all(isinstance(app, dict) for app in body["apps"])
-    )
+class ThrottledSaver:
+    """Writes the newest catalog in the background: at once the first time, then at most every
+    ``interval`` seconds (a big cluster's catalog is large). The caller never waits for the disk;
+    ``on_result(ok)`` reports each write."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        on_result: Callable[[bool], None],
+        interval: float = SAVE_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self._on_result = on_result
+        self._clock = clock
+        self._unsaved: Optional[Catalog] = None
+        self._last_save_at: Optional[float] = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
+
+    def offer(self, catalog: Catalog) -> None:
+        self._unsaved = catalog
+        if self._last_save_at is None or self._clock() - self._last_save_at >= self.interval:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        saved_at = self._last_save_at
+        due = saved_at is not None and self._clock() - saved_at >= self.interval
+        if self._unsaved is not None and due:
+            self.flush()
+
+    def flush(self) -> None:
+        catalog, self._unsaved = self._unsaved, None
+        if catalog is None:
+            return
+        self._last_save_at = self._clock()
+        self._pool.submit(self._write, catalog)
+
+    def close(self) -> None:
+        """Write what is unsaved and wait for it."""
+        self.flush()
+        self._pool.shutdown(wait=True)
+
+    def _write(self, catalog: Catalog) -> None:
+        self._on_result(self.store.save(catalog))
+
+
+def _app_list(value: Any) -> TypeGuard[list[dict[str, Any]]]:
+    return isinstance(value, list) and all(isinstance(app, dict) for app in value)
 
 
 def _reason(exc: BaseException) -> str:

@@ -4,12 +4,13 @@
 last sync, the running config, the current cluster state and model, problems); the server only
 reads it. The health rule (:func:`evaluate_health`, pure):
 
-- ``failing`` (HTTP 503): HAProxy is not running; or nothing was ever synced from Marathon nor
-  loaded from disk; or the last successful sync (or the start, when serving a state loaded from
-  disk) is older than the allowed age;
+- ``failing`` (HTTP 503): HAProxy is not running (or still starting: it may already accept
+  connections, but the sidecar has not seen it ready); or nothing was ever synced from the catalog
+  source (Marathon) nor loaded from disk; or the last successful sync (or the start, when serving
+  a catalog loaded from disk) is older than the allowed age;
 - ``degraded`` (HTTP 200): traffic is served, but something needs attention: serving the last
-  known state from disk, Marathon failing since some time, a config HAProxy refused, an unwritable
-  state directory...;
+  known catalog from disk, the source failing since some time, a config HAProxy refused, an
+  unwritable state directory...;
 - ``ok`` (HTTP 200) otherwise.
 
 The status page ``/`` is plain HTML rendered here (every value escaped) with one static CSS file
@@ -19,7 +20,6 @@ from ``sidecar/static``; it refreshes itself every few seconds.
 from __future__ import annotations
 
 import html
-import importlib
 import json
 import logging
 import threading
@@ -31,8 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from marathon_bridge import services as svc
-
+from .catalog import READY, Catalog, Instance, Service
+from .haproxy_model import BackendSpec, HAProxyModel, ServerSpec
 from .metrics import CONTENT_TYPE_LATEST, SidecarMetrics
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ class HealthFacts:
     loaded_from_disk: Optional[str]  # when the state served came from disk: its save time
     max_sync_age: float
     problems: tuple[str, ...] = ()
+    source: str = "Marathon"  # the catalog source's name, for the reasons
+    haproxy_starting: bool = False  # the sidecar is starting HAProxy right now
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,19 @@ def evaluate_health(facts: HealthFacts) -> HealthReport:
     degraded: list[str] = list(facts.problems)
     sync_age = None if facts.last_sync is None else max(0.0, facts.now - facts.last_sync)
     if facts.haproxy_required and not facts.haproxy_running:
-        failing.append("HAProxy is not running")
+        failing.append(
+            "HAProxy is starting" if facts.haproxy_starting else "HAProxy is not running"
+        )
     if facts.loaded_from_disk is not None and facts.last_sync is None:
         degraded.insert(0, f"serving last known state from {facts.loaded_from_disk}")
         since_start = facts.now - facts.started_at
         if since_start > facts.max_sync_age:
-            failing.append(f"no Marathon sync for {since_start:.0f} s since start")
+            failing.append(f"no {facts.source} sync for {since_start:.0f} s since start")
     elif sync_age is None:
-        failing.append("no Marathon snapshot yet")
+        failing.append(f"no {facts.source} snapshot yet")
     elif sync_age > facts.max_sync_age:
         failing.append(
-            f"last Marathon sync {sync_age:.0f} s ago (limit {facts.max_sync_age:.0f} s)"
+            f"last {facts.source} sync {sync_age:.0f} s ago (limit {facts.max_sync_age:.0f} s)"
         )
     if failing:
         return HealthReport("failing", tuple(failing + degraded), sync_age)
@@ -103,9 +107,8 @@ def evaluate_health(facts: HealthFacts) -> HealthReport:
 
 @dataclass
 class _View:
-    state: Any = None  # sidecar.model.ClusterState
-    model: Any = None  # sidecar.desired.HAProxyModel
-    previously_in: frozenset[str] = frozenset()
+    catalog: Optional[Catalog] = None
+    model: Optional[HAProxyModel] = None
     config_text: str = ""
     haproxy_states: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
@@ -116,6 +119,7 @@ class _Facts:
     haproxy_required: bool = True
     haproxy_running: bool = False
     haproxy_origin: Optional[str] = None
+    haproxy_starting: bool = False
     last_sync: Optional[float] = None
     last_sync_wall: Optional[float] = None
     loaded_from_disk: Optional[str] = None
@@ -132,11 +136,13 @@ class StatusBoard:
         *,
         max_sync_age: float,
         haproxy_required: bool = True,
+        source: str = "Marathon",
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics = metrics
         self.max_sync_age = max_sync_age
+        self.source = source
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
@@ -155,10 +161,16 @@ class StatusBoard:
         with self._lock:
             self._facts.loaded_from_disk = saved_at_text
 
+    def set_haproxy_starting(self) -> None:
+        """The sidecar starts HAProxy now: until it is seen ready, /health says "starting"."""
+        with self._lock:
+            self._facts.haproxy_starting = True
+
     def set_haproxy_running(self, running: bool, origin: Optional[str] = None) -> None:
         """HAProxy up or not, and where the running one came from (started, adopted...)."""
         with self._lock:
             self._facts.haproxy_running = running
+            self._facts.haproxy_starting = False
             self._facts.haproxy_origin = origin if running else None
         self.metrics.haproxy_up.set(1 if running else 0)
         self.metrics.set_haproxy_origin(origin if running else None)
@@ -171,12 +183,10 @@ class StatusBoard:
             else:
                 self._facts.problems.pop(key, None)
 
-    def set_view(
-        self, state: Any, model: Any, previously_in: frozenset[str], config_text: str
-    ) -> None:
+    def set_view(self, catalog: Catalog, model: HAProxyModel, config_text: str) -> None:
         with self._lock:
             states = self._view.haproxy_states
-            self._view = _View(state, model, previously_in, config_text, states)
+            self._view = _View(catalog, model, config_text, states)
             self._facts.last_apply_wall = self._wall()
 
     def set_haproxy_states(self, states: Mapping[tuple[str, str], str]) -> None:
@@ -193,10 +203,12 @@ class StatusBoard:
                 started_at=f.started_at,
                 haproxy_required=f.haproxy_required,
                 haproxy_running=f.haproxy_running,
+                haproxy_starting=f.haproxy_starting,
                 last_sync=f.last_sync,
                 loaded_from_disk=f.loaded_from_disk,
                 max_sync_age=self.max_sync_age,
                 problems=tuple(f.problems[k] for k in sorted(f.problems)),
+                source=self.source,
             )
             origin = f.haproxy_origin
         return replace(evaluate_health(facts), haproxy_origin=origin)
@@ -208,22 +220,24 @@ class StatusBoard:
     def services(self) -> list[dict[str, Any]]:
         with self._lock:
             view = self._view
-        return services_view(view.state, view.model, view.previously_in, view.haproxy_states)
+        return services_view(view.catalog, view.model, view.haproxy_states)
 
     def skipped(self) -> list[dict[str, Any]]:
         """What was left out of the config (apps, ports, servers) and labels not honored."""
         with self._lock:
             model = self._view.model
+        if model is None:
+            return []
         out: list[dict[str, Any]] = [
             {
-                "kind": "server" if getattr(s, "task_id", "") else "app",
+                "kind": "server" if s.task_id else "app",
                 "app_id": s.app_id,
                 "port_index": s.port_index,
-                "task_id": getattr(s, "task_id", ""),
+                "task_id": s.task_id,
                 "label": "",
                 "reason": s.reason,
             }
-            for s in getattr(model, "skipped", ())
+            for s in model.skipped
         ]
         out += [
             {
@@ -234,7 +248,7 @@ class StatusBoard:
                 "label": p.label,
                 "reason": p.reason,
             }
-            for p in getattr(model, "problems", ())
+            for p in model.problems
         ]
         return out
 
@@ -255,39 +269,26 @@ class StatusBoard:
 
 
 def services_view(
-    state: Any,
-    model: Any,
-    previously_in: frozenset[str],
+    catalog: Optional[Catalog],
+    model: Optional[HAProxyModel],
     haproxy_states: Optional[Mapping[tuple[str, str], str]] = None,
 ) -> list[dict[str, Any]]:
-    """One entry per backend: its port and app, every known task with state, health, in/out, why.
+    """One entry per backend: its port and app, every instance of the services behind it with
+    its state, health, in/out and why (the verdicts the catalog holds).
 
     ``haproxy_states`` (backend, server) -> status adds what HAProxy itself reports.
     """
-    seen = haproxy_states or {}
-    if state is None or model is None:
+    if catalog is None or model is None:
         return []
+    seen = haproxy_states or {}
     out: list[dict[str, Any]] = []
-    app_of_task = {task_id: app_id for app_id, tasks in state.tasks.items() for task_id in tasks}
     for backend in sorted(model.backends, key=lambda b: (b.service_port, b.app_id, b.name)):
         servers = {s.task_id: s for s in backend.servers}
-        # a deployment group's backend holds the servers of several apps: list each app's tasks
-        app_ids = {backend.app_id} | {app_of_task[t] for t in servers if t in app_of_task}
         endpoints = []
-        for app_id in sorted(app_ids):
-            app = state.apps.get(app_id)
-            if app is None:
-                continue
-            tasks = state.tasks.get(app_id, {})
-            reasons = _task_reasons(app, tasks, previously_in)
-            port_index = _port_index(app, backend.service_port)
-            if port_index is None and app_id != backend.app_id:
-                port_index = 0  # a group member serves the shared port from its first port
-            for task_id in sorted(tasks):
-                server = servers.get(task_id)
-                entry = _endpoint_entry(
-                    app, tasks[task_id], task_id, server, port_index, reasons.get(task_id, "")
-                )
+        for service in _services_of(catalog, backend):
+            for instance in service.instances:
+                server = servers.get(instance.id)
+                entry = _endpoint_entry(instance, server)
                 if server is not None:
                     entry["haproxy"] = seen.get((backend.name, server.name), "")
                 endpoints.append(entry)
@@ -305,59 +306,34 @@ def services_view(
     return out
 
 
-def _endpoint_entry(
-    app: Mapping[str, Any],
-    task: Mapping[str, Any],
-    task_id: str,
-    server: Any,
-    port_index: Optional[int],
-    reason: str,
-) -> dict[str, Any]:
-    address, port = "", None
-    if server is not None:
-        address, port = server.address, server.port
-    elif port_index is not None:
-        found = svc.task_endpoints(app, task)
-        endpoint = found[port_index] if port_index < len(found) else None
-        if endpoint is not None:
-            address, port = endpoint.address, endpoint.port
+def _services_of(catalog: Catalog, backend: BackendSpec) -> list[Service]:
+    """The catalog services behind a backend (several for a deployment group), by app id."""
+    found = [catalog.services[k] for k in backend.service_keys if k in catalog.services]
+    return sorted(found, key=lambda s: (s.app_id, s.port_index))
+
+
+def _endpoint_entry(instance: Instance, server: Optional[ServerSpec]) -> dict[str, Any]:
     in_rotation = server is not None and server.state == "ready"
-    if server is None and not reason:
+    if in_rotation:
+        reason = ""
+    elif server is None and instance.state == READY:
         reason = "not in the config"
+    else:
+        reason = instance.reason
+    address, port = (
+        (server.address, server.port) if server is not None else (instance.host, instance.port)
+    )
     return {
-        "task_id": task_id,
-        "host": str(task.get("host") or ""),
+        "task_id": instance.id,
+        "host": instance.host,
         "address": address,
         "port": port,
-        "state": str(task.get("state") or ""),
-        "healthy": svc.task_health(app, task),
+        "state": instance.status,
+        "healthy": instance.healthy,
         "in_rotation": in_rotation,
         "server_state": server.state if server is not None else "out",
-        "reason": "" if in_rotation else reason,
+        "reason": reason,
     }
-
-
-def _task_reasons(
-    app: Optional[Mapping[str, Any]], tasks: Mapping[str, Any], previously_in: frozenset[str]
-) -> dict[str, str]:
-    if app is None or not tasks:
-        return {}
-    try:
-        selection = importlib.import_module("sidecar.selection")
-        verdicts = selection.select_tasks(app, list(tasks.values()), previously_in)
-    except Exception:  # the view must never break the status server
-        log.debug("task verdicts unavailable", exc_info=True)
-        return {}
-    return {v.task_id: v.reason for v in verdicts if not v.in_rotation}
-
-
-def _port_index(app: Optional[Mapping[str, Any]], service_port: int) -> Optional[int]:
-    if app is None:
-        return None
-    for spec in svc.port_specs(app):
-        if spec.service_port == service_port:
-            return spec.index
-    return None
 
 
 def _iso(wall: Optional[float]) -> Optional[str]:
@@ -531,65 +507,68 @@ class StatusServer:
 
 
 def _make_handler(board: StatusBoard) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "marathon-sidecar"
-        sys_version = ""
+    return type("Handler", (_StatusHandler,), {"board": board})
 
-        def do_GET(self) -> None:
-            try:
-                self._route(self.path.split("?", 1)[0])
-            except BrokenPipeError:
-                pass
-            except Exception:
-                log.exception("status request failed", extra={"path": self.path[:200]})
-                self._send(500, "text/plain; charset=utf-8", b"internal error\n")
 
-        def do_HEAD(self) -> None:
-            self.do_GET()
+class _StatusHandler(BaseHTTPRequestHandler):
+    """One request to the status server; ``board`` is set by :func:`_make_handler`."""
 
-        def _route(self, path: str) -> None:
-            if path == "/health":
-                report = board.health()
-                self._json(report.http_status, report.as_dict())
-            elif path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, board.metrics.render())
-            elif path == "/config":
-                self._send(200, "text/plain; charset=utf-8", board.config_text().encode("utf-8"))
-            elif path == "/services":
-                self._json(200, {"services": board.services(), "skipped": board.skipped()})
-            elif path == "/":
-                page = render_page(
-                    board.health(), board.summary(), board.services(), board.skipped()
-                )
-                self._send(200, "text/html; charset=utf-8", page.encode("utf-8"))
-            elif path == "/static/status.css":
-                self._static("status.css", "text/css; charset=utf-8")
-            else:
-                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+    board: StatusBoard
+    server_version = "marathon-sidecar"
+    sys_version = ""
 
-        def _static(self, name: str, content_type: str) -> None:
-            try:
-                body = (STATIC_DIR / name).read_bytes()
-            except OSError:
-                self._send(404, "text/plain; charset=utf-8", b"not found\n")
-                return
-            self._send(200, content_type, body)
+    def do_GET(self) -> None:
+        try:
+            self._route(self.path.split("?", 1)[0])
+        except BrokenPipeError:
+            pass
+        except Exception:
+            log.exception("status request failed", extra={"path": self.path[:200]})
+            self._send(500, "text/plain; charset=utf-8", b"internal error\n")
 
-        def _json(self, status: int, body: Any) -> None:
-            data = json.dumps(body, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-            self._send(status, "application/json", data)
+    def do_HEAD(self) -> None:
+        self.do_GET()
 
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status, HTTPStatus(status).phrase)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+    def _route(self, path: str) -> None:
+        board = self.board
+        if path == "/health":
+            report = board.health()
+            self._json(report.http_status, report.as_dict())
+        elif path == "/metrics":
+            self._send(200, CONTENT_TYPE_LATEST, board.metrics.render())
+        elif path == "/config":
+            self._send(200, "text/plain; charset=utf-8", board.config_text().encode("utf-8"))
+        elif path == "/services":
+            self._json(200, {"services": board.services(), "skipped": board.skipped()})
+        elif path == "/":
+            page = render_page(board.health(), board.summary(), board.services(), board.skipped())
+            self._send(200, "text/html; charset=utf-8", page.encode("utf-8"))
+        elif path == "/static/status.css":
+            self._static("status.css", "text/css; charset=utf-8")
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"not found\n")
 
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("status request", extra={"request": self.requestline[:200]})
+    def _static(self, name: str, content_type: str) -> None:
+        try:
+            body = (STATIC_DIR / name).read_bytes()
+        except OSError:
+            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+            return
+        self._send(200, content_type, body)
 
-    return Handler
+    def _json(self, status: int, body: Any) -> None:
+        data = json.dumps(body, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        self._send(status, "application/json", data)
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status, HTTPStatus(status).phrase)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("status request", extra={"request": self.requestline[:200]})

@@ -75,8 +75,11 @@ class HAProxyControl(Protocol):
     master_socket: str
     admin_socket: Optional[str]
     origin: Optional[str]  # ORIGIN_*, None until one runs
+    starts: int  # how many times the sidecar (re)started it; 0 for one run elsewhere
 
     def running(self) -> bool: ...
+
+    def leftover_master_pid(self) -> Optional[int]: ...
 
     def adopt(self, timeout: float = 30.0) -> bool: ...
 
@@ -111,6 +114,11 @@ class _MasterDriver:
 
     master_socket: str
     admin_socket: Optional[str]
+    starts = 0
+
+    def leftover_master_pid(self) -> Optional[int]:
+        """A master an earlier sidecar run left behind (only one the sidecar starts has one)."""
+        return None
 
     def __init__(self, master_socket: str, admin_socket: Optional[str], cli_timeout: float) -> None:
         self.master_socket = master_socket

@@ -21,7 +21,7 @@ from browser_support import Chromium, Sidecar, find_chromium, wait_until  # noqa
 
 from marathon_bridge.client import MarathonClient  # noqa: E402
 from marathon_bridge.testing import MarathonEmulator  # noqa: E402
-from sidecar.daemon import Daemon  # noqa: E402
+from sidecar.main import build_daemon  # noqa: E402
 from sidecar.settings import Settings  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def sidecar(haproxy_bin: str) -> Iterator[Sidecar]:
         drain_timeout=2.0,
         marathon_timeout=3.0,
     )
-    daemon = Daemon(settings, startup_wait=15.0, stream_silence=3.0)
+    daemon = build_daemon(settings, startup_wait=15.0, stream_silence=3.0)
     thread = threading.Thread(target=daemon.run, name="sidecar-browser-test", daemon=True)
     thread.start()
     try:

@@ -15,9 +15,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from marathon_bridge.cli import build_parser as cli_parser
-from sidecar.labels import DEPLOYMENT_LABELS, LABELS, NOT_HONORED
 from sidecar.metrics import SidecarMetrics
 from sidecar.settings import CONFIG_ENV, OPTIONS
+from sidecar.sources.marathon.labels import DEPLOYMENT_LABELS, LABELS, NOT_HONORED
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"

@@ -23,11 +23,12 @@ from marathon_bridge.cli import main as cli_main
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.definitions.load import load_definitions
 from marathon_bridge.testing.emulator import MarathonEmulator
-from sidecar.desired import RenderSettings, build_model
-from sidecar.labels import parse_app_labels
-from sidecar.model import ClusterState
+from sidecar.desired import build_model
 from sidecar.render import render_config
+from sidecar.render_settings import RenderSettings
 from sidecar.settings import OPTIONS, build_parser, load_settings
+from sidecar.sources.marathon.labels import parse_app_labels
+from sidecar.sources.marathon.translate import catalog_from_apps
 
 ROOT = Path(__file__).resolve().parents[2]
 MARATHON = ROOT / "deploy" / "marathon"
@@ -227,7 +228,7 @@ def test_examples_render_to_a_config_haproxy_accepts(
         server_state_file=str(tmp_path / "server-state"),
     )
     no_names: dict[str, str] = {}  # the emulator's tasks run on 127.0.0.1: nothing to resolve
-    model = build_model(ClusterState.from_apps(apps), settings, frozenset(), no_names.get)
+    model = build_model(catalog_from_apps(apps), settings, no_names.get)
     ports = sorted(frontend.port for frontend in model.frontends)
     assert ports == [10000, 10001, 10002, 18080]  # not 9090: the sidecar's own port
     config = tmp_path / "haproxy.cfg"

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.deployment_groups import (
+from sidecar.catalog import DeploymentGroup, Problem
+from sidecar.deployment_groups import Claim, group_backend_name, merge_servers, plan_merges
+from sidecar.desired import build_model
+from sidecar.haproxy_model import ServerSpec, listener_signature
+from sidecar.render_settings import RenderSettings
+from sidecar.sources.marathon.deployment_labels import (
     GROUP_LABEL,
     STARTED_AT_LABEL,
     WEIGHT_LABEL,
-    Membership,
-    group_backend_name,
     membership,
-    merge_servers,
-    plan_merges,
 )
-from sidecar.desired import RenderSettings, ServerSpec, build_model, listener_signature
-from sidecar.labels import LabelProblem, parse_app_labels
-from sidecar.model import ClusterState
+from sidecar.sources.marathon.labels import parse_app_labels
+from sidecar.sources.marathon.translate import catalog_from_apps
 
 HOSTS = {"agent1": "10.0.0.1"}
 
@@ -45,7 +45,7 @@ def grouped(
 
 
 def model_of(apps: list[dict[str, Any]]) -> Any:
-    return build_model(ClusterState.from_apps(apps), RenderSettings(), frozenset(), HOSTS.get)
+    return build_model(catalog_from_apps(apps), RenderSettings(), HOSTS.get)
 
 
 OLD = grouped("/web-blue", 10000, 10000, "2026-01-01T00:00:00Z", [("b1", 31001), ("b2", 31002)])
@@ -57,7 +57,7 @@ NEW = grouped("/web-green", 10001, 10000, "2026-01-02T00:00:00Z", [("g1", 31003)
 
 def test_membership_reads_group_started_at_and_weight() -> None:
     app = grouped("/a", 1, 2, "2026-01-01T00:00:00Z", **{WEIGHT_LABEL: "10"})
-    assert membership(app) == (Membership("web", "2026-01-01T00:00:00Z", 10), [])
+    assert membership(app) == (DeploymentGroup("web", "2026-01-01T00:00:00Z", 10), [])
 
 
 def test_bad_weight_and_bad_group_are_problems_naming_no_value() -> None:
@@ -71,12 +71,17 @@ def test_bad_weight_and_bad_group_are_problems_naming_no_value() -> None:
 def test_weight_without_group_is_ignored_with_a_problem() -> None:
     found, problems = membership({"id": "/a", "labels": {WEIGHT_LABEL: "5"}})
     assert found is None
-    assert problems == [LabelProblem("/a", WEIGHT_LABEL, f"needs {GROUP_LABEL}; ignored")]
+    assert problems == [Problem("/a", WEIGHT_LABEL, f"needs {GROUP_LABEL}; ignored")]
+
+
+def claim(app: dict[str, Any], bind_port: int) -> Claim:
+    group, _problems = membership(app)
+    assert group is not None
+    return Claim(app["id"], 0, bind_port, group)
 
 
 def test_plan_joins_the_newer_member_to_the_oldest() -> None:
-    apps = {"/web-blue": OLD, "/web-green": NEW}
-    plan = plan_merges([("/web-green", 0, 10000), ("/web-blue", 0, 10000)], apps)
+    plan = plan_merges([claim(NEW, 10000), claim(OLD, 10000)])
     assert plan.joined == {("/web-green", 0): ("/web-blue", 0)}
     assert plan.backend_names == {("/web-blue", 0): group_backend_name("web", 10000)}
     assert plan.members_of(("/web-blue", 0)) == [("/web-green", 0)]
@@ -84,10 +89,9 @@ def test_plan_joins_the_newer_member_to_the_oldest() -> None:
 
 def test_plan_keeps_groups_and_ports_apart() -> None:
     other = grouped("/api", 10005, 10005, "2026-01-01T00:00:00Z", **{GROUP_LABEL: "api"})
-    apps = {"/web-blue": OLD, "/api": other, "/plain": {"id": "/plain"}}
-    plan = plan_merges([("/web-blue", 0, 10000), ("/api", 0, 10000), ("/plain", 0, 10000)], apps)
+    plan = plan_merges([claim(OLD, 10000), claim(other, 10000), claim(NEW, 10001)])
     assert plan.joined == {}
-    assert set(plan.backend_names) == {("/web-blue", 0), ("/api", 0)}
+    assert set(plan.backend_names) == {("/web-blue", 0), ("/api", 0), ("/web-green", 0)}
 
 
 def test_merge_servers_applies_weights_per_app_and_sorts() -> None:

@@ -32,9 +32,10 @@ from marathon_bridge.strategies import (
 )
 from marathon_bridge.testing import MarathonEmulator
 from marathon_bridge.testing.tasks import echo_server_cmd
-from sidecar.daemon import Daemon, run_dir
-from sidecar.desired import server_name
+from sidecar.daemon import Daemon
 from sidecar.haproxy.runtime import RuntimeAPI
+from sidecar.main import build_daemon, run_dir
+from sidecar.names import server_name
 from sidecar.settings import Settings
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
@@ -160,7 +161,7 @@ def cluster(haproxy_bin: str) -> Iterator[Cluster]:
         drain_timeout=2.0,
         marathon_timeout=3.0,
     )
-    daemon = Daemon(settings, stream_silence=3.0)
+    daemon = build_daemon(settings, stream_silence=3.0)
     thread = threading.Thread(target=daemon.run, name="sidecar-strategies", daemon=True)
     thread.start()
     client = MarathonClient(emulator.url, timeout=(3.0, 10.0))

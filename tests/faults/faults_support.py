@@ -46,8 +46,10 @@ from _harness import (  # noqa: E402
 from marathon_bridge.client import MarathonClient  # noqa: E402
 from marathon_bridge.testing import MarathonEmulator  # noqa: E402
 from sidecar.daemon import Daemon  # noqa: E402
-from sidecar.desired import backend_name, server_name  # noqa: E402
-from sidecar.settings import Settings  # noqa: E402
+from sidecar.main import build_daemon  # noqa: E402
+from sidecar.names import backend_name, server_name  # noqa: E402
+from sidecar.settings import Settings  # noqa
+from sidecar.sources.marathon.source import MarathonSource  # noqa: E402
 
 __all__ = [
     "LoadGenerator",
@@ -286,6 +288,13 @@ class Node:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
+def marathon_urls(node: Node) -> list[str]:
+    """The node's Marathon URLs in the client's current order (the last that answered first)."""
+    source = node.daemon.source
+    assert isinstance(source, MarathonSource)
+    return list(source.client.urls)  # type: ignore[attr-defined]
+
+
 def start_node(
     urls: tuple[str, ...],
     haproxy_bin: str,
@@ -298,8 +307,9 @@ def start_node(
     own = state_dir is None
     directory = state_dir or tempfile.mkdtemp(prefix="flt-", dir="/tmp")  # short: socket paths
     settings = node_settings(urls, directory, haproxy_bin, group, **extra)
-    daemon = Daemon(settings, startup_wait=10.0, stream_silence=STREAM_SILENCE)
-    daemon.follower.stream_read_timeout = STREAM_READ_TIMEOUT
+    daemon = build_daemon(settings, startup_wait=10.0, stream_silence=STREAM_SILENCE)
+    assert isinstance(daemon.source, MarathonSource)
+    daemon.source.follower.stream_read_timeout = STREAM_READ_TIMEOUT
     thread = threading.Thread(target=daemon.run, name=f"sidecar-{group}", daemon=True)
     thread.start()
     node = Node(daemon, thread, directory, settings, own_state_dir=own)

@@ -25,7 +25,7 @@ from faults_support import (
     wait_until,
 )
 
-from sidecar.desired import server_name
+from sidecar.names import server_name
 from sidecar.render import default_template
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]

@@ -21,12 +21,13 @@ from faults_support import (
     Node,
     free_ports,
     group_app,
+    marathon_urls,
     start_node,
     wait_until,
 )
 
 from marathon_bridge.testing.faults import FaultInjector
-from sidecar.desired import server_name
+from sidecar.names import server_name
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -141,7 +142,7 @@ def test_a_flip_to_the_standby_url_keeps_routing_and_changes_flowing(
     shared: Shared, traffic: LoadGenerator
 ) -> None:
     # first row: nothing failed yet, so the sidecar still talks to --marathon #1 (the relay)
-    assert shared.node.daemon.client.urls[0] == shared.cluster.relay.url
+    assert marathon_urls(shared.node)[0] == shared.cluster.relay.url
     serving = shared.expected()
     node = shared.node
     connects = node.metric("marathon_sidecar_marathon_stream_connects_total")
@@ -154,7 +155,7 @@ def test_a_flip_to_the_standby_url_keeps_routing_and_changes_flowing(
     )
     assert_no_failure_and_nothing_lost(shared, traffic, answered, serving)
     flip_one_task_and_see_it(shared)  # learnt through the standby (REST proxied, 302 for events)
-    assert node.daemon.client.urls[0] == shared.cluster.standby.url
+    assert marathon_urls(node)[0] == shared.cluster.standby.url
     stats = traffic.stats(shared.port)
     assert stats.failures == 0, stats.errors[:5]
 
@@ -223,7 +224,7 @@ def test_an_empty_app_list_for_a_few_seconds_is_not_believed(
         "an empty app list",
     )
     reasons = " ".join(shared.node.health()["reasons"])
-    assert "no apps" in reasons
+    assert "answered with no services" in reasons
     assert_no_failure_and_nothing_lost(shared, traffic, answered, serving)
 
 

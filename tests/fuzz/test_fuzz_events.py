@@ -2,8 +2,9 @@
 
 A snapshot of a few apps, then a sequence of events mixing well-formed payloads with hostile
 values (ids, hosts, IP addresses, ports of every type, labels), fed through
-:meth:`sidecar.model.ClusterState.apply_event`; the result goes through the real resolver (with
-a lookup that never touches DNS), :func:`sidecar.desired.build_model` and the renderer.
+:meth:`sidecar.sources.marathon.model.MarathonState.apply_event`; the result goes through the
+Marathon translation (its catalog must survive a JSON round trip), the real resolver (with a
+lookup that never touches DNS), :func:`sidecar.desired.build_model` and the renderer.
 Properties: nothing raises, every line of the config is one of the renderer's directives, no
 hostile value reaches it, and (for a bounded number of examples) ``haproxy -c`` accepts it.
 The SSE parser gets arbitrary bytes, cut anywhere.
@@ -28,10 +29,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marathon_bridge.events import SSEFrame, SSEParser, event_from_frame
-from sidecar.desired import RenderSettings, build_model
-from sidecar.model import ClusterState, EventOutcome
+from sidecar.catalog import catalog_from_dict
+from sidecar.desired import build_model
 from sidecar.render import render_config
+from sidecar.render_settings import RenderSettings
 from sidecar.resolve import Resolver
+from sidecar.sources.marathon.model import EventOutcome, MarathonState
+from sidecar.sources.marathon.translate import catalog_of
 
 APP_IDS = ["/web", "/api/v1", "/db"]
 TASK_IDS = ["web.t1", "web.t2", "api_v1.t1", "db.t1"]
@@ -180,7 +184,7 @@ def no_dns(host: str) -> Optional[str]:
 
 
 def run_pipeline(apps: list[dict[str, Any]], sequence: list[tuple[str, Any]]) -> str:
-    state = ClusterState.from_apps(apps)
+    state = MarathonState.from_apps(apps)
     for event_type, payload in sequence:
         outcome = state.apply_event(event_type, payload)
         assert isinstance(outcome, EventOutcome)
@@ -191,7 +195,9 @@ def run_pipeline(apps: list[dict[str, Any]], sequence: list[tuple[str, Any]]) ->
     resolver = Resolver(no_dns, timeout=5.0)
     try:
         previously_in = frozenset(t for by_app in state.tasks.values() for t in by_app)
-        model = build_model(state, settings, previously_in, resolver)
+        catalog = catalog_of(state, previously_in)
+        assert catalog_from_dict(json.loads(json.dumps(catalog.to_dict()))) == catalog
+        model = build_model(catalog, settings, resolver)
     finally:
         resolver.close()
     return render_config(model, settings)
@@ -264,6 +270,6 @@ def test_sse_parser_takes_any_bytes_cut_anywhere(pieces: list[bytes], cuts: list
 def test_hostile_frames_become_events_or_nothing(frame: SSEFrame) -> None:
     event = event_from_frame(frame)
     if event is not None:
-        state = ClusterState.from_apps([])
+        state = MarathonState.from_apps([])
         outcome = state.apply_event(event.type, event.data)
         assert isinstance(outcome, EventOutcome)

@@ -25,15 +25,10 @@ if str(BENCH) not in sys.path:
 
 from _harness import haproxy_masters, haproxy_processes  # noqa: E402
 
-from sidecar.desired import (  # noqa: E402
-    BackendSpec,
-    FrontendSpec,
-    HAProxyModel,
-    RenderSettings,
-    ServerSpec,
-)
 from sidecar.haproxy.process import HAProxyProcess  # noqa: E402
+from sidecar.haproxy_model import BackendSpec, FrontendSpec, HAProxyModel, ServerSpec  # noqa: E402
 from sidecar.render import render_config  # noqa: E402
+from sidecar.render_settings import RenderSettings  # noqa: E402
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:

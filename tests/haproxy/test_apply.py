@@ -10,8 +10,8 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from sidecar.desired import ServerSpec
 from sidecar.haproxy.runtime import RuntimeAPI
+from sidecar.haproxy_model import ServerSpec
 
 
 def admin(kit: Any) -> RuntimeAPI:
@@ -115,7 +115,7 @@ def test_weight_change_through_the_runtime_api(make_applier: Any, kit: Any, back
     heavier = kit.with_servers(
         model,
         f"be_{port}",
-        tuple(replace(s, weight=3) if s.name == "b" else s for s in model.backends[0].servers),
+        tuple(s._replace(weight=3) if s.name == "b" else s for s in model.backends[0].servers),
     )
     result = applier.apply(heavier)
     assert result.ok and result.action == "runtime" and result.runtime_ops == 1
@@ -136,7 +136,7 @@ def test_killed_task_stops_receiving_traffic_and_its_request_finishes(
     slow, threads = hold_request_on(kit, port, b, a)
     # Marathon says b is going (TASK_KILLING): the model keeps it with state "drain"
     killing = tuple(
-        replace(s, state="drain") if s.name == "b" else s for s in model.backends[0].servers
+        s._replace(state="drain") if s.name == "b" else s for s in model.backends[0].servers
     )
     result = applier.apply(kit.with_servers(model, be, killing))
     assert result.ok and not result.reloaded, result.error
@@ -421,7 +421,7 @@ def test_new_server_with_a_drain_state_is_not_added(
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
     model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
     draining = tuple(
-        replace(s, state="drain") if s.name == "b" else s for s in model.backends[0].servers
+        s._replace(state="drain") if s.name == "b" else s for s in model.backends[0].servers
     )
     result = applier.apply(kit.with_servers(model, f"be_{port}", draining))
     assert result.ok and result.runtime_ops == 0
@@ -488,7 +488,7 @@ def test_same_failed_config_is_not_retried_at_once(
 def test_checked_and_sticky_servers_added_at_runtime(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
-    from sidecar.desired import PassiveCheckSpec
+    from sidecar.haproxy_model import PassiveCheckSpec
 
     a, b = backends("a"), backends("b")
     port = kit.free_port()
@@ -497,7 +497,7 @@ def test_checked_and_sticky_servers_added_at_runtime(
         be,
         sticky=True,
         passive_check=PassiveCheckSpec(),
-        servers=tuple(replace(s, check=True) for s in be.servers),
+        servers=tuple(s._replace(check=True) for s in be.servers),
     )
     applier = make_applier()
     assert applier.apply(kit.model_of((fe, be))).ok
@@ -565,7 +565,7 @@ def test_sticky_client_of_a_going_task_is_sent_elsewhere(
         cookies[body] = cookie
     assert all(get_with_cookie(port, cookies["b"])[0] == "b" for _ in range(4))  # pinned to b
     held, threads = hold_request_on(kit, port, b, a)  # keeps b from being deleted at once
-    going = tuple(replace(s, state="drain") if s.name == "b" else s for s in be.servers)
+    going = tuple(s._replace(state="drain") if s.name == "b" else s for s in be.servers)
     result = applier.apply(kit.model_of((fe, replace(be, servers=going))))
     assert result.ok and not result.reloaded
     assert "b" in server_names(kit, be.name)
@@ -678,7 +678,7 @@ def test_a_server_drained_in_the_old_worker_is_ready_right_after_the_reload(
     assert applier.apply(model).ok
     held, threads = hold_request_on(kit, port, b, a)  # keeps b draining
     drained = tuple(
-        replace(s, state="drain") if s.name == "b" else s for s in model.backends[0].servers
+        s._replace(state="drain") if s.name == "b" else s for s in model.backends[0].servers
     )
     assert applier.apply(kit.with_servers(model, be, drained)).ok
     assert {s.name: s.admin for s in admin(kit).show_servers_state(be)}["b"] == "drain"

@@ -9,29 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from sidecar.apply import (
-    Applier,
-    bind_endpoints,
-    binds_in_config,
-    blame_apps,
-    config_sections,
-    default_listener_signature,
+from sidecar.apply import Applier
+from sidecar.apply.model_subsets import without_apps, without_frontends
+from sidecar.apply.ports import bind_endpoints, binds_in_config, port_problem
+from sidecar.apply.runtime_plan import (
     plan_backend,
-    port_problem,
     server_state_for_reload,
     supports_dynamic_servers,
     wanted_admin_states,
-    without_apps,
-    without_frontends,
 )
-from sidecar.desired import (
-    BackendSpec,
-    FrontendSpec,
-    HAProxyModel,
-    RenderSettings,
-    RouteSpec,
-    ServerSpec,
-)
+from sidecar.apply.validation import blame_apps, config_sections
 from sidecar.haproxy.runtime import (
     CMAINT,
     FDRAIN,
@@ -41,7 +28,16 @@ from sidecar.haproxy.runtime import (
     RuntimeAPI,
     ServerState,
 )
+from sidecar.haproxy_model import (
+    BackendSpec,
+    FrontendSpec,
+    HAProxyModel,
+    RouteSpec,
+    ServerSpec,
+    listener_signature,
+)
 from sidecar.render import render_config
+from sidecar.render_settings import RenderSettings
 
 
 def backend(app: str, port: int, *servers: ServerSpec, **kw: object) -> BackendSpec:
@@ -255,14 +251,14 @@ def test_port_problem_sees_a_taken_port() -> None:
     assert "cannot be bound" in (port_problem("192.0.2.77", port) or "")
 
 
-def test_default_signature_ignores_servers_only() -> None:
+def test_the_applier_signature_ignores_servers_only() -> None:
     model = HAProxyModel(
         frontends=(frontend(8001, "be_8001"),), backends=(backend("/a", 8001, srv("x")),)
     )
     more = replace(model, backends=(backend("/a", 8001, srv("x"), srv("y")),))
     other_mode = replace(model, backends=(replace(model.backends[0], mode="tcp"),))
-    assert default_listener_signature(model) == default_listener_signature(more)
-    assert default_listener_signature(model) != default_listener_signature(other_mode)
+    assert listener_signature(model) == listener_signature(more)
+    assert listener_signature(model) != listener_signature(other_mode)
 
 
 class FakeHAProxy:
@@ -270,6 +266,7 @@ class FakeHAProxy:
 
     master_socket = "/nonexistent/master.sock"
     admin_socket = None
+    starts = 0
 
     def __init__(self) -> None:
         self.reloads = 0
@@ -283,6 +280,9 @@ class FakeHAProxy:
 
     def adopt(self, timeout: float = 30.0) -> bool:
         return False
+
+    def leftover_master_pid(self) -> Optional[int]:
+        return None
 
     def ensure_started(self, timeout: float = 30.0) -> bool:
         return False
@@ -329,7 +329,7 @@ def test_no_reload_while_the_previous_one_is_unconfirmed(haproxy_bin: str, tmp_p
 
 
 def test_skip_reason_is_haproxys_message_without_file_and_line() -> None:
-    from sidecar.apply import _first_alert
+    from sidecar.apply.validation import first_alert
 
     error = (
         "[NOTICE]   (1) : haproxy version is 2.6.12\n"
@@ -337,10 +337,10 @@ def test_skip_reason_is_haproxys_message_without_file_and_line() -> None:
         "supports 'roundrobin', 'static-rr'.\n"
         "[ALERT]    (1) : config : Error(s) found in configuration file : /tmp/x\n"
     )
-    assert _first_alert(error) == "balance only supports 'roundrobin', 'static-rr'."
+    assert first_alert(error) == "balance only supports 'roundrobin', 'static-rr'."
     other = "[ALERT]    (1) : config : Proxy 'fe_1': unable to find required default_backend: 'b'."
-    assert _first_alert(other) == "Proxy 'fe_1': unable to find required default_backend: 'b'."
-    assert _first_alert("") == "invalid configuration"
+    assert first_alert(other) == "Proxy 'fe_1': unable to find required default_backend: 'b'."
+    assert first_alert("") == "invalid configuration"
 
 
 STATE_HEADER = (

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from cluster_gen import AGENTS, messy_cluster, previously_in_of
 
-import sidecar.desired as desired
 from marathon_bridge.services import network_mode, port_specs
-from sidecar.desired import BuildCache, HAProxyModel, RenderSettings, build_model, task_address
-from sidecar.labels import ip_literal, parse_app_labels, parse_app_labels_memo
-from sidecar.model import ClusterState
+from sidecar.desired import BuildCache, build_model
+from sidecar.gc_pause import collector_paused
+from sidecar.grammar import ip_literal
+from sidecar.haproxy_model import HAProxyModel
 from sidecar.render import (
     RenderCache,
     _section,
@@ -29,7 +29,17 @@ from sidecar.render import (
     render_config,
     template_context,
 )
-from sidecar.selection import _classify, classify_tasks, has_health_checks
+from sidecar.render_settings import RenderSettings
+from sidecar.sources.marathon import translate
+from sidecar.sources.marathon.labels import parse_app_labels, parse_app_labels_memo
+from sidecar.sources.marathon.model import MarathonState
+from sidecar.sources.marathon.selection import _classify, classify_tasks, has_health_checks
+from sidecar.sources.marathon.translate import (
+    MarathonTranslator,
+    catalog_of,
+    host_slots,
+    task_address,
+)
 
 SEEDS = (11, 12, 13)
 SETTINGS = {
@@ -46,15 +56,15 @@ SETTINGS = {
 }
 
 
-def cluster(seed: int) -> tuple[list[dict[str, Any]], ClusterState, frozenset[str]]:
+def cluster(seed: int) -> tuple[list[dict[str, Any]], MarathonState, frozenset[str]]:
     apps = messy_cluster(400, seed)
-    return apps, ClusterState.from_apps(apps), previously_in_of(apps, seed)
+    return apps, MarathonState.from_apps(apps), previously_in_of(apps, seed)
 
 
 def build_and_render(
-    state: ClusterState, settings: RenderSettings, prev: frozenset[str]
+    state: MarathonState, settings: RenderSettings, prev: frozenset[str]
 ) -> tuple[HAProxyModel, str]:
-    model = build_model(state, settings, prev, AGENTS.get)
+    model = build_model(catalog_of(state, prev), settings, AGENTS.get)
     return model, render_config(model, settings)
 
 
@@ -95,7 +105,9 @@ def test_build_without_the_label_memo_is_identical(
 ) -> None:
     _apps, state, prev = cluster(seed)
     fast = build_and_render(state, SETTINGS[name], prev)
-    monkeypatch.setattr(desired, "parse_app_labels_memo", lambda app, _memo: parse_app_labels(app))
+    monkeypatch.setattr(
+        translate, "parse_app_labels_memo", lambda app, _memo: parse_app_labels(app)
+    )
     assert build_and_render(state, SETTINGS[name], prev) == fast
 
 
@@ -105,7 +117,7 @@ def test_planning_groups_for_every_app_is_identical(
 ) -> None:
     _apps, state, prev = cluster(seed)
     fast = build_and_render(state, SETTINGS["default"], prev)
-    monkeypatch.setattr(desired, "_names_deployment_group", lambda _app: True)
+    monkeypatch.setattr(translate, "names_deployment_group", lambda _labels: True)
     assert build_and_render(state, SETTINGS["default"], prev) == fast
 
 
@@ -116,12 +128,12 @@ def _resolved(host: str) -> Any:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_every_server_is_where_task_address_says(seed: int) -> None:
     _apps, state, prev = cluster(seed)
-    model = build_model(state, SETTINGS["vhost"], prev, AGENTS.get)
+    model = build_model(catalog_of(state, prev), SETTINGS["vhost"], AGENTS.get)
     checked = 0
     for backend in model.backends:
         app = state.apps[backend.app_id]
         specs = port_specs(app)
-        slot = desired._host_slots(app, specs)[backend.port_index]
+        slot = host_slots(network_mode(app), specs)[backend.port_index]
         container_port = specs[backend.port_index].container_port
         tasks = state.tasks[backend.app_id]
         for server in backend.servers:
@@ -137,7 +149,7 @@ def test_every_server_is_where_task_address_says(seed: int) -> None:
         app = state.apps[skip.app_id]
         specs = port_specs(app)
         assert skip.port_index is not None
-        slot = desired._host_slots(app, specs)[skip.port_index]
+        slot = host_slots(network_mode(app), specs)[skip.port_index]
         task = state.tasks[skip.app_id][skip.task_id]
         assert task_address(task, slot, specs[skip.port_index].container_port) is None
 
@@ -161,7 +173,7 @@ def test_task_classification_follows_the_general_rule(seed: int) -> None:
 def test_section_shortcuts_equal_the_line_helpers(seed: int) -> None:
     _apps, state, prev = cluster(seed)
     for settings in SETTINGS.values():
-        model = build_model(state, settings, prev, AGENTS.get)
+        model = build_model(catalog_of(state, prev), settings, AGENTS.get)
         context = template_context(model, settings)
         backends = "".join(_section(b.name, backend_lines(b)) for b in model.backends)
         frontends = "".join(_section(f.name, frontend_lines(f)) for f in model.frontends)
@@ -173,27 +185,36 @@ def test_section_shortcuts_equal_the_line_helpers(seed: int) -> None:
 def test_cached_builds_equal_cold_builds_through_events(seed: int) -> None:
     _apps, state, prev = cluster(seed)
     settings = SETTINGS["vhost"]
-    cache, text_cache = BuildCache(), RenderCache()
+    translator, cache, text_cache = MarathonTranslator(), BuildCache(), RenderCache()
+    translator.seed(catalog_of(state, prev))
     ids = sorted(state.apps)
+    previous = None
     for step in range(6):
-        model = build_model(state, settings, prev, AGENTS.get, cache)
-        assert model == build_model(state, settings, prev, AGENTS.get)
+        catalog = translator.translate(state)
+        if previous is not None:  # copy-on-write equals a translation from scratch
+            fresh = MarathonTranslator()
+            fresh.seed(previous)
+            assert fresh.translate(state) == catalog
+        model = build_model(catalog, settings, AGENTS.get, cache)
+        assert model == build_model(catalog, settings, AGENTS.get)
         assert render_config(model, settings, cache=text_cache) == render_config(model, settings)
         app_id = ids[(step * 67) % len(ids)]
         task_ids = sorted(state.tasks[app_id])
         if task_ids:
-            event = {"appId": app_id, "taskId": task_ids[0], "taskStatus": "TASK_KILLED"}
+            event = {"appId": app_id, "taskId": task_ids[0], "taskStatus": "TASK_KILLING"}
             state = state.apply_event("status_update_event", event).state
-        prev = frozenset(sorted(prev)[5:])
+        previous = catalog
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-def test_build_model_leaves_the_collector_as_it_found_it(enabled: bool) -> None:
+def test_the_collector_pause_leaves_the_collector_as_it_found_it(enabled: bool) -> None:
     _apps, state, prev = cluster(SEEDS[0])
     was = gc.isenabled()
     (gc.enable if enabled else gc.disable)()
     try:
-        build_model(state, SETTINGS["default"], prev, AGENTS.get)
+        with collector_paused():
+            assert not gc.isenabled()
+            build_model(catalog_of(state, prev), SETTINGS["default"], AGENTS.get)
         assert gc.isenabled() is enabled
         assert gc.get_freeze_count() == 0
     finally:
@@ -205,7 +226,8 @@ def test_objects_the_process_froze_stay_frozen() -> None:
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
-        build_model(state, SETTINGS["default"], prev, AGENTS.get)
+        with collector_paused():
+            build_model(catalog_of(state, prev), SETTINGS["default"], AGENTS.get)
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()

@@ -33,8 +33,10 @@ import pytest
 from marathon_bridge.client import BasicAuth, MarathonClient, TokenAuth
 from marathon_bridge.errors import MarathonError
 from marathon_bridge.testing import MarathonEmulator
-from sidecar.daemon import Daemon, make_client
+from sidecar.daemon import Daemon
+from sidecar.main import build_daemon
 from sidecar.settings import Settings, load_settings
+from sidecar.sources.marathon.source import client_from_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CERT_DIR = ROOT / "tests" / "client" / "data"
@@ -89,7 +91,7 @@ def running_daemon(haproxy_bin: str) -> Iterator[Daemon]:
             haproxy_bin=haproxy_bin,
             status_port=free_port(),
         )
-        daemon = Daemon(settings, startup_wait=10.0)
+        daemon = build_daemon(settings, startup_wait=10.0)
         thread = threading.Thread(target=daemon.run, daemon=True)
         thread.start()
         try:
@@ -227,11 +229,11 @@ def tls_marathon() -> Iterator[str]:
 def test_tls_verification_is_on_by_default(tls_marathon: str) -> None:
     assert MarathonClient(tls_marathon).verify is True
     settings = load_settings(["--marathon", tls_marathon], {})
-    client = make_client(settings)
+    client = client_from_settings(settings)
     assert client.verify is True
     with pytest.raises(MarathonError, match=r"(?i)certificate"):
         client.list_apps()
-    trusted = make_client(
+    trusted = client_from_settings(
         load_settings(
             ["--marathon", tls_marathon, "--ca-bundle", str(CERT_DIR / "loopback.cert.pem")], {}
         )

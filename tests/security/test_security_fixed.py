@@ -7,8 +7,8 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from sidecar.daemon import make_render_settings
-from sidecar.desired import HAProxyModel
+from sidecar.haproxy_model import HAProxyModel
+from sidecar.main import make_render_settings
 from sidecar.render import render_config
 from sidecar.settings import Settings
 

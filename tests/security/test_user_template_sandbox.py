@@ -1,7 +1,7 @@
 """A user template (``--template``) cannot read files: no include, import or extends of a path
 outside (or inside) its directory works, and a failed attempt shows nothing of the file.
 
-``sidecar.daemon.make_applier`` reads the template file once and renders the text
+``sidecar.main.make_applier`` reads the template file once and renders the text
 (``jinja2.Environment.from_string`` in :func:`sidecar.render.render_config`): the environment has
 no loader, so every ``include``/``import``/``extends`` fails.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from sidecar.daemon import make_applier, make_render_settings
-from sidecar.desired import HAProxyModel
+from sidecar.haproxy_model import HAProxyModel
+from sidecar.main import make_applier, make_haproxy, make_render_settings
 from sidecar.render import render_config
 from sidecar.settings import Settings
 
@@ -60,7 +60,9 @@ def test_the_daemon_renders_a_template_file_without_file_access(
         state_dir=str(tmp_path / "state"),
         template=str(template),
     )
-    applier = make_applier(settings, object(), make_render_settings(settings))
+    render_settings = make_render_settings(settings)
+    haproxy = make_haproxy(settings, render_settings)  # built, never started
+    applier = make_applier(settings, haproxy, render_settings)
     with pytest.raises((jinja2.TemplateError, TypeError)) as failure:
         applier.render(HAProxyModel())
     assert SECRET not in str(failure.value)

@@ -12,9 +12,15 @@ from typing import Any, Callable, Optional
 import pytest
 
 from marathon_bridge.errors import Unavailable
-from sidecar.daemon import Daemon, make_render_settings
-from sidecar.desired import HAProxyModel, SkippedApp, listener_signature
+from sidecar.apply import Applier
+from sidecar.apply.results import ApplyCounters, ApplyResult
+from sidecar.catalog import Skipped
+from sidecar.daemon import Daemon
+from sidecar.haproxy.runtime import ServerState
+from sidecar.haproxy_model import HAProxyModel, listener_signature
+from sidecar.main import build_daemon, make_applier, make_render_settings
 from sidecar.settings import Settings
+from sidecar.sources.marathon.translate import catalog_from_apps
 
 
 def app(app_id: str, port: int, *task_ids: str) -> dict[str, Any]:
@@ -52,16 +58,13 @@ class FakeClient:
     def event_stream(self, *args: Any, **kwargs: Any) -> Any:
         raise Unavailable("no stream in this test")  # the follower polls
 
+    def close(self) -> None:
+        pass
 
-@dataclass
-class Result:
-    ok: bool = True
-    reloaded: bool = False
-    runtime_ops: int = 0
-    config_text: str = ""
-    error: Optional[str] = None
-    skipped: tuple[SkippedApp, ...] = ()
-    waiting_for_ports: tuple[str, ...] = ()
+
+class NoServers:
+    def show_servers_state(self, backend: Optional[str] = None) -> list[ServerState]:
+        return []
 
 
 @dataclass
@@ -71,21 +74,30 @@ class FakeApplier:
     ticks: int = 0
     taken_ports: set[int] = field(default_factory=set)  # apps on these ports are left out
     lock: threading.Lock = field(default_factory=threading.Lock)
+    counters: ApplyCounters = field(default_factory=ApplyCounters)
+    runtime: NoServers = field(default_factory=NoServers)
+    on_started: Optional[Callable[[], None]] = None
 
-    def apply(self, model: HAProxyModel) -> Result:
+    @property
+    def running_config(self) -> Optional[HAProxyModel]:
+        return None
+
+    def apply(self, model: HAProxyModel) -> ApplyResult:
         with self.lock:
             if self.fail:
-                return Result(ok=False, error="haproxy -c failed")
+                return ApplyResult(ok=False, action="failed", error="haproxy -c failed")
             previous = self.models[-1] if self.models else None
             self.models.append(model)
             taken = sorted(self.taken_ports & ports(model))
         reload = previous is None or listener_signature(previous) != listener_signature(model)
         skipped = tuple(
-            SkippedApp(b.app_id, f"127.0.0.1:{b.service_port} is already in use")
+            Skipped(b.app_id, f"127.0.0.1:{b.service_port} is already in use")
             for b in model.backends
             if b.service_port in taken
         )
-        return Result(
+        return ApplyResult(
+            ok=True,
+            action="reload" if reload else "runtime",
             reloaded=reload,
             runtime_ops=0 if reload else 1,
             config_text=f"# {len(model.backends)} backends\n",
@@ -93,8 +105,12 @@ class FakeApplier:
             waiting_for_ports=tuple(f"127.0.0.1:{p} is already in use" for p in taken),
         )
 
-    def tick(self) -> None:
+    def tick(self) -> int:
         self.ticks += 1
+        return 0
+
+    def write_only(self, model: HAProxyModel) -> bool:
+        return True
 
     def count(self) -> int:
         with self.lock:
@@ -107,12 +123,18 @@ class FakeApplier:
 
 class FakeHAProxy:
     origin = "started"
+    master_socket = "/nonexistent/master.sock"
+    admin_socket = None
+    starts = 0
 
     def __init__(self) -> None:
         self.stopped = False
 
     def running(self) -> bool:
         return not self.stopped
+
+    def leftover_master_pid(self) -> Optional[int]:
+        return None
 
     def restart_if_dead(self, timeout: float = 30.0) -> bool:
         return False
@@ -156,9 +178,9 @@ def run_daemon(tmp_path: Path) -> Any:
         }
         values.update(overrides)
         client, applier, haproxy = FakeClient(apps), FakeApplier(), FakeHAProxy()
-        daemon = Daemon(
+        daemon = build_daemon(
             Settings(**values),
-            client=client,
+            marathon_client=client,
             applier=applier,
             haproxy=haproxy,
             startup_wait=startup_wait,
@@ -185,9 +207,10 @@ def test_first_snapshot_is_applied_and_saved(
     assert servers(applier.last()) == {"web.1", "web.2"}
     wait_until(lambda: (tmp_path / "last-applied.json").exists())
     saved = json.loads((tmp_path / "last-applied.json").read_text())
-    assert [a["id"] for a in saved["apps"]] == ["/web"]
+    assert [s["app_id"] for s in saved["catalog"]["services"]] == ["/web"]
     wait_until(lambda: daemon.board.health().status == "ok")
-    assert daemon.previously_in == frozenset({"web.1", "web.2"})
+    assert daemon.catalog is not None
+    assert daemon.catalog.in_rotation() == frozenset({"web.1", "web.2"})
 
 
 def test_server_changes_apply_at_once_but_reloads_keep_the_minimum_interval(
@@ -207,23 +230,6 @@ def test_server_changes_apply_at_once_but_reloads_keep_the_minimum_interval(
     assert daemon._last_reload_at - first_reload >= 3.0
 
 
-def test_bursts_are_coalesced(run_daemon: Any, wait_until: Any) -> None:
-    daemon, _client, applier, _ = run_daemon(
-        [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100
-    )
-    wait_until(lambda: applier.count() >= 1)
-    before = applier.count()
-    for i in range(2, 12):
-        daemon._on_state(
-            daemon.follower.state.with_app(  # type: ignore[union-attr]
-                app("/web", 10001, *[f"web.{n}" for n in range(1, i)])
-            ),
-            "test burst",
-        )
-    wait_until(lambda: len(servers(applier.last())) == 10)
-    assert applier.count() - before < 10
-
-
 def test_failed_apply_keeps_state_and_reports(run_daemon: Any, wait_until: Any) -> None:
     daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")])
     wait_until(lambda: applier.count() >= 1)
@@ -232,7 +238,7 @@ def test_failed_apply_keeps_state_and_reports(run_daemon: Any, wait_until: Any) 
         client.apps = [app("/web", 10001, "web.1", "web.2")]
     wait_until(lambda: daemon.board.health().status == "degraded")
     assert "haproxy -c failed" in daemon.board.health().reasons[0]
-    assert daemon.previously_in == frozenset({"web.1"})
+    assert daemon.model is not None and servers(daemon.model) == {"web.1"}
     applier.fail = False
     wait_until(lambda: daemon.board.health().status == "ok")
 
@@ -308,8 +314,8 @@ def test_credentials_never_reach_the_status_server(
         "state_dir": str(tmp_path), "status_host": "127.0.0.1", "status_port": 0,
         "poll": True, "poll_interval": 0.2, "marathon_timeout": 1.0,
     }  # fmt: skip
-    daemon = Daemon(Settings(**values), applier=FakeApplier(), haproxy=FakeHAProxy(),
-                    startup_wait=0.2)  # fmt: skip
+    daemon = build_daemon(Settings(**values), applier=FakeApplier(), haproxy=FakeHAProxy(),
+                          startup_wait=0.2)  # fmt: skip
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:
@@ -318,21 +324,20 @@ def test_credentials_never_reach_the_status_server(
         wait_until(lambda: "Marathon" in http_get(base + "/health")[1], timeout=30)
         for path in ("/health", "/config", "/services", "/metrics", "/"):
             assert secret not in http_get(base + path)[1], path
-        assert secret not in repr(daemon.client)
+        assert secret not in repr(daemon.source)
     finally:
         daemon.stop()
         thread.join(10)
 
 
 def test_a_custom_template_is_used(tmp_path: Path) -> None:
-    from sidecar.daemon import make_applier
-
     template = tmp_path / "custom.j2"
     template.write_text("# custom template: {{ backends | length }} backends\n")
     settings = Settings(
         marathon_urls=("http://m",), state_dir=str(tmp_path), template=str(template)
     )
     applier = make_applier(settings, FakeHAProxy(), make_render_settings(settings))
+    assert isinstance(applier, Applier)
     assert applier.render(HAProxyModel()).startswith("# custom template: 0 backends")
 
 
@@ -361,9 +366,8 @@ def test_apps_left_out_for_a_taken_port_are_tried_again(run_daemon: Any, wait_un
     wait_until(lambda: applier.count() >= 1)
     with applier.lock:
         applier.taken_ports.add(10002)
-    daemon._on_state(
-        daemon.follower.state.with_app(app("/api", 10002, "api.1")),  # type: ignore[union-attr]
-        "new app",
+    daemon.catalog_changed(
+        catalog_from_apps([app("/web", 10001, "web.1"), app("/api", 10002, "api.1")]), "new app"
     )
     wait_until(lambda: "/api (127.0.0.1:10002 is already in use)" in " ".join(
         daemon.board.health().reasons))  # fmt: skip
@@ -384,82 +388,71 @@ class FrozenClock:
 
     def __init__(self) -> None:
         self.now = 1000.0
-        self.lock = threading.Lock()
 
     def __call__(self) -> float:
-        with self.lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self.lock:
-            self.now += seconds
+        return self.now
 
 
-def test_the_first_change_after_a_quiet_period_is_applied_at_once(
-    run_daemon: Any, wait_until: Any
-) -> None:
+@pytest.fixture
+def stepped(tmp_path: Path) -> Any:
+    """A daemon driven step by step from the test (no threads) on a frozen clock."""
     clock = FrozenClock()
-    daemon, _client, applier, _ = run_daemon(
-        [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100, clock=clock
-    )
-    wait_until(lambda: applier.count() >= 1)
-    state = daemon.follower.state
-    assert state is not None
-    clock.advance(10.0)  # quiet
-    before = applier.count()
-    daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2")), "lone change")
-    # applied although the (frozen) clock never reaches the end of the debounce window
-    wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"})
-    assert applier.count() == before + 1
-    # a change right after it waits for the window and is coalesced with the next one
-    daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2", "web.3")), "burst")
-    daemon._on_state(state.with_app(app("/web", 10001, *[f"web.{n}" for n in range(1, 5)])), "b")
-    assert daemon._apply_due_at() == clock() + 0.5
-    assert applier.count() == before + 1
-    clock.advance(0.5)
-    daemon._wake.set()
-    wait_until(lambda: len(servers(applier.last())) == 4)
-    assert applier.count() == before + 2
+    settings = Settings(
+        marathon_urls=("http://127.0.0.1:1",), state_dir=str(tmp_path), status_port=0,
+        debounce=0.5, min_reload_interval=3.0,
+    )  # fmt: skip
+    applier = FakeApplier()
+    daemon = build_daemon(
+        settings, marathon_client=FakeClient([]), applier=applier, haproxy=FakeHAProxy(),
+        clock=clock,
+    )  # fmt: skip
+    daemon.apply_catalog(catalog_from_apps([app("/web", 10001, "web.1")]), "start")
+    clock.now += 10.0  # quiet
+    return daemon, applier, clock
 
 
-def test_a_change_that_needs_a_reload_still_waits_for_the_burst(
-    run_daemon: Any, wait_until: Any
+def test_a_lone_server_change_is_applied_at_once_and_a_burst_waits(stepped: Any) -> None:
+    daemon, applier, clock = stepped
+    daemon.catalog_changed(catalog_from_apps([app("/web", 10001, "web.1", "web.2")]), "lone")
+    assert daemon.apply_due_at() == clock.now  # leading: due at once
+    daemon.apply_pending()
+    assert servers(applier.last()) == {"web.1", "web.2"} and applier.count() == 2
+    three = app("/web", 10001, "web.1", "web.2", "web.3")
+    daemon.catalog_changed(catalog_from_apps([three]), "burst")
+    daemon.catalog_changed(catalog_from_apps([{**three, "id": "/web"}]), "burst")
+    assert daemon.apply_due_at() == clock.now + 0.5  # within the debounce: the trailing edge
+
+
+def test_a_change_that_needs_a_reload_waits_for_its_burst_and_the_reload_interval(
+    stepped: Any,
 ) -> None:
-    clock = FrozenClock()
-    daemon, _client, applier, _ = run_daemon(
-        [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100, clock=clock
-    )
-    wait_until(lambda: applier.count() >= 1)
-    state = daemon.follower.state
-    assert state is not None
-    clock.advance(10.0)
-    before = applier.count()
-    daemon._on_state(state.with_app(app("/api", 10002, "api.1")), "new service port")
-    wait_until(lambda: daemon._apply_due_at() == clock() + 0.5)  # back to the trailing edge
-    assert applier.count() == before
-    clock.advance(0.5)
-    daemon._wake.set()
-    wait_until(lambda: ports(applier.last()) == {10001, 10002})
-    assert applier.count() == before + 1
+    daemon, applier, clock = stepped
+    web = app("/web", 10001, "web.1")
+    daemon.catalog_changed(catalog_from_apps([web, app("/api", 10002, "api.1")]), "new port")
+    daemon.apply_pending()  # leading, but a reload: back to the trailing edge
+    assert applier.count() == 1 and daemon.apply_due_at() == clock.now + 0.5
+    clock.now += 0.5
+    daemon.apply_pending()
+    assert ports(applier.last()) == {10001, 10002} and applier.count() == 2
+    clock.now += 2.0
+    daemon.catalog_changed(catalog_from_apps([web]), "port gone")  # 2 s after the reload
+    daemon.apply_pending()  # leading and a reload: waits for its burst
+    clock.now += 0.5
+    daemon.apply_pending()  # the burst is over, but the last reload was 2.5 s ago: held
+    assert applier.count() == 2 and daemon.apply_due_at() == clock.now + 0.5
+    clock.now += 0.5
+    daemon.apply_pending()
+    assert ports(applier.last()) == {10001} and applier.count() == 3
 
 
-def test_a_change_haproxy_does_not_see_does_not_end_the_quiet_period(
-    run_daemon: Any, wait_until: Any
-) -> None:
-    clock = FrozenClock()
-    daemon, _client, applier, _ = run_daemon(
-        [app("/web", 10001, "web.1")], debounce=0.5, poll_interval=100, clock=clock
-    )
-    wait_until(lambda: applier.count() >= 1)
-    state = daemon.follower.state
-    assert state is not None
-    clock.advance(10.0)
-    before = applier.count()
-    daemon._on_state(state, "an event that changes nothing HAProxy runs")
-    wait_until(lambda: daemon._pending is None)
-    daemon._on_state(state.with_app(app("/web", 10001, "web.1", "web.2")), "a task joins")
-    wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"})  # at once: frozen clock
-    assert applier.count() == before + 1
+def test_a_change_haproxy_does_not_see_does_not_end_the_quiet_period(stepped: Any) -> None:
+    daemon, applier, clock = stepped
+    daemon.catalog_changed(catalog_from_apps([app("/web", 10001, "web.1")]), "no-op event")
+    daemon.apply_pending()
+    assert applier.count() == 1  # nothing new for HAProxy
+    clock.now += 0.1
+    daemon.catalog_changed(catalog_from_apps([app("/web", 10001, "web.1", "web.2")]), "a join")
+    assert daemon.apply_due_at() == clock.now  # still leading
 
 
 def test_label_problems_are_counted_and_logged_once(

@@ -29,7 +29,7 @@ from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing import MarathonEmulator
 from marathon_bridge.testing.tasks import echo_server_cmd
 from sidecar.daemon import Daemon
-from sidecar.main import main
+from sidecar.main import build_daemon, main
 from sidecar.settings import Settings
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
@@ -136,7 +136,7 @@ class Cluster:
 
 
 def start_daemon(settings: Settings, startup_wait: float = 15.0) -> tuple[Daemon, threading.Thread]:
-    daemon = Daemon(settings, startup_wait=startup_wait, stream_silence=3.0)
+    daemon = build_daemon(settings, startup_wait=startup_wait, stream_silence=3.0)
     thread = threading.Thread(target=daemon.run, name="sidecar-under-test", daemon=True)
     thread.start()
     return daemon, thread

@@ -1,4 +1,4 @@
-"""MarathonFollower against a fake client: snapshots, events, fetches, errors, garbage, empties."""
+"""The Marathon source against a fake client: snapshots, events, fetches, errors, empties."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import pytest
 
 from marathon_bridge.errors import NotFound, ServerError, Unavailable
 from marathon_bridge.events import Event
-from sidecar.follow import MarathonFollower, SnapshotRejected, check_snapshot, jittered
+from sidecar.catalog import Catalog
 from sidecar.metrics import SidecarMetrics
-from sidecar.model import ClusterState
+from sidecar.sources.marathon.follower import SnapshotRejected, check_snapshot, jittered
+from sidecar.sources.marathon.source import MarathonSource
+from sidecar.sources.marathon.translate import catalog_from_apps
 
 
 def app(app_id: str, *task_ids: str, port: int = 10001) -> dict[str, Any]:
@@ -111,57 +113,76 @@ class FakeClient:
     def send(self, event_type: str, data: dict[str, Any]) -> None:
         self.streams[-1].events.put(Event(event_type, data))
 
+    def close(self) -> None:
+        pass
+
 
 class Recorder:
+    """The daemon's side of the source: every catalog, problem and contact."""
+
     def __init__(self) -> None:
-        self.states: list[ClusterState] = []
+        self.catalogs: list[Catalog] = []
         self.reasons: list[str] = []
         self.problems: list[Optional[str]] = []
         self.lock = threading.Lock()
 
-    def on_state(self, state: ClusterState, reason: str) -> None:
+    def catalog_changed(self, catalog: Catalog, reason: str) -> None:
         with self.lock:
-            self.states.append(state)
+            self.catalogs.append(catalog)
             self.reasons.append(reason)
 
+    def source_problem(self, problem: Optional[str]) -> None:
+        self.problems.append(problem)
+
+    def source_contact(self) -> None:
+        pass
+
     @property
-    def last(self) -> ClusterState:
+    def last(self) -> Catalog:
         with self.lock:
-            return self.states[-1]
+            return self.catalogs[-1]
 
     def count(self) -> int:
         with self.lock:
-            return len(self.states)
+            return len(self.catalogs)
+
+
+def tasks_of(catalog: Catalog, app_id: str) -> set[str]:
+    """The instance ids of an app's first port."""
+    service = catalog.services.get(f"{app_id}:0")
+    return {i.id for i in service.instances} if service is not None else set()
+
+
+def apps_of(catalog: Catalog) -> set[str]:
+    return {s.app_id for s in catalog}
 
 
 @pytest.fixture
 def make(
     request: pytest.FixtureRequest,
-) -> Callable[..., tuple[MarathonFollower, FakeClient, Recorder]]:
-    followers: list[MarathonFollower] = []
+) -> Callable[..., tuple[MarathonSource, FakeClient, Recorder]]:
+    sources: list[MarathonSource] = []
 
-    def build(apps: Any, **kwargs: Any) -> tuple[MarathonFollower, FakeClient, Recorder]:
+    def build(
+        apps: Any, start: bool = True, **kwargs: Any
+    ) -> tuple[MarathonSource, FakeClient, Recorder]:
         client = FakeClient(apps)
         recorder = Recorder()
         kwargs.setdefault("retry_backoff", 0.05)
         kwargs.setdefault("max_retry_backoff", 0.2)
-        follower = MarathonFollower(
-            client,
-            recorder.on_state,
-            metrics=SidecarMetrics(),
-            on_problem=recorder.problems.append,
-            **kwargs,
-        )
-        followers.append(follower)
-        return follower, client, recorder
+        source = MarathonSource(client, metrics=SidecarMetrics(), **kwargs)
+        sources.append(source)
+        if start:
+            source.start(recorder)
+        return source, client, recorder
 
     yield build
-    for follower in followers:
-        follower.stop()
+    for source in sources:
+        source.stop()
 
 
-def errors(follower: MarathonFollower, kind: str) -> float:
-    value = follower.metrics.registry.get_sample_value(
+def errors(source: MarathonSource, kind: str) -> float:
+    value = source.follower.metrics.registry.get_sample_value(
         "marathon_sidecar_marathon_errors_total", {"kind": kind}
     )
     return value or 0.0
@@ -182,10 +203,9 @@ def test_jitter_stays_below_the_interval() -> None:
 def test_stream_mode_snapshot_on_connect_then_events_without_refetching(
     make: Any, wait_until: Any
 ) -> None:
-    follower, client, rec = make([app("/web", "web.1")])
-    follower.start()
+    source, client, rec = make([app("/web", "web.1")])
     wait_until(lambda: rec.count() == 1)
-    assert set(rec.last.tasks["/web"]) == {"web.1"}
+    assert tasks_of(rec.last, "/web") == {"web.1"}
     assert client.list_calls == 1
     client.send(
         "status_update_event",
@@ -203,7 +223,7 @@ def test_stream_mode_snapshot_on_connect_then_events_without_refetching(
             "eventType": "status_update_event",
         },
     )
-    wait_until(lambda: "web.2" in rec.last.tasks["/web"])
+    wait_until(lambda: "web.2" in tasks_of(rec.last, "/web"))
     client.send(
         "status_update_event",
         {
@@ -220,30 +240,28 @@ def test_stream_mode_snapshot_on_connect_then_events_without_refetching(
             "eventType": "status_update_event",
         },
     )
-    wait_until(lambda: "web.1" not in rec.last.tasks["/web"])
+    wait_until(lambda: "web.1" not in tasks_of(rec.last, "/web"))
     assert client.list_calls == 1  # events were applied, not refetched
     assert (
-        follower.metrics.registry.get_sample_value(
+        source.follower.metrics.registry.get_sample_value(
             "marathon_sidecar_marathon_events_total", {"type": "status_update_event"}
         )
         == 2
     )
-    assert follower.stream_connected
+    assert source.health().connected and source.health().mode == "stream"
 
 
 def test_reconnect_takes_a_new_snapshot(make: Any, wait_until: Any) -> None:
-    follower, client, rec = make([app("/web", "web.1")])
-    follower.start()
+    _source, client, rec = make([app("/web", "web.1")])
     wait_until(lambda: rec.count() == 1)
     client.apps = [app("/web", "web.1", "web.3")]
     client.streams[-1].events.put(None)  # Marathon closes the stream; the follower reopens it
-    wait_until(lambda: len(client.streams) == 2 and "web.3" in rec.last.tasks["/web"])
+    wait_until(lambda: len(client.streams) == 2 and "web.3" in tasks_of(rec.last, "/web"))
     assert client.list_calls == 2
 
 
 def test_fetch_apps_reads_single_apps_and_drops_deleted_ones(make: Any, wait_until: Any) -> None:
-    follower, client, rec = make([app("/web", "web.1"), app("/old", "old.1", port=10002)])
-    follower.start()
+    _source, client, rec = make([app("/web", "web.1"), app("/old", "old.1", port=10002)])
     wait_until(lambda: rec.count() == 1)
     client.single["/new"] = app("/new", "new.1", port=10003)
     client.send(
@@ -262,76 +280,80 @@ def test_fetch_apps_reads_single_apps_and_drops_deleted_ones(make: Any, wait_unt
             },
         },
     )
-    wait_until(lambda: "/new" in rec.last.apps and "/old" not in rec.last.apps)
+    wait_until(lambda: "/new" in apps_of(rec.last) and "/old" not in apps_of(rec.last))
     assert sorted(client.get_calls) == ["/new", "/old"]
     assert client.list_calls == 1
 
 
 def test_errors_and_garbage_keep_the_last_good_state(make: Any, wait_until: Any) -> None:
-    follower, client, rec = make([app("/web", "web.1")], poll=True, poll_interval=0.05)
-    follower.start()
+    source, client, rec = make([app("/web", "web.1")], poll=True, poll_interval=0.05)
     wait_until(lambda: rec.count() >= 1)
     published = rec.count()
     client.answers.put(ServerError("boom", status=500))
     client.answers.put(Unavailable("connection refused"))
     client.answers.put({"message": "not a list"})
     client.answers.put([{"garbage": True}])
-    wait_until(lambda: client.answers.empty() and errors(follower, "garbage") == 2)
-    assert errors(follower, "marathon") == 2
-    assert all(set(s.apps) == {"/web"} for s in rec.states)
+    wait_until(lambda: client.answers.empty() and errors(source, "garbage") == 2)
+    assert errors(source, "marathon") == 2
+    assert all(apps_of(c) == {"/web"} for c in rec.catalogs)
     assert any(p and "keeping the last good state" in p for p in rec.problems)
     wait_until(lambda: rec.problems[-1] is None)  # recovered: the problem is cleared
     assert rec.count() == published  # the same apps again: nothing new to publish
     client.apps = [app("/web", "web.1", "web.2")]
-    wait_until(lambda: "web.2" in rec.last.tasks["/web"])
+    wait_until(lambda: "web.2" in tasks_of(rec.last, "/web"))
 
 
 def test_an_empty_list_after_apps_needs_confirmation(make: Any, wait_until: Any) -> None:
-    follower, client, rec = make(
+    source, client, rec = make(
         [app("/web", "web.1")], poll=True, poll_interval=0.05, empty_confirm=0.5
     )
-    follower.start()
     wait_until(lambda: rec.count() >= 1)
     client.apps = []
-    wait_until(lambda: errors(follower, "suspicious_empty") >= 2)
-    assert all(s.apps for s in rec.states)  # not believed yet
-    wait_until(lambda: not rec.last.apps, timeout=20)  # believed once it persisted
+    wait_until(lambda: errors(source, "suspicious_empty") >= 2)
+    assert all(len(c) for c in rec.catalogs)  # not believed yet
+    assert any(p and "keeping them until confirmed" in p for p in rec.problems)
+    wait_until(lambda: not len(rec.last), timeout=20)  # believed once it persisted
 
 
 def test_a_short_empty_blip_changes_nothing(make: Any, wait_until: Any) -> None:
-    follower, client, rec = make(
+    _source, client, rec = make(
         [app("/web", "web.1")], poll=True, poll_interval=0.05, empty_confirm=30
     )
-    follower.start()
     wait_until(lambda: rec.count() >= 1)
     client.answers.put([])
     client.answers.put([])
     wait_until(lambda: client.answers.empty() and client.list_calls >= 5)
-    assert all(s.apps for s in rec.states)
+    assert all(len(c) for c in rec.catalogs)
 
 
 def test_no_events_before_a_trusted_snapshot(make: Any, wait_until: Any) -> None:
-    follower, client, rec = make([app("/web", "web.1")])
+    source, client, rec = make([app("/web", "web.1")], start=False)
     client.answers.put(ServerError("down", status=503))
-    follower.seed(ClusterState.from_apps([app("/web", "web.1")]))
-    follower.start()
+    source.seed(catalog_from_apps([app("/web", "web.1")]))
+    assert not source.health().synced
+    source.start(rec)
     client.stream_ready.wait(5)
     wait_until(lambda: client.list_calls >= 1)
     wait_until(lambda: rec.count() >= 1)  # the retry snapshot succeeds
-    assert follower.last_sync is not None
+    assert source.health().synced and source.health().last_contact is not None
 
 
 def test_stream_down_falls_back_to_polling(make: Any, wait_until: Any) -> None:
-    follower, client, rec = make(
-        [app("/web", "web.1")], poll_interval=0.1, stream_silence=0.2, resync_interval=3600
+    source, client, rec = make(
+        [app("/web", "web.1")],
+        start=False,
+        poll_interval=0.1,
+        stream_silence=0.2,
+        resync_interval=3600,
     )
 
     def no_stream(*args: Any, **kwargs: Any) -> Any:
         raise Unavailable("stream refused")  # every attempt to open the stream fails
 
     client.event_stream = no_stream  # type: ignore[method-assign]
-    follower.start()
+    source.start(rec)
     wait_until(lambda: rec.count() >= 1)
     client.apps = [app("/web", "web.1", "web.2")]
-    wait_until(lambda: "web.2" in rec.last.tasks["/web"])
-    assert not follower.stream_connected
+    wait_until(lambda: "web.2" in tasks_of(rec.last, "/web"))
+    assert not source.health().connected
+    assert source.health().mode == "poll (event stream down)"

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.main import JSONFormatter, RedactingFilter, main, secrets_of, setup_logging
+from marathon_bridge import __version__
+from marathon_bridge.logs import JSONFormatter, RedactingFilter
+from sidecar.main import main, secrets_of, setup_logging
 from sidecar.settings import load_settings
 
 
@@ -18,6 +20,11 @@ def test_help_exits_0_and_lists_env_vars(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["--help"], {}) == 0
     out = capsys.readouterr().out
     assert "--resync-interval" in out and "MARATHON_SIDECAR_RESYNC_INTERVAL" in out
+
+
+def test_version_prints_the_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"], {}) == 0
+    assert capsys.readouterr().out == f"marathon-sidecar {__version__}\n"
 
 
 def test_bad_value_exits_2_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:

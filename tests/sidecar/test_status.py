@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
 
-from sidecar.desired import BackendSpec, HAProxyModel, ServerSpec, SkippedApp
-from sidecar.labels import LabelProblem
+from sidecar.catalog import OUT, READY, Catalog, Instance, Problem, Service, ServiceOptions, Skipped
+from sidecar.haproxy_model import BackendSpec, HAProxyModel, ServerSpec
 from sidecar.metrics import SidecarMetrics
 from sidecar.status import (
     HealthFacts,
@@ -19,12 +18,6 @@ from sidecar.status import (
     render_page,
     services_view,
 )
-
-
-@dataclass(frozen=True)
-class FakeState:
-    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tasks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def facts(**overrides: Any) -> HealthFacts:
@@ -52,6 +45,21 @@ def test_health_failing_without_haproxy() -> None:
     assert "HAProxy is not running" in report.reasons
 
 
+def test_health_says_starting_while_the_sidecar_starts_haproxy() -> None:
+    report = evaluate_health(facts(haproxy_running=False, haproxy_starting=True))
+    assert report.status == "failing" and report.reasons == ("HAProxy is starting",)
+
+
+def test_the_board_goes_from_starting_to_running() -> None:
+    board = StatusBoard(SidecarMetrics(), max_sync_age=60)
+    board.record_sync()
+    assert board.health().reasons == ("HAProxy is not running",)
+    board.set_haproxy_starting()
+    assert board.health().reasons == ("HAProxy is starting",)
+    board.set_haproxy_running(True)
+    assert board.health().status == "ok"
+
+
 def test_health_failing_when_sync_is_old_or_missing() -> None:
     old = evaluate_health(facts(last_sync=10.0))
     assert old.status == "failing" and "last Marathon sync 90 s ago" in old.reasons[0]
@@ -76,28 +84,23 @@ def test_health_degraded_with_problems() -> None:
     assert report.status == "degraded" and report.reasons == ("state directory: cannot write",)
 
 
-def sample_view() -> tuple[FakeState, HAProxyModel]:
-    app = {
-        "id": "/web",
-        "portDefinitions": [{"port": 10001}],
-        "healthChecks": [{"protocol": "HTTP", "path": "/health"}],
-    }
-    tasks = {
-        "web.a": {
-            "id": "web.a",
-            "host": "127.0.0.1",
-            "ports": [31001],
-            "state": "TASK_RUNNING",
-            "healthCheckResults": [{"alive": True}],
-        },
-        "web.b": {
-            "id": "web.b",
-            "host": "127.0.0.1",
-            "ports": [31002],
-            "state": "TASK_RUNNING",
-            "healthCheckResults": [{"alive": False}],
-        },
-    }
+def sample_view() -> tuple[Catalog, HAProxyModel]:
+    def instance(task_id: str, port: int, state: str, healthy: bool, reason: str) -> Instance:
+        return Instance(
+            task_id, "127.0.0.1", port, state, reason, app_id="/web", status="TASK_RUNNING",
+            healthy=healthy,
+        )  # fmt: skip
+
+    service = Service(
+        "/web:0",
+        "/web",
+        0,
+        ServiceOptions(10001, 10001, mode="http"),
+        (
+            instance("web.a", 31001, READY, True, "running and healthy"),
+            instance("web.b", 31002, OUT, False, "health check failing"),
+        ),
+    )
     backend = BackendSpec(
         name="web_10001",
         app_id="/web",
@@ -105,18 +108,19 @@ def sample_view() -> tuple[FakeState, HAProxyModel]:
         mode="http",
         balance="roundrobin",
         servers=(ServerSpec(name="web_a", address="127.0.0.1", port=31001, task_id="web.a"),),
+        service_keys=("/web:0",),
     )
     model = HAProxyModel(
         backends=(backend,),
-        skipped=(SkippedApp(app_id="/bad<script>", reason="bad label HAPROXY_0_PORT"),),
-        problems=(LabelProblem("/web", "HAPROXY_0_BALANCE", "not a balance algorithm"),),
+        skipped=(Skipped(app_id="/bad<script>", reason="bad label HAPROXY_0_PORT"),),
+        problems=(Problem("/web", "HAPROXY_0_BALANCE", "not a balance algorithm"),),
     )
-    return FakeState(apps={"/web": app}, tasks={"/web": tasks}), model
+    return Catalog({service.key: service}), model
 
 
 def test_services_view_lists_tasks_in_and_out() -> None:
     state, model = sample_view()
-    view = services_view(state, model, frozenset())
+    view = services_view(state, model)
     assert len(view) == 1
     service = view[0]
     assert (service["service_port"], service["app_id"], service["servers_in"]) == (10001, "/web", 1)
@@ -124,7 +128,8 @@ def test_services_view_lists_tasks_in_and_out() -> None:
     assert by_id["web.a"]["in_rotation"] and by_id["web.a"]["healthy"] is True
     assert not by_id["web.b"]["in_rotation"] and by_id["web.b"]["healthy"] is False
     assert by_id["web.b"]["address"] == "127.0.0.1" and by_id["web.b"]["port"] == 31002
-    assert by_id["web.b"]["reason"]
+    assert by_id["web.b"]["reason"] == "health check failing"
+    assert by_id["web.b"]["server_state"] == "out" and by_id["web.a"]["server_state"] == "ready"
 
 
 def test_page_escapes_everything() -> None:
@@ -132,7 +137,7 @@ def test_page_escapes_everything() -> None:
     report = evaluate_health(facts(problems=("<b>boom</b>",)))
     skipped = [{"app_id": "/bad<script>", "port_index": None, "reason": "x"}]
     page = render_page(
-        report, {"last_sync": None, "reloads": 2}, services_view(state, model, frozenset()), skipped
+        report, {"last_sync": None, "reloads": 2}, services_view(state, model), skipped
     )
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<b>boom</b>" not in page and "&lt;b&gt;boom&lt;/b&gt;" in page
@@ -156,7 +161,7 @@ def test_endpoints(served: Any, http_get: Callable[..., Any]) -> None:
     state, model = sample_view()
     board.set_haproxy_running(True, "adopted")
     board.record_sync()
-    board.set_view(state, model, frozenset(), "global\n  daemon\n")
+    board.set_view(state, model, "global\n  daemon\n")
     board.metrics.events.labels(type="status_update_event").inc()
 
     status, body, _ = http_get(base + "/health")
@@ -203,43 +208,26 @@ def test_each_board_has_its_own_registry() -> None:
 
 
 def test_a_deployment_group_backend_lists_the_tasks_of_every_member_app() -> None:
-    from sidecar.desired import BackendSpec, HAProxyModel, ServerSpec
-    from sidecar.model import ClusterState
-    from sidecar.status import services_view
+    def service(app_id: str, port: int, task_id: str, host_port: int) -> Service:
+        ready = Instance(task_id, "127.0.0.1", host_port, READY, "running", app_id=app_id)
+        return Service(f"{app_id}:0", app_id, 0, ServiceOptions(port, 10000), (ready,))
 
-    def app(app_id: str, port: int, task_id: str, host_port: int) -> dict:
-        return {
-            "id": app_id,
-            "portDefinitions": [{"port": port, "protocol": "tcp"}],
-            "tasks": [
-                {
-                    "id": task_id,
-                    "appId": app_id,
-                    "host": "127.0.0.1",
-                    "ports": [host_port],
-                    "state": "TASK_RUNNING",
-                    "startedAt": "2026-11-27T00:00:00.000Z",
-                }
-            ],
-        }
-
-    state = ClusterState.from_apps(
-        [
-            app("/web-blue", 10000, "web-blue.t1", 31001),
-            app("/web-green", 10010, "web-green.t2", 31002),
-        ]
-    )
+    blue = service("/web-blue", 10000, "web-blue.t1", 31001)
+    green = service("/web-green", 10010, "web-green.t2", 31002)
     servers = (
         ServerSpec("s1", "127.0.0.1", 31001, "web-blue.t1"),
         ServerSpec("s2", "127.0.0.1", 31002, "web-green.t2"),
     )
     model = HAProxyModel(
         backends=(
-            BackendSpec("be_dg_web_10000", "/web-blue", 10000, "http", "roundrobin", servers),
+            BackendSpec(
+                "be_dg_web_10000", "/web-blue", 10000, "http", "roundrobin", servers,
+                service_keys=(blue.key, green.key),
+            ),
         )
-    )
-    (view,) = services_view(state, model, frozenset())
-    assert {e["task_id"] for e in view["endpoints"]} == {"web-blue.t1", "web-green.t2"}
+    )  # fmt: skip
+    (view,) = services_view(Catalog({blue.key: blue, green.key: green}), model)
+    assert [e["task_id"] for e in view["endpoints"]] == ["web-blue.t1", "web-green.t2"]
     assert all(e["in_rotation"] for e in view["endpoints"])
 
 

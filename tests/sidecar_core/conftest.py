@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from sidecar.desired import RenderSettings
+from sidecar.render_settings import RenderSettings
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.:-]*"
 ADDR = r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[[0-9a-f:.]+\]):[0-9]{1,5}"

@@ -8,21 +8,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marathon_bridge.services import port_specs, task_endpoints
-from sidecar.desired import (
-    BuildCache,
+from marathon_bridge.services import network_mode, port_specs, task_endpoints
+from sidecar.desired import BuildCache, build_model
+from sidecar.haproxy_model import (
     HAProxyModel,
     HealthCheckSpec,
-    RenderSettings,
     RouteSpec,
-    build_model,
     in_rotation,
     listener_signature,
-    safe_name,
-    server_name,
+)
+from sidecar.names import safe_name, server_name
+from sidecar.render_settings import RenderSettings
+from sidecar.sources.marathon.model import MarathonState
+from sidecar.sources.marathon.translate import (
+    MarathonTranslator,
+    catalog_from_apps,
+    host_slots,
     task_address,
 )
-from sidecar.model import ClusterState
 
 HOSTS = {"agent1": "10.0.0.1", "agent2": "10.0.0.2", "agent3": "10.0.0.3"}
 SETTINGS = RenderSettings()
@@ -54,7 +57,7 @@ def model_of(
     settings: RenderSettings = SETTINGS,
     previously_in: frozenset[str] = frozenset(),
 ) -> HAProxyModel:
-    return build_model(ClusterState.from_apps(apps), settings, previously_in, HOSTS.get)
+    return build_model(catalog_from_apps(apps, previously_in), settings, HOSTS.get)
 
 
 def servers(model: HAProxyModel, backend_index: int = 0) -> list[tuple[str, int, str]]:
@@ -211,10 +214,8 @@ def test_endpoint_fast_path_agrees_with_services(
         "ipAddresses": ips,
         "state": "TASK_RUNNING",
     }
-    from sidecar.desired import _host_slots  # the per-app plan under test
-
     specs = port_specs(app)
-    slots = _host_slots(app, specs)
+    slots = host_slots(network_mode(app), specs)
     expected = task_endpoints(app, task)
     for spec, endpoint in zip(specs, expected):
         got = task_address(task, slots[spec.index], spec.container_port)
@@ -274,15 +275,13 @@ def test_unresolvable_host_skips_only_that_server() -> None:
 
 
 def test_resolver_returning_garbage_or_raising_is_treated_as_unresolved() -> None:
-    state = ClusterState.from_apps([host_app(tasks=[running("t1")])])
+    catalog = catalog_from_apps([host_app(tasks=[running("t1")])])
 
     def broken(host: str) -> str:
         raise OSError("dns down")
 
-    assert build_model(state, SETTINGS, frozenset(), broken).backends[0].servers == ()
-    assert (
-        build_model(state, SETTINGS, frozenset(), lambda h: "not-an-ip\n").backends[0].servers == ()
-    )
+    assert build_model(catalog, SETTINGS, broken).backends[0].servers == ()
+    assert build_model(catalog, SETTINGS, lambda h: "not-an-ip\n").backends[0].servers == ()
 
 
 def test_task_without_port_is_skipped() -> None:
@@ -583,10 +582,9 @@ def test_cache_gives_the_same_model_as_a_fresh_build() -> None:
     for app in apps:
         for task in app["tasks"]:
             task["healthCheckResults"] = [{"alive": True}]
-    state = ClusterState.from_apps(apps)
-    cache = BuildCache()
+    state = MarathonState.from_apps(apps)
+    translator, cache = MarathonTranslator(), BuildCache()
     hosts = dict(HOSTS)
-    previous = frozenset[str]()
     steps = [*event_sequence(), ("dns", {}), ("settings", {})]
     settings = SETTINGS
     for event_type, data in steps:
@@ -596,23 +594,23 @@ def test_cache_gives_the_same_model_as_a_fresh_build() -> None:
             settings = RenderSettings(passive_checks=False)
         else:
             state = state.apply_event(event_type, data).state
-        cached = build_model(state, settings, previous, hosts.get, cache)
-        fresh = build_model(state, settings, previous, hosts.get)
+        catalog = translator.translate(state)
+        cached = build_model(catalog, settings, hosts.get, cache)
+        fresh = build_model(catalog, settings, hosts.get)
         assert cached == fresh
-        previous = in_rotation(fresh)
-    assert len(cache) == len(state.apps)
+    assert len(cache) == len(catalog) == len(state.apps)
     assert any(s.address == "10.0.0.99" for b in fresh.backends for s in b.servers)
 
 
 def test_cache_reuses_unchanged_apps() -> None:
     apps = [host_app(f"/a{i}", ports=(10000 + i,), tasks=[running(f"t{i}")]) for i in range(3)]
-    state = ClusterState.from_apps(apps)
-    cache = BuildCache()
-    first = build_model(state, SETTINGS, frozenset(), HOSTS.get, cache)
+    state = MarathonState.from_apps(apps)
+    translator, cache = MarathonTranslator(), BuildCache()
+    first = build_model(translator.translate(state), SETTINGS, HOSTS.get, cache)
     state2 = state.apply_event(
         "status_update_event", {"appId": "/a1", "taskId": "t1", "taskStatus": "TASK_KILLED"}
     ).state
-    second = build_model(state2, SETTINGS, frozenset(), HOSTS.get, cache)
+    second = build_model(translator.translate(state2), SETTINGS, HOSTS.get, cache)
     # unchanged apps keep the very same backend objects; the changed one is rebuilt
     assert second.backends[0] is first.backends[0] and second.backends[2] is first.backends[2]
     assert second.backends[1].servers == ()

@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from marathon_bridge.services import CONTAINER, network_mode, port_specs
-from sidecar.desired import RenderSettings, build_model
-from sidecar.labels import LABELS, NOT_HONORED
-from sidecar.model import ClusterState
+from sidecar.desired import build_model
 from sidecar.render import render_config
+from sidecar.render_settings import RenderSettings
+from sidecar.sources.marathon.labels import LABELS, NOT_HONORED
+from sidecar.sources.marathon.translate import catalog_from_apps
 
 from .conftest import bad_lines
 
@@ -128,7 +129,7 @@ def test_every_example_app_renders_a_config_haproxy_accepts(
 ) -> None:
     apps = running_example_apps(examples_dir / name)
     settings = tmp_settings(vhost_port=8080)
-    model = build_model(ClusterState.from_apps(apps), settings, frozenset(), AGENTS.get)
+    model = build_model(catalog_from_apps(apps), settings, AGENTS.get)
     served = {b.app_id for b in model.backends}
     for app in apps:
         if any(s.service_port > 0 and "tcp" in s.protocol for s in port_specs(app)):
@@ -208,9 +209,7 @@ def test_ten_thousand_apps_render_a_config_haproxy_accepts(
     tmp_settings: Callable[..., RenderSettings], haproxy_check: Callable[[str], Any]
 ) -> None:
     settings = tmp_settings(vhost_port=8080)
-    model = build_model(
-        ClusterState.from_apps(generated_cluster(10_000)), settings, frozenset(), AGENTS.get
-    )
+    model = build_model(catalog_from_apps(generated_cluster(10_000)), settings, AGENTS.get)
     assert len(model.backends) == 10_000 and model.skipped == () and model.problems == ()
     assert sum(len(b.servers) for b in model.backends) == 30_000
     text = render_config(model, settings)
@@ -311,7 +310,7 @@ def render_hostile(apps: list[dict[str, Any]], settings: RenderSettings) -> str:
         return "10.9.8.7"  # every host resolves: as many servers as possible reach the file
 
     previously_in = frozenset(t["id"] for a in apps for t in a["tasks"])
-    model = build_model(ClusterState.from_apps(apps), settings, previously_in, resolve)
+    model = build_model(catalog_from_apps(apps, previously_in), settings, resolve)
     servers = sum(len(b.servers) for b in model.backends)
     event("with servers" if servers else "without servers")
     return render_config(model, settings)

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from sidecar.labels import (
+from sidecar.catalog import Problem
+from sidecar.sources.marathon.labels import (
     LABELS,
     NOT_HONORED,
     NOT_HONORED_REASON,
     RAW_TEMPLATE_REASON,
-    LabelProblem,
     PortOptions,
     parse_app_labels,
 )
@@ -21,17 +21,17 @@ from sidecar.labels import (
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "labels.md"
 
 
-def parse(labels: dict[str, Any]) -> tuple[Any, list[LabelProblem]]:
+def parse(labels: dict[str, Any]) -> tuple[Any, list[Problem]]:
     return parse_app_labels({"id": "/app", "labels": labels})
 
 
-def port0(labels: dict[str, Any]) -> tuple[PortOptions, list[LabelProblem]]:
+def port0(labels: dict[str, Any]) -> tuple[PortOptions, list[Problem]]:
     options, problems = parse(labels)
     assert options is not None
     return options.port(0), problems
 
 
-def assert_value_not_in_problems(problems: list[LabelProblem], value: str) -> None:
+def assert_value_not_in_problems(problems: list[Problem], value: str) -> None:
     needle = value.strip()
     if len(needle) < 2:
         return  # too short to tell
@@ -195,7 +195,7 @@ def test_vhost_bad(value: str) -> None:
 def test_vhost_with_tcp_mode_is_dropped() -> None:
     opts, problems = port0({"HAPROXY_0_VHOST": "a.example.com", "HAPROXY_0_MODE": "tcp"})
     assert opts.vhosts == () and opts.mode == "tcp"
-    assert problems == [LabelProblem("/app", "HAPROXY_0_VHOST", "vhost routing needs http mode")]
+    assert problems == [Problem("/app", "HAPROXY_0_VHOST", "vhost routing needs http mode")]
 
 
 @pytest.mark.parametrize("value", ["/", "/api", "/api/v1/", "/a-b_c.d~e"])
@@ -281,13 +281,13 @@ def test_non_string_values_are_problems() -> None:
 def test_raw_template_and_unknown_haproxy_labels_are_reported(key: str) -> None:
     options, problems = parse({key: "anything\n  server evil 1.2.3.4:80"})
     assert options is not None and options.port(0) == PortOptions()
-    assert problems == [LabelProblem("/app", key, RAW_TEMPLATE_REASON)]
+    assert problems == [Problem("/app", key, RAW_TEMPLATE_REASON)]
 
 
 @pytest.mark.parametrize("key", [k.replace("{n}", "0") for k in NOT_HONORED])
 def test_known_but_not_honored_labels(key: str) -> None:
     _options, problems = parse({key: "x"})
-    assert problems == [LabelProblem("/app", key, NOT_HONORED_REASON)]
+    assert problems == [Problem("/app", key, NOT_HONORED_REASON)]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""ClusterState: snapshots, event application, hostile payloads."""
+"""MarathonState: snapshots, event application, hostile payloads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.model import ClusterState, EventOutcome
+from sidecar.sources.marathon.model import EventOutcome, MarathonState
 
 IID = "web.instance-3b7f1e2a-6c8e-11eb-9c2c-0242ac110002"
 TID = IID + "._app.1"
@@ -33,8 +33,8 @@ def running(task_id: str = TID, **extra: Any) -> dict[str, Any]:
     return out
 
 
-def base_state(**app_extra: Any) -> ClusterState:
-    return ClusterState.from_apps([app(tasks=[running()], **app_extra)])
+def base_state(**app_extra: Any) -> MarathonState:
+    return MarathonState.from_apps([app(tasks=[running()], **app_extra)])
 
 
 def status(task_id: str, status: str, app_id: str = "/web", **extra: Any) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def status(task_id: str, status: str, app_id: str = "/web", **extra: Any) -> dic
 
 def test_from_apps_and_back() -> None:
     apps = [app("/b", tasks=[running("b.1")]), app("/a", tasks=[running("a.2"), running("a.1")])]
-    state = ClusterState.from_apps([*apps, "garbage", {"id": 5}, {"no": "id"}])
+    state = MarathonState.from_apps([*apps, "garbage", {"id": 5}, {"no": "id"}])
     assert sorted(state.apps) == ["/a", "/b"]
     assert "tasks" not in state.apps["/a"]
     assert sorted(state.tasks["/a"]) == ["a.1", "a.2"]
@@ -160,9 +160,9 @@ def test_real_and_derived_status_payloads_apply(examples_dir: Path) -> None:
         "event-bus-doc/status_update_event.json",
     ):
         data = json.loads((examples_dir / name).read_text())
-        out = ClusterState().apply_event("status_update_event", data)
+        out = MarathonState().apply_event("status_update_event", data)
         assert not out.resync
-        state = ClusterState.from_apps([app(data["appId"])])
+        state = MarathonState.from_apps([app(data["appId"])])
         out = state.apply_event("status_update_event", data)
         assert not out.resync and not out.fetch_apps
 
@@ -181,7 +181,7 @@ def test_health_status_changed_sets_the_result_by_instance_id() -> None:
 
 
 def test_health_status_changed_legacy_task_id_field() -> None:
-    state = ClusterState.from_apps([app(tasks=[running("web.legacy-1")])])
+    state = MarathonState.from_apps([app(tasks=[running("web.legacy-1")])])
     out = state.apply_event(
         "health_status_changed_event", {"appId": "/web", "taskId": "web.legacy-1", "alive": True}
     )
@@ -192,7 +192,7 @@ def test_health_status_changed_legacy_task_id_field() -> None:
 
 
 def test_instance_id_prefix_does_not_match_other_instances() -> None:
-    state = ClusterState.from_apps(
+    state = MarathonState.from_apps(
         [app(tasks=[running("web.instance-12._app.1"), running("web.instance-1._app.1")])]
     )
     out = state.apply_event(
@@ -244,7 +244,7 @@ def test_derived_health_payloads_apply(examples_dir: Path) -> None:
         ("event.instance_health_changed_event.json", "instance_health_changed_event"),
     ):
         data = json.loads((examples_dir / "derived-from-code" / name).read_text())
-        state = ClusterState.from_apps(
+        state = MarathonState.from_apps(
             [app("/foo", tasks=[running(data["instanceId"] + "._app.1")])]
         )
         out = state.apply_event(event, data)
@@ -266,12 +266,12 @@ def test_api_post_replaces_the_definition_and_keeps_tasks() -> None:
 
 
 def test_api_post_with_unassigned_service_port_asks_for_a_fetch(examples_dir: Path) -> None:
-    out = ClusterState().apply_event("api_post_event", {"appDefinition": app("/new", port=0)})
+    out = MarathonState().apply_event("api_post_event", {"appDefinition": app("/new", port=0)})
     assert out.changed and out.fetch_apps == frozenset({"/new"}) and "/new" in out.state.apps
     data = json.loads(
         (examples_dir / "derived-from-code/event.api_post_event.v1.10.json").read_text()
     )
-    out = ClusterState().apply_event("api_post_event", data)
+    out = MarathonState().apply_event("api_post_event", data)
     assert out.changed and not out.fetch_apps and out.state.tasks["/foo"] == {}
 
 
@@ -387,7 +387,7 @@ def test_hostile_payloads_never_raise(event_type: str, data: Any) -> None:
 
 def test_same_health_as_the_snapshot_is_not_a_change() -> None:
     full = {"alive": True, "consecutiveFailures": 0, "instanceId": IID, "lastSuccess": "t"}
-    state = ClusterState.from_apps([app(tasks=[running(healthCheckResults=[full])])])
+    state = MarathonState.from_apps([app(tasks=[running(healthCheckResults=[full])])])
     out = state.apply_event(
         "health_status_changed_event", {"appId": "/web", "instanceId": IID, "alive": True}
     )

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sidecar.desired import (
+from sidecar.desired import BuildCache, build_model
+from sidecar.haproxy_model import (
     BackendSpec,
-    BuildCache,
     HAProxyModel,
     HealthCheckSpec,
     PassiveCheckSpec,
-    RenderSettings,
     ServerSpec,
-    build_model,
 )
-from sidecar.model import ClusterState
 from sidecar.render import (
     RenderCache,
     default_template,
@@ -22,6 +19,9 @@ from sidecar.render import (
     server_line,
     server_line_options,
 )
+from sidecar.render_settings import RenderSettings
+from sidecar.sources.marathon.model import MarathonState
+from sidecar.sources.marathon.translate import MarathonTranslator, catalog_from_apps
 
 HOSTS = {"agent1": "10.0.0.1", "agent2": "10.0.0.2"}
 
@@ -63,8 +63,8 @@ def render(
     apps: list[dict[str, Any]] | None = None,
     previously_in: frozenset[str] = frozenset(),
 ) -> str:
-    state = ClusterState.from_apps(cluster() if apps is None else apps)
-    model = build_model(state, settings, previously_in, HOSTS.get)
+    catalog = catalog_from_apps(cluster() if apps is None else apps, previously_in)
+    model = build_model(catalog, settings, HOSTS.get)
     return render_config(model, settings)
 
 
@@ -189,7 +189,7 @@ def test_server_line_options() -> None:
 
 def test_custom_template_sees_the_model(tmp_settings: Callable[..., RenderSettings]) -> None:
     template = "{% for b in backends %}{{ b.name }}:{{ b.servers|length }}\n{% endfor %}"
-    model = build_model(ClusterState.from_apps(cluster()), tmp_settings(), frozenset(), HOSTS.get)
+    model = build_model(catalog_from_apps(cluster()), tmp_settings(), HOSTS.get)
     assert (
         render_config(model, tmp_settings(), template)
         == "be_checked_10003:1\nbe_db_10001:1\nbe_empty_10002:0\nbe_web_10000:2\n"
@@ -208,8 +208,8 @@ def test_empty_model_renders(
 
 def test_render_cache_gives_the_same_text(tmp_settings: Callable[..., RenderSettings]) -> None:
     settings = tmp_settings(vhost_port=8080)
-    build_cache, text_cache = BuildCache(), RenderCache()
-    state = ClusterState.from_apps(cluster())
+    translator, build_cache, text_cache = MarathonTranslator(), BuildCache(), RenderCache()
+    state = MarathonState.from_apps(cluster())
     events = [
         ("status_update_event", {"appId": "/web", "taskId": "web.1", "taskStatus": "TASK_KILLED"}),
         (
@@ -227,7 +227,7 @@ def test_render_cache_gives_the_same_text(tmp_settings: Callable[..., RenderSett
     for event_type, data in [("none", {}), *events]:
         if event_type != "none":
             state = state.apply_event(event_type, data).state
-        model = build_model(state, settings, frozenset(), HOSTS.get, build_cache)
+        model = build_model(translator.translate(state), settings, HOSTS.get, build_cache)
         assert render_config(model, settings, cache=text_cache) == render_config(model, settings)
 
 

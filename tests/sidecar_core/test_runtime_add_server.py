@@ -11,10 +11,12 @@ from typing import Any, Callable
 
 import pytest
 
-from sidecar.desired import RenderSettings, ServerSpec, build_model
-from sidecar.labels import BALANCES
-from sidecar.model import ClusterState
+from sidecar.desired import build_model
+from sidecar.grammar import BALANCES
+from sidecar.haproxy_model import ServerSpec
 from sidecar.render import render_config, server_line_options
+from sidecar.render_settings import RenderSettings
+from sidecar.sources.marathon.translate import catalog_from_apps
 
 pytestmark = pytest.mark.haproxy
 
@@ -91,7 +93,7 @@ def test_add_server_accepts_our_server_lines_on_every_backend_kind(
     settings = RenderSettings(
         admin_socket=str(tmp_path / "admin.sock"), server_state_file=str(state_file)
     )
-    model = build_model(ClusterState.from_apps(apps()), settings, frozenset(), lambda h: None)
+    model = build_model(catalog_from_apps(apps()), settings, lambda h: None)
     assert len(model.backends) == len(BALANCES) + 1
     config = tmp_path / "haproxy.cfg"
     config.write_text(render_config(model, settings))

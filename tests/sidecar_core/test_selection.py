@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.selection import (
+from sidecar.sources.marathon.selection import (
     IN_HEALTHY,
     IN_KEPT_BLANK,
     IN_RUNNING,

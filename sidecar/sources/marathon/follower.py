@@ -1,6 +1,6 @@
 """Following Marathon: a snapshot, then the event stream, with periodic resyncs (or polling).
 
-:class:`MarathonFollower` owns the sidecar's :class:`~sidecar.model.ClusterState`. Two threads:
+:class:`MarathonFollower` owns the source's :class:`~.model.MarathonState`. Two threads:
 
 - the *stream* thread reads ``GET /v2/events`` (the one long-lived Marathon connection) and
   queues what it gets: a "snapshot please" marker on every (re)connect (``on_connect``: Marathon
@@ -15,16 +15,11 @@ Poll mode (``poll=True``, or automatically while the stream is down: no connecti
 heartbeats included, for ``stream_silence`` seconds -- Marathon sends one every 10 s) takes a
 snapshot every ``poll_interval``.
 
-Bad news never replaces good state. A Marathon outage, an HTTP error, an answer that is not a
-list of app objects, or a snapshot that cannot be turned into a state keeps the last good state
-(counted in ``marathon_errors_total{kind}``, reported through ``on_problem``) and is retried
-with backoff. One more rule: **an empty app list, when the last good snapshot had apps, is
-suspicious** (a Marathon that lost its state, an auth plugin hiding everything, a proxy answering
-for Marathon). It is believed only when every snapshot taken during ``empty_confirm`` seconds (at
-least two) says so; until then the previous state stays. Apps deleted one by one
-(``app_terminated_event``) are not subject to this rule.
-
-New states go to the ``on_state(state, reason)`` callback, from the worker thread.
+Every new state is translated into a catalog (:class:`~.translate.MarathonTranslator`) and
+offered to the :class:`~sidecar.sources.base.CatalogKeeper`, which applies the rules every source
+shares: a failed or garbled answer keeps the last good catalog (counted in
+``marathon_errors_total{kind}``) and is retried with backoff; an empty snapshot after a non-empty
+catalog is believed only once confirmed (the state stays as it was meanwhile).
 """
 
 from __future__ import annotations
@@ -36,12 +31,16 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Protocol, Union
 
 from marathon_bridge.errors import MarathonError, NotFound
+from sidecar.catalog import Catalog
+from sidecar.gc_pause import collector_paused
+from sidecar.metrics import SidecarMetrics
+from sidecar.sources.base import CatalogKeeper
 
-from .metrics import SidecarMetrics
-from .model import ClusterState, EventOutcome
+from .model import EventOutcome, MarathonState
+from .translate import MarathonTranslator
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +53,47 @@ EVENT_TYPES: tuple[str, ...] = (
     "deployment_success",
     "deployment_failed",
 )
+RESYNC_REASONS = (
+    "start",
+    "stream connected",
+    "resync interval",
+    "poll",
+    "event",
+    "retry",
+    "confirm empty",
+    "once",
+    "requested",
+)
 
-StateCallback = Callable[[ClusterState, str], None]
-ProblemCallback = Callable[[Optional[str]], None]
+
+class EventStreamLike(Protocol):
+    """What the follower reads from :meth:`MarathonClient.event_stream`."""
+
+    connects: int
+    last_activity: float
+
+    def __iter__(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class MarathonAPI(Protocol):
+    """The calls of :class:`marathon_bridge.client.MarathonClient` the follower makes."""
+
+    def list_apps(self, embed: Sequence[str] = ()) -> Any: ...
+
+    def get_app(self, app_id: str, embed: Sequence[str] = ()) -> Any: ...
+
+    def event_stream(
+        self,
+        event_types: Sequence[str] = (),
+        *,
+        on_connect: Optional[Callable[[], None]] = None,
+        read_timeout: float = 30.0,
+        stop: Optional[threading.Event] = None,
+    ) -> EventStreamLike: ...
+
+    def close(self) -> None: ...
 
 
 class SnapshotRejected(Exception):
@@ -100,73 +137,56 @@ def jittered(interval: float, rng: Callable[[float, float], float] = random.unif
 
 
 class MarathonFollower:
-    """Keeps a :class:`ClusterState` in step with Marathon (see the module doc)."""
+    """Keeps a :class:`MarathonState` and its catalog in step with Marathon (module doc)."""
 
     def __init__(
         self,
-        client: Any,  # marathon_bridge.client.MarathonClient (or a fake with the same methods)
-        on_state: StateCallback,
+        client: MarathonAPI,
+        keeper: CatalogKeeper,
         *,
         metrics: Optional[SidecarMetrics] = None,
-        on_problem: Optional[ProblemCallback] = None,
-        on_contact: Optional[Callable[[], None]] = None,
         poll: bool = False,
         poll_interval: float = 10.0,
         resync_interval: float = 300.0,
-        empty_confirm: float = 5.0,
         stream_read_timeout: float = 20.0,
         stream_silence: float = 15.0,
-        retry_backoff: float = 0.5,
-        max_retry_backoff: float = 10.0,
         event_types: Sequence[str] = EVENT_TYPES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._on_state = on_state
-        self._on_problem = on_problem
-        self._on_contact = on_contact
+        self.keeper = keeper
+        self.translator = MarathonTranslator()
         self.metrics = metrics if metrics is not None else SidecarMetrics()
         self.poll_mode = poll
         self.poll_interval = poll_interval
         self.resync_interval = resync_interval
-        self.empty_confirm = empty_confirm
         self.stream_read_timeout = stream_read_timeout
         self.stream_silence = stream_silence
-        self.retry_backoff = retry_backoff
-        self.max_retry_backoff = max_retry_backoff
         self.event_types = tuple(event_types)
         self._clock = clock
         self._queue: queue.Queue[_Item] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._stream: Any = None
+        self._stream: Optional[EventStreamLike] = None
         self._stream_lock = threading.Lock()
-        self._state: Optional[ClusterState] = None
-        self._have_snapshot = False
-        self._empty_since: Optional[float] = None
-        self._empty_count = 0
-        self._failures = 0
+        self._state: Optional[MarathonState] = None  # a trusted base for events, or None
         self._next_snapshot = 0.0
         self._snapshot_reason = "start"
-        self.last_sync: Optional[float] = None  # monotonic time of the last good snapshot
         self.snapshots = 0
-        self.last_error: Optional[str] = None
 
     # --- public ---------------------------------------------------------------------------------
     @property
-    def state(self) -> Optional[ClusterState]:
+    def state(self) -> Optional[MarathonState]:
         return self._state
 
-    def seed(self, state: ClusterState) -> None:
-        """Start from a state loaded from disk: served, but not trusted as a base for events."""
-        self._state = state
-
-    def snapshot_once(self) -> ClusterState:
+    def snapshot_once(self) -> Catalog:
         """One checked snapshot, no threads (``--once``); raises on any failure."""
         apps = check_snapshot(self._client.list_apps(embed=("apps.tasks",)))
-        state = ClusterState.from_apps(apps)
-        self._accept_snapshot(state, "once")
-        return state
+        state = MarathonState.from_apps(apps)
+        catalog = self.translator.translate(state)
+        self._state = state
+        self.snapshots += 1
+        return catalog
 
     def start(self) -> MarathonFollower:
         # with the stream, its connect asks for the first snapshot; without one soon, poll
@@ -199,13 +219,13 @@ class MarathonFollower:
     @property
     def last_contact(self) -> Optional[float]:
         """Monotonic time Marathon was last heard from: a good snapshot or stream activity."""
-        times = [t for t in (self.last_sync, self._stream_activity()) if t is not None]
+        times = [t for t in (self.keeper.last_sync, self._stream_activity()) if t is not None]
         return max(times) if times else None
 
     def _stream_activity(self) -> Optional[float]:
         with self._stream_lock:
             stream = self._stream
-        if stream is None or stream.connects == 0 or not self._have_snapshot:
+        if stream is None or stream.connects == 0 or self._state is None:
             return None
         return float(stream.last_activity)
 
@@ -220,7 +240,7 @@ class MarathonFollower:
 
     # --- stream thread --------------------------------------------------------------------------
     def _read_stream(self) -> None:
-        backoff = self.retry_backoff
+        backoff = self.keeper.retry_backoff
         while not self._stop.is_set():
             try:
                 stream = self._client.event_stream(
@@ -233,14 +253,16 @@ class MarathonFollower:
                     self._stream = stream
                 for event in stream:
                     self._queue.put(_Event(event.type, event.data))
-                backoff = self.retry_backoff
+                backoff = self.keeper.retry_backoff
             except MarathonError as exc:  # 401/403: the stream gives up; so do we, for a while
                 self._count_error(exc, "stream")
             except Exception as exc:  # never let the reader die silently
                 log.exception("event stream reader failed; restarting it")
                 self._count_error(exc, "stream")
             self._stop.wait(backoff)
-            backoff = min(backoff * 2, max(self.max_retry_backoff, self.retry_backoff))
+            backoff = min(
+                backoff * 2, max(self.keeper.max_retry_backoff, self.keeper.retry_backoff)
+            )
 
     def _on_stream_connect(self) -> None:
         self.metrics.stream_connects.inc()
@@ -266,16 +288,17 @@ class MarathonFollower:
                     self._snapshot(self._snapshot_reason)
             except Exception:  # a bug must not end the following
                 log.exception("follower step failed; resyncing soon")
-                self._schedule(self.retry_backoff, "retry after an internal error")
+                self._schedule(self.keeper.retry_backoff, "retry after an internal error")
 
     def _wake_interval(self) -> float:
         return self.poll_interval if self.poll_mode else min(self.poll_interval, 5.0)
 
     def _check_stream_fallback(self) -> None:
         """While the stream is down, poll: bring a far-away resync forward to the poll interval."""
-        if self.poll_mode or self.stream_connected or self.last_sync is None:
+        last_sync = self.keeper.last_sync
+        if self.poll_mode or self.stream_connected or last_sync is None:
             return
-        due = self.last_sync + self.poll_interval
+        due = last_sync + self.poll_interval
         if due < self._next_snapshot:
             self._next_snapshot, self._snapshot_reason = due, "poll (event stream down)"
             self.metrics.poll_mode.set(1)
@@ -284,7 +307,9 @@ class MarathonFollower:
         self.metrics.resyncs.labels(reason=_reason_label(reason)).inc()
         try:
             apps = check_snapshot(self._client.list_apps(embed=("apps.tasks",)))
-            state = ClusterState.from_apps(apps)
+            with collector_paused():
+                state = MarathonState.from_apps(apps)
+                catalog = self.translator.translate(state)
         except MarathonError as exc:
             self._failed(exc, "marathon")
             return
@@ -295,55 +320,20 @@ class MarathonFollower:
             log.warning("snapshot could not be read", extra={"error": repr(exc)})
             self._failed(exc, "invalid_snapshot")
             return
-        if self._suspicious_empty(state):
+        hold = self.keeper.offer_snapshot(catalog, reason)
+        if hold is not None:
+            self.translator.undo()
+            self.metrics.marathon_errors.labels(kind="suspicious_empty").inc()
+            self._schedule(min(hold, self.poll_interval), "confirm empty")
             return
-        unchanged = self._have_snapshot and state == self._state
-        self._accept_snapshot(state, reason)
-        self._schedule_regular()
-        if not unchanged:
-            self._publish(state, f"snapshot ({reason})")
-
-    def _suspicious_empty(self, state: ClusterState) -> bool:
-        """Hold back an empty snapshot after a non-empty state (see the module doc)."""
-        previous = self._state
-        if state.apps or previous is None or not previous.apps:
-            self._empty_since, self._empty_count = None, 0
-            return False
-        now = self._clock()
-        if self._empty_since is None:
-            self._empty_since = now
-        self._empty_count += 1
-        if now - self._empty_since >= self.empty_confirm and self._empty_count >= 2:
-            log.warning("Marathon keeps answering with no apps: believing it")
-            self._empty_since, self._empty_count = None, 0
-            return False
-        self.metrics.marathon_errors.labels(kind="suspicious_empty").inc()
-        self._report(
-            f"Marathon answered with no apps while {len(previous.apps)} were known: "
-            "keeping them until confirmed"
-        )
-        log.warning(
-            "empty app list after a non-empty one; keeping the last good state",
-            extra={"known_apps": len(previous.apps)},
-        )
-        self._schedule(min(max(self.empty_confirm / 3, 0.1), self.poll_interval), "confirm empty")
-        return True
-
-    def _accept_snapshot(self, state: ClusterState, reason: str) -> None:
         self._state = state
-        self._have_snapshot = True
-        self._failures = 0
         self.snapshots += 1
-        self.last_sync = self._clock()
-        self.last_error = None
-        self._report(None)
-        if self._on_contact is not None:
-            self._on_contact()
         log.info("Marathon snapshot", extra={"reason": reason, "apps": len(state.apps)})
+        self._schedule_regular()
 
     def _handle_event(self, item: _Event) -> None:
         self.metrics.events.labels(type=_type_label(item.type)).inc()
-        if not self._have_snapshot or self._state is None:
+        if self._state is None:
             return  # no trusted base yet: the pending snapshot will include this change
         if not isinstance(item.data, Mapping):
             self.metrics.marathon_errors.labels(kind="garbage_event").inc()
@@ -365,9 +355,9 @@ class MarathonFollower:
             self._schedule(0.0, f"event {item.type}")
         if outcome.changed or state is not outcome.state:
             self._state = state
-            self._publish(state, f"event {item.type}")
+            self.keeper.offer_change(self.translator.translate(state), f"event {item.type}")
 
-    def _fetch_apps(self, state: ClusterState, app_ids: frozenset[str]) -> ClusterState:
+    def _fetch_apps(self, state: MarathonState, app_ids: frozenset[str]) -> MarathonState:
         for app_id in sorted(app_ids):
             self.metrics.snapshot_apps_fetched.inc()
             try:
@@ -380,37 +370,17 @@ class MarathonFollower:
             except (MarathonError, SnapshotRejected) as exc:
                 kind = exc.kind if isinstance(exc, SnapshotRejected) else "marathon"
                 self._count_error(exc, kind)
-                self._schedule(self._backoff(), "app fetch failed")
+                self._schedule(self.keeper.backoff(), "app fetch failed")
         return state
 
     # --- helpers --------------------------------------------------------------------------------
-    def _publish(self, state: ClusterState, reason: str) -> None:
-        try:
-            self._on_state(state, reason)
-        except Exception:
-            log.exception("state callback failed")
-
     def _failed(self, exc: BaseException, kind: str) -> None:
-        self._failures += 1
-        self._count_error(exc, kind)
-        self._schedule(self._backoff(), "retry after a failure")
+        self.metrics.marathon_errors.labels(kind=kind).inc()
+        self._schedule(self.keeper.failed(_describe(exc), kind), "retry after a failure")
 
     def _count_error(self, exc: BaseException, kind: str) -> None:
         self.metrics.marathon_errors.labels(kind=kind).inc()
-        message = _describe(exc)
-        self.last_error = message
-        self._report(f"Marathon: {message}; keeping the last good state")
-        log.warning(
-            "Marathon failed; keeping the last good state", extra={"kind": kind, "error": message}
-        )
-
-    def _report(self, problem: Optional[str]) -> None:
-        if self._on_problem is not None:
-            self._on_problem(problem)
-
-    def _backoff(self) -> float:
-        exponent = min(max(self._failures - 1, 0), 20)
-        return min(self.retry_backoff * (2**exponent), self.max_retry_backoff)
+        self.keeper.report_error(_describe(exc), kind)
 
     def _schedule(self, delay: float, reason: str) -> None:
         now = self._clock()
@@ -437,17 +407,7 @@ def _describe(exc: BaseException) -> str:
 
 def _reason_label(reason: str) -> str:
     """A small fixed set of label values for the resync counter."""
-    for known in (
-        "start",
-        "stream connected",
-        "resync interval",
-        "poll",
-        "event",
-        "retry",
-        "confirm empty",
-        "once",
-        "requested",
-    ):
+    for known in RESYNC_REASONS:
         if reason.startswith(known):
             return known.replace(" ", "_")
     return "other"

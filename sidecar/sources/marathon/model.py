@@ -1,8 +1,8 @@
-"""The sidecar's in-memory view of Marathon, updated by events (pure).
+"""The Marathon source's in-memory view of Marathon, updated by events (pure).
 
-:class:`ClusterState` holds app definitions (without tasks) and tasks by app id and task id. It is
+:class:`MarathonState` holds app definitions (without tasks) and tasks by app id and task id. It is
 built from a snapshot (``GET /v2/apps?embed=apps.tasks``) and advanced by Marathon events with
-:meth:`ClusterState.apply_event`, which never raises: an event it cannot use asks for a re-read of
+:meth:`MarathonState.apply_event`, which never raises: an event it cannot use asks for a re-read of
 the apps it names (``fetch_apps``) or, when nothing usable is in it, a full snapshot (``resync``).
 
 States are treated as immutable: an update copies the outer mappings and the one app it touches.
@@ -44,19 +44,19 @@ _NO_TASKS: TaskMap = MappingProxyType({})
 class EventOutcome:
     """The result of applying one event."""
 
-    state: ClusterState
+    state: MarathonState
     changed: bool
     fetch_apps: frozenset[str] = frozenset()  # re-read these with GET /v2/apps/{id}
     resync: bool = False  # the event could not be used: take a full snapshot
 
 
 @dataclass(frozen=True)
-class ClusterState:
+class MarathonState:
     apps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     tasks: Mapping[str, TaskMap] = field(default_factory=dict)
 
     @classmethod
-    def from_apps(cls, apps_with_tasks: Iterable[Any]) -> ClusterState:
+    def from_apps(cls, apps_with_tasks: Iterable[Any]) -> MarathonState:
         """From Marathon's app list with embedded tasks; entries without a string id are skipped."""
         apps: dict[str, Mapping[str, Any]] = {}
         tasks: dict[str, TaskMap] = {}
@@ -68,7 +68,7 @@ class ClusterState:
                 tasks[app_id] = app_tasks
         return cls(apps=apps, tasks=tasks)
 
-    def with_app(self, app_with_tasks: Mapping[str, Any]) -> ClusterState:
+    def with_app(self, app_with_tasks: Mapping[str, Any]) -> MarathonState:
         """This state with one app (definition and tasks) replaced, e.g. after GET /v2/apps/{id}."""
         split = _split_app(app_with_tasks)
         if split is None:
@@ -76,7 +76,7 @@ class ClusterState:
         app_id, definition, app_tasks = split
         return self._put(app_id, definition, app_tasks)
 
-    def without_app(self, app_id: str) -> ClusterState:
+    def without_app(self, app_id: str) -> MarathonState:
         if app_id not in self.apps:
             return self
         apps = {k: v for k, v in self.apps.items() if k != app_id}
@@ -111,14 +111,14 @@ class ClusterState:
 
     # --- helpers used by the handlers ----------------------------------------------------------
 
-    def _put(self, app_id: str, definition: Mapping[str, Any], app_tasks: TaskMap) -> ClusterState:
+    def _put(self, app_id: str, definition: Mapping[str, Any], app_tasks: TaskMap) -> MarathonState:
         apps = dict(self.apps)
         apps[app_id] = definition
         tasks = dict(self.tasks)
         tasks[app_id] = app_tasks
         return replace(self, apps=apps, tasks=tasks)
 
-    def _put_tasks(self, app_id: str, app_tasks: TaskMap) -> ClusterState:
+    def _put_tasks(self, app_id: str, app_tasks: TaskMap) -> MarathonState:
         tasks = dict(self.tasks)
         tasks[app_id] = app_tasks
         return replace(self, tasks=tasks)
@@ -127,7 +127,7 @@ class ClusterState:
 # --- event handlers ---------------------------------------------------------------------------
 
 
-def _status_update(state: ClusterState, data: Mapping[str, Any]) -> EventOutcome:
+def _status_update(state: MarathonState, data: Mapping[str, Any]) -> EventOutcome:
     app_id, task_id = _as_id(data.get("appId")), _as_id(data.get("taskId"))
     status = data.get("taskStatus")
     if app_id is None:
@@ -179,20 +179,20 @@ def _update_task_from_event(task: dict[str, Any], status: str, data: Mapping[str
     task.setdefault("healthCheckResults", [])
 
 
-def _health_status_changed(state: ClusterState, data: Mapping[str, Any]) -> EventOutcome:
+def _health_status_changed(state: MarathonState, data: Mapping[str, Any]) -> EventOutcome:
     app_id = data.get("appId")
     instance_id = data.get("instanceId", data.get("taskId"))
     alive = data.get("alive")
     return _set_health(state, app_id, instance_id, alive if isinstance(alive, bool) else "bad")
 
 
-def _instance_health_changed(state: ClusterState, data: Mapping[str, Any]) -> EventOutcome:
+def _instance_health_changed(state: MarathonState, data: Mapping[str, Any]) -> EventOutcome:
     healthy = data.get("healthy")
     value: Any = healthy if healthy is None or isinstance(healthy, bool) else "bad"
     return _set_health(state, data.get("runSpecId"), data.get("instanceId"), value)
 
 
-def _set_health(state: ClusterState, raw_app: Any, raw_instance: Any, alive: Any) -> EventOutcome:
+def _set_health(state: MarathonState, raw_app: Any, raw_instance: Any, alive: Any) -> EventOutcome:
     """Set the results of the task(s) of one instance: ``[{"alive": b}]``; ``[]`` for ``None``."""
     app_id, instance_id = _as_id(raw_app), _as_id(raw_instance)
     if app_id is None:
@@ -221,7 +221,7 @@ def _set_health(state: ClusterState, raw_app: Any, raw_instance: Any, alive: Any
     return EventOutcome(new_state, changed, fetch_apps=fetch if several else frozenset())
 
 
-def _api_post(state: ClusterState, data: Mapping[str, Any]) -> EventOutcome:
+def _api_post(state: MarathonState, data: Mapping[str, Any]) -> EventOutcome:
     definition = data.get("appDefinition")
     app_id = _as_id(definition.get("id")) if isinstance(definition, Mapping) else None
     if not isinstance(definition, Mapping) or app_id is None:
@@ -241,7 +241,7 @@ def _has_unassigned_port(app: Mapping[str, Any]) -> bool:
         return True
 
 
-def _app_terminated(state: ClusterState, data: Mapping[str, Any]) -> EventOutcome:
+def _app_terminated(state: MarathonState, data: Mapping[str, Any]) -> EventOutcome:
     app_id = _as_id(data.get("appId"))
     if app_id is None:
         return EventOutcome(state, False, resync=True)
@@ -250,7 +250,7 @@ def _app_terminated(state: ClusterState, data: Mapping[str, Any]) -> EventOutcom
     return EventOutcome(state.without_app(app_id), True)
 
 
-def _deployment(state: ClusterState, data: Mapping[str, Any]) -> EventOutcome:
+def _deployment(state: MarathonState, data: Mapping[str, Any]) -> EventOutcome:
     """Re-read the apps a finished deployment touched (its plan's steps), when a plan is given."""
     if "plan" not in data:
         if data.get("eventType") == "group_change_success" or "groupId" in data:
@@ -276,7 +276,7 @@ def _plan_apps(plan: Any) -> Optional[set[str]]:
     return apps
 
 
-_HANDLERS: dict[str, Callable[[ClusterState, Mapping[str, Any]], EventOutcome]] = {
+_HANDLERS: dict[str, Callable[[MarathonState, Mapping[str, Any]], EventOutcome]] = {
     "status_update_event": _status_update,
     "health_status_changed_event": _health_status_changed,
     "instance_health_changed_event": _instance_health_changed,

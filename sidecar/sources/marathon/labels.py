@@ -4,7 +4,7 @@ Every label value is checked against a small grammar and turned into typed optio
 (:class:`PortOptions`). Nothing a label says is ever copied into ``haproxy.cfg``: the renderer only
 writes names the sidecar derived, numbers, members of fixed sets, and host names / paths that passed
 the checks below. A bad value skips that option (or that port, when it cannot be served safely)
-and yields a :class:`LabelProblem`, whose ``reason`` never contains the value.
+and yields a :class:`Problem`, whose ``reason`` never contains the value.
 
 The single registry :data:`LABELS` drives parsing and is checked against ``docs/labels.md``.
 :data:`NOT_HONORED` lists marathon-lb labels that are recognized but deliberately ignored.
@@ -12,36 +12,23 @@ The single registry :data:`LABELS` drives parsing and is checked against ``docs/
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from sidecar import grammar
+from sidecar.catalog import Problem
+from sidecar.grammar import BALANCES, HTTP_ONLY_BALANCES, MAX_PORT_INDEX, MODES, ip_literal
+
 APP = "app"
 PORT = "port"
 
-MODES = ("http", "tcp")
-# Balance algorithms that keep a backend "dynamic" (HAProxy accepts runtime add/del server there).
-BALANCES = ("roundrobin", "leastconn", "first", "random", "source", "uri")
-HASHED_BALANCES = ("source", "uri")  # rendered with "hash-type consistent"
-HTTP_ONLY_BALANCES = ("uri",)
-
-WEIGHT_MIN, WEIGHT_MAX = 0, 1000
-MAX_VHOSTS = 32
-MAX_PATH_LEN = 200
-MAX_GROUPS = 16
-MAX_PORT_INDEX = 1000
+WEIGHT_MIN, WEIGHT_MAX = 0, grammar.ROUTE_WEIGHT_MAX
 
 RAW_TEMPLATE_REASON = "raw template labels are not honored"
 NOT_HONORED_REASON = "marathon-lb label not supported by the sidecar; ignored"
 
-_GROUP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_HOST_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-# A URL path prefix: "/" then unreserved characters and "/" only (no spaces, quotes, "#", "%").
-_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]*")
-# An HTTP health-check request target: a path plus an optional simple query string.
-_CHECK_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~=&/-]*)?")
 _DIGITS_RE = re.compile(r"[0-9]{1,5}")
 _PORT_KEY_RE = re.compile(r"HAPROXY_(0|[1-9][0-9]{0,3})_([A-Z0-9_]+)")
 
@@ -182,7 +169,7 @@ NOT_HONORED: tuple[str, ...] = (
     "HAPROXY_APP_ID",
 )
 
-# Deployment-group labels (app scope): read by sidecar/deployment_groups.py, see docs/deploys.md.
+# Deployment-group labels (app scope): read by deployment_labels.py, see docs/deploys.md.
 DEPLOYMENT_LABELS: tuple[str, ...] = (
     "HAPROXY_DEPLOYMENT_GROUP",
     "HAPROXY_DEPLOYMENT_ALT_PORT",
@@ -196,15 +183,6 @@ _APP_SPECS = {s.key: s for s in LABELS if s.scope == APP}
 _PORT_SPECS = {s.suffix: s for s in LABELS if s.scope == PORT}
 _NOT_HONORED_APP = frozenset(k for k in NOT_HONORED if "{n}" not in k)
 _NOT_HONORED_PORT = frozenset(k.split("}_", 1)[1] for k in NOT_HONORED if "{n}" in k)
-
-
-@dataclass(frozen=True)
-class LabelProblem:
-    """A label that was not (fully) honored. ``reason`` never contains the label's value."""
-
-    app_id: str
-    label: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -255,7 +233,7 @@ class _Bad(Exception):
     """A label value failed its grammar; the message is a reason that names no value."""
 
 
-def parse_app_labels(app: Mapping[str, Any]) -> tuple[Optional[AppOptions], list[LabelProblem]]:
+def parse_app_labels(app: Mapping[str, Any]) -> tuple[Optional[AppOptions], list[Problem]]:
     """Options for every port index named by a label, plus the problems found.
 
     Returns ``None`` as options when the app cannot be served at all (no usable id).
@@ -269,7 +247,7 @@ LabelMemo = dict[Any, "_ParsedLabels"]
 
 def parse_app_labels_memo(
     app: Mapping[str, Any], memo: Optional[LabelMemo]
-) -> tuple[Optional[AppOptions], list[LabelProblem]]:
+) -> tuple[Optional[AppOptions], list[Problem]]:
     """:func:`parse_app_labels`, reusing the parse of equal label sets through ``memo``.
 
     Parsing depends on the labels only (the app id is just copied into the results), so apps with
@@ -278,7 +256,7 @@ def parse_app_labels_memo(
     """
     app_id = app.get("id") if _is_mapping(app) else None
     if not isinstance(app_id, str) or not app_id:
-        return None, [LabelProblem("", "id", "app has no usable id")]
+        return None, [Problem("", "id", "app has no usable id")]
     raw = app.get("labels")
     if not raw or not _is_mapping(raw):
         return AppOptions(app_id, (), {}), []
@@ -295,7 +273,7 @@ def parse_app_labels_memo(
         if key is not None and memo is not None:
             memo[key] = parsed
     groups, ports, found = parsed
-    problems = [LabelProblem(app_id, label, reason) for label, reason in found] if found else []
+    problems = [Problem(app_id, label, reason) for label, reason in found] if found else []
     return AppOptions(app_id, groups, dict(ports)), problems
 
 
@@ -412,13 +390,13 @@ def parse_bool(value: str) -> bool:
 def parse_groups(value: str) -> tuple[str, ...]:
     if "," not in value:  # the common case: one name
         name = value.strip()
-        if _GROUP_RE.fullmatch(name):
+        if grammar.is_group_name(name):
             return (name,)
     items = [item.strip() for item in value.split(",")]
     names = [item for item in items if item]
-    if not names or len(names) > MAX_GROUPS:
+    if not names or len(names) > grammar.MAX_GROUPS:
         raise _Bad("not a comma list of 1..16 group names")
-    if not all(_GROUP_RE.fullmatch(name) for name in names):
+    if not all(grammar.is_group_name(name) for name in names):
         raise _Bad("group names may use letters, digits, '_', '.', '-' only")
     return tuple(sorted(set(names)))
 
@@ -444,16 +422,6 @@ def parse_port(value: str) -> int:
     return int(text)
 
 
-def ip_literal(value: Any) -> Optional[str]:
-    """The canonical text of an IPv4/IPv6 literal (no zone id), or ``None``."""
-    if not isinstance(value, str) or "%" in value or len(value) > 64:
-        return None
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return None
-
-
 def parse_ip(value: str) -> str:
     address = ip_literal(value.strip())
     if address is None:
@@ -465,35 +433,23 @@ def parse_host_name(value: str) -> str:
     name = value.strip().lower().rstrip(".")
     if not name or len(name) > 253:
         raise _Bad("host name empty or longer than 253 characters")
-    parts = name.split(".")
-    if not all(_HOST_LABEL_RE.fullmatch(part) for part in parts):
-        raise _Bad("not an RFC 1123 host name")
-    if parts[-1].isdigit():
+    if not grammar.is_host_name(name):
         raise _Bad("not an RFC 1123 host name")
     return name
 
 
 def parse_vhosts(value: str) -> tuple[str, ...]:
     items = [item for item in (part.strip() for part in value.split(",")) if item]
-    if not items or len(items) > MAX_VHOSTS:
+    if not items or len(items) > grammar.MAX_VHOSTS:
         raise _Bad("not a comma list of 1..32 host names")
     return tuple(sorted({parse_host_name(item) for item in items}))
 
 
 def parse_path(value: str) -> str:
     text = value.strip()
-    if len(text) > MAX_PATH_LEN or not _PATH_RE.fullmatch(text):
+    if not grammar.is_path_prefix(text):
         raise _Bad("not a path prefix made of / and unreserved URL characters")
     return text
-
-
-def is_check_path(value: Any) -> bool:
-    """Whether a Marathon health-check ``path`` may go into ``option httpchk``."""
-    return (
-        isinstance(value, str)
-        and len(value) <= MAX_PATH_LEN
-        and _CHECK_PATH_RE.fullmatch(value) is not None
-    )
 
 
 def parse_weight(value: str) -> int:

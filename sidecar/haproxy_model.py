@@ -1,0 +1,124 @@
+"""The desired HAProxy state, as plain frozen data (pure).
+
+:func:`sidecar.desired.build_model` turns a catalog into an :class:`HAProxyModel`;
+:mod:`sidecar.render` turns that into ``haproxy.cfg`` text and :mod:`sidecar.apply` compares two
+models to decide between runtime API changes (servers only) and a reload (anything in
+:func:`listener_signature`).
+
+Everything in the model that reaches the config file was derived and checked by the builder:
+proxy and server names are sanitized ids (:mod:`sidecar.names`), addresses are IP literals,
+numbers are ints, modes and algorithms are members of fixed sets, host names and paths passed the
+grammars in :mod:`sidecar.grammar`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional
+
+from sidecar.catalog import Problem, Skipped
+
+
+class ServerSpec(NamedTuple):
+    """One instance behind a backend. ``name`` is derived from its id and unique in the backend.
+
+    A NamedTuple (immutable; ``_replace`` for changed copies): a build makes one per server, and
+    a tuple costs a third of a frozen dataclass.
+    """
+
+    name: str
+    address: str
+    port: int
+    task_id: str
+    weight: int = 1
+    state: str = "ready"  # "ready" | "drain"
+    check: bool = False  # the server line carries "check" (passive and/or active): `enable health`
+
+
+@dataclass(frozen=True)
+class HealthCheckSpec:
+    """An active HAProxy check (a service asked for one; the operator's limits applied)."""
+
+    kind: str  # "http" | "tcp"
+    path: str = "/"
+    interval_ms: int = 10000
+    timeout_ms: int = 5000
+    rise: int = 2
+    fall: int = 3
+    port: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class PassiveCheckSpec:
+    """The default check of every server: rare probes plus observing real traffic (layer 4).
+
+    ``inter`` applies while a server is up, ``downinter`` once ``observe`` marked it down after
+    ``error_limit`` consecutive connection errors, so a recovered task returns in about
+    ``downinter * rise``. docs/health.md has the arithmetic.
+    """
+
+    inter_ms: int = 60000
+    fastinter_ms: int = 2000
+    downinter_ms: int = 2000
+    rise: int = 2
+    fall: int = 3
+    error_limit: int = 3
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    app_id: str
+    service_port: int
+    mode: str  # "http" | "tcp"
+    balance: str
+    servers: tuple[ServerSpec, ...] = ()
+    sticky: bool = False
+    health_check: Optional[HealthCheckSpec] = None
+    passive_check: Optional[PassiveCheckSpec] = None
+    port_index: int = 0
+    service_keys: tuple[str, ...] = ()  # the catalog services behind it (several for a group)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """Shared-frontend HTTP routing: ``hosts`` (and the ``path`` prefix) go to ``backend``."""
+
+    backend: str
+    hosts: tuple[str, ...] = ()
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class FrontendSpec:
+    name: str
+    port: int
+    binds: tuple[str, ...]
+    mode: str
+    default_backend: Optional[str] = None
+    routes: tuple[RouteSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class HAProxyModel:
+    frontends: tuple[FrontendSpec, ...] = ()
+    backends: tuple[BackendSpec, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+
+def listener_signature(model: HAProxyModel) -> tuple[Any, ...]:
+    """Everything that needs a reload when it changes: frontends and backends minus servers."""
+    frontends = tuple(
+        (f.name, f.port, f.binds, f.mode, f.default_backend, f.routes) for f in model.frontends
+    )
+    backends = tuple(
+        (b.name, b.mode, b.balance, b.sticky, b.health_check, b.passive_check)
+        for b in model.backends
+    )
+    return (frontends, backends)
+
+
+def in_rotation(model: HAProxyModel) -> frozenset[str]:
+    """Ids of the instances that take traffic in ``model``."""
+    return frozenset(s.task_id for b in model.backends for s in b.servers if s.state == "ready")
