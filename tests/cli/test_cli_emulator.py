@@ -6,7 +6,6 @@ import copy
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +14,7 @@ import pytest
 
 from marathon_bridge import cli
 from marathon_bridge.testing import MarathonEmulator, echo_server_cmd
+from testkit import wait_until
 
 WEB: dict[str, Any] = {
     "id": "/demo/web",
@@ -407,14 +407,6 @@ def test_text_tables(marathon: MarathonEmulator, run_cli: Callable, write_app: C
 
 
 # --- the emulator command --------------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        threading.Event().wait(0.02)
 
 
 def test_emulator_command_serves_until_stopped(

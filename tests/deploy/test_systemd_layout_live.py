@@ -15,7 +15,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
 from marathon_bridge.testing.tasks import echo_server_cmd
 from sidecar.haproxy.runtime import MasterCLI, RuntimeUnavailable
+from testkit import free_port, wait_until
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -40,15 +40,6 @@ DROP_IN = SYSTEMD / "haproxy.service.d" / "marathon-sidecar.conf"
 DEBIAN_EXEC_START = "/usr/sbin/haproxy -Ws -f $CONFIG -p $PIDFILE $EXTRAOPTS"
 
 WaitUntil = Callable[..., None]
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not 31000 <= port <= 32000:  # the emulator's host ports
-            return port
 
 
 def debian_exec_start() -> str:
@@ -207,7 +198,7 @@ def echo_app(service_port: int) -> dict[str, Any]:
 
 
 def test_sidecar_drives_debians_haproxy_and_survives_its_own_restart(
-    node: tuple[Node, MarathonEmulator], wait_until: WaitUntil
+    node: tuple[Node, MarathonEmulator],
 ) -> None:
     sidecar_node, emulator = node
     port = free_port()

@@ -7,12 +7,10 @@ the whole time and counts every failure.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import shutil
 import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,34 +35,9 @@ from sidecar.haproxy.runtime import RuntimeAPI
 from sidecar.main import build_daemon, run_dir
 from sidecar.names import server_name
 from sidecar.settings import Settings
+from testkit import free_ports, wait_until
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):  # a predicate may fail while things settle
-            if predicate():
-                return
-        time.sleep(0.05)
-    pytest.fail(f"not met within {timeout}s: {what or predicate}")
-
-
-def free_ports(count: int) -> list[int]:
-    import socket
-
-    found: list[int] = []
-    port = 15000
-    while len(found) < count:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-                found.append(port)
-            except OSError:
-                pass
-        port += 1
-    return found
 
 
 def version(app_id: str, shared: int, alt: int, instances: int, health: str = "/health") -> dict:

@@ -37,28 +37,11 @@ from sidecar.daemon import Daemon
 from sidecar.main import build_daemon
 from sidecar.settings import Settings, load_settings
 from sidecar.sources.marathon.source import client_from_settings
+from testkit import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CERT_DIR = ROOT / "tests" / "client" / "data"
 PACKAGES = ("marathon_bridge", "sidecar")
-
-
-def wait_until(predicate: Any, timeout: float = 30.0, message: str = "") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"not within {timeout} s: {message or predicate}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, path: str) -> tuple[int, str]:

@@ -21,6 +21,8 @@ from sidecar.haproxy_model import HAProxyModel, listener_signature
 from sidecar.main import build_daemon, make_applier, make_render_settings
 from sidecar.settings import Settings
 from sidecar.sources.marathon.translate import catalog_from_apps
+from testkit import free_port, wait_until
+from testkit.http import http_get
 
 
 def app(app_id: str, port: int, *task_ids: str) -> dict[str, Any]:
@@ -198,9 +200,7 @@ def run_daemon(tmp_path: Path) -> Any:
         assert not thread.is_alive()
 
 
-def test_first_snapshot_is_applied_and_saved(
-    run_daemon: Any, wait_until: Any, tmp_path: Path
-) -> None:
+def test_first_snapshot_is_applied_and_saved(run_daemon: Any, tmp_path: Path) -> None:
     daemon, _client, applier, _haproxy = run_daemon([app("/web", 10001, "web.1", "web.2")])
     wait_until(lambda: applier.count() >= 1)
     assert ports(applier.last()) == {10001}
@@ -214,7 +214,7 @@ def test_first_snapshot_is_applied_and_saved(
 
 
 def test_server_changes_apply_at_once_but_reloads_keep_the_minimum_interval(
-    run_daemon: Any, wait_until: Any
+    run_daemon: Any,
 ) -> None:
     daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")], min_reload_interval=3.0)
     wait_until(lambda: applier.count() >= 1)
@@ -230,7 +230,7 @@ def test_server_changes_apply_at_once_but_reloads_keep_the_minimum_interval(
     assert daemon._last_reload_at - first_reload >= 3.0
 
 
-def test_failed_apply_keeps_state_and_reports(run_daemon: Any, wait_until: Any) -> None:
+def test_failed_apply_keeps_state_and_reports(run_daemon: Any) -> None:
     daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")])
     wait_until(lambda: applier.count() >= 1)
     applier.fail = True
@@ -244,7 +244,7 @@ def test_failed_apply_keeps_state_and_reports(run_daemon: Any, wait_until: Any) 
 
 
 def test_marathon_unreachable_at_start_serves_the_saved_state(
-    run_daemon: Any, wait_until: Any, tmp_path: Path
+    run_daemon: Any, tmp_path: Path
 ) -> None:
     daemon, _client, _applier, _ = run_daemon([app("/web", 10001, "web.1")])
     wait_until(lambda: (tmp_path / "last-applied.json").exists())
@@ -262,9 +262,7 @@ def test_marathon_unreachable_at_start_serves_the_saved_state(
     wait_until(lambda: second.board.health().status == "ok")
 
 
-def test_unwritable_state_dir_keeps_serving(
-    run_daemon: Any, wait_until: Any, tmp_path: Path
-) -> None:
+def test_unwritable_state_dir_keeps_serving(run_daemon: Any, tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     daemon, _client, applier, _ = run_daemon([app("/web", 10001, "web.1")], state_dir=blocker)
@@ -282,7 +280,7 @@ def test_unwritable_state_dir_keeps_serving(
     )
 
 
-def test_stop_stops_haproxy_and_returns(run_daemon: Any, wait_until: Any) -> None:
+def test_stop_stops_haproxy_and_returns(run_daemon: Any) -> None:
     daemon, _client, applier, haproxy = run_daemon([app("/web", 10001, "web.1")])
     wait_until(lambda: applier.count() >= 1)
     daemon.stop()
@@ -304,9 +302,7 @@ def test_render_settings_from_settings(tmp_path: Path) -> None:
     assert rs.admin_socket.startswith(str(tmp_path))
 
 
-def test_credentials_never_reach_the_status_server(
-    tmp_path: Path, wait_until: Any, free_port: Any, http_get: Any
-) -> None:
+def test_credentials_never_reach_the_status_server(tmp_path: Path) -> None:
     secret = "url-pa55word"
     dead = free_port()
     values: dict[str, Any] = {
@@ -341,7 +337,7 @@ def test_a_custom_template_is_used(tmp_path: Path) -> None:
     assert applier.render(HAProxyModel()).startswith("# custom template: 0 backends")
 
 
-def test_a_bug_in_a_step_does_not_stop_the_daemon(run_daemon: Any, wait_until: Any) -> None:
+def test_a_bug_in_a_step_does_not_stop_the_daemon(run_daemon: Any) -> None:
     daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")])
     wait_until(lambda: applier.count() >= 1)
     original = daemon._build
@@ -361,7 +357,7 @@ def test_a_bug_in_a_step_does_not_stop_the_daemon(run_daemon: Any, wait_until: A
     assert daemon.metrics.registry.get_sample_value("marathon_sidecar_apply_failures_total") >= 1
 
 
-def test_apps_left_out_for_a_taken_port_are_tried_again(run_daemon: Any, wait_until: Any) -> None:
+def test_apps_left_out_for_a_taken_port_are_tried_again(run_daemon: Any) -> None:
     daemon, _client, applier, _ = run_daemon([app("/web", 10001, "web.1")], poll_interval=100)
     wait_until(lambda: applier.count() >= 1)
     with applier.lock:
@@ -455,9 +451,7 @@ def test_a_change_haproxy_does_not_see_does_not_end_the_quiet_period(stepped: An
     assert daemon.apply_due_at() == clock.now  # still leading
 
 
-def test_label_problems_are_counted_and_logged_once(
-    run_daemon: Any, wait_until: Any, caplog: Any
-) -> None:
+def test_label_problems_are_counted_and_logged_once(run_daemon: Any, caplog: Any) -> None:
     bad = app("/web", 10001, "web.1")
     bad["labels"] = {"HAPROXY_0_BALANCE": "roundrobin\n  server evil 1.2.3.4:80"}
     caplog.set_level("WARNING", logger="sidecar.daemon")

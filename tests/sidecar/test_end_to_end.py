@@ -31,6 +31,7 @@ from marathon_bridge.testing.tasks import echo_server_cmd
 from sidecar.daemon import Daemon
 from sidecar.main import build_daemon, main
 from sidecar.settings import Settings
+from testkit import free_ports, wait_until
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -83,26 +84,6 @@ def routed(port: int, per_task: int = 3, expected: int = 3) -> set[str]:
     return set(answers(port, max(per_task * max(expected, 1), 3)))
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports, none in the emulator's host port range."""
-    import socket
-
-    found: list[int] = []
-    sockets = []
-    try:
-        while len(found) < count:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-            port = s.getsockname()[1]
-            if not 31000 <= port <= 32000 and port != 9090:
-                found.append(port)
-    finally:
-        for s in sockets:
-            s.close()
-    return found
-
-
 @dataclass
 class Cluster:
     emulator: MarathonEmulator
@@ -122,7 +103,7 @@ class Cluster:
         expected = self.healthy_ids(app_id)
         return bool(expected) and routed(port, 3, len(expected)) == expected
 
-    def deploy(self, app: dict[str, Any], wait_until: WaitUntil) -> None:
+    def deploy(self, app: dict[str, Any]) -> None:
         self.marathon.create_app(app)
         wait_until(
             lambda: len(self.healthy_ids(app["id"])) == app["instances"],
@@ -197,9 +178,7 @@ def no_apps_left(request: pytest.FixtureRequest) -> Iterator[None]:
         cluster.marathon.delete_app(app["id"])
 
 
-def test_every_service_port_routes_round_robin_over_its_healthy_tasks(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_every_service_port_routes_round_robin_over_its_healthy_tasks(cluster: Cluster) -> None:
     web_port, api_port = free_ports(2)
     cluster.deploy(echo_app("/rr/web", web_port, 3, labels={"HAPROXY_0_MODE": "http"}), wait_until)
     cluster.deploy(echo_app("/rr/api", api_port, 2), wait_until)
@@ -225,7 +204,7 @@ def test_every_service_port_routes_round_robin_over_its_healthy_tasks(
     wait_until(lambda: cluster.metric("marathon_sidecar_haproxy_servers", {"status": "up"}) >= 5)
 
 
-def test_haproxy_is_restarted_when_it_dies(cluster: Cluster, wait_until: WaitUntil) -> None:
+def test_haproxy_is_restarted_when_it_dies(cluster: Cluster) -> None:
     (port,) = free_ports(1)
     cluster.deploy(echo_app("/crash/web", port, 2), wait_until)
     wait_until(lambda: cluster.routes_match("/crash/web", port), timeout=30)
@@ -244,7 +223,7 @@ def test_haproxy_is_restarted_when_it_dies(cluster: Cluster, wait_until: WaitUnt
     wait_until(lambda: _health(cluster.daemon) == "ok", timeout=10)
 
 
-def test_scaling_up_and_down_shows_in_routing(cluster: Cluster, wait_until: WaitUntil) -> None:
+def test_scaling_up_and_down_shows_in_routing(cluster: Cluster) -> None:
     (port,) = free_ports(1)
     cluster.deploy(echo_app("/scale/web", port, 2), wait_until)
     wait_until(lambda: cluster.routes_match("/scale/web", port), timeout=30)
@@ -256,9 +235,7 @@ def test_scaling_up_and_down_shows_in_routing(cluster: Cluster, wait_until: Wait
     wait_until(lambda: cluster.routes_match("/scale/web", port), timeout=30)
 
 
-def test_a_killed_task_leaves_and_its_replacement_joins(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_a_killed_task_leaves_and_its_replacement_joins(cluster: Cluster) -> None:
     (port,) = free_ports(1)
     cluster.deploy(echo_app("/kill/web", port, 2), wait_until)
     wait_until(lambda: cluster.routes_match("/kill/web", port), timeout=30)
@@ -275,9 +252,7 @@ def test_a_killed_task_leaves_and_its_replacement_joins(
     assert victim not in routed(port, 3, 2)
 
 
-def test_an_unhealthy_task_leaves_rotation_and_comes_back(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_an_unhealthy_task_leaves_rotation_and_comes_back(cluster: Cluster) -> None:
     (port,) = free_ports(1)
     cluster.deploy(echo_app("/health/web", port, 3), wait_until)
     wait_until(lambda: cluster.routes_match("/health/web", port), timeout=30)
@@ -297,9 +272,7 @@ def test_an_unhealthy_task_leaves_rotation_and_comes_back(
     wait_until(lambda: sick in routed(port, 3, 3), timeout=30)
 
 
-def test_a_new_app_is_routed_and_a_deleted_app_is_gone(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_a_new_app_is_routed_and_a_deleted_app_is_gone(cluster: Cluster) -> None:
     (port,) = free_ports(1)
     cluster.deploy(echo_app("/life/new", port, 2), wait_until)
     wait_until(lambda: cluster.routes_match("/life/new", port), timeout=30)
@@ -315,9 +288,7 @@ def test_a_new_app_is_routed_and_a_deleted_app_is_gone(
     )
 
 
-def test_marathon_errors_garbage_and_outages_change_no_routing(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_marathon_errors_garbage_and_outages_change_no_routing(cluster: Cluster) -> None:
     (port,) = free_ports(1)
     cluster.deploy(echo_app("/faults/web", port, 2), wait_until)
     wait_until(lambda: cluster.routes_match("/faults/web", port), timeout=30)
@@ -355,7 +326,7 @@ def test_marathon_errors_garbage_and_outages_change_no_routing(
         faults.clear()
 
 
-def test_marathon_port_closed_then_reopened(haproxy_bin: str, wait_until: WaitUntil) -> None:
+def test_marathon_port_closed_then_reopened(haproxy_bin: str) -> None:
     """Marathon really gone (its port closed), then back: routing holds, then follows again."""
     from marathon_bridge.testing.tasks import port_is_free
 
@@ -395,9 +366,7 @@ def test_marathon_port_closed_then_reopened(haproxy_bin: str, wait_until: WaitUn
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def test_a_leader_election_leaves_routing_unchanged(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_a_leader_election_leaves_routing_unchanged(cluster: Cluster) -> None:
     (port,) = free_ports(1)
     cluster.deploy(echo_app("/leader/web", port, 3), wait_until)
     wait_until(lambda: cluster.routes_match("/leader/web", port), timeout=30)
@@ -425,7 +394,7 @@ def test_a_leader_election_leaves_routing_unchanged(
     assert cluster.healthy_ids("/leader/web") == serving
 
 
-def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str, wait_until: WaitUntil) -> None:
+def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str) -> None:
     """--master-socket: reloads through a master CLI; stopping the sidecar leaves HAProxy up."""
     from sidecar.haproxy.process import HAProxyProcess
 
@@ -506,7 +475,7 @@ def test_once_fails_cleanly_when_marathon_is_unreachable(tmp_path: Path) -> None
 
 
 def test_restart_while_marathon_is_unreachable_serves_the_last_known_state(
-    haproxy_bin: str, wait_until: WaitUntil
+    haproxy_bin: str,
 ) -> None:
     state_dir = tempfile.mkdtemp(prefix="sc-lkg-", dir="/tmp")
     (port, dead) = free_ports(2)
@@ -541,7 +510,7 @@ def test_restart_while_marathon_is_unreachable_serves_the_last_known_state(
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str, wait_until: WaitUntil) -> None:
+def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str) -> None:
     state_dir = tempfile.mkdtemp(prefix="sc-cmd-", dir="/tmp")
     (port, status_port) = free_ports(2)
     emulator = MarathonEmulator().start()

@@ -16,6 +16,7 @@ from sidecar.metrics import SidecarMetrics
 from sidecar.sources.marathon.follower import SnapshotRejected, check_snapshot, jittered
 from sidecar.sources.marathon.source import MarathonSource
 from sidecar.sources.marathon.translate import catalog_from_apps
+from testkit import wait_until
 
 
 def app(app_id: str, *task_ids: str, port: int = 10001) -> dict[str, Any]:
@@ -200,9 +201,7 @@ def test_jitter_stays_below_the_interval() -> None:
     assert jittered(100, lambda a, b: b) == 100
 
 
-def test_stream_mode_snapshot_on_connect_then_events_without_refetching(
-    make: Any, wait_until: Any
-) -> None:
+def test_stream_mode_snapshot_on_connect_then_events_without_refetching(make: Any) -> None:
     source, client, rec = make([app("/web", "web.1")])
     wait_until(lambda: rec.count() == 1)
     assert tasks_of(rec.last, "/web") == {"web.1"}
@@ -251,7 +250,7 @@ def test_stream_mode_snapshot_on_connect_then_events_without_refetching(
     assert source.health().connected and source.health().mode == "stream"
 
 
-def test_reconnect_takes_a_new_snapshot(make: Any, wait_until: Any) -> None:
+def test_reconnect_takes_a_new_snapshot(make: Any) -> None:
     _source, client, rec = make([app("/web", "web.1")])
     wait_until(lambda: rec.count() == 1)
     client.apps = [app("/web", "web.1", "web.3")]
@@ -260,7 +259,7 @@ def test_reconnect_takes_a_new_snapshot(make: Any, wait_until: Any) -> None:
     assert client.list_calls == 2
 
 
-def test_fetch_apps_reads_single_apps_and_drops_deleted_ones(make: Any, wait_until: Any) -> None:
+def test_fetch_apps_reads_single_apps_and_drops_deleted_ones(make: Any) -> None:
     _source, client, rec = make([app("/web", "web.1"), app("/old", "old.1", port=10002)])
     wait_until(lambda: rec.count() == 1)
     client.single["/new"] = app("/new", "new.1", port=10003)
@@ -285,7 +284,7 @@ def test_fetch_apps_reads_single_apps_and_drops_deleted_ones(make: Any, wait_unt
     assert client.list_calls == 1
 
 
-def test_errors_and_garbage_keep_the_last_good_state(make: Any, wait_until: Any) -> None:
+def test_errors_and_garbage_keep_the_last_good_state(make: Any) -> None:
     source, client, rec = make([app("/web", "web.1")], poll=True, poll_interval=0.05)
     wait_until(lambda: rec.count() >= 1)
     published = rec.count()
@@ -303,7 +302,7 @@ def test_errors_and_garbage_keep_the_last_good_state(make: Any, wait_until: Any)
     wait_until(lambda: "web.2" in tasks_of(rec.last, "/web"))
 
 
-def test_an_empty_list_after_apps_needs_confirmation(make: Any, wait_until: Any) -> None:
+def test_an_empty_list_after_apps_needs_confirmation(make: Any) -> None:
     source, client, rec = make(
         [app("/web", "web.1")], poll=True, poll_interval=0.05, empty_confirm=0.5
     )
@@ -315,7 +314,7 @@ def test_an_empty_list_after_apps_needs_confirmation(make: Any, wait_until: Any)
     wait_until(lambda: not len(rec.last), timeout=20)  # believed once it persisted
 
 
-def test_a_short_empty_blip_changes_nothing(make: Any, wait_until: Any) -> None:
+def test_a_short_empty_blip_changes_nothing(make: Any) -> None:
     _source, client, rec = make(
         [app("/web", "web.1")], poll=True, poll_interval=0.05, empty_confirm=30
     )
@@ -326,7 +325,7 @@ def test_a_short_empty_blip_changes_nothing(make: Any, wait_until: Any) -> None:
     assert all(len(c) for c in rec.catalogs)
 
 
-def test_no_events_before_a_trusted_snapshot(make: Any, wait_until: Any) -> None:
+def test_no_events_before_a_trusted_snapshot(make: Any) -> None:
     source, client, rec = make([app("/web", "web.1")], start=False)
     client.answers.put(ServerError("down", status=503))
     source.seed(catalog_from_apps([app("/web", "web.1")]))
@@ -338,7 +337,7 @@ def test_no_events_before_a_trusted_snapshot(make: Any, wait_until: Any) -> None
     assert source.health().synced and source.health().last_contact is not None
 
 
-def test_stream_down_falls_back_to_polling(make: Any, wait_until: Any) -> None:
+def test_stream_down_falls_back_to_polling(make: Any) -> None:
     source, client, rec = make(
         [app("/web", "web.1")],
         start=False,
