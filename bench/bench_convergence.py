@@ -108,13 +108,12 @@ class ChangeDriver:
 
     def routed_at(self, predicate: Callable[[], bool], timeout: float = 30.0) -> float:
         """Poll HAProxy every ``poll_s``; the monotonic time the predicate first held."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if predicate():
-                return time.monotonic()
-            if time.monotonic() > deadline:
-                raise TimeoutError("HAProxy did not converge")
-            time.sleep(self.poll_s)
+        return wait_until(
+            lambda: time.monotonic() if predicate() else None,
+            timeout,
+            "HAProxy converged",
+            interval=self.poll_s,
+        )
 
     def settle(self) -> None:
         wait_until(

@@ -37,3 +37,11 @@ def ask(port: int, timeout: float = 3.0) -> str:
     except (OSError, http.client.HTTPException) as exc:
         return f"error:{type(exc).__name__}"
     return body.strip() if status == 200 else f"error:{status}"
+
+
+def http_status(url: str, timeout: float = 5.0) -> int:
+    """The status of ``GET url``, or 0 when nothing answers."""
+    try:
+        return http_get(url, timeout)[0]
+    except OSError:
+        return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -20,6 +20,8 @@ import requests
 
 from testkit.http import ask
 from testkit.waiting import wait_until
+
+RECENT_KEPT = 40
 
 
 @dataclass
@@ -33,6 +35,8 @@ class PortStats:
     by_task: Counter[str] = field(default_factory=Counter)
     # per task id: the latest request *start* time (monotonic) that this task answered
     last_start: dict[str, float] = field(default_factory=dict)
+    # the task ids of the latest answers, newest last
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_KEPT))
 
     def copy(self) -> PortStats:
         return PortStats(
@@ -42,6 +46,7 @@ class PortStats:
             list(self.errors),
             Counter(self.by_task),
             dict(self.last_start),
+            deque(self.recent, maxlen=RECENT_KEPT),
         )
 
 
@@ -136,7 +141,17 @@ class LoadGenerator:
                 total.failures += stats.failures
                 total.errors.extend(stats.errors)
                 total.by_task.update(stats.by_task)
+                total.recent.extend(stats.recent)
         return total
+
+    def answered(self) -> int:
+        """Requests answered with 200 by a task, over every port."""
+        return self.totals().ok
+
+    def recent_answers(self) -> set[str]:
+        """The tasks that gave the latest answers (up to 40 per port)."""
+        with self._lock:
+            return {task for stats in self._stats.values() for task in stats.recent}
 
     def wait_for_requests(self, port: int, more: int, timeout: float = 60.0) -> None:
         """Wait until ``more`` further requests were answered (or failed) on ``port``."""
@@ -158,6 +173,7 @@ class LoadGenerator:
             if task_id is not None:
                 stats.ok += 1
                 stats.by_task[task_id] += 1
+                stats.recent.append(task_id)
                 if started > stats.last_start.get(task_id, 0.0):
                     stats.last_start[task_id] = started
             else:

@@ -13,8 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import pytest
 from marathon_bridge.cli import main as cli_main
 from marathon_bridge.testing.emulator import MarathonEmulator
 from testkit import free_port, wait_until
+from testkit.http import http_status
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDECAR_APP = ROOT / "deploy" / "marathon" / "marathon-sidecar.json"
@@ -34,16 +33,6 @@ def replace_flag(args: list[str], flag: str, value: str) -> list[str]:
     out = list(args)
     out[out.index(flag) + 1] = value
     return out
-
-
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
 
 
 @pytest.fixture

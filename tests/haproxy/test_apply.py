@@ -13,6 +13,7 @@ from typing import Any
 from sidecar.haproxy.runtime import RuntimeAPI
 from sidecar.haproxy_model import ServerSpec
 from testkit import free_port, wait_until
+from testkit.clock import FakeClock
 
 
 def admin(kit: Any) -> RuntimeAPI:
@@ -430,14 +431,6 @@ def test_new_server_with_a_drain_state_is_not_added(
     assert server_names(kit, f"be_{port}") == ["a"]
     extra = ServerSpec(name="x", address="127.0.0.1", port=b.port, task_id="t")
     assert extra.state == "ready"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_drain_timeout_shuts_the_last_sessions_and_deletes(

@@ -7,14 +7,7 @@ from typing import Callable, Optional
 
 from sidecar.resolve import Resolver, is_ip_literal, system_lookup
 from testkit import wait_until
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from testkit.clock import FakeClock
 
 
 def counting(table: dict[str, Optional[str]]) -> tuple[Callable[[str], Optional[str]], list[str]]:
