@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import json
 import urllib.error
 import urllib.request
+from typing import Any
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, dict[str, str]]:
@@ -45,3 +47,21 @@ def http_status(url: str, timeout: float = 5.0) -> int:
         return http_get(url, timeout)[0]
     except OSError:
         return 0
+
+
+def status_of(port: int, path: str) -> tuple[int, str]:
+    """GET ``path`` from a status server on 127.0.0.1:``port``: (status, body), or (0, the
+    error) when nothing answers."""
+    try:
+        return get(port, path)
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def health_of(port: int) -> dict[str, Any]:
+    """A sidecar's /health report with ``http_status`` added; when nothing answers, status ""
+    and the error as the reason."""
+    code, body = status_of(port, "/health")
+    report: dict[str, Any] = json.loads(body) if code else {"status": "", "reasons": [body]}
+    report["http_status"] = code
+    return report

@@ -182,32 +182,15 @@ class LoadGenerator:
                     stats.errors.append(f"{time.monotonic() - self.started_at:.2f}s {error}")
 
     def _keepalive_client(self, index: int) -> None:
-        session = requests.Session()
-        turn = index
-        try:
-            while not self._stop.is_set():
-                port = self._next_port(turn)
-                turn += 1
-                if port is None:
-                    self._stop.wait(0.01)
-                    continue
-                started = time.monotonic()
-                try:
-                    resp = session.get(f"http://127.0.0.1:{port}/", timeout=self.timeout)
-                    body = resp.text.strip()
-                    if resp.status_code == 200 and body:
-                        self._record(port, started, body, "")
-                    else:
-                        self._record(port, started, None, f"ka HTTP {resp.status_code}")
-                except requests.RequestException as exc:
-                    self._record(port, started, None, f"ka {type(exc).__name__}: {exc}"[:300])
-                if self.pause:
-                    self._stop.wait(self.pause)
-        finally:
-            session.close()
+        with requests.Session() as session:
+            self._client_loop(index, lambda port: self._ask_session(session, port))
 
     def _fresh_client(self, index: int) -> None:
-        turn = index
+        self._client_loop(index, self._ask_new_connection)
+
+    def _client_loop(self, turn: int, ask_port: Callable[[int], tuple[Optional[str], str]]) -> None:
+        """Ask the ports in turn until stopped; ``ask_port`` gives (task id, "") or
+        (None, what went wrong)."""
         while not self._stop.is_set():
             port = self._next_port(turn)
             turn += 1
@@ -215,13 +198,24 @@ class LoadGenerator:
                 self._stop.wait(0.01)
                 continue
             started = time.monotonic()
-            answer = ask(port, self.timeout)
-            if answer.startswith("error:"):
-                self._record(port, started, None, f"new {answer}")
-            else:
-                self._record(port, started, answer, "")
+            task_id, error = ask_port(port)
+            self._record(port, started, task_id, error)
             if self.pause:
                 self._stop.wait(self.pause)
+
+    def _ask_session(self, session: requests.Session, port: int) -> tuple[Optional[str], str]:
+        try:
+            resp = session.get(f"http://127.0.0.1:{port}/", timeout=self.timeout)
+        except requests.RequestException as exc:
+            return None, f"ka {type(exc).__name__}: {exc}"[:300]
+        body = resp.text.strip()
+        if resp.status_code == 200 and body:
+            return body, ""
+        return None, f"ka HTTP {resp.status_code}"
+
+    def _ask_new_connection(self, port: int) -> tuple[Optional[str], str]:
+        answer = ask(port, self.timeout)
+        return (None, f"new {answer}") if answer.startswith("error:") else (answer, "")
 
 
 # ----------------------------------------------------------------------------- wrk

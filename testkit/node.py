@@ -27,7 +27,7 @@ from sidecar.names import backend_name, server_name
 from sidecar.settings import Settings
 from sidecar.sources.marathon.source import MarathonSource
 from testkit.apps import healthy_task_ids
-from testkit.http import get
+from testkit.http import health_of, status_of
 from testkit.waiting import wait_until
 
 STREAM_SILENCE = 3.0  # seconds without a byte on the event stream before the daemon polls
@@ -94,19 +94,12 @@ class SidecarNode:
         return f"http://127.0.0.1:{self.status_port}"
 
     def status(self, path: str) -> tuple[int, str]:
-        """GET ``path`` from the status server: (status, body); (0, the error) when it does
-        not answer."""
-        try:
-            return get(self.status_port, path)
-        except OSError as exc:
-            return 0, str(exc)
+        """GET ``path`` from the status server; (0, the error) when it does not answer."""
+        return status_of(self.status_port, path)
 
     def health(self) -> dict[str, Any]:
-        """The /health report, with ``http_status`` (0 and no status when it does not answer)."""
-        code, body = self.status("/health")
-        report: dict[str, Any] = json.loads(body) if code else {"status": "", "reasons": [body]}
-        report["http_status"] = code
-        return report
+        """The /health report with ``http_status`` (0 when it does not answer)."""
+        return health_of(self.status_port)
 
     def served_ports(self) -> set[int]:
         """The service ports /services lists."""
@@ -144,11 +137,7 @@ class SidecarNode:
 
     def ready_servers(self, app_id: str, port: int) -> set[str]:
         """Names of the servers HAProxy has ready in the app's backend (``show servers state``)."""
-        return {
-            s.name
-            for s in self.runtime.show_servers_state(backend_name(app_id, port))
-            if s.admin == "ready" and s.address not in ("-", "0.0.0.0")
-        }
+        return ready_server_names(self.runtime, backend_name(app_id, port))
 
     def routes_exactly(self, emulator: MarathonEmulator, app_id: str, port: int) -> bool:
         """HAProxy's ready servers are the app's healthy running tasks (and there are some)."""
@@ -180,6 +169,15 @@ def marathon_source(daemon: Daemon) -> MarathonSource:
     source = daemon.source
     assert isinstance(source, MarathonSource), f"not a Marathon source: {source!r}"
     return source
+
+
+def ready_server_names(runtime: RuntimeAPI, backend: str) -> set[str]:
+    """The servers of ``backend`` that HAProxy has ready, with an address."""
+    return {
+        s.name
+        for s in runtime.show_servers_state(backend)
+        if s.admin == "ready" and s.address not in ("-", "0.0.0.0")
+    }
 
 
 def start_sidecar(

@@ -8,7 +8,6 @@ run left behind. Its output goes to ``<state dir>/sidecar.log``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from testkit.http import get
+from testkit.http import health_of, status_of
 from testkit.relay import Relay
 from testkit.waiting import wait_until
 
@@ -37,7 +36,7 @@ def pid_alive(pid: Optional[int]) -> bool:
     return stat.split(") ", 1)[1][:1] != "Z"
 
 
-def terminate(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+def terminate(proc: subprocess.Popen[Any], grace: float = 30.0) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds; waits for the process either way."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -98,17 +97,11 @@ class SidecarProcess:
 
     def status(self, path: str) -> tuple[int, str]:
         """GET ``path`` from the status server; (0, the error) when it does not answer."""
-        try:
-            return get(self.status_port, path)
-        except OSError as exc:
-            return 0, str(exc)
+        return status_of(self.status_port, path)
 
     def health(self) -> dict[str, Any]:
-        """The /health report with ``http_status`` (0 and no status when it does not answer)."""
-        code, body = self.status("/health")
-        report: dict[str, Any] = json.loads(body) if code else {"status": "", "reasons": []}
-        report["http_status"] = code
-        return report
+        """The /health report with ``http_status`` (0 when it does not answer)."""
+        return health_of(self.status_port)
 
     def master_pid(self) -> Optional[int]:
         """The HAProxy master's pid from its pid file (``None`` before the first start)."""

@@ -9,7 +9,6 @@ status server, HAProxy's runtime API and master CLI, the emulator's tasks.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,9 +20,15 @@ from marathon_bridge.testing import MarathonEmulator
 from sidecar.haproxy.runtime import MasterCLI, ProcStatus, RuntimeAPI, RuntimeAPIError, ServerState
 from sidecar.names import backend_name, server_name
 from testkit.apps import healthy_task_ids
-from testkit.http import get
+from testkit.http import health_of, status_of
 from testkit.machine import find_haproxy
-from testkit.node import SidecarNode, short_state_dir, sidecar_settings, start_sidecar
+from testkit.node import (
+    SidecarNode,
+    ready_server_names,
+    short_state_dir,
+    sidecar_settings,
+    start_sidecar,
+)
 from testkit.ports import free_port
 from testkit.process import SidecarProcess
 from testkit.waiting import wait_until
@@ -239,26 +244,17 @@ class System:
         return "absent" if state is None else state.admin
 
     def ready_servers(self, app_id: str, service_port: int) -> set[str]:
-        return {
-            name
-            for name, s in self.servers(app_id, service_port).items()
-            if s.admin == "ready" and s.address not in ("-", "0.0.0.0")
-        }
+        return ready_server_names(self.runtime, backend_name(app_id, service_port))
 
     # -- the sidecar, seen from outside
 
     def status(self, path: str) -> tuple[int, str]:
         """GET ``path`` from the status server; (0, the error) when it does not answer."""
-        try:
-            return get(self.status_port, path)
-        except OSError as exc:
-            return 0, str(exc)
+        return status_of(self.status_port, path)
 
     def health(self) -> dict[str, Any]:
-        status, body = self.status("/health")
-        report = json.loads(body) if status else {}
-        report["http_status"] = status
-        return dict(report)
+        """The /health report with ``http_status`` (0 when it does not answer)."""
+        return health_of(self.status_port)
 
     def metric(self, name: str, labels: Optional[dict[str, str]] = None) -> float:
         """A sample of the sidecar's /metrics (0 when absent)."""

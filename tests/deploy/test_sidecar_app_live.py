@@ -23,6 +23,7 @@ from marathon_bridge.cli import main as cli_main
 from marathon_bridge.testing.emulator import MarathonEmulator
 from testkit import free_port, wait_until
 from testkit.http import http_status
+from testkit.process import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDECAR_APP = ROOT / "deploy" / "marathon" / "marathon-sidecar.json"
@@ -57,13 +58,7 @@ def running_sidecar(
         try:
             yield app, port, state_dir, proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=30)
+            terminate(proc, grace=60)
             log.close()
 
 

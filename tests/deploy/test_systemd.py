@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 from sidecar.haproxy.runtime import MasterCLI, RuntimeUnavailable
 from sidecar.settings import OPTIONS, Settings, build_parser, load_settings
 from testkit import wait_until
+from testkit.process import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -311,12 +311,7 @@ def test_haproxy_starts_from_the_bootstrap_config_with_the_drop_ins_master_socke
 
         wait_until(one_worker, timeout=30)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        terminate(proc)
         if proc.stderr is not None:
             proc.stderr.close()
     assert proc.returncode is not None

@@ -28,6 +28,7 @@ from sidecar.haproxy.runtime import MasterCLI, RuntimeUnavailable
 from testkit import free_port, wait_until
 from testkit.apps import echo_app
 from testkit.http import ask, http_status
+from testkit.process import terminate
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -133,13 +134,8 @@ class Node:
 
     def stop(self) -> None:
         for proc in (self.sidecar, self.haproxy):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=30)
+            if proc is not None:
+                terminate(proc, grace=60)
 
     def log(self) -> str:
         return (self.base / "sidecar.log").read_text(encoding="utf-8", errors="replace")[-4000:]
