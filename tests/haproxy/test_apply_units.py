@@ -38,6 +38,7 @@ from sidecar.haproxy_model import (
 )
 from sidecar.render import render_config
 from sidecar.render_settings import RenderSettings
+from testkit import free_port
 
 
 def backend(app: str, port: int, *servers: ServerSpec, **kw: object) -> BackendSpec:
@@ -302,9 +303,7 @@ class FakeHAProxy:
 
 
 def test_no_reload_while_the_previous_one_is_unconfirmed(haproxy_bin: str, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     be = backend("/a", port, srv("x"))
     model = HAProxyModel(frontends=(frontend(port, be.name),), backends=(be,))
     fake = FakeHAProxy()
