@@ -395,7 +395,7 @@ def generated_cluster(
         app = _mixed_shape(i) if mixed else _host_shape(i, unique_labels)
         app["id"] = f"/team-{i // 100}/svc-{i}"
         app["instances"] = tasks_per_app
-        app["tasks"] = [_running_task(app["id"], i, t) for t in range(tasks_per_app)]
+        app["tasks"] = [_running_task(app["id"], i, t, mixed) for t in range(tasks_per_app)]
         apps.append(app)
     return apps
 
@@ -445,9 +445,10 @@ def _mixed_shape(i: int) -> dict[str, Any]:
     }
 
 
-def _running_task(app_id: str, i: int, t: int) -> dict[str, Any]:
+def _running_task(app_id: str, i: int, t: int, mixed: bool) -> dict[str, Any]:
+    """A running task; with container addresses and a passing check in a ``mixed`` cluster."""
     stem = app_id.strip("/").replace("/", "_")
-    return {
+    task = {
         "id": f"{stem}.instance-{i:06d}-{t}._app.1",
         "appId": app_id,
         "host": f"agent-{(i + t) % AGENT_COUNT}.example.com",
@@ -456,8 +457,11 @@ def _running_task(app_id: str, i: int, t: int) -> dict[str, Any]:
         "state": "TASK_RUNNING",
         "startedAt": "2021-02-10T12:00:02.456Z",
         "version": "2021-02-10T11:59:59.000Z",
-        "healthCheckResults": [{"alive": True}],
+        "healthCheckResults": [{"alive": True}] if mixed else [],
     }
+    if not mixed:
+        del task["ipAddresses"]
+    return task
 
 
 # ----------------------------------------------------------------------------- /v2/tasks
