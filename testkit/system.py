@@ -83,7 +83,6 @@ class System:
         self.node: Optional[SidecarNode] = None
         self.process: Optional[SidecarProcess] = None
         self.status_port = 0
-        self._recorders: list[EventRecorder] = []
 
     # -- lifecycle
 
@@ -95,7 +94,6 @@ class System:
                 kill_grace=self.options.kill_grace,
                 heartbeat_interval=self.options.heartbeat_interval,
             ).start()
-            self._hook_publish(self.emulator)
             self.marathon = MarathonClient(self.emulator.url, timeout=(3.0, 10.0))
             self.status_port = free_port()
             if self.options.in_process:
@@ -195,22 +193,9 @@ class System:
 
     # -- event timestamps
 
-    def _hook_publish(self, emulator: MarathonEmulator) -> None:
-        """Call our recorders with every event the emulator publishes, at publish time."""
-        state = emulator.state
-        assert state is not None
-        original = state._publish
-
-        def publish(event_type: str, payload: Any) -> None:
-            for recorder in list(self._recorders):
-                recorder(event_type, payload)
-            original(event_type, payload)
-
-        state._publish = publish
-
     def on_event(self, recorder: EventRecorder) -> None:
         """``recorder(event_type, payload)`` runs inside the emulator as each event is published."""
-        self._recorders.append(recorder)
+        self.emu.on_event(recorder)
 
     # -- HAProxy, seen from outside
 
