@@ -17,6 +17,7 @@ from testkit.markers import needed_markers
 ZOOKEEPER_HOME = Path("/usr/share/zookeeper")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for marker in sorted(needed_markers(getattr(item, "fixturenames", ()))):
