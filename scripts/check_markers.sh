@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check that the fast run (scripts/test.sh --fast) starts no program it should not: runs that
-# selection with haproxy, chromium, ip and buildah replaced by stubs that record who called them, in a private mount namespace (root only; nothing changes outside it).
+# selection with haproxy, chromium, ip, buildah and java (ZooKeeper) replaced by stubs that record
+# who called them, in a private mount namespace (root only; nothing changes outside it).
 # A test listed at the end needs a marker (take the program's fixture: testkit/markers.py).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,7 +16,7 @@ exit 1
 STUB
 chmod +x "$work/stub"
 targets=()
-for program in haproxy chromium ip buildah; do
+for program in haproxy chromium ip buildah java; do
   found="$(command -v "$program" || true)"
   [ -n "$found" ] && targets+=("$(readlink -f "$found")")
 done

@@ -14,7 +14,9 @@ FIXTURE_MARKERS = {
     "haproxy_bin": "haproxy",
     "chromium": "browser",
     "netns_root": "netns",
-    "zookeeper_home": "zookeeper",
+    "zk_server": "zookeeper",
+    "zk_server_factory": "zookeeper",
+    "zk_ensemble": "zookeeper",
     "buildah_bin": "image",
 }
 

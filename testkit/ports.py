@@ -1,4 +1,4 @@
-"""Free TCP ports on 127.0.0.1, chosen by the OS (the one free-port helper)."""
+"""Free TCP ports on loopback, chosen by the OS (the one free-port helper)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import socket
 EMULATOR_TASK_PORTS = (21000, 32000)
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that nothing listens on right now.
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports on ``host`` (a loopback address) that nothing listens on now.
 
     The sockets are held open together until all are found, so the OS hands out different
     ports; then they are closed and the ports are the caller's to bind.
@@ -21,7 +21,7 @@ def free_ports(count: int) -> list[int]:
         while len(found) < count:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             held.append(sock)
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
             port = int(sock.getsockname()[1])
             if not EMULATOR_TASK_PORTS[0] <= port <= EMULATOR_TASK_PORTS[1]:
                 found.append(port)

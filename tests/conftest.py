@@ -1,6 +1,6 @@
-"""Shared fixtures: the Marathon examples in tests/fixtures, and the programs and privileges
-tests need (haproxy, root for network namespaces, zookeeper, buildah). A test using one of the
-latter, even through another fixture, gets its marker here (testkit.markers)."""
+"""Shared fixtures: the Marathon examples in tests/fixtures, and the programs and privileges tests
+need (haproxy, root for network namespaces, buildah; ZooKeeper's are in testkit.zookeeper). A test
+using one of these, even through another fixture, gets its marker here (testkit.markers)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import pytest
 from testkit.examples import EXAMPLES
 from testkit.machine import find_haproxy
 from testkit.markers import needed_markers
-
-ZOOKEEPER_HOME = Path("/usr/share/zookeeper")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker
@@ -47,14 +45,6 @@ def netns_root() -> None:
     """Root and iproute2, to create network namespaces; CI runs as root."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.fail("this test needs root and iproute2 (`ip netns`); CI runs as root")
-
-
-@pytest.fixture(scope="session")
-def zookeeper_home() -> Path:
-    """Debian's zookeeper package (its jars and scripts); scripts/setup.sh installs it."""
-    if not (ZOOKEEPER_HOME / "bin").is_dir():
-        pytest.fail(f"zookeeper is not installed at {ZOOKEEPER_HOME}: run scripts/setup.sh")
-    return ZOOKEEPER_HOME
 
 
 @pytest.fixture(scope="session")
