@@ -45,6 +45,7 @@ import pytest
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing import MarathonEmulator
 from testkit import wait_until
+from testkit.apps import healthy_task_ids
 from testkit.http import ask
 
 pytestmark = [pytest.mark.netns, pytest.mark.haproxy, pytest.mark.slow]
@@ -247,11 +248,7 @@ class Cluster:
         return out
 
     def healthy(self, app_id: str) -> set[str]:
-        return {
-            t["id"]
-            for t in self.emulator.tasks(app_id, states=["TASK_RUNNING"])
-            if t.get("healthCheckResults") and all(r.get("alive") for r in t["healthCheckResults"])
-        }
+        return healthy_task_ids(self.emulator, app_id)
 
 
 @pytest.fixture
