@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 import pytest
 
-from marathon_bridge.errors import NotFound, ServerError, Unavailable
-from marathon_bridge.events import Event
+from marathon_bridge.errors import ServerError, Unavailable
 from sidecar.catalog import Catalog
 from sidecar.metrics import SidecarMetrics
 from sidecar.sources.marathon.follower import SnapshotRejected, check_snapshot, jittered
 from sidecar.sources.marathon.source import MarathonSource
 from sidecar.sources.marathon.translate import catalog_from_apps
 from testkit import wait_until
+from testkit.fakes import FakeMarathonClient
 
 
 def app(app_id: str, *task_ids: str, port: int = 10001) -> dict[str, Any]:
@@ -36,86 +34,6 @@ def task(app_id: str, task_id: str, port: int = 31000) -> dict[str, Any]:
         "state": "TASK_RUNNING",
         "startedAt": "2026-01-01T00:00:00.000Z",
     }
-
-
-class FakeStream:
-    def __init__(self, on_connect: Optional[Callable[[], None]]) -> None:
-        self.on_connect = on_connect
-        self.events: queue.Queue[Optional[Event]] = queue.Queue()
-        self.connects = 0
-        self.last_activity = 0.0
-        self._closed = threading.Event()
-
-    def __iter__(self) -> Iterator[Event]:
-        import time
-
-        self.connects += 1
-        self.last_activity = time.monotonic()
-        if self.on_connect is not None:
-            self.on_connect()
-        while not self._closed.is_set():
-            try:
-                item = self.events.get(timeout=0.05)
-            except queue.Empty:
-                self.last_activity = time.monotonic()  # heartbeats
-                continue
-            if item is None:
-                return
-            self.last_activity = time.monotonic()
-            yield item
-
-    def close(self) -> None:
-        self._closed.set()
-
-
-class FakeClient:
-    """``answers``: what list_apps returns next (a value, or an exception to raise)."""
-
-    def __init__(self, apps: Any) -> None:
-        self.apps = apps
-        self.answers: queue.Queue[Any] = queue.Queue()
-        self.single: dict[str, Any] = {}
-        self.list_calls = 0
-        self.get_calls: list[str] = []
-        self.streams: list[FakeStream] = []
-        self.stream_ready = threading.Event()
-
-    def list_apps(self, embed: Sequence[str] = ()) -> Any:
-        assert tuple(embed) == ("apps.tasks",)
-        self.list_calls += 1
-        try:
-            answer = self.answers.get_nowait()
-        except queue.Empty:
-            answer = self.apps
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-    def get_app(self, app_id: str, embed: Sequence[str] = ()) -> Any:
-        self.get_calls.append(app_id)
-        answer = self.single.get(app_id)
-        if answer is None:
-            raise NotFound("App does not exist", status=404)
-        return answer
-
-    def event_stream(
-        self,
-        event_types: Sequence[str] = (),
-        *,
-        on_connect: Any = None,
-        read_timeout: float = 30.0,
-        stop: Any = None,
-    ) -> FakeStream:
-        stream = FakeStream(on_connect)
-        self.streams.append(stream)
-        self.stream_ready.set()
-        return stream
-
-    def send(self, event_type: str, data: dict[str, Any]) -> None:
-        self.streams[-1].events.put(Event(event_type, data))
-
-    def close(self) -> None:
-        pass
 
 
 class Recorder:
@@ -161,13 +79,13 @@ def apps_of(catalog: Catalog) -> set[str]:
 @pytest.fixture
 def make(
     request: pytest.FixtureRequest,
-) -> Callable[..., tuple[MarathonSource, FakeClient, Recorder]]:
+) -> Callable[..., tuple[MarathonSource, FakeMarathonClient, Recorder]]:
     sources: list[MarathonSource] = []
 
     def build(
         apps: Any, start: bool = True, **kwargs: Any
-    ) -> tuple[MarathonSource, FakeClient, Recorder]:
-        client = FakeClient(apps)
+    ) -> tuple[MarathonSource, FakeMarathonClient, Recorder]:
+        client = FakeMarathonClient(apps)
         recorder = Recorder()
         kwargs.setdefault("retry_backoff", 0.05)
         kwargs.setdefault("max_retry_backoff", 0.2)
