@@ -1,6 +1,6 @@
 """Convergence: from the emulator publishing an event to HAProxy routing accordingly.
 
-Run: ``python bench/bench_convergence.py [--quick] [--changes 204] [--debounce S]``.
+Run: ``python -m bench.bench_convergence [--quick] [--changes 204] [--debounce S]``.
 
 One node: the Marathon emulator (real echo tasks) in this process, the sidecar as a child process
 (``python -m sidecar``, so this process's polling does not share its interpreter) and the HAProxy
@@ -30,23 +30,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (
-    System,
-    SystemOptions,
-    echo_app,
-    free_ports,
-    machine_facts,
-    percentile,
-    wait_until,
-)
 
 from sidecar.haproxy.runtime import RuntimeAPI
 from sidecar.names import backend_name, server_name
+from testkit.apps import echo_app
+from testkit.machine import machine_facts, percentile
+from testkit.ports import free_ports
+from testkit.system import System, SystemOptions
+from testkit.waiting import wait_until
 
 APP_ID = "/bench/conv"
 INSTANCES = 4
@@ -116,13 +108,12 @@ class ChangeDriver:
 
     def routed_at(self, predicate: Callable[[], bool], timeout: float = 30.0) -> float:
         """Poll HAProxy every ``poll_s``; the monotonic time the predicate first held."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if predicate():
-                return time.monotonic()
-            if time.monotonic() > deadline:
-                raise TimeoutError("HAProxy did not converge")
-            time.sleep(self.poll_s)
+        return wait_until(
+            lambda: time.monotonic() if predicate() else None,
+            timeout,
+            "HAProxy converged",
+            interval=self.poll_s,
+        )
 
     def settle(self) -> None:
         wait_until(

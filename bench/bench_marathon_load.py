@@ -1,6 +1,6 @@
 """Marathon load: requests per hour one sidecar makes to Marathon at steady state.
 
-Run: ``python bench/bench_marathon_load.py [--quick] [--window 120] [--apps 10]``.
+Run: ``python -m bench.bench_marathon_load [--quick] [--window 120] [--apps 10]``.
 
 The sidecar runs as ``python -m sidecar`` with its default resync interval (300 s, jittered);
 the emulator counts every request it receives (its request log, server side). The cluster has
@@ -28,19 +28,13 @@ import json
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (
-    System,
-    SystemOptions,
-    echo_app,
-    free_ports,
-    machine_facts,
-    wait_until,
-)
+from testkit.apps import echo_app
+from testkit.machine import machine_facts
+from testkit.ports import free_ports
+from testkit.system import System, SystemOptions
+from testkit.waiting import wait_until
 
 DEFAULT_RESYNC = 300.0
 TASKS_PER_APP = 3

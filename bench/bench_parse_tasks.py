@@ -1,6 +1,6 @@
 """Benchmark: parsing a 50k-task ``GET /v2/tasks`` body, ours against ``json.loads``.
 
-Builds a realistic body from the task shape in the shared Marathon examples
+Builds a realistic body from the task shape in the Marathon examples (tests/fixtures)
 (``derived-from-code/task.running.with-health.v1.10.json``: 50k running tasks with health
 results, over 500 apps, compact JSON as Marathon writes it), then reports the median of
 ``--runs`` timings (taking turns, with the garbage collector on and then off) of:
@@ -11,20 +11,18 @@ results, over 500 apps, compact JSON as Marathon writes it), then reports the me
                          (request building, response handling, parse, unwrap);
 * ``marathon-python``    ``json.loads`` plus ``MarathonTask.from_json`` per task, if installed.
 
-Run: ``python bench/bench_parse_tasks.py [--tasks 50000] [--runs 9] [--slow-runs 3]``
+Run: ``python -m bench.bench_parse_tasks [--tasks 50000] [--runs 9] [--slow-runs 3]``
 Goal (issue 2): ours within 1.5x of ``json.loads``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import requests
@@ -33,40 +31,7 @@ from requests.structures import CaseInsensitiveDict
 
 from marathon_bridge import jsonfast
 from marathon_bridge.client import MarathonClient
-
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = (
-    ROOT
-    / "tests"
-    / "fixtures"
-    / "marathon-api"
-    / "examples"
-    / "derived-from-code"
-    / "task.running.with-health.v1.10.json"
-)
-
-
-def build_tasks(count: int, apps: int = 500) -> list[dict[str, Any]]:
-    """``count`` distinct running tasks shaped like Marathon 1.10's, spread over ``apps`` apps."""
-    template = json.loads(TEMPLATE.read_text())
-    tasks = []
-    for i in range(count):
-        app = i % apps
-        task = copy.deepcopy(template)
-        uuid = f"{i:08x}-6c8e-11eb-9c2c-0242ac110002"
-        instance = f"team{app % 20}_svc{app}.instance-{uuid}"
-        task["appId"] = f"/team{app % 20}/svc{app}"
-        task["id"] = f"{instance}._app.1"
-        task["host"] = f"agent{i % 300}.mesos"
-        task["slaveId"] = f"abcd-{i % 300:04d}-S0"
-        task["ports"] = [31000 + i % 1000, 32000 + i % 1000]
-        task["servicePorts"] = [10000 + app, 10500 + app]
-        task["ipAddresses"] = [
-            {"ipAddress": f"10.0.{i // 250 % 250}.{i % 250}", "protocol": "IPv4"}
-        ]
-        task["healthCheckResults"][0]["instanceId"] = instance
-        tasks.append(task)
-    return tasks
+from testkit.cluster import wire_tasks
 
 
 class MemoryAdapter(requests.adapters.BaseAdapter):
@@ -133,7 +98,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--slow-runs", type=int, default=3, help="runs of marathon-python")
     args = parser.parse_args(argv)
 
-    body = json.dumps({"tasks": build_tasks(args.tasks)}, separators=(",", ":")).encode()
+    body = json.dumps({"tasks": wire_tasks(args.tasks)}, separators=(",", ":")).encode()
     session = requests.Session()
     session.mount("http://", MemoryAdapter(body))
     client = MarathonClient("http://marathon.invalid:8080", session=session)

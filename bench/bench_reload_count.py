@@ -1,6 +1,6 @@
 """Reloads per 100 server changes (goal 0).
 
-Run: ``python bench/bench_reload_count.py [--quick] [--changes 102]``.
+Run: ``python -m bench.bench_reload_count [--quick] [--changes 102]``.
 
 Same node and change mix as ``bench_convergence.py`` (scale up, kill + replacement, scale down,
 health down + up on an app with 4 echo tasks; each change waits until HAProxy routes
@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import System, SystemOptions, echo_app, free_ports, machine_facts
-from bench_convergence import APP_ID, INSTANCES, ChangeDriver
+from bench.bench_convergence import APP_ID, INSTANCES, ChangeDriver
+from testkit.apps import echo_app
+from testkit.machine import machine_facts
+from testkit.ports import free_ports
+from testkit.system import System, SystemOptions
 
 
 def runtime_ops(system: System) -> float:

@@ -1,6 +1,6 @@
 """Full render time (catalog, build_model, render_config) and RSS at 1k, 5k and 10k apps x 3 tasks.
 
-Run: ``python bench/bench_render.py [--sizes 1000,5000,10000] [--runs 5] [--unique-labels]``.
+Run: ``python -m bench.bench_render [--sizes 1000,5000,10000] [--runs 5] [--unique-labels]``.
 Each size runs in a fresh child process so its RSS is not inflated by a bigger earlier size.
 Prints, per size, medians of ``--runs`` runs:
 
@@ -31,64 +31,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from sidecar.desired import BuildCache, build_model
+from sidecar.gc_pause import collector_paused
+from sidecar.render import RenderCache, render_config
+from sidecar.render_settings import RenderSettings
+from sidecar.sources.marathon.model import MarathonState
+from sidecar.sources.marathon.translate import MarathonTranslator
+from testkit.cluster import AGENTS, generated_cluster
+from testkit.machine import load_average
 
-from sidecar.desired import BuildCache, build_model  # noqa: E402
-from sidecar.gc_pause import collector_paused  # noqa: E402
-from sidecar.render import RenderCache, render_config  # noqa: E402
-from sidecar.render_settings import RenderSettings  # noqa: E402
-from sidecar.sources.marathon.model import MarathonState  # noqa: E402
-from sidecar.sources.marathon.translate import MarathonTranslator  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TASKS_PER_APP = 3
 GOAL_SECONDS_10K = 0.3
-
-
-def generated_apps(count: int, unique_labels: bool = False) -> list[dict[str, Any]]:
-    """``count`` host-networking apps, 3 running tasks each on 100 agents (host names)."""
-    apps = []
-    for i in range(count):
-        labels = {"HAPROXY_GROUP": "internal", "HAPROXY_0_BALANCE": "leastconn"}
-        if unique_labels:
-            labels["HAPROXY_0_VHOST"] = f"app-{i}.group-{i // 100}.example.com"
-        app_id = f"/bench/group-{i // 100}/app-{i}"
-        tasks = [
-            {
-                "id": f"bench_group-{i // 100}_app-{i}.instance-{i:06d}-{t}._app.1",
-                "appId": app_id,
-                "host": f"agent-{(i + t) % 100}.cluster.local",
-                "ports": [31000 + (i * 3 + t) % 1000],
-                "state": "TASK_RUNNING",
-                "startedAt": "2021-02-10T12:00:02.456Z",
-                "version": "2021-02-10T11:59:59.000Z",
-                "healthCheckResults": [],
-            }
-            for t in range(TASKS_PER_APP)
-        ]
-        apps.append(
-            {
-                "id": app_id,
-                "instances": TASKS_PER_APP,
-                "networks": [{"mode": "host"}],
-                "portDefinitions": [{"port": 10000 + i, "protocol": "tcp", "name": "http"}],
-                "labels": labels,
-                "tasks": tasks,
-            }
-        )
-    return apps
-
-
-def agent_addresses() -> dict[str, str]:
-    return {f"agent-{n}.cluster.local": f"10.0.{n // 250}.{n % 250 + 1}" for n in range(100)}
-
-
-def load() -> str:
-    """The 1-minute load average: these figures are only comparable on an idle machine."""
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
 
 
 def rss_mb() -> float:
@@ -100,9 +55,9 @@ def rss_mb() -> float:
 
 def measure(size: int, runs: int, unique_labels: bool = False) -> dict[str, Any]:
     """Medians for ``size`` apps: full build + render, and build + render after one event."""
-    state = MarathonState.from_apps(generated_apps(size, unique_labels))
+    state = MarathonState.from_apps(generated_cluster(size, unique_labels=unique_labels))
     settings = RenderSettings(admin_socket="/tmp/bench.sock", server_state_file="/tmp/bench.state")
-    resolve = agent_addresses().get
+    resolve = AGENTS.get
     build_times, render_times, totals, cpu_totals = [], [], [], []
     text = ""
     for _ in range(runs):
@@ -159,18 +114,20 @@ def main() -> int:
     results = []
     for size in sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(size), "--runs", str(args.runs)]
+            [sys.executable, "-m", "bench.bench_render", "--child", str(size)]
+            + ["--runs", str(args.runs)]
             + (["--unique-labels"] if args.unique_labels else []),
             check=True,
             capture_output=True,
             text=True,
+            cwd=ROOT,
         )
         results.append(json.loads(out.stdout))
     base = results[0]
     labels = "a distinct vhost label per app" if args.unique_labels else "the same labels"
     print(
         f"median of {args.runs} runs per size; {TASKS_PER_APP} tasks per app; {labels}; "
-        f"load {load()}"
+        f"load {load_average()}"
     )
     print(
         "apps    servers  build_s  render_s  full_s  full_cpu_s  best_s  best_cpu_s  us/app  "

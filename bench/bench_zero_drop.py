@@ -1,6 +1,6 @@
 """Zero-drop: a loopback load through the sidecar's HAProxy while Marathon churns.
 
-Run: ``python bench/bench_zero_drop.py [--quick] [--seconds 60] [--every 2.0]``.
+Run: ``python -m bench.bench_zero_drop [--quick] [--seconds 60] [--every 2.0]``.
 
 One node: the Marathon emulator (real echo tasks, 0.5 s from ``TASK_KILLING`` to SIGTERM; the echo
 server then serves 0.5 s more and exits once its in-flight requests are done), the sidecar as
@@ -30,22 +30,14 @@ import json
 import random
 import sys
 import time
-from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (
-    LoadGenerator,
-    System,
-    SystemOptions,
-    Wrk,
-    WrkResult,
-    echo_app,
-    free_ports,
-    machine_facts,
-    wait_until,
-)
+from testkit.apps import echo_app
+from testkit.load import LoadGenerator, Wrk, WrkResult
+from testkit.machine import machine_facts
+from testkit.ports import free_ports
+from testkit.system import System, SystemOptions
+from testkit.waiting import wait_until
 
 APP_A, APP_B = "/zd/a", "/zd/b"
 MIN_A, MAX_A = 2, 6
@@ -161,7 +153,6 @@ def run(
     seconds: float,
     every: float,
     mode: str = "http",
-    keep: bool = False,
     log_errors: bool = False,
     retry_on: bool = False,
 ) -> dict[str, Any]:
@@ -170,7 +161,6 @@ def run(
         kill_grace=0.5,
         drain_timeout=10.0,
         log_level="INFO",
-        keep_deleted_servers=keep,
         log_errors=log_errors,
         extra_defaults=RETRY_ON if retry_on else (),
     )
@@ -248,11 +238,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--mode", choices=("http", "tcp"), default="http", help="the apps' HAPROXY_0_MODE"
     )
     parser.add_argument(
-        "--no-del-server",
-        action="store_true",
-        help="experiment: the sidecar leaves drained servers in MAINT instead of deleting them",
-    )
-    parser.add_argument(
         "--log-errors",
         action="store_true",
         help="HAProxy logs abnormal requests (kept in /tmp/zero-drop-last-logs/haproxy.log)",
@@ -264,9 +249,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
     seconds = 15.0 if args.quick else args.seconds
-    result = run(seconds, args.every, args.mode, args.no_del_server, args.log_errors, args.retry_on)
+    result = run(seconds, args.every, args.mode, args.log_errors, args.retry_on)
     result["retry_on_experiment"] = args.retry_on
-    result["no_del_server_experiment"] = args.no_del_server
     result["goal"] = "0 failed requests, >= 1000 req/s"
     result["goal_met"] = result["failures"] == 0 and result["requests_per_s"] >= 1000
     result["machine"] = machine_facts()

@@ -34,6 +34,9 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
 
+from testkit.ports import free_ports
+from testkit.waiting import wait_until
+
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 # slf4j's simple binding (Debian's libslf4j-java, a dependency of the package) so the server's log
 # lands in the data dir's zookeeper.log; without it slf4j falls back to printing nothing.
@@ -55,33 +58,6 @@ DEFAULT_TICK_MS = 100
 START_TIMEOUT = 60.0
 
 T = TypeVar("T")
-
-
-def wait_until(
-    predicate: Callable[[], Optional[T]], timeout: float = 30.0, what: str = "condition"
-) -> T:
-    """Poll `predicate` until it returns a truthy value and return it; fail naming `what`.
-
-    Stands in until the root test kit's own `wait_until` lands; then this one goes.
-    """
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})"
-            )
-        time.sleep(0.02)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that nothing listens on right now (stand-in for the test kit's)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> str:
@@ -110,10 +86,10 @@ class ZooKeeperServer:
     ) -> None:
         self.workdir = workdir
         self.host = host
-        self.port = free_port(host)
+        self.port, quorum_port, election_port = free_ports(3, host)
         self.tick_ms = tick_ms
         self.server_id = server_id
-        self.peer_ports = (free_port(host), free_port(host))  # quorum, election
+        self.peer_ports = (quorum_port, election_port)
         self.peers: Sequence[ZooKeeperServer] = ()
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.data_dir = workdir / "data"

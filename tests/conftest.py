@@ -1,15 +1,26 @@
-"""Shared test fixtures: the Marathon examples (tests/fixtures), a free port, the haproxy binary."""
+"""Shared fixtures: the Marathon examples in tests/fixtures, and the programs and privileges tests
+need (haproxy, root for network namespaces, buildah; ZooKeeper's are in testkit.zookeeper). A test
+using one of these, even through another fixture, gets its marker here (testkit.markers)."""
 
 from __future__ import annotations
 
+import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "tests" / "fixtures" / "marathon-api" / "examples"
+from testkit.examples import EXAMPLES
+from testkit.machine import find_haproxy
+from testkit.markers import needed_markers
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in sorted(needed_markers(getattr(item, "fixturenames", ()))):
+            if item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -23,16 +34,23 @@ def examples_dir() -> Path:
 @pytest.fixture(scope="session")
 def haproxy_bin() -> str:
     """The real haproxy binary; the suite needs it (scripts/setup.sh installs it)."""
-    path = shutil.which("haproxy") or (
-        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
-    )
-    if not path:
-        pytest.fail("haproxy is not installed: run scripts/setup.sh")
-    return path
+    try:
+        return find_haproxy()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture(scope="session")
+def netns_root() -> None:
+    """Root and iproute2, to create network namespaces; CI runs as root."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.fail("this test needs root and iproute2 (`ip netns`); CI runs as root")
+
+
+@pytest.fixture(scope="session")
+def buildah_bin() -> str:
+    """Debian's buildah, to build the container image."""
+    found = shutil.which("buildah")
+    if found is None:
+        pytest.fail("buildah is not installed (apt-get install buildah)")
+    return found

@@ -1,4 +1,4 @@
-"""The packages must import on Python 3.9: check every module's syntax and annotations policy."""
+"""The packages and the test kit must import on Python 3.9: each module's syntax, annotations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = sorted(
-    p for pkg in ("marathon_bridge", "sidecar", "publisher") for p in (ROOT / pkg).rglob("*.py")
+    p
+    for pkg in ("marathon_bridge", "sidecar", "publisher", "testkit")
+    for p in (ROOT / pkg).rglob("*.py")
 )
 
 

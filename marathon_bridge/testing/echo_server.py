@@ -6,14 +6,18 @@ Serves HTTP/1.1 (keep-alive) on 127.0.0.1, port ``--port`` or ``$PORT0``:
 - ``/health`` answers 200, ``/unhealthy`` 503 (a health check on it never passes);
 - ``/sleep/<ms>`` answers after that many milliseconds.
 
-On SIGTERM it keeps serving for ``--drain`` seconds (default 0.5), then stops accepting, lets
-in-flight requests finish and exits 0.
+On SIGTERM (or SIGINT) it keeps serving for ``--drain`` seconds (default 0.5), then stops
+accepting, lets in-flight requests finish and exits 0.
+
+No Python signal handler is involved: the stop signals are blocked in every thread and the main
+thread takes them with ``sigwait``. (A handler runs only when the main thread executes bytecode;
+a main thread blocked in ``Event.wait()`` is not woken when the kernel hands the signal to one of
+the serving threads, and then the server never stopped.)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import socket
@@ -90,22 +94,21 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    # before any thread starts: every thread inherits the mask, so a stop signal stays pending
+    # for the process until the main thread takes it below (none is lost or left unhandled)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     server = EchoServer((args.host, args.port), EchoHandler)
     port = server.server_address[1]
     EchoHandler.identity = os.environ.get("MESOS_TASK_ID") or f"port {port}"
-    terminating = threading.Event()
-
-    def on_term(signum: int, frame: Any) -> None:
-        terminating.set()
-
-    signal.signal(signal.SIGTERM, on_term)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     serving.start()
     print(f"echo server on {args.host}:{port}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        terminating.wait()
+    signal.sigwait(STOP_SIGNALS)
     time.sleep(max(0.0, args.drain))  # keep answering while load balancers drain us
     server.shutdown()  # stop accepting
     serving.join()

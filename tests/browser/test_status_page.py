@@ -11,31 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import pytest
 
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-from browser_support import (  # noqa: E402
-    PNG_MAGIC,
-    Chromium,
-    Sidecar,
-    StatusPage,
-    TaskRow,
-    parse_status_page,
-    png_size,
-    wait_until,
-)
-
-from marathon_bridge.testing.tasks import echo_server_cmd  # noqa: E402
+from testkit import free_ports, wait_until
+from testkit.apps import echo_app
+from testkit.chromium import PNG_MAGIC, Chromium, png_size
+from testkit.http import http_get
+from testkit.marathon import EmulatedMarathon
+from testkit.node import SidecarNode
+from testkit.status_page import StatusPage, TaskRow, parse_status_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.haproxy, pytest.mark.slow]
 
@@ -44,65 +31,7 @@ SCREENSHOT = ARTIFACTS / "status-page.png"
 SCREEN_WIDTH, SCREEN_HEIGHT = 1280, 900
 
 
-def echo_app(app_id: str, service_port: int, instances: int) -> dict[str, Any]:
-    """A real echo task behind an HTTP health check, on an explicit service port."""
-    return {
-        "id": app_id,
-        "cmd": echo_server_cmd(),
-        "instances": instances,
-        "cpus": 0.01,
-        "mem": 16,
-        "portDefinitions": [{"port": service_port, "protocol": "tcp", "name": "http"}],
-        "labels": {"HAPROXY_0_MODE": "http"},
-        "healthChecks": [
-            {
-                "protocol": "HTTP",
-                "path": "/health",
-                "portIndex": 0,
-                "gracePeriodSeconds": 10,
-                "intervalSeconds": 1,
-                "timeoutSeconds": 1,
-                "maxConsecutiveFailures": 0,
-            }
-        ],
-    }
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports, held open together so the OS hands out different ones."""
-    sockets = []
-    found: list[int] = []
-    try:
-        while len(found) < count:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-            port = int(s.getsockname()[1])
-            if not 31000 <= port <= 32000:  # the emulator's host ports
-                found.append(port)
-    finally:
-        for s in sockets:
-            s.close()
-    return found
-
-
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, str, str]:
-    """GET ``url``: (status, body, content type); HTTP errors are answers too."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            body = resp.read().decode("utf-8")
-            return resp.status, body, resp.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8"), exc.headers.get("Content-Type", "")
-
-
-def served_ports(sidecar: Sidecar) -> set[int]:
-    status, body, _ = http_get(f"{sidecar.status_url}/services")
-    assert status == 200, body
-    return {int(s["service_port"]) for s in json.loads(body)["services"]}
-
-
-def haproxy_sees_all_up(sidecar: Sidecar, port: int) -> bool:
+def haproxy_sees_all_up(sidecar: SidecarNode, port: int) -> bool:
     """HAProxy's own view (read every few seconds) has every endpoint of ``port`` up."""
     services = json.loads(http_get(f"{sidecar.status_url}/services")[1])["services"]
     service = next((s for s in services if s["service_port"] == port), None)
@@ -111,20 +40,20 @@ def haproxy_sees_all_up(sidecar: Sidecar, port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def web(sidecar: Sidecar) -> tuple[str, int]:
+def web(marathon: EmulatedMarathon, sidecar: SidecarNode) -> tuple[str, int]:
     """An app served before the browser looks: (app id, service port)."""
     (port,) = free_ports(1)
-    sidecar.deploy(echo_app("/shop/web", port, 2))
-    wait_until(lambda: port in served_ports(sidecar), timeout=60, message="web served")
+    marathon.deploy(echo_app("/shop/web", port, 2))
+    wait_until(lambda: port in sidecar.served_ports(), timeout=60, message="web served")
     return "/shop/web", port
 
 
-def load_page(chromium: Chromium, sidecar: Sidecar) -> StatusPage:
+def load_page(chromium: Chromium, sidecar: SidecarNode) -> StatusPage:
     return parse_status_page(chromium.dump_dom(f"{sidecar.status_url}/"))
 
 
 def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot(
-    chromium: Chromium, sidecar: Sidecar, web: tuple[str, int]
+    chromium: Chromium, marathon: EmulatedMarathon, sidecar: SidecarNode, web: tuple[str, int]
 ) -> None:
     web_id, web_port = web
     page = load_page(chromium, sidecar)
@@ -142,7 +71,7 @@ def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot
     (api_port,) = free_ports(1)
     api_id = "/shop/api"
     assert all(app != api_id for _, app in page.services)
-    sidecar.deploy(echo_app(api_id, api_port, 2))
+    marathon.deploy(echo_app(api_id, api_port, 2))
 
     seen: dict[str, Optional[StatusPage]] = {"page": None}
 
@@ -159,8 +88,8 @@ def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot
     # the picture worth keeping: HAProxy's own view, and one task out with its reason
     wait_until(lambda: haproxy_sees_all_up(sidecar, web_port), timeout=30, message="web up")
     wait_until(lambda: haproxy_sees_all_up(sidecar, api_port), timeout=30, message="api up")
-    sick = sorted(t["id"] for t in sidecar.emulator.tasks(api_id, states=["TASK_RUNNING"]))[0]
-    sidecar.emulator.set_task_health(sick, False)
+    sick = sorted(t["id"] for t in marathon.emulator.tasks(api_id, states=["TASK_RUNNING"]))[0]
+    marathon.emulator.set_task_health(sick, False)
     try:
         out_row: dict[str, TaskRow] = {}
 
@@ -176,7 +105,7 @@ def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot
         assert row.verdict.startswith("out") and "health" in row.verdict, row.verdict
         chromium.screenshot(f"{sidecar.status_url}/", SCREENSHOT, SCREEN_WIDTH, SCREEN_HEIGHT)
     finally:
-        sidecar.emulator.set_task_health(sick, True)
+        marathon.emulator.set_task_health(sick, True)
     data = SCREENSHOT.read_bytes()
     assert data.startswith(PNG_MAGIC)
     assert png_size(data) == (SCREEN_WIDTH, SCREEN_HEIGHT)
@@ -195,7 +124,8 @@ def page_fetches(caplog: pytest.LogCaptureFixture) -> int:
 
 def test_an_open_page_refreshes_itself_and_fetches_a_service_deployed_meanwhile(
     chromium: Chromium,
-    sidecar: Sidecar,
+    marathon: EmulatedMarathon,
+    sidecar: SidecarNode,
     web: tuple[str, int],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -204,8 +134,8 @@ def test_an_open_page_refreshes_itself_and_fetches_a_service_deployed_meanwhile(
     with chromium.open_page(url) as browser:
         wait_until(lambda: page_fetches(caplog) >= 1, timeout=60, message="first page load")
         (port,) = free_ports(1)
-        sidecar.deploy(echo_app("/shop/admin", port, 1))
-        wait_until(lambda: port in served_ports(sidecar), timeout=60, message="admin served")
+        marathon.deploy(echo_app("/shop/admin", port, 1))
+        wait_until(lambda: port in sidecar.served_ports(), timeout=60, message="admin served")
         served_before = page_fetches(caplog)
         # nobody but the open browser asks for "/" here: these are its own refreshes, each
         # rendered after /shop/admin was on the board
@@ -221,35 +151,35 @@ def test_an_open_page_refreshes_itself_and_fetches_a_service_deployed_meanwhile(
 
 
 def test_machine_endpoints_answer_with_their_key_facts(
-    sidecar: Sidecar, web: tuple[str, int]
+    sidecar: SidecarNode, web: tuple[str, int]
 ) -> None:
     web_id, web_port = web
     base = sidecar.status_url
 
-    status, body, ctype = http_get(f"{base}/health")
-    assert (status, ctype) == (200, "application/json"), body
+    status, body, headers = http_get(f"{base}/health")
+    assert (status, headers["Content-Type"]) == (200, "application/json"), body
     assert json.loads(body)["status"] == "ok"
 
-    status, body, ctype = http_get(f"{base}/metrics")
-    assert status == 200 and ctype.startswith("text/plain"), body[:200]
+    status, body, headers = http_get(f"{base}/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain"), body[:200]
     assert "marathon_sidecar_haproxy_up 1.0" in body.splitlines()
 
-    status, body, ctype = http_get(f"{base}/config")
-    assert status == 200 and ctype.startswith("text/plain")
+    status, body, headers = http_get(f"{base}/config")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
     assert f"127.0.0.1:{web_port}" in body, body[:2000]
 
-    status, body, ctype = http_get(f"{base}/services")
-    assert (status, ctype) == (200, "application/json")
+    status, body, headers = http_get(f"{base}/services")
+    assert (status, headers["Content-Type"]) == (200, "application/json")
     services = json.loads(body)["services"]
     web_entry = next(s for s in services if s["service_port"] == web_port)
     assert web_entry["app_id"] == web_id
     assert len(web_entry["endpoints"]) == 2
 
-    status, body, ctype = http_get(f"{base}/")
-    assert status == 200 and ctype.startswith("text/html")
+    status, body, headers = http_get(f"{base}/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert web_id in body
 
-    status, body, ctype = http_get(f"{base}/static/status.css")
-    assert status == 200 and ctype.startswith("text/css")
+    status, body, headers = http_get(f"{base}/static/status.css")
+    assert status == 200 and headers["Content-Type"].startswith("text/css")
 
     assert http_get(f"{base}/no-such-page")[0] == 404

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 
 from marathon_bridge.client import BasicAuth, TokenAuth
 from marathon_bridge.testing import MarathonEmulator
+from testkit import free_port
 
 PASSWORD = "pw-s3cret-42"
 TOKEN = "tok-s3cret-43"
@@ -66,9 +66,7 @@ def test_userinfo_in_url_is_used_and_never_printed(
 ) -> None:
     with_credentials = basic_marathon.url.replace("http://", f"http://ops:{PASSWORD}@")
     assert run_cli("apps", "-m", with_credentials).code == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://ops:{PASSWORD}@127.0.0.1:{s.getsockname()[1]}"
+    dead = f"http://ops:{PASSWORD}@127.0.0.1:{free_port()}"
     result = run_cli("apps", "-m", dead, "--verbose", "--request-timeout", "2")
     assert result.code == 3
     assert PASSWORD not in result.out + result.err

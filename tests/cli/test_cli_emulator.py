@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +13,7 @@ import pytest
 
 from marathon_bridge import cli
 from marathon_bridge.testing import MarathonEmulator, echo_server_cmd
+from testkit import free_port, wait_until
 
 WEB: dict[str, Any] = {
     "id": "/demo/web",
@@ -212,9 +211,7 @@ def test_unreadable_file_exits_2(run_cli: Callable, tmp_path: Path) -> None:
 @pytest.fixture
 def dead_urls() -> Iterator[list[str]]:
     """A closed port and an emulator that answers 503 to everything."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"
     with MarathonEmulator() as broken:
         broken.faults.add("*", status=503)
         yield [closed, broken.url]
@@ -407,14 +404,6 @@ def test_text_tables(marathon: MarathonEmulator, run_cli: Callable, write_app: C
 
 
 # --- the emulator command --------------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        threading.Event().wait(0.02)
 
 
 def test_emulator_command_serves_until_stopped(

@@ -14,6 +14,7 @@ from marathon_bridge.commands.common import EXIT_MARATHON, EXIT_USAGE, make_clie
 from marathon_bridge.commands.failures import marathon_error_text
 from marathon_bridge.errors import Conflict, Issue, NotFound, Unavailable
 from marathon_bridge.services import Endpoint, Service
+from testkit import free_port
 
 
 @pytest.mark.parametrize(
@@ -128,12 +129,7 @@ def test_marathon_error_texts() -> None:
 
 
 def test_unreachable_marathon_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
-    import socket
-
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     code = main(["apps", "--marathon", url, "--request-timeout", "2"], environ={})
     assert code == EXIT_MARATHON
     assert "Marathon unreachable" in capsys.readouterr().err

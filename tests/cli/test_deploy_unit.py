@@ -32,23 +32,13 @@ from marathon_bridge.errors import (
     NotFound,
     Unavailable,
 )
+from testkit.clock import FakeClock
 
 
 @dataclass(frozen=True)
 class Ref:
     deployment_id: str
     version: str = ""
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.01)
 
 
 class FakeMarathon:
@@ -263,7 +253,7 @@ def test_wait_times_out_naming_the_deployment() -> None:
     fake = FakeMarathon()
     fake.create_app({"id": "/web", "cmd": "x", "instances": 1})
     fake.stuck.add("/web")
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     with pytest.raises(DeploymentTimeout) as caught:
         wait_for_deployments(
             fake, [WaitTarget("dep-1", "/web")], timeout=5, clock=clock, sleep=clock.sleep
@@ -435,7 +425,7 @@ def test_waiting_survives_a_briefly_unavailable_marathon() -> None:
         return real_list()
 
     fake.list_deployments = flaky  # type: ignore[method-assign]
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     wait_for_deployments(
         fake, [WaitTarget("dep-1", "/web")], timeout=60, clock=clock, sleep=clock.sleep
     )

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import http
-import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,36 +25,6 @@ TLS_KEY = str(DATA / "loopback.key.pem")  # test-only key
 def tls_ca_bundle() -> str:
     """Path of the CA bundle that trusts the loopback TLS servers' certificate."""
     return TLS_CERT
-
-
-# ---------------------------------------------------------------------------------------------
-# polling
-
-
-def _wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.01) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
-@pytest.fixture
-def wait_until() -> Callable[..., Any]:
-    """``wait_until(predicate, timeout=15.0)``: poll a condition with a deadline."""
-    return _wait_until
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback TCP port with nothing listening on it (connections are refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from marathon_bridge.client import BasicAuth, DeploymentRef, MarathonClient, TokenAuth
 from marathon_bridge.errors import NotFound, Unavailable
+from testkit import free_port
 
 APPS = {"apps": [{"id": "/web", "instances": 1}]}
 
@@ -40,10 +41,10 @@ def unavailable(reply_json: Callable[..., None]) -> Callable[[BaseHTTPRequestHan
     return respond
 
 
-def test_two_dead_urls_then_a_good_one(loopback: Any, reply_json: Any, closed_port: int) -> None:
+def test_two_dead_urls_then_a_good_one(loopback: Any, reply_json: Any) -> None:
     busy = loopback(unavailable(reply_json))
     good = loopback(marathon_like(reply_json))
-    dead = f"http://127.0.0.1:{closed_port}"
+    dead = f"http://127.0.0.1:{free_port()}"
     client = MarathonClient([dead, busy.url, good.url], retries=0, timeout=(2.0, 10.0))
     with client:
         assert client.list_apps() == APPS["apps"]
@@ -106,11 +107,9 @@ def test_a_get_answered_503_everywhere_is_retried_then_fails(
     assert len(server.received) == 3
 
 
-def test_a_refused_post_goes_to_the_next_url(
-    loopback: Any, reply_json: Any, closed_port: int
-) -> None:
+def test_a_refused_post_goes_to_the_next_url(loopback: Any, reply_json: Any) -> None:
     good = loopback(marathon_like(reply_json))
-    client = MarathonClient([f"http://127.0.0.1:{closed_port}", good.url], retries=0)
+    client = MarathonClient([f"http://127.0.0.1:{free_port()}", good.url], retries=0)
     with client:
         _, ref = client.create_app({"id": "/x"})
     assert ref.deployment_id == "dep-1"

@@ -15,6 +15,7 @@ import pytest
 from marathon_bridge.client import MarathonClient, TokenAuth
 from marathon_bridge.errors import Unauthorized, Unavailable
 from marathon_bridge.events import Event, EventStream
+from testkit import free_port, wait_until
 
 ATTACHED = (
     b'event: event_stream_attached\r\ndata: {"remoteAddress":"127.0.0.1",'
@@ -175,7 +176,7 @@ def consume() -> Iterator[Callable[[EventStream], Consumer]]:
 
 
 def test_receives_events_after_on_connect_with_the_exact_request(
-    sse_server: Any, consume: Any, wait_until: Any
+    sse_server: Any, consume: Any
 ) -> None:
     server = sse_server()
     client = MarathonClient(server.url, backoff=0.01)
@@ -213,9 +214,7 @@ def test_receives_events_after_on_connect_with_the_exact_request(
     ]
 
 
-def test_heartbeats_keep_a_quiet_stream_open(
-    sse_server: Any, consume: Any, wait_until: Any
-) -> None:
+def test_heartbeats_keep_a_quiet_stream_open(sse_server: Any, consume: Any) -> None:
     server = sse_server()
     stream = MarathonClient(server.url).event_stream(read_timeout=1.5)
     consumer = consume(stream)
@@ -240,7 +239,7 @@ def test_heartbeats_keep_a_quiet_stream_open(
 
 
 def test_silence_beyond_the_read_timeout_reconnects_and_resyncs(
-    sse_server: Any, consume: Any, wait_until: Any
+    sse_server: Any, consume: Any
 ) -> None:
     server = sse_server()
     resyncs: list[int] = []
@@ -254,9 +253,7 @@ def test_silence_beyond_the_read_timeout_reconnects_and_resyncs(
     assert consumer.error is None
 
 
-def test_a_stream_closed_by_marathon_reconnects_and_resyncs(
-    sse_server: Any, consume: Any, wait_until: Any
-) -> None:
+def test_a_stream_closed_by_marathon_reconnects_and_resyncs(sse_server: Any, consume: Any) -> None:
     server = sse_server()
     resyncs: list[int] = []
     stream = MarathonClient(server.url, backoff=0.01).event_stream(
@@ -272,9 +269,7 @@ def test_a_stream_closed_by_marathon_reconnects_and_resyncs(
     assert len(resyncs) == 2
 
 
-def test_a_standbys_302_is_followed_with_the_token_resent(
-    sse_server: Any, consume: Any, wait_until: Any
-) -> None:
+def test_a_standbys_302_is_followed_with_the_token_resent(sse_server: Any, consume: Any) -> None:
     leader = sse_server(token="s3cret")
     standby = sse_server(redirect_to=leader.url.replace("127.0.0.1", "localhost"))
     client = MarathonClient(standby.url, auth=TokenAuth("s3cret"), backoff=0.01)
@@ -293,9 +288,7 @@ def test_a_standbys_302_is_followed_with_the_token_resent(
     assert len(standby.requests) == 1
 
 
-def test_close_from_another_thread_ends_iteration(
-    sse_server: Any, consume: Any, wait_until: Any
-) -> None:
+def test_close_from_another_thread_ends_iteration(sse_server: Any, consume: Any) -> None:
     server = sse_server()
     stream = MarathonClient(server.url).event_stream(read_timeout=300.0)
     consumer = consume(stream)
@@ -307,7 +300,7 @@ def test_close_from_another_thread_ends_iteration(
     assert stream.connects == 1
 
 
-def test_close_while_waiting_to_reconnect_ends_iteration(consume: Any, wait_until: Any) -> None:
+def test_close_while_waiting_to_reconnect_ends_iteration(consume: Any) -> None:
     attempts: list[float] = []
 
     def opener(read_timeout: float) -> Any:
@@ -332,11 +325,9 @@ def test_wrong_credentials_raise_instead_of_looping(sse_server: Any, consume: An
     assert consumer.error.message == "Invalid username or password."
 
 
-def test_other_refusals_and_dead_urls_are_retried(
-    sse_server: Any, consume: Any, closed_port: int, wait_until: Any
-) -> None:
+def test_other_refusals_and_dead_urls_are_retried(sse_server: Any, consume: Any) -> None:
     server = sse_server(refuse=[405, 503])
-    client = MarathonClient([f"http://127.0.0.1:{closed_port}", server.url], backoff=0.01)
+    client = MarathonClient([f"http://127.0.0.1:{free_port()}", server.url], backoff=0.01)
     stream = client.event_stream()
     consumer = consume(stream)
     wait_until(lambda: consumer.events)
@@ -345,9 +336,7 @@ def test_other_refusals_and_dead_urls_are_retried(
     assert client.urls[0] == server.url
 
 
-def test_a_frame_that_is_not_json_is_skipped(
-    sse_server: Any, consume: Any, wait_until: Any
-) -> None:
+def test_a_frame_that_is_not_json_is_skipped(sse_server: Any, consume: Any) -> None:
     server = sse_server()
     stream = MarathonClient(server.url).event_stream()
     consumer = consume(stream)
@@ -359,9 +348,7 @@ def test_a_frame_that_is_not_json_is_skipped(
     assert stream.connects == 1
 
 
-def test_last_activity_follows_received_bytes(
-    sse_server: Any, consume: Any, wait_until: Any
-) -> None:
+def test_last_activity_follows_received_bytes(sse_server: Any, consume: Any) -> None:
     server = sse_server()
     stream = MarathonClient(server.url).event_stream()
     consumer = consume(stream)
@@ -373,9 +360,7 @@ def test_last_activity_follows_received_bytes(
     assert stream.last_activity > before
 
 
-def test_setting_stop_ends_iteration_at_the_next_read(
-    sse_server: Any, consume: Any, wait_until: Any
-) -> None:
+def test_setting_stop_ends_iteration_at_the_next_read(sse_server: Any, consume: Any) -> None:
     server = sse_server()
     stop = threading.Event()
     stream = MarathonClient(server.url).event_stream(read_timeout=300.0, stop=stop)
@@ -389,7 +374,7 @@ def test_setting_stop_ends_iteration_at_the_next_read(
 
 
 def test_a_failed_resync_drops_the_connection_and_tries_again(
-    sse_server: Any, consume: Any, wait_until: Any
+    sse_server: Any, consume: Any
 ) -> None:
     server = sse_server()
     outcomes = [Unavailable("snapshot failed")]

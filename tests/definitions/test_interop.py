@@ -22,8 +22,7 @@ from marathon_bridge.interop import (
     to_snake,
     unknown_to_marathon_python,
 )
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
+from testkit.examples import EXAMPLES
 
 RICH_APP: dict[str, Any] = {
     "id": "/shop/web",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,7 @@ from marathon_bridge.definitions import (
     normalize_app,
     same_json,
 )
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
+from testkit.examples import EXAMPLES
 
 
 def all_example_apps() -> list[dict]:

@@ -17,11 +17,11 @@ from marathon_bridge.definitions import (
     validate_apps,
 )
 from marathon_bridge.errors import Issue
+from testkit.examples import EXAMPLES
 
 RESERVED = (
     "must not end with any of the following reserved keywords: restart, tasks, versions, ., .."
 )
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
 
 
 def app(**fields: Any) -> dict:

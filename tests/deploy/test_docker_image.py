@@ -21,6 +21,7 @@ import pytest
 from sidecar.metrics import SidecarMetrics
 from sidecar.settings import OPTIONS
 from sidecar.status import StatusBoard, StatusServer
+from testkit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "deploy" / "docker"
@@ -216,14 +217,5 @@ def test_healthcheck_exit_status_follows_the_real_status_server() -> None:
         server.stop()
 
 
-def test_healthcheck_fails_when_nothing_listens(unused_port: int) -> None:
-    assert load_healthcheck().main(["--url", f"http://127.0.0.1:{unused_port}/health"]) == 1
-
-
-@pytest.fixture
-def unused_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def test_healthcheck_fails_when_nothing_listens() -> None:
+    assert load_healthcheck().main(["--url", f"http://127.0.0.1:{free_port()}/health"]) == 1

@@ -161,6 +161,8 @@ def copy_like_the_image(target: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.image  # pip builds the package, fetching its build backend like scripts/setup.sh
+@pytest.mark.usefixtures("haproxy_bin")  # install.sh finds Debian's haproxy installed
 def test_real_install_into_a_prefix(tmp_path: Path) -> None:
     source = tmp_path / "src"
     copy_like_the_image(source)

@@ -19,7 +19,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
 from marathon_bridge.testing.tasks import echo_server_cmd
+from testkit import free_ports, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "marathon-sidecar.json"
@@ -207,13 +208,11 @@ def sidecar_command() -> str:
 @pytest.fixture(scope="module")
 def exposition(
     haproxy_bin: str,
-    free_port: Callable[[], int],
-    wait_until: Callable[..., None],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """/metrics of a sidecar routing one app (two echo tasks) through a real HAProxy."""
     work = tmp_path_factory.mktemp("metrics-sidecar")
-    status, service = free_port(), free_port()
+    status, service = free_ports(2)
     with MarathonEmulator(run_tasks=True, heartbeat_interval=1.0) as marathon:
         client = MarathonClient(marathon.url, timeout=(3.0, 10.0))
         app = {"id": "/metrics/web", "cmd": echo_server_cmd(), "instances": 2, "cpus": 0.01,

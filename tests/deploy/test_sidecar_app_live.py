@@ -11,29 +11,23 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from marathon_bridge.cli import main as cli_main
 from marathon_bridge.testing.emulator import MarathonEmulator
+from testkit import free_port, wait_until
+from testkit.http import http_status
+from testkit.process import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDECAR_APP = ROOT / "deploy" / "marathon" / "marathon-sidecar.json"
 HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def replace_flag(args: list[str], flag: str, value: str) -> list[str]:
@@ -42,19 +36,9 @@ def replace_flag(args: list[str], flag: str, value: str) -> list[str]:
     return out
 
 
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
-
-
 @pytest.fixture
 def running_sidecar(
-    tmp_path: Path, haproxy_bin: str, wait_until: Callable[..., None]
+    tmp_path: Path, haproxy_bin: str
 ) -> Iterator[tuple[dict[str, Any], int, Path, subprocess.Popen[bytes]]]:
     app: dict[str, Any] = json.loads(SIDECAR_APP.read_text(encoding="utf-8"))
     with MarathonEmulator() as marathon:
@@ -74,19 +58,12 @@ def running_sidecar(
         try:
             yield app, port, state_dir, proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=30)
+            terminate(proc, grace=60)
             log.close()
 
 
 def test_marathons_health_check_answers_200_from_a_running_sidecar(
     running_sidecar: tuple[dict[str, Any], int, Path, subprocess.Popen[bytes]],
-    wait_until: Callable[..., None],
     tmp_path: Path,
 ) -> None:
     app, port, state_dir, proc = running_sidecar
@@ -116,7 +93,6 @@ def test_marathons_health_check_answers_200_from_a_running_sidecar(
 
 def test_sidecar_stops_cleanly_within_the_kill_grace_period(
     running_sidecar: tuple[dict[str, Any], int, Path, subprocess.Popen[bytes]],
-    wait_until: Callable[..., None],
 ) -> None:
     app, port, _, proc = running_sidecar
     wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout=60)

@@ -12,15 +12,16 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from sidecar.haproxy.runtime import MasterCLI, RuntimeUnavailable
 from sidecar.settings import OPTIONS, Settings, build_parser, load_settings
+from testkit import wait_until
+from testkit.process import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -278,7 +279,7 @@ def test_bootstrap_config_is_valid(haproxy_bin: str) -> None:
 
 
 def test_haproxy_starts_from_the_bootstrap_config_with_the_drop_ins_master_socket(
-    haproxy_bin: str, tmp_path: Path, wait_until: Callable[..., None]
+    haproxy_bin: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "haproxy.cfg"
     # A private abstract socket name so that this test never meets a real bootstrap listener.
@@ -310,12 +311,7 @@ def test_haproxy_starts_from_the_bootstrap_config_with_the_drop_ins_master_socke
 
         wait_until(one_worker, timeout=30)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        terminate(proc)
         if proc.stderr is not None:
             proc.stderr.close()
     assert proc.returncode is not None

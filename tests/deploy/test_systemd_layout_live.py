@@ -10,27 +10,25 @@ sidecar takes over again without HAProxy being restarted.
 
 from __future__ import annotations
 
-import http.client
 import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
-from marathon_bridge.testing.tasks import echo_server_cmd
 from sidecar.haproxy.runtime import MasterCLI, RuntimeUnavailable
+from testkit import free_port, wait_until
+from testkit.apps import echo_app
+from testkit.http import ask, http_status
+from testkit.process import terminate
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -38,17 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "deploy" / "systemd"
 DROP_IN = SYSTEMD / "haproxy.service.d" / "marathon-sidecar.conf"
 DEBIAN_EXEC_START = "/usr/sbin/haproxy -Ws -f $CONFIG -p $PIDFILE $EXTRAOPTS"
-
-WaitUntil = Callable[..., None]
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not 31000 <= port <= 32000:  # the emulator's host ports
-            return port
 
 
 def debian_exec_start() -> str:
@@ -88,29 +75,6 @@ def haproxy_argv(haproxy_bin: str, base: Path) -> list[str]:
             words.append(word)
     words[0] = haproxy_bin
     return words
-
-
-def ask(port: int) -> str:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
-    try:
-        conn.request("GET", "/", headers={"Connection": "close"})
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", "replace").strip()
-        return body if response.status == 200 else f"error:{response.status}"
-    except (OSError, http.client.HTTPException) as exc:
-        return f"error:{type(exc).__name__}"
-    finally:
-        conn.close()
-
-
-def health(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
 
 
 def master_pid_and_reloads(socket_path: Path) -> tuple[int, int]:
@@ -170,13 +134,8 @@ class Node:
 
     def stop(self) -> None:
         for proc in (self.sidecar, self.haproxy):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=30)
+            if proc is not None:
+                terminate(proc, grace=60)
 
     def log(self) -> str:
         return (self.base / "sidecar.log").read_text(encoding="utf-8", errors="replace")[-4000:]
@@ -195,24 +154,13 @@ def node(haproxy_bin: str) -> Iterator[tuple[Node, MarathonEmulator]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def echo_app(service_port: int) -> dict[str, Any]:
-    return {
-        "id": "/layout/echo",
-        "cmd": echo_server_cmd(),
-        "instances": 2,
-        "cpus": 0.01,
-        "mem": 16,
-        "portDefinitions": [{"port": service_port, "protocol": "tcp", "name": "http"}],
-    }
-
-
 def test_sidecar_drives_debians_haproxy_and_survives_its_own_restart(
-    node: tuple[Node, MarathonEmulator], wait_until: WaitUntil
+    node: tuple[Node, MarathonEmulator],
 ) -> None:
     sidecar_node, emulator = node
     port = free_port()
     with MarathonClient(emulator.url) as client:
-        client.create_app(echo_app(port))
+        client.create_app(echo_app("/layout/echo", port, 2, mode=None, health=False))
     wait_until(
         lambda: len(emulator.tasks("/layout/echo", states=["TASK_RUNNING"])) == 2, timeout=60
     )
@@ -231,7 +179,10 @@ def test_sidecar_drives_debians_haproxy_and_survives_its_own_restart(
     master_before, reloads_before = master_pid_and_reloads(sidecar_node.master_socket)
 
     sidecar_node.start_sidecar()
-    wait_until(lambda: health(sidecar_node.status_port) == 200, timeout=60)
+    wait_until(
+        lambda: http_status(f"http://127.0.0.1:{sidecar_node.status_port}/health", 3) == 200,
+        timeout=60,
+    )
     wait_until(lambda: {ask(port) for _ in range(6)} == task_ids, timeout=60)
     master, reloads = master_pid_and_reloads(sidecar_node.master_socket)
     assert master == master_before and reloads > reloads_before, sidecar_node.log()
@@ -239,10 +190,13 @@ def test_sidecar_drives_debians_haproxy_and_survives_its_own_restart(
     # The sidecar goes away: HAProxy, not its child, keeps routing.
     assert sidecar_node.stop_sidecar() == 0
     assert {ask(port) for _ in range(6)} == task_ids
-    assert health(sidecar_node.status_port) == 0
+    assert http_status(f"http://127.0.0.1:{sidecar_node.status_port}/health", 3) == 0
 
     # A new sidecar takes over the same HAProxy.
     sidecar_node.start_sidecar()
-    wait_until(lambda: health(sidecar_node.status_port) == 200, timeout=60)
+    wait_until(
+        lambda: http_status(f"http://127.0.0.1:{sidecar_node.status_port}/health", 3) == 200,
+        timeout=60,
+    )
     assert {ask(port) for _ in range(6)} == task_ids
     assert master_pid_and_reloads(sidecar_node.master_socket)[0] == master_before

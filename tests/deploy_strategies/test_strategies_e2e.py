@@ -7,16 +7,8 @@ the whole time and counts every failure.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import shutil
-import tempfile
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
@@ -31,165 +23,67 @@ from marathon_bridge.strategies import (
     rollback,
 )
 from marathon_bridge.testing import MarathonEmulator
-from marathon_bridge.testing.tasks import echo_server_cmd
-from sidecar.daemon import Daemon
 from sidecar.haproxy.runtime import RuntimeAPI
-from sidecar.main import build_daemon, run_dir
 from sidecar.names import server_name
-from sidecar.settings import Settings
+from testkit import free_ports, wait_until
+from testkit.apps import echo_app
+from testkit.http import ask
+from testkit.load import LoadGenerator
+from testkit.marathon import emulated_marathon
+from testkit.node import SidecarNode, short_state_dir, sidecar_settings, start_sidecar
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):  # a predicate may fail while things settle
-            if predicate():
-                return
-        time.sleep(0.05)
-    pytest.fail(f"not met within {timeout}s: {what or predicate}")
-
-
-def free_ports(count: int) -> list[int]:
-    import socket
-
-    found: list[int] = []
-    port = 15000
-    while len(found) < count:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-                found.append(port)
-            except OSError:
-                pass
-        port += 1
-    return found
-
-
 def version(app_id: str, shared: int, alt: int, instances: int, health: str = "/health") -> dict:
-    return {
-        "id": app_id,
-        "cmd": echo_server_cmd(),
-        "instances": instances,
-        "cpus": 0.01,
-        "mem": 16,
-        "portDefinitions": [{"port": shared, "protocol": "tcp", "name": "http"}],
-        "labels": {"HAPROXY_0_MODE": "http", "HAPROXY_DEPLOYMENT_ALT_PORT": str(alt)},
-        "healthChecks": [
-            {
-                "protocol": "HTTP",
-                "path": health,
-                "portIndex": 0,
-                "gracePeriodSeconds": 5,
-                "intervalSeconds": 1,
-                "timeoutSeconds": 1,
-                "maxConsecutiveFailures": 0,
-            }
-        ],
-    }
-
-
-@dataclass
-class Load:
-    """Back-to-back requests on new connections; every answer (task id) or failure is counted."""
-
-    port: int
-    answers: Counter[str] = field(default_factory=Counter)
-    failures: list[str] = field(default_factory=list)
-    recent: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            try:
-                conn.request("GET", "/", headers={"Connection": "close"})
-                response = conn.getresponse()
-                body = response.read().decode("utf-8", "replace").strip()
-                result = body if response.status == 200 else f"error:HTTP {response.status}"
-            except (OSError, http.client.HTTPException) as exc:
-                result = f"error:{type(exc).__name__}"
-            finally:
-                conn.close()
-            with self.lock:
-                if result.startswith("error:"):
-                    self.failures.append(result)
-                else:
-                    self.answers[result] += 1
-                    self.recent = [*self.recent, result][-40:]
-            self.stop.wait(0.005)
-
-    def total(self) -> int:
-        with self.lock:
-            return sum(self.answers.values())
-
-    def last(self) -> set[str]:
-        with self.lock:
-            return set(self.recent)
+    """One colour of a blue/green pair: echo tasks on the shared port, checked on ``health``."""
+    app = echo_app(
+        app_id,
+        shared,
+        instances,
+        labels={"HAPROXY_0_MODE": "http", "HAPROXY_DEPLOYMENT_ALT_PORT": str(alt)},
+    )
+    app["healthChecks"][0].update(path=health, gracePeriodSeconds=5)
+    return app
 
 
 @dataclass
 class Cluster:
     emulator: MarathonEmulator
     client: MarathonClient
-    daemon: Daemon
-    state_dir: str
+    node: SidecarNode
 
     def runtime(self) -> RuntimeAPI:
-        return RuntimeAPI(str(Path(run_dir(self.daemon.settings)) / "admin.sock"))
+        return self.node.runtime
 
     def reloads(self) -> float:
-        name = "marathon_sidecar_haproxy_reloads_total"
-        return self.daemon.metrics.registry.get_sample_value(name) or 0.0
+        return self.node.metric("marathon_sidecar_haproxy_reloads_total")
 
 
 @pytest.fixture(scope="module")
 def cluster(haproxy_bin: str) -> Iterator[Cluster]:
     # kill_grace: TASK_KILLING -> SIGTERM, what taskKillGracePeriodSeconds gives a real task
-    emulator = MarathonEmulator(run_tasks=True, heartbeat_interval=1.0, kill_grace=1.0).start()
-    state_dir = tempfile.mkdtemp(prefix="mb-strat-", dir="/tmp")
-    settings = Settings(
-        marathon_urls=(emulator.url,),
-        state_dir=state_dir,
-        haproxy_bin=haproxy_bin,
-        status_host="127.0.0.1",
-        status_port=0,
-        debounce=0.05,
-        min_reload_interval=0.2,
-        drain_timeout=2.0,
-        marathon_timeout=3.0,
-    )
-    daemon = build_daemon(settings, stream_silence=3.0)
-    thread = threading.Thread(target=daemon.run, name="sidecar-strategies", daemon=True)
-    thread.start()
-    client = MarathonClient(emulator.url, timeout=(3.0, 10.0))
-    try:
-        yield Cluster(emulator, client, daemon, state_dir)
-    finally:
-        daemon.stop()
-        thread.join(30)
-        client.close()
-        emulator.stop()
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with emulated_marathon(kill_grace=1.0) as marathon:
+        settings = sidecar_settings(
+            (marathon.emulator.url,), short_state_dir("mb-strat-"), haproxy_bin
+        )
+        with start_sidecar(settings, wait_for_haproxy=False) as node:
+            yield Cluster(marathon.emulator, marathon.client, node)
 
 
 @pytest.fixture
-def loaded(cluster: Cluster) -> Iterator[Callable[[int], Load]]:
-    loads: list[tuple[Load, threading.Thread]] = []
+def loaded(cluster: Cluster) -> Iterator[Callable[[int], LoadGenerator]]:
+    """``loaded(port)``: back-to-back requests on new connections, every answer counted."""
+    loads: list[LoadGenerator] = []
 
-    def start(port: int) -> Load:
-        load = Load(port)
-        thread = threading.Thread(target=load.run, name=f"load-{port}", daemon=True)
-        thread.start()
-        loads.append((load, thread))
+    def start(port: int) -> LoadGenerator:
+        load = LoadGenerator([port], keepalive=0, fresh=1, pause=0.005).start()
+        loads.append(load)
         return load
 
     yield start
-    for load, thread in loads:
-        load.stop.set()
-        thread.join(15)
+    for load in loads:
+        load.stop()
 
 
 def task_ids(cluster: Cluster, app_id: str) -> set[str]:
@@ -200,30 +94,21 @@ def first_version(cluster: Cluster, app: dict[str, Any]) -> str:
     """Deploy v1 (a first run creates ``<id>-blue``) and wait until HAProxy serves it."""
     report = blue_green_deploy(cluster.client, app, drain_delay=0.5, timeout=120)
     shared = app["portDefinitions"][0]["port"]
-    wait_until(lambda: _one_answer(shared) in task_ids(cluster, report.new_app), 60, "v1 served")
+    wait_until(lambda: ask(shared) in task_ids(cluster, report.new_app), 60, "v1 served")
     return report.new_app
 
 
-def _one_answer(port: int) -> str:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
-    try:
-        conn.request("GET", "/", headers={"Connection": "close"})
-        return conn.getresponse().read().decode().strip()
-    finally:
-        conn.close()
-
-
-def serves_only(cluster: Cluster, load: Load, app_id: str) -> bool:
-    before = load.total()
-    wait_until(lambda: load.total() >= before + 40, 60, "40 more answers")
-    return load.last() <= task_ids(cluster, app_id)
+def serves_only(cluster: Cluster, load: LoadGenerator, app_id: str) -> bool:
+    before = load.answered()
+    wait_until(lambda: load.answered() >= before + 40, 60, "40 more answers")
+    return load.recent_answers() <= task_ids(cluster, app_id)
 
 
 def test_blue_green_under_load_drops_nothing(cluster: Cluster, loaded: Any) -> None:
     shared, alt = free_ports(2)
     old_id = first_version(cluster, version("/bg/web", shared, alt, 2))
     load = loaded(shared)
-    wait_until(lambda: load.total() > 20, 30, "load running")
+    wait_until(lambda: load.answered() > 20, 30, "load running")
     steps: list[str] = []
     report = blue_green_deploy(
         cluster.client,
@@ -235,9 +120,9 @@ def test_blue_green_under_load_drops_nothing(cluster: Cluster, loaded: Any) -> N
     assert (report.old_app, report.new_app) == (old_id, "/bg/web-green")
     assert report.serving == {"/bg/web-green": 3}
     assert serves_only(cluster, load, "/bg/web-green")
-    assert load.failures == [], load.failures
+    assert load.totals().failures == 0, load.totals().errors
     assert any(s.startswith("deleted /bg/web-blue") for s in steps)
-    seen = set(load.answers)
+    seen = set(load.totals().by_task)
     assert seen & task_ids(cluster, "/bg/web-green")  # both versions answered during the run
 
 
@@ -245,7 +130,7 @@ def test_canary_steps_under_load_drop_nothing(cluster: Cluster, loaded: Any) -> 
     shared, alt = free_ports(2)
     first_version(cluster, version("/cn/web", shared, alt, 4))
     load = loaded(shared)
-    wait_until(lambda: load.total() > 20, 30, "load running")
+    wait_until(lambda: load.answered() > 20, 30, "load running")
     shares: list[tuple[int, int, int]] = []
 
     def confirm(share: int, new: int, old: int) -> bool:
@@ -263,7 +148,7 @@ def test_canary_steps_under_load_drop_nothing(cluster: Cluster, loaded: Any) -> 
     assert shares == [(25, 1, 3), (50, 2, 2)]
     assert report.serving == {"/cn/web-green": 4}
     assert serves_only(cluster, load, "/cn/web-green")
-    assert load.failures == [], load.failures
+    assert load.totals().failures == 0, load.totals().errors
 
 
 def test_aborted_canary_returns_everything_to_the_old_version(
@@ -272,7 +157,7 @@ def test_aborted_canary_returns_everything_to_the_old_version(
     shared, alt = free_ports(2)
     old_id = first_version(cluster, version("/ab/web", shared, alt, 2))
     load = loaded(shared)
-    wait_until(lambda: load.total() > 20, 30, "load running")
+    wait_until(lambda: load.answered() > 20, 30, "load running")
     with pytest.raises(StrategyError, match="aborted at 50%"):
         canary_deploy(
             cluster.client,
@@ -285,14 +170,14 @@ def test_aborted_canary_returns_everything_to_the_old_version(
     assert [a["id"] for a in cluster.client.list_apps() if a["id"].startswith("/ab/")] == [old_id]
     assert cluster.client.get_app(old_id)["instances"] == 2
     assert serves_only(cluster, load, old_id)
-    assert load.failures == [], load.failures
+    assert load.totals().failures == 0, load.totals().errors
 
 
 def test_new_version_never_healthy_rolls_back(cluster: Cluster, loaded: Any) -> None:
     shared, alt = free_ports(2)
     old_id = first_version(cluster, version("/uh/web", shared, alt, 2))
     load = loaded(shared)
-    wait_until(lambda: load.total() > 20, 30, "load running")
+    wait_until(lambda: load.answered() > 20, 30, "load running")
     with pytest.raises(StrategyError, match="rolled back"):
         blue_green_deploy(
             cluster.client,
@@ -302,7 +187,7 @@ def test_new_version_never_healthy_rolls_back(cluster: Cluster, loaded: Any) -> 
         )
     assert [a["id"] for a in cluster.client.list_apps() if a["id"].startswith("/uh/")] == [old_id]
     assert serves_only(cluster, load, old_id)
-    assert load.failures == [], load.failures
+    assert load.totals().failures == 0, load.totals().errors
     with pytest.raises(StrategyError, match="no interrupted run"):
         rollback(cluster.client, "uh.web")
 
@@ -317,7 +202,7 @@ def test_interrupted_canary_is_resumed_from_labels_under_load(
     shared, alt = free_ports(2)
     first_version(cluster, version("/rs/web", shared, alt, 2))
     load = loaded(shared)
-    wait_until(lambda: load.total() > 20, 30, "load running")
+    wait_until(lambda: load.answered() > 20, 30, "load running")
 
     def stop_after_first_step(text: str) -> None:
         if text.startswith("step 1/"):
@@ -335,12 +220,14 @@ def test_interrupted_canary_is_resumed_from_labels_under_load(
     both = {"/rs/web-blue", "/rs/web-green"}
     assert {a["id"] for a in cluster.client.list_apps() if a["id"].startswith("/rs/")} == both
     wait_until(
-        lambda: load.last() & task_ids(cluster, "/rs/web-green"), 60, "new version answering"
+        lambda: load.recent_answers() & task_ids(cluster, "/rs/web-green"),
+        60,
+        "new version answering",
     )
     report = resume(cluster.client, "rs.web", drain_delay=1.0, timeout=120)
     assert report.serving == {"/rs/web-green": 2}
     assert serves_only(cluster, load, "/rs/web-green")
-    assert load.failures == [], load.failures
+    assert load.totals().failures == 0, load.totals().errors
 
 
 def test_weight_label_keeps_a_member_without_traffic_and_needs_no_reload(
@@ -355,7 +242,7 @@ def test_weight_label_keeps_a_member_without_traffic_and_needs_no_reload(
     blue = version("/wt/web-blue", shared, alt, 2)
     blue["labels"] = {**group, "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-01-01T00:00:00Z"}
     deploy_apps(cluster.client, [blue], timeout=120)
-    wait_until(lambda: _one_answer(shared) in task_ids(cluster, "/wt/web-blue"), 60, "blue")
+    wait_until(lambda: ask(shared) in task_ids(cluster, "/wt/web-blue"), 60, "blue")
     load = loaded(shared)
     reloads = cluster.reloads()
     green = version("/wt/web-green", alt, shared, 2)
@@ -375,4 +262,4 @@ def test_weight_label_keeps_a_member_without_traffic_and_needs_no_reload(
     wait_until(green_in_haproxy_with_weight_0, 60, "green servers in HAProxy with weight 0")
     assert serves_only(cluster, load, "/wt/web-blue")
     assert cluster.reloads() == reloads
-    assert load.failures == [], load.failures
+    assert load.totals().failures == 0, load.totals().errors

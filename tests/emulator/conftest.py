@@ -1,19 +1,14 @@
-"""Fixtures for the emulator tests (helpers live in emulator_helpers.py, importable from here)."""
+"""Fixtures for the emulator tests: emulators, and SSE readers closed at teardown."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from emulator_helpers import SSEReader
-
 from marathon_bridge.testing import MarathonEmulator
+from testkit.sse import SSEReader
 
 
 @pytest.fixture

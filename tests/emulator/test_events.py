@@ -7,10 +7,12 @@ import socket
 from typing import Any, Callable
 
 import requests
-from emulator_helpers import SSEReader, example, example_bytes, shape_differences, wait_until
 
 from marathon_bridge.testing import MarathonEmulator
 from marathon_bridge.testing.events import EventBus
+from testkit import wait_until
+from testkit.examples import example, example_bytes, shape_differences
+from testkit.sse import SSEReader
 
 FRAME = re.compile(rb"event: ([a-z_]+)\r\ndata: (\{[^\r\n]*\})\r\n\r\n")
 OpenSSE = Callable[..., SSEReader]
@@ -18,7 +20,7 @@ OpenSSE = Callable[..., SSEReader]
 
 def run_app(emu: MarathonEmulator, app: dict[str, Any]) -> None:
     assert requests.post(emu.url + "/v2/apps", json=app, timeout=10).status_code == 201
-    wait_until(lambda: not emu.deployments(), what="deployment done")
+    wait_until(lambda: not emu.deployments(), message="deployment done")
 
 
 def test_wrong_accept_is_405_html(emulator: MarathonEmulator) -> None:
@@ -199,6 +201,6 @@ def test_a_stalled_client_is_cut_off_as_a_slow_consumer() -> None:
                 app = {"id": f"/big{posted}", "cmd": "sleep 1", "instances": 0, "labels": big}
                 requests.post(emu.url + "/v2/apps", json=app, timeout=10)
                 posted += 1
-            wait_until(lambda: emu.event_stream_count() == 0, what="stalled stream closed")
+            wait_until(lambda: emu.event_stream_count() == 0, message="stalled stream closed")
         finally:
             stalled.close()

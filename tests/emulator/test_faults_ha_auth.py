@@ -6,9 +6,11 @@ import base64
 
 import pytest
 import requests
-from emulator_helpers import SSEReader, example, wait_until
 
 from marathon_bridge.testing import MarathonEmulator
+from testkit import wait_until
+from testkit.examples import example
+from testkit.sse import SSEReader
 
 
 def test_status_fault_fires_the_given_number_of_times(emulator: MarathonEmulator) -> None:

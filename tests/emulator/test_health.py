@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from emulator_helpers import SSEReader, example, shape_differences, wait_until
 
 from marathon_bridge.testing import MarathonEmulator
+from testkit import wait_until
+from testkit.examples import example, shape_differences
+from testkit.sse import SSEReader
 
 CHECKED = {
     "id": "/web",
@@ -19,7 +21,7 @@ CHECKED = {
 
 def start_checked(emu: MarathonEmulator) -> list[dict[str, Any]]:
     assert requests.post(emu.url + "/v2/apps", json=CHECKED, timeout=10).status_code == 201
-    wait_until(lambda: not emu.deployments(), what="deployment done")
+    wait_until(lambda: not emu.deployments(), message="deployment done")
     tasks = emu.tasks("/web")
     assert len(tasks) == 2
     return tasks
@@ -142,9 +144,11 @@ def test_unreachable_task_is_replaced_and_its_return_scales_back(
     emulator.set_task_reachable(lost, False)
     states = {t["id"]: t["state"] for t in emulator.tasks("/u")}
     assert states[lost] == "TASK_UNREACHABLE"
-    wait_until(lambda: len(emulator.tasks("/u", states=["TASK_RUNNING"])) == 2, what="replacement")
+    wait_until(
+        lambda: len(emulator.tasks("/u", states=["TASK_RUNNING"])) == 2, message="replacement"
+    )
     event = [e for e in emulator.events("status_update_event") if e["taskId"] == lost][-1]
     assert event["taskStatus"] == "TASK_UNREACHABLE"
     emulator.set_task_reachable(lost, True)
-    wait_until(lambda: len(emulator.tasks("/u")) == 2, what="one of three killed")
+    wait_until(lambda: len(emulator.tasks("/u")) == 2, message="one of three killed")
     assert lost in {t["id"] for t in emulator.tasks("/u")}  # YOUNGEST_FIRST: the replacement goes

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 import requests
-from emulator_helpers import example, wait_until
 
 from marathon_bridge.testing import MarathonEmulator, run_emulator
+from testkit import wait_until
+from testkit.examples import example
 
 
 def settle(emu: MarathonEmulator) -> None:
-    wait_until(lambda: not emu.deployments(), what="deployments done")
+    wait_until(lambda: not emu.deployments(), message="deployments done")
 
 
 def test_multi_app_put_and_patch_make_one_deployment(emulator: MarathonEmulator) -> None:
@@ -85,7 +86,7 @@ def test_last_task_failure_and_readiness_embeds(emulator: MarathonEmulator) -> N
         "slaveId",
     }
     assert failure["message"] == "boom" and listed["readinessCheckResults"] == []
-    wait_until(lambda: emulator.tasks("/f", states=["TASK_RUNNING"]), what="relaunch")
+    wait_until(lambda: emulator.tasks("/f", states=["TASK_RUNNING"]), message="relaunch")
 
 
 def test_queue_lists_apps_waiting_for_tasks() -> None:
@@ -100,7 +101,7 @@ def test_queue_lists_apps_waiting_for_tasks() -> None:
         assert set(queue[0]) == set(documented)
         assert set(queue[0]["delay"]) == set(documented["delay"])
         assert requests.delete(emu.url + "/v2/queue/q/delay", timeout=10).status_code == 204
-        wait_until(lambda: emu.tasks("/q", states=["TASK_RUNNING"]), what="relaunch after reset")
+        wait_until(lambda: emu.tasks("/q", states=["TASK_RUNNING"]), message="relaunch after reset")
         missing = requests.delete(emu.url + "/v2/queue/none/delay", timeout=10)
         assert missing.json() == {"message": "Application /none not found in tasks queue."}
 

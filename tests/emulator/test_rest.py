@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from emulator_helpers import example, shape_differences, wait_until
 
 from marathon_bridge.testing import MarathonEmulator
+from testkit import wait_until
+from testkit.examples import example, shape_differences
 
 MINIMAL = {"id": "/foo", "cmd": "sleep 100"}
 MARATHON_HEADERS = {
@@ -23,7 +24,7 @@ def deployed(emu: MarathonEmulator, app: dict[str, Any]) -> dict[str, Any]:
     """POST an app and wait for its deployment to finish; returns GET /v2/apps/{id}."""
     response = requests.post(emu.url + "/v2/apps", json=app, timeout=10)
     assert response.status_code == 201, response.text
-    wait_until(lambda: not emu.deployments(), what="deployment finished")
+    wait_until(lambda: not emu.deployments(), message="deployment finished")
     got = requests.get(emu.url + "/v2/apps" + app["id"], timeout=10)
     assert got.status_code == 200
     body: dict[str, Any] = got.json()["app"]

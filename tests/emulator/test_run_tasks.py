@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import requests
-from emulator_helpers import wait_until
 
 from marathon_bridge.testing import MarathonEmulator, echo_server_cmd
+from testkit import wait_until
 
 
 def echo_app(
@@ -46,7 +46,7 @@ def runner() -> Iterator[MarathonEmulator]:
 
 def deploy(emu: MarathonEmulator, app: dict[str, Any]) -> list[dict[str, Any]]:
     assert requests.post(emu.url + "/v2/apps", json=app, timeout=10).status_code == 201
-    wait_until(lambda: not emu.deployments(), timeout=30, what="deployment done")
+    wait_until(lambda: not emu.deployments(), timeout=30, message="deployment done")
     return emu.tasks(app["id"])
 
 
@@ -75,7 +75,7 @@ def test_kill_goes_killing_then_killed_and_the_process_is_gone(runner: MarathonE
 
     wait_until(lambda: "TASK_KILLED" in states(), timeout=30)
     assert states() == ["TASK_STAGING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"]
-    wait_until(lambda: not pid_alive(pid), what="task process gone")
+    wait_until(lambda: not pid_alive(pid), message="task process gone")
     wait_until(lambda: runner.tasks("/echo", states=["TASK_RUNNING"]), timeout=30)  # replaced
 
 
@@ -150,7 +150,7 @@ def test_stop_leaves_no_process_behind() -> None:
         assert len(pids) == 2 and all(pid_alive(p) for p in pids)
     finally:
         emu.stop()
-    wait_until(lambda: not any(pid_alive(p) for p in pids), what="processes gone")
+    wait_until(lambda: not any(pid_alive(p) for p in pids), message="processes gone")
 
 
 def test_echo_server_drains_on_sigterm() -> None:
@@ -234,7 +234,7 @@ def test_process_ignoring_sigterm_is_killed_after_the_timeout() -> None:
             )
 
         wait_until(killed, timeout=30)
-        wait_until(lambda: not pid_alive(pid), what="stubborn process gone")
+        wait_until(lambda: not pid_alive(pid), message="stubborn process gone")
 
 
 def test_command_line_emulator_cleans_up_on_sigterm() -> None:
@@ -254,7 +254,7 @@ def test_command_line_emulator_cleans_up_on_sigterm() -> None:
             return int(live[0]["ports"][0]) if live else 0
 
         port = wait_until(running_port, timeout=30)
-        wait_until(lambda: _answers(port), timeout=30, what="task serving")
+        wait_until(lambda: _answers(port), timeout=30, message="task serving")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not _answers(port)

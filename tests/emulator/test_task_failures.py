@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import requests
-from emulator_helpers import wait_until
 
 from marathon_bridge.testing import MarathonEmulator
+from testkit import wait_until
 
 TASK_FAILURE_KEYS = [
     "appId",
@@ -38,7 +38,7 @@ def test_a_failing_command_fills_last_task_failure_and_the_queue_delay(
             body = requests.get(marathon.url + "/v2/apps/crash", timeout=10).json()["app"]
             return body if "lastTaskFailure" in body else None
 
-        got = wait_until(failed, timeout=30, what="a failed task")
+        got = wait_until(failed, timeout=30, message="a failed task")
         failure = got["lastTaskFailure"]
         assert list(failure) == TASK_FAILURE_KEYS
         assert (failure["appId"], failure["state"], failure["host"]) == (

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import requests
-from emulator_helpers import EXAMPLES
 
 from marathon_bridge.definitions import unknown_fields
 from marathon_bridge.definitions.schema import APP, Arr, MapOf, Obj, OneOf, Spec
 from marathon_bridge.testing import MarathonEmulator
+from testkit.examples import EXAMPLES
 
 STRAY = "x-stray"
 

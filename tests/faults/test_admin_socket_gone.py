@@ -11,19 +11,25 @@ import os
 from pathlib import Path
 
 import pytest
-from faults_support import Cluster, LoadGenerator, free_ports, group_app, start_node, wait_until
+
+from testkit import wait_until
+from testkit.apps import echo_app
+from testkit.load import LoadGenerator
+from testkit.marathon import MarathonCluster
+from testkit.node import StartNode
+from testkit.ports import free_ports
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
 
 def test_the_admin_socket_deleted_does_not_stop_server_changes(
-    cluster: Cluster, haproxy_bin: str, load: LoadGenerator
+    cluster: MarathonCluster, start_node: StartNode, load: LoadGenerator
 ) -> None:
     group, app_id = "flt-admin", "/flta/web"
     (port,) = free_ports(1)
-    node = start_node((cluster.emulator.url,), haproxy_bin, group)
+    node = start_node((cluster.emulator.url,), group)
     try:
-        cluster.deploy(group_app(app_id, port, 2, group))
+        cluster.deploy(echo_app(app_id, port, 2, group=group))
         wait_until(lambda: node.routes_exactly(cluster.emulator, app_id, port), 30)
         load.add_port(port)
         load.start()

@@ -14,19 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from faults_support import (
-    Cluster,
-    LoadGenerator,
-    Node,
-    free_ports,
-    group_app,
-    haproxy_processes,
-    start_node,
-    wait_until,
-)
 
 from sidecar.names import server_name
 from sidecar.render import default_template
+from testkit import wait_until
+from testkit.apps import echo_app
+from testkit.haproxy import haproxy_processes
+from testkit.load import LoadGenerator
+from testkit.marathon import MarathonCluster
+from testkit.node import SidecarNode, StartNode
+from testkit.ports import free_ports
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -37,8 +34,8 @@ DURING = 150
 
 @dataclass
 class Shared:
-    cluster: Cluster
-    node: Node
+    cluster: MarathonCluster
+    node: SidecarNode
     port: int
 
     def converged(self) -> bool:
@@ -46,11 +43,11 @@ class Shared:
 
 
 @pytest.fixture(scope="module")
-def shared(cluster: Cluster, haproxy_bin: str) -> Iterator[Shared]:
+def shared(cluster: MarathonCluster, start_node: StartNode) -> Iterator[Shared]:
     (port,) = free_ports(1)
-    node = start_node((cluster.emulator.url,), haproxy_bin, GROUP)
+    node = start_node((cluster.emulator.url,), GROUP)
     try:
-        cluster.deploy(group_app(APP, port, 2, GROUP))
+        cluster.deploy(echo_app(APP, port, 2, group=GROUP))
         state = Shared(cluster, node, port)
         wait_until(state.converged, 30, message="the node routes to the app")
         yield state
@@ -98,7 +95,7 @@ def test_a_reload_refused_for_a_taken_port_leaves_the_running_config_serving(
     squatter.bind(("127.0.0.1", taken))
     squatter.listen(1)
     try:
-        shared.cluster.client.create_app(group_app("/flth/blocked", taken, 1, GROUP))
+        shared.cluster.client.create_app(echo_app("/flth/blocked", taken, 1, group=GROUP))
         wait_until(
             lambda: f"127.0.0.1:{taken}" in " ".join(node.health()["reasons"]),
             60,
@@ -188,21 +185,21 @@ BAD_TEMPLATE_TAILS = {
 
 @pytest.mark.parametrize("kind", sorted(BAD_TEMPLATE_TAILS))
 def test_a_bad_user_template_leaves_the_old_config_serving(
-    cluster: Cluster, haproxy_bin: str, load: LoadGenerator, tmp_path: Path, kind: str
+    cluster: MarathonCluster, start_node: StartNode, load: LoadGenerator, tmp_path: Path, kind: str
 ) -> None:
     group = f"flt-tpl-{kind}"
     template = tmp_path / "haproxy.cfg.j2"
     template.write_text(default_template() + BAD_TEMPLATE_TAILS[kind], encoding="utf-8")
     port, second = free_ports(2)
     one, two = f"/fltt/{kind}/one", f"/fltt/{kind}/two"
-    node = start_node((cluster.emulator.url,), haproxy_bin, group, template=str(template))
+    node = start_node((cluster.emulator.url,), group, template=str(template))
     try:
-        cluster.deploy(group_app(one, port, 2, group))
+        cluster.deploy(echo_app(one, port, 2, group=group))
         wait_until(lambda: node.routes_exactly(cluster.emulator, one, port), 30, message="served")
         load.add_port(port)
         load.start()
         load.wait_for_requests(port, 50)
-        cluster.client.create_app(group_app(two, second, 1, group))
+        cluster.client.create_app(echo_app(two, second, 1, group=group))
         wait_until(
             lambda: node.health()["status"] == "degraded",
             60,

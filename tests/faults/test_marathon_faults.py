@@ -15,23 +15,20 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pytest
-from faults_support import (
-    Cluster,
-    LoadGenerator,
-    Node,
-    free_ports,
-    group_app,
-    marathon_urls,
-    start_node,
-    wait_until,
-)
 
 from marathon_bridge.testing.faults import FaultInjector
 from sidecar.names import server_name
+from testkit import wait_until
+from testkit.apps import echo_app
+from testkit.load import LoadGenerator
+from testkit.marathon import MarathonCluster
+from testkit.node import SidecarNode, StartNode
+from testkit.ports import free_ports
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
 GROUP = "flt-marathon"
+MARATHON_ERRORS = "marathon_sidecar_marathon_errors_total"
 APP = "/flt/web"
 INSTANCES = 3
 WARMUP = 60  # requests before the fault
@@ -40,8 +37,8 @@ DURING = 150  # requests after the sidecar has seen the fault
 
 @dataclass
 class Shared:
-    cluster: Cluster
-    node: Node
+    cluster: MarathonCluster
+    node: SidecarNode
     port: int
 
     @property
@@ -56,11 +53,11 @@ class Shared:
 
 
 @pytest.fixture(scope="module")
-def shared(cluster: Cluster, haproxy_bin: str) -> Iterator[Shared]:
+def shared(cluster: MarathonCluster, start_node: StartNode) -> Iterator[Shared]:
     (port,) = free_ports(1)
-    node = start_node((cluster.relay.url, cluster.standby.url), haproxy_bin, GROUP)
+    node = start_node((cluster.relay.url, cluster.standby.url), GROUP)
     try:
-        cluster.deploy(group_app(APP, port, INSTANCES, GROUP))
+        cluster.deploy(echo_app(APP, port, INSTANCES, group=GROUP))
         state = Shared(cluster, node, port)
         wait_until(state.converged, 30, message="the node routes to the app")
         yield state
@@ -113,8 +110,8 @@ def assert_no_failure_and_nothing_lost(
     assert ready == {server_name(t) for t in serving}
 
 
-def errors_grew(node: Node, before: float) -> Callable[[], bool]:
-    return lambda: node.errors() > before
+def errors_grew(node: SidecarNode, before: float) -> Callable[[], bool]:
+    return lambda: node.metric_sum(MARATHON_ERRORS) > before
 
 
 def flip_one_task_and_see_it(shared: Shared) -> None:
@@ -142,7 +139,7 @@ def test_a_flip_to_the_standby_url_keeps_routing_and_changes_flowing(
     shared: Shared, traffic: LoadGenerator
 ) -> None:
     # first row: nothing failed yet, so the sidecar still talks to --marathon #1 (the relay)
-    assert marathon_urls(shared.node)[0] == shared.cluster.relay.url
+    assert shared.node.marathon_urls()[0] == shared.cluster.relay.url
     serving = shared.expected()
     node = shared.node
     connects = node.metric("marathon_sidecar_marathon_stream_connects_total")
@@ -155,7 +152,7 @@ def test_a_flip_to_the_standby_url_keeps_routing_and_changes_flowing(
     )
     assert_no_failure_and_nothing_lost(shared, traffic, answered, serving)
     flip_one_task_and_see_it(shared)  # learnt through the standby (REST proxied, 302 for events)
-    assert marathon_urls(node)[0] == shared.cluster.standby.url
+    assert node.marathon_urls()[0] == shared.cluster.standby.url
     stats = traffic.stats(shared.port)
     assert stats.failures == 0, stats.errors[:5]
 
@@ -165,7 +162,7 @@ def test_marathon_answering_errors_changes_no_routing(
     shared: Shared, traffic: LoadGenerator, status: int
 ) -> None:
     serving = shared.expected()
-    before = shared.node.errors()
+    before = shared.node.metric_sum(MARATHON_ERRORS)
     shared.faults.add("/v2/*", status=status)
     snapshot_soon(shared)
     answered = hold_through(shared, traffic, errors_grew(shared.node, before), f"HTTP {status}")
@@ -180,7 +177,7 @@ def test_marathon_hanging_past_the_read_timeout_changes_no_routing(
     shared: Shared, traffic: LoadGenerator
 ) -> None:
     serving = shared.expected()
-    before = shared.node.errors()
+    before = shared.node.metric_sum(MARATHON_ERRORS)
     read_timeout = shared.node.settings.marathon_timeout
     shared.faults.add("/v2/apps*", delay=read_timeout + 2.0)
     snapshot_soon(shared)
@@ -202,7 +199,7 @@ def test_broken_marathon_answers_change_no_routing(
     shared: Shared, traffic: LoadGenerator, fault: dict[str, object]
 ) -> None:
     serving = shared.expected()
-    before = shared.node.errors()
+    before = shared.node.metric_sum(MARATHON_ERRORS)
     shared.faults.add("/v2/apps*", **fault)  # type: ignore[arg-type]
     snapshot_soon(shared)
     answered = hold_through(shared, traffic, errors_grew(shared.node, before), str(fault))

@@ -13,18 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from faults_support import (
-    Cluster,
-    LoadGenerator,
-    SidecarProcess,
-    alive,
-    free_ports,
-    group_app,
-    haproxy_masters,
-    served_by_all,
-    sidecar_process,
-    wait_until,
-)
+
+from testkit import wait_until
+from testkit.apps import echo_app, served_by_healthy
+from testkit.haproxy import haproxy_masters
+from testkit.load import LoadGenerator
+from testkit.marathon import MarathonCluster
+from testkit.ports import free_ports
+from testkit.process import SidecarProcess, StartProcess, pid_alive
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -34,8 +30,8 @@ DURING = 150
 
 
 @pytest.fixture(scope="module")
-def sidecar(cluster: Cluster, haproxy_bin: str) -> Iterator[SidecarProcess]:
-    with sidecar_process(cluster.emulator, haproxy_bin, GROUP) as process:
+def sidecar(cluster: MarathonCluster, sidecar_process: StartProcess) -> Iterator[SidecarProcess]:
+    with sidecar_process(cluster.emulator, GROUP) as process:
         try:
             yield process
         finally:
@@ -44,13 +40,13 @@ def sidecar(cluster: Cluster, haproxy_bin: str) -> Iterator[SidecarProcess]:
 
 
 @pytest.fixture(scope="module")
-def port(cluster: Cluster, sidecar: SidecarProcess) -> int:
+def port(cluster: MarathonCluster, sidecar: SidecarProcess) -> int:
     (service_port,) = free_ports(1)
-    cluster.deploy(group_app(APP, service_port, 2, GROUP))
+    cluster.deploy(echo_app(APP, service_port, 2, group=GROUP))
     sidecar.start()
     wait_until(lambda: sidecar.health().get("status") == "ok", 60, message="the sidecar is healthy")
     wait_until(
-        lambda: served_by_all(cluster.emulator, APP, service_port),
+        lambda: served_by_healthy(cluster.emulator, APP, service_port),
         30,
         message="routes to both tasks",
     )
@@ -58,24 +54,24 @@ def port(cluster: Cluster, sidecar: SidecarProcess) -> int:
 
 
 def test_the_sidecar_killed_leaves_haproxy_serving(
-    cluster: Cluster, sidecar: SidecarProcess, port: int, load: LoadGenerator
+    cluster: MarathonCluster, sidecar: SidecarProcess, port: int, load: LoadGenerator
 ) -> None:
     load.add_port(port)
     load.start()
     load.wait_for_requests(port, 50)
     master = sidecar.master_pid()
-    assert sidecar.proc is not None and alive(master)
+    assert sidecar.proc is not None and pid_alive(master)
     sidecar.proc.kill()  # SIGKILL: no cleanup at all
     sidecar.proc.wait(10)
     load.wait_for_requests(port, DURING)
     stats = load.stats(port)
     assert stats.failures == 0, stats.errors[:5]
     assert set(stats.by_task) == cluster.healthy(APP)
-    assert alive(master), "HAProxy died with the sidecar"
+    assert pid_alive(master), "HAProxy died with the sidecar"
 
 
 def test_restarted_while_marathon_is_down_it_serves_the_last_known_state(
-    cluster: Cluster, sidecar: SidecarProcess, port: int, load: LoadGenerator
+    cluster: MarathonCluster, sidecar: SidecarProcess, port: int, load: LoadGenerator
 ) -> None:
     assert sidecar.proc is not None and sidecar.proc.poll() is not None  # killed above
     old_master = sidecar.master_pid()
@@ -86,10 +82,10 @@ def test_restarted_while_marathon_is_down_it_serves_the_last_known_state(
         60,
         message=f"the new sidecar reports degraded: {sidecar.log_tail()}",
     )
-    wait_until(lambda: served_by_all(cluster.emulator, APP, port), 30, message="served")
+    wait_until(lambda: served_by_healthy(cluster.emulator, APP, port), 30, message="served")
     # one HAProxy master serves: the old one, adopted by the new sidecar (not duplicated)
     assert sidecar.health()["haproxy_origin"] == "adopted"
-    assert haproxy_masters(sidecar.state_dir) == [old_master] and alive(old_master)
+    assert haproxy_masters(sidecar.state_dir) == [old_master] and pid_alive(old_master)
     load.add_port(port)
     load.start()
     load.wait_for_requests(port, 50)
@@ -104,7 +100,7 @@ def test_restarted_while_marathon_is_down_it_serves_the_last_known_state(
     cluster.client.scale_app(APP, 3)
     wait_until(lambda: len(cluster.healthy(APP)) == 3, 60, message="scaled up")
     wait_until(
-        lambda: served_by_all(cluster.emulator, APP, port), 30, message="the new task is routed"
+        lambda: served_by_healthy(cluster.emulator, APP, port), 30, message="the new task is routed"
     )
     load.wait_for_requests(port, DURING)
     assert load.stats(port).failures == 0, load.stats(port).errors[:5]

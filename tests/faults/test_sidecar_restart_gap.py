@@ -18,20 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults_support import (
-    Cluster,
-    LoadGenerator,
-    SidecarProcess,
-    free_ports,
-    group_app,
-    haproxy_masters,
-    haproxy_processes,
-    served_by_all,
-    sidecar_process,
-    wait_until,
-)
 
 from sidecar.haproxy.runtime import MasterCLI
+from testkit import wait_until
+from testkit.apps import echo_app, served_by_healthy
+from testkit.haproxy import haproxy_masters, haproxy_processes
+from testkit.load import LoadGenerator
+from testkit.marathon import MarathonCluster
+from testkit.ports import free_ports
+from testkit.process import SidecarProcess, StartProcess
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -77,9 +72,9 @@ def no_old_worker(sidecar: SidecarProcess, config: str) -> bool:
     return not status.old_workers and len(haproxy_processes(config)) == 2  # master + worker
 
 
-def deploy_apps(cluster: Cluster, http_port: int, tcp_port: int) -> None:
-    cluster.deploy(group_app(HTTP_APP, http_port, 2, GROUP))
-    tcp = group_app(TCP_APP, tcp_port, 2, GROUP)
+def deploy_apps(cluster: MarathonCluster, http_port: int, tcp_port: int) -> None:
+    cluster.deploy(echo_app(HTTP_APP, http_port, 2, group=GROUP))
+    tcp = echo_app(TCP_APP, tcp_port, 2, group=GROUP)
     tcp["labels"]["HAPROXY_0_MODE"] = "tcp"
     cluster.deploy(tcp)
 
@@ -107,19 +102,19 @@ def kill_and_restart(sidecar: SidecarProcess, load: LoadGenerator, rng: random.R
 
 
 def test_a_sidecar_killed_and_restarted_again_and_again_under_load_loses_no_request(
-    cluster: Cluster, haproxy_bin: str
+    cluster: MarathonCluster, sidecar_process: StartProcess
 ) -> None:
     http_port, tcp_port = free_ports(2)
     load = LoadGenerator(keepalive=0, fresh=4, pause=0.001)  # a new connection per request
     rng = random.Random(15)
-    with sidecar_process(cluster.emulator, haproxy_bin, GROUP) as sidecar:
+    with sidecar_process(cluster.emulator, GROUP) as sidecar:
         config = str(Path(sidecar.state_dir) / "haproxy.cfg")
         try:
             deploy_apps(cluster, http_port, tcp_port)
             sidecar.start()
             wait_until(lambda: sidecar.health().get("status") == "ok", 60, message="healthy")
             for app_id, port in ((HTTP_APP, http_port), (TCP_APP, tcp_port)):
-                wait_until(lambda a=app_id, p=port: served_by_all(cluster.emulator, a, p), 30)
+                wait_until(lambda a=app_id, p=port: served_by_healthy(cluster.emulator, a, p), 30)
             first_master = sidecar.master_pid()
             with MasterSampler(config) as sampler:
                 load.add_port(http_port)

@@ -1,6 +1,6 @@
 """Hypothesis profiles of the fuzzers and a ``haproxy -c`` runner.
 
-Profiles (registered here, applied per test through ``fuzz_support.profile()`` so other test
+Profiles (registered here, applied per test through ``testkit.fuzz.profile()`` so other test
 directories keep their own settings): ``ci`` (default: bounded time) and ``long`` (by hand:
 ``HYPOTHESIS_PROFILE=long pytest tests/fuzz``).
 """
@@ -8,20 +8,14 @@ directories keep their own settings): ``ci`` (default: bounded time) and ``long`
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Callable
 
 import pytest
 
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+from testkit.fuzz import register_profiles
 
-import fuzz_support  # noqa: E402
-
-fuzz_support.register_profiles()
+register_profiles()
 
 
 @pytest.fixture

@@ -16,15 +16,6 @@ import json
 from typing import Any, Callable, Optional
 
 import pytest
-from fuzz_support import (
-    bad_lines,
-    haproxy_profile,
-    hostile_host,
-    hostile_text,
-    leaked,
-    profile,
-    time_limit,
-)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,6 +27,15 @@ from sidecar.render_settings import RenderSettings
 from sidecar.resolve import Resolver
 from sidecar.sources.marathon.model import EventOutcome, MarathonState
 from sidecar.sources.marathon.translate import catalog_of
+from testkit.fuzz import (
+    bad_lines,
+    haproxy_profile,
+    hostile_host,
+    hostile_text,
+    leaked,
+    profile,
+    time_limit,
+)
 
 APP_IDS = ["/web", "/api/v1", "/db"]
 TASK_IDS = ["web.t1", "web.t2", "api_v1.t1", "db.t1"]

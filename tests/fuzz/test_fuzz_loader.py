@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fuzz_support import hostile_text, profile, time_limit
 from hypothesis import given
 from hypothesis import strategies as st
 
 from marathon_bridge.definitions import load_definitions, validate_apps
 from marathon_bridge.errors import DefinitionError
+from testkit.fuzz import hostile_text, profile, time_limit
 
 MEMORY_LIMIT = 768 * 1024 * 1024  # bytes of address space for a child loading a hostile file
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
-import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -19,36 +16,11 @@ from typing import Callable, Optional
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-
-from _harness import haproxy_masters, haproxy_processes  # noqa: E402
-
-from sidecar.haproxy.process import HAProxyProcess  # noqa: E402
-from sidecar.haproxy_model import BackendSpec, FrontendSpec, HAProxyModel, ServerSpec  # noqa: E402
-from sidecar.render import render_config  # noqa: E402
-from sidecar.render_settings import RenderSettings  # noqa: E402
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        if predicate():
-            return
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from sidecar.haproxy.process import HAProxyProcess
+from sidecar.haproxy_model import BackendSpec, FrontendSpec, HAProxyModel, ServerSpec
+from sidecar.render import render_config
+from sidecar.render_settings import RenderSettings
+from testkit.http import get
 
 # ----------------------------------------------------------------------------- backends
 
@@ -116,16 +88,6 @@ def backends() -> Iterator[Callable[[str], NamedServer]]:
 
 
 # ----------------------------------------------------------------------------- HTTP client
-
-
-def get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
 
 
 def answers(port: int, n: int) -> Counter[str]:
@@ -301,15 +263,11 @@ def with_servers(
 class Kit:
     """The helpers above, handed to tests as a fixture (importlib mode cannot import conftest)."""
 
-    wait_until = staticmethod(wait_until)
-    free_port = staticmethod(free_port)
     get = staticmethod(get)
     answers = staticmethod(answers)
     service = staticmethod(service)
     model_of = staticmethod(model_of)
     with_servers = staticmethod(with_servers)
-    masters = staticmethod(haproxy_masters)
-    processes = staticmethod(haproxy_processes)
 
     def __init__(self, paths: HAPaths) -> None:
         self.paths = paths

@@ -17,6 +17,8 @@ import pytest
 from sidecar.apply import Applier
 from sidecar.haproxy.process import HAProxyProcess
 from sidecar.haproxy.runtime import RuntimeAPI
+from testkit import free_port, wait_until
+from testkit.haproxy import haproxy_masters, haproxy_processes
 
 Factory = Callable[..., HAProxyProcess]
 
@@ -45,7 +47,7 @@ def new_process(haproxy_bin: str, hapaths: Any) -> Iterator[Factory]:
 def serve_one_app(hapaths: Any, kit: Any, backends: Any) -> int:
     """A config with one HTTP service served by backend "a"; its port."""
     a = backends("a")
-    port = kit.free_port()
+    port = free_port()
     hapaths.config.write_text(kit.render(kit.model_of(kit.service("/a", port, {"a": a}))))
     return port
 
@@ -73,7 +75,7 @@ def test_a_leftover_that_answers_is_adopted_not_replaced(
     assert later.ensure_started() is False  # not started: adopted, it runs its last config
     assert later.master_pid == master and later.origin == "adopted" and later.starts == 0
     assert later.running() and later.leftover_master_pid() is None
-    assert kit.masters(str(hapaths.run_dir)) == [master]
+    assert haproxy_masters(str(hapaths.run_dir)) == [master]
     assert kit.get(port) == (200, "a")
 
 
@@ -95,9 +97,9 @@ def test_a_reload_through_the_adopted_master_confirms_the_worker_the_admin_socke
     assert RuntimeAPI(str(hapaths.admin_socket)).worker_pid() == result.new_pid
     assert kit.get(port) == (200, "b")
     # the old worker leaves: no pile-up of workers under the adopted master
-    kit.wait_until(lambda: not later._known_worker_pids() - {result.new_pid}, 30, "old worker")
-    kit.wait_until(lambda: len(kit.processes(str(hapaths.run_dir))) == 2, 30, "master + worker")
-    assert first_worker not in kit.processes(str(hapaths.run_dir))
+    wait_until(lambda: not later._known_worker_pids() - {result.new_pid}, 30, "old worker")
+    wait_until(lambda: len(haproxy_processes(str(hapaths.run_dir))) == 2, 30, "master + worker")
+    assert first_worker not in haproxy_processes(str(hapaths.run_dir))
 
 
 def test_an_adopted_master_that_dies_is_restarted(
@@ -111,11 +113,11 @@ def test_an_adopted_master_that_dies_is_restarted(
     adopted = later.master_pid
     assert adopted is not None and later.restart_if_dead() is False  # alive: nothing to do
     os.kill(adopted, signal.SIGKILL)
-    kit.wait_until(lambda: not later.running(), 10, "the adopted master seen dead (polled)")
+    wait_until(lambda: not later.running(), 10, "the adopted master seen dead (polled)")
     assert later.restart_if_dead() is True
     assert later.origin == "started" and later.master_pid not in (None, adopted)
-    kit.wait_until(lambda: len(kit.processes(str(hapaths.run_dir))) == 2, 30, "master + worker")
-    assert kit.masters(str(hapaths.run_dir)) == [later.master_pid]
+    wait_until(lambda: len(haproxy_processes(str(hapaths.run_dir))) == 2, 30, "master + worker")
+    assert haproxy_masters(str(hapaths.run_dir)) == [later.master_pid]
     assert kit.get(port) == (200, "a")
 
 
@@ -127,10 +129,10 @@ def test_stopping_stops_an_adopted_master_and_its_workers(
     earlier.ensure_started()
     later = new_process()
     later.ensure_started()
-    assert len(kit.processes(str(hapaths.run_dir))) == 2
+    assert len(haproxy_processes(str(hapaths.run_dir))) == 2
     later.stop(timeout=10)
     assert not later.running() and later.origin is None
-    assert kit.processes(str(hapaths.run_dir)) == {}
+    assert haproxy_processes(str(hapaths.run_dir)) == {}
 
 
 def test_a_leftover_on_another_config_hands_its_listeners_to_a_new_master(
@@ -147,10 +149,10 @@ def test_a_leftover_on_another_config_hands_its_listeners_to_a_new_master(
     assert later.ensure_started() is True
     assert later.origin == "started" and later.master_pid != earlier.master_pid
     assert listen_inodes(port) == listening  # taken over (-x), not bound a second time
-    kit.wait_until(lambda: not earlier.running(), 30, "the leftover master soft-stopped")
+    wait_until(lambda: not earlier.running(), 30, "the leftover master soft-stopped")
     assert earlier._master is not None and earlier._master.exit_code() == 0  # SIGUSR1: clean
     assert listen_inodes(port) == listening
-    assert kit.masters(str(hapaths.run_dir)) == [later.master_pid]
+    assert haproxy_masters(str(hapaths.run_dir)) == [later.master_pid]
     assert kit.get(port) == (200, "a")
 
 
@@ -166,8 +168,8 @@ def test_a_leftover_silent_on_its_master_socket_is_replaced(
     later = new_process(adopt_timeout=1.0, cli_timeout=1.0)
     assert later.ensure_started() is True and later.origin == "started"
     assert listen_inodes(port) == listening
-    kit.wait_until(lambda: not earlier.running(), 30, "the silent master soft-stopped")
-    assert kit.masters(str(hapaths.run_dir)) == [later.master_pid]
+    wait_until(lambda: not earlier.running(), 30, "the silent master soft-stopped")
+    assert haproxy_masters(str(hapaths.run_dir)) == [later.master_pid]
     assert kit.get(port) == (200, "a")
 
 
@@ -193,6 +195,6 @@ def test_the_applier_adopts_and_reloads_the_leftover_on_its_first_apply(
     # run applied through the runtime API, so the first apply reloads it
     assert result.ok and result.reloaded and not result.started, result.error
     assert result.skipped == () and result.waiting_for_ports == ()
-    assert later.master_pid == master and kit.masters(str(hapaths.run_dir)) == [master]
+    assert later.master_pid == master and haproxy_masters(str(hapaths.run_dir)) == [master]
     assert RuntimeAPI(str(hapaths.admin_socket)).worker_pid() == result.new_worker_pid
     assert kit.get(port) == (200, "b")

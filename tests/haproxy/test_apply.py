@@ -12,6 +12,8 @@ from typing import Any
 
 from sidecar.haproxy.runtime import RuntimeAPI
 from sidecar.haproxy_model import ServerSpec
+from testkit import free_port, wait_until
+from testkit.clock import FakeClock
 
 
 def admin(kit: Any) -> RuntimeAPI:
@@ -50,8 +52,9 @@ def hold_request_on(
         thread = threading.Thread(target=slow_request, daemon=True)
         thread.start()
         threads.append(thread)
-        kit.wait_until(
-            lambda t=thread: target.slow_started.is_set() or not t.is_alive(), what="slow request"
+        wait_until(
+            lambda t=thread: target.slow_started.is_set() or not t.is_alive(),
+            message="slow request",
         )
     return results, threads
 
@@ -60,7 +63,7 @@ def test_first_apply_starts_and_an_unchanged_model_does_nothing(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    port = kit.free_port()
+    port = free_port()
     model = kit.model_of(kit.service("/a", port, {"a": a}))
     applier = make_applier()
     first = applier.apply(model)
@@ -79,7 +82,7 @@ def test_servers_added_and_removed_without_reload(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b, c = backends("a"), backends("b"), backends("c")
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
@@ -92,7 +95,7 @@ def test_servers_added_and_removed_without_reload(
 
     shrunk = applier.apply(kit.model_of(kit.service("/a", port, {"c": c})))
     assert shrunk.ok and not shrunk.reloaded, shrunk.error
-    kit.wait_until(lambda: applier.tick() >= 0 and active_names(kit, be) == ["c"], what="drained")
+    wait_until(lambda: applier.tick() >= 0 and active_names(kit, be) == ["c"], message="drained")
     assert set(kit.answers(port, 6)) == {"c"}
     # a and b served requests: never "del server" for them, MAINT until the next reload
     assert tombstone_names(kit, be) == ["a", "b"]
@@ -108,7 +111,7 @@ def test_servers_added_and_removed_without_reload(
 
 def test_weight_change_through_the_runtime_api(make_applier: Any, kit: Any, backends: Any) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
     applier = make_applier()
     assert applier.apply(model).ok
@@ -128,7 +131,7 @@ def test_killed_task_stops_receiving_traffic_and_its_request_finishes(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
     applier = make_applier()
@@ -148,7 +151,7 @@ def test_killed_task_stops_receiving_traffic_and_its_request_finishes(
     for t in threads:
         t.join(30)
     assert slow and all(isinstance(r, tuple) and r[0] == 200 for r in slow), slow
-    kit.wait_until(lambda: applier.tick() >= 0 and active_names(kit, be) == ["a"], what="b out")
+    wait_until(lambda: applier.tick() >= 0 and active_names(kit, be) == ["a"], message="b out")
     again = applier.apply(kit.with_servers(model, be, killing))
     assert again.ok and again.runtime_ops == 0 and active_names(kit, be) == ["a"]
     assert tombstone_names(kit, be) == ["b"]
@@ -158,27 +161,27 @@ def test_scale_down_and_up_under_load_loses_no_request(
     make_applier: Any, kit: Any, backends: Any, traffic: Any
 ) -> None:
     servers = {name: backends(name) for name in ("a", "b", "c", "d")}
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", port, servers))).ok
     loops = [traffic(port), traffic(port, keep_alive=True)]
-    kit.wait_until(lambda: all(loop.total_ok() > 20 for loop in loops), what="traffic flowing")
+    wait_until(lambda: all(loop.total_ok() > 20 for loop in loops), message="traffic flowing")
     for keep in (("a", "b", "c"), ("a", "b"), ("b",)):
         result = applier.apply(kit.model_of(kit.service("/a", port, {k: servers[k] for k in keep})))
         assert result.ok and not result.reloaded, result.error
-        kit.wait_until(
+        wait_until(
             lambda keep=keep: applier.tick() >= 0 and active_names(kit, be) == list(keep),
-            what=f"only {keep} left",
+            message=f"only {keep} left",
         )
         marks = [loop.total_ok() for loop in loops]
-        kit.wait_until(
+        wait_until(
             lambda marks=marks: all(lp.total_ok() > m + 20 for lp, m in zip(loops, marks)),
-            what="traffic after the change",
+            message="traffic after the change",
         )
     grown = applier.apply(kit.model_of(kit.service("/a", port, servers)))
     assert grown.ok and not grown.reloaded
-    kit.wait_until(lambda: all(loop.ok["d"] > 0 for loop in loops), what="d back in rotation")
+    wait_until(lambda: all(loop.ok["d"] > 0 for loop in loops), message="d back in rotation")
     for loop in loops:
         loop.stop()
     assert [loop.failures for loop in loops] == [[], []]
@@ -189,14 +192,14 @@ def test_new_service_port_reloads_seamlessly(
     make_applier: Any, kit: Any, backends: Any, traffic: Any
 ) -> None:
     a = backends("a")
-    p1, p2 = kit.free_port(), kit.free_port()
+    p1, p2 = free_port(), free_port()
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}))).ok
     pid = admin(kit).worker_pid()
     loops = [traffic(p1), traffic(p1, keep_alive=True)]
-    kit.wait_until(lambda: all(loop.total_ok() > 20 for loop in loops), what="traffic flowing")
+    wait_until(lambda: all(loop.total_ok() > 20 for loop in loops), message="traffic flowing")
     for _ in range(3):  # a few reloads while the load runs
-        p2 = kit.free_port()
+        p2 = free_port()
         result = applier.apply(
             kit.model_of(kit.service("/a", p1, {"a": a}), kit.service("/b", p2, {"a": a}))
         )
@@ -204,9 +207,9 @@ def test_new_service_port_reloads_seamlessly(
         assert result.new_worker_pid not in (None, pid)
         assert kit.get(p2) == (200, "a")
         marks = [loop.total_ok() for loop in loops]
-        kit.wait_until(
+        wait_until(
             lambda marks=marks: all(lp.total_ok() > m + 20 for lp, m in zip(loops, marks)),
-            what="traffic after the reload",
+            message="traffic after the reload",
         )
     for loop in loops:
         loop.stop()
@@ -218,7 +221,7 @@ def test_a_taken_new_port_leaves_out_only_its_app(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    p1 = kit.free_port()
+    p1 = free_port()
     old_model = kit.model_of(kit.service("/a", p1, {"a": a}))
     applier = make_applier()
     assert applier.apply(old_model).ok
@@ -250,7 +253,7 @@ def test_a_taken_port_does_not_hold_back_other_server_changes(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    p1 = kit.free_port()
+    p1 = free_port()
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}))).ok
     pid = admin(kit).worker_pid()
@@ -267,7 +270,7 @@ def test_a_taken_port_does_not_hold_back_other_server_changes(
         assert [s.app_id for s in grown.skipped] == ["/b"]
         assert set(kit.answers(p1, 6)) == {"a", "b"}
         # another new listener still gets its reload; only the blocked one waits
-        p3 = kit.free_port()
+        p3 = free_port()
         more = applier.apply(
             kit.model_of(
                 kit.service("/a", p1, {"a": a, "b": b}), blocked, kit.service("/c", p3, {"b": b})
@@ -285,7 +288,7 @@ def test_failed_reload_restores_the_file_and_keeps_serving(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    p1 = kit.free_port()
+    p1 = free_port()
     applier = make_applier(check_ports=False)  # let the reload itself hit the taken port
     assert applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}))).ok
     pid = admin(kit).worker_pid()
@@ -300,15 +303,15 @@ def test_failed_reload_restores_the_file_and_keeps_serving(
     assert not result.ok and result.error.startswith("reload failed")
     assert applier.counters.reload_failures == 1
     assert kit.paths.config.read_text() == before  # a restart would load what runs
-    kit.wait_until(lambda: admin(kit).worker_pid() == pid, what="old worker answering")
-    kit.wait_until(lambda: kit.get(p1) == (200, "a"), what="old port serving")
+    wait_until(lambda: admin(kit).worker_pid() == pid, message="old worker answering")
+    wait_until(lambda: kit.get(p1) == (200, "a"), message="old port serving")
 
 
 def test_bad_backend_is_found_from_the_error_lines_and_the_rest_applied(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    ports = [kit.free_port() for _ in range(4)]
+    ports = [free_port() for _ in range(4)]
     good = [kit.service(f"/app{i}", p, {"a": a}) for i, p in enumerate(ports[:3])]
     bad_fe, bad_be = kit.service("/bad", ports[3], {"a": a}, balance="no-such-algorithm")
     applier = make_applier()
@@ -327,7 +330,7 @@ def test_bad_backend_is_found_from_the_error_lines_and_the_rest_applied(
 
 def test_unmappable_error_is_found_by_bisection(make_applier: Any, kit: Any, backends: Any) -> None:
     a = backends("a")
-    ports = [kit.free_port() for _ in range(5)]
+    ports = [free_port() for _ in range(5)]
     services = [kit.service(f"/app{i}", p, {"a": a}) for i, p in enumerate(ports)]
 
     def render(model: Any) -> str:
@@ -350,7 +353,7 @@ def test_config_error_of_no_app_keeps_everything(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    p1, p2 = kit.free_port(), kit.free_port()
+    p1, p2 = free_port(), free_port()
     state = {"broken": False}
 
     def render(model: Any) -> str:
@@ -378,7 +381,7 @@ def test_killed_master_comes_back_with_the_current_servers(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
     assert (
@@ -386,20 +389,20 @@ def test_killed_master_comes_back_with_the_current_servers(
     )
     proc = applier.haproxy
     os.kill(proc.master_pid, signal.SIGKILL)
-    kit.wait_until(lambda: not proc.running(), what="master gone")
+    wait_until(lambda: not proc.running(), message="master gone")
     assert proc.restart_if_dead(timeout=30)
-    kit.wait_until(lambda: set(kit.answers(port, 6)) == {"a", "b"}, what="both servers back")
+    wait_until(lambda: set(kit.answers(port, 6)) == {"a", "b"}, message="both servers back")
     c = backends("c")
     result = applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b, "c": c})))
     assert result.ok and result.action == "runtime" and not result.reloaded
-    kit.wait_until(lambda: "c" in kit.answers(port, 6), what="c in rotation")
+    wait_until(lambda: "c" in kit.answers(port, 6), message="c in rotation")
 
 
 def test_runtime_api_failure_falls_back_to_a_reload(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
     working = applier.runtime
@@ -416,7 +419,7 @@ def test_new_server_with_a_drain_state_is_not_added(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
     model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
@@ -430,19 +433,11 @@ def test_new_server_with_a_drain_state_is_not_added(
     assert extra.state == "ready"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_drain_timeout_shuts_the_last_sessions_and_deletes(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     clock = FakeClock()
     applier = make_applier(clock=clock, drain_timeout=5.0)
@@ -452,7 +447,7 @@ def test_drain_timeout_shuts_the_last_sessions_and_deletes(
     assert applier.tick() == 0 and "b" in server_names(kit, be)  # its session keeps it
     clock.now += 5.0
     # time is up: sessions shut, MAINT (the shutdown completes asynchronously); not deleted
-    kit.wait_until(lambda: applier.tick() >= 0 and active_names(kit, be) == ["a"], what="b out")
+    wait_until(lambda: applier.tick() >= 0 and active_names(kit, be) == ["a"], message="b out")
     for t in threads:
         t.join(30)
     assert applier.counters.servers_tombstoned == 1 and applier.counters.servers_deleted == 0
@@ -467,7 +462,7 @@ def test_same_failed_config_is_not_retried_at_once(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    p1 = kit.free_port()
+    p1 = free_port()
     applier = make_applier(check_ports=False)
     assert applier.apply(kit.model_of(kit.service("/a", p1, {"a": a}))).ok
     with socket.socket() as squatter:
@@ -476,7 +471,7 @@ def test_same_failed_config_is_not_retried_at_once(
         taken = squatter.getsockname()[1]
         wanted = kit.model_of(kit.service("/a", p1, {"a": a}), kit.service("/b", taken, {"a": a}))
         assert not applier.apply(wanted).ok
-        kit.wait_until(lambda: kit.get(p1) == (200, "a"), what="old port serving")
+        wait_until(lambda: kit.get(p1) == (200, "a"), message="old port serving")
         status = applier.haproxy.proc_status()
         again = applier.apply(wanted)
     assert not again.ok and "failed to load recently" in again.error
@@ -491,7 +486,7 @@ def test_checked_and_sticky_servers_added_at_runtime(
     from sidecar.haproxy_model import PassiveCheckSpec
 
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     fe, be = kit.service("/a", port, {"a": a})
     be = replace(
         be,
@@ -507,7 +502,7 @@ def test_checked_and_sticky_servers_added_at_runtime(
     assert result.ok and result.action == "runtime", result.error
     rows = {r["svname"]: r for r in admin(kit).show_stat(be.name, 4)}
     assert rows["b"]["check_status"] != ""  # the check runs (it was enabled)
-    kit.wait_until(lambda: rows_status(kit, be.name, "b").startswith("UP"), what="b UP")
+    wait_until(lambda: rows_status(kit, be.name, "b").startswith("UP"), message="b UP")
     # a client without the cookie reaches both; the cookie of b pins it to b
     assert set(kit.answers(port, 6)) == {"a", "b"}
     assert admin(kit).worker_pid() == pid
@@ -520,7 +515,7 @@ def rows_status(kit: Any, backend: str, server: str) -> str:
 
 def test_deferred_config_write_follows_on_tick(make_applier: Any, kit: Any, backends: Any) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     clock = FakeClock()
     applier = make_applier(clock=clock, config_write_delay=1.0)
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
@@ -554,7 +549,7 @@ def test_sticky_client_of_a_going_task_is_sent_elsewhere(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     fe, be = kit.service("/a", port, {"a": a, "b": b})
     be = replace(be, sticky=True)
     applier = make_applier()
@@ -580,16 +575,16 @@ def test_apply_while_haproxy_is_dead_starts_it_again(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
     proc = applier.haproxy
     os.kill(proc.master_pid, signal.SIGKILL)
-    kit.wait_until(lambda: not proc.running(), what="master gone")
+    wait_until(lambda: not proc.running(), message="master gone")
     # a change arrives before supervision noticed: the applier starts HAProxy itself
     result = applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b})))
     assert result.ok and result.started, result.error
-    kit.wait_until(lambda: set(kit.answers(port, 6)) == {"a", "b"}, what="both servers")
+    wait_until(lambda: set(kit.answers(port, 6)) == {"a", "b"}, message="both servers")
     assert proc.restart_if_dead() is False
 
 
@@ -597,13 +592,13 @@ def test_a_server_that_never_took_a_session_is_deleted(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b}))).ok
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok  # before traffic
-    kit.wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["a"], what="b gone")
+    wait_until(lambda: applier.tick() >= 0 and server_names(kit, be) == ["a"], message="b gone")
     assert applier.counters.servers_deleted == 1 and applier.counters.servers_tombstoned == 0
     assert not applier.tombstones
 
@@ -612,20 +607,20 @@ def test_tombstones_go_with_the_next_reload_and_can_come_back(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     applier = make_applier()
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b}))).ok
     assert set(kit.answers(port, 4)) == {"a", "b"}
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
-    kit.wait_until(lambda: applier.tick() >= 0 and tombstone_names(kit, be) == ["b"], what="b")
+    wait_until(lambda: applier.tick() >= 0 and tombstone_names(kit, be) == ["b"], message="b")
     # the same task healthy again: the tombstone is simply set ready
     back = applier.apply(kit.model_of(kit.service("/a", port, {"a": a, "b": b})))
     assert back.ok and not back.reloaded and back.runtime_ops == 1, back
     assert set(kit.answers(port, 4)) == {"a", "b"} and not applier.tombstones
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": a}))).ok
-    kit.wait_until(lambda: applier.tick() >= 0 and tombstone_names(kit, be) == ["b"], what="b")
-    p2 = kit.free_port()
+    wait_until(lambda: applier.tick() >= 0 and tombstone_names(kit, be) == ["b"], message="b")
+    p2 = free_port()
     reloaded = applier.apply(
         kit.model_of(kit.service("/a", port, {"a": a}), kit.service("/b", p2, {"a": a}))
     )
@@ -637,28 +632,28 @@ def test_too_many_tombstones_force_one_seamless_tidy_up_reload(
     make_applier: Any, kit: Any, backends: Any, traffic: Any
 ) -> None:
     servers = {name: backends(name) for name in ("a", "b", "c")}
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     clock = FakeClock()
     applier = make_applier(clock=clock, tombstone_limit=1, tidy_reload_quiet=30.0)
     assert applier.apply(kit.model_of(kit.service("/a", port, servers))).ok
     pid = admin(kit).worker_pid()
     loops = [traffic(port), traffic(port, keep_alive=True)]
-    kit.wait_until(lambda: all(len(loop.ok) == 3 for loop in loops), what="all three serve")
+    wait_until(lambda: all(len(loop.ok) == 3 for loop in loops), message="all three serve")
     assert applier.apply(kit.model_of(kit.service("/a", port, {"a": servers["a"]}))).ok
-    kit.wait_until(
-        lambda: applier.tick() >= 0 and tombstone_names(kit, be) == ["b", "c"], what="tombstones"
+    wait_until(
+        lambda: applier.tick() >= 0 and tombstone_names(kit, be) == ["b", "c"], message="tombstones"
     )
     applier.tick()
     assert admin(kit).worker_pid() == pid  # over the limit, but a reload happened just now
     clock.now += 30.0
     applier.tick()
     assert applier.counters.tidy_reloads == 1 and applier.counters.reloads == 1
-    kit.wait_until(lambda: admin(kit).worker_pid() != pid, what="new worker")
+    wait_until(lambda: admin(kit).worker_pid() != pid, message="new worker")
     assert server_names(kit, be) == ["a"] and not applier.tombstones
     marks = [loop.total_ok() for loop in loops]
-    kit.wait_until(
-        lambda: all(lp.total_ok() > m + 20 for lp, m in zip(loops, marks)), what="traffic after"
+    wait_until(
+        lambda: all(lp.total_ok() > m + 20 for lp, m in zip(loops, marks)), message="traffic after"
     )
     for loop in loops:
         loop.stop()
@@ -671,7 +666,7 @@ def test_a_server_drained_in_the_old_worker_is_ready_right_after_the_reload(
     make_applier: Any, kit: Any, backends: Any
 ) -> None:
     a, b = backends("a"), backends("b")
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     model = kit.model_of(kit.service("/a", port, {"a": a, "b": b}))
     applier = make_applier()
@@ -692,7 +687,7 @@ def test_a_server_drained_in_the_old_worker_is_ready_right_after_the_reload(
         return sync(*args, **kwargs)
 
     applier._sync_runtime = look_first
-    p2 = kit.free_port()
+    p2 = free_port()
     result = applier.apply(
         kit.model_of(kit.service("/a", port, {"a": a, "b": b}), kit.service("/b", p2, {"a": a}))
     )

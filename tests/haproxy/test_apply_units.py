@@ -7,7 +7,6 @@ import socket
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 from sidecar.apply import Applier
 from sidecar.apply.model_subsets import without_apps, without_frontends
@@ -38,6 +37,8 @@ from sidecar.haproxy_model import (
 )
 from sidecar.render import render_config
 from sidecar.render_settings import RenderSettings
+from testkit import free_port
+from testkit.fakes import FakeHAProxy
 
 
 def backend(app: str, port: int, *servers: ServerSpec, **kw: object) -> BackendSpec:
@@ -261,53 +262,11 @@ def test_the_applier_signature_ignores_servers_only() -> None:
     assert listener_signature(model) != listener_signature(other_mode)
 
 
-class FakeHAProxy:
-    """An HAProxy whose reloads never get confirmed until told otherwise."""
-
-    master_socket = "/nonexistent/master.sock"
-    admin_socket = None
-    starts = 0
-
-    def __init__(self) -> None:
-        self.reloads = 0
-        self.answer = ReloadResult(False, message="reload not confirmed within 1.0s")
-        self.status: Optional[ProcStatus] = None
-
-    origin = "started"
-
-    def running(self) -> bool:
-        return True
-
-    def adopt(self, timeout: float = 30.0) -> bool:
-        return False
-
-    def leftover_master_pid(self) -> Optional[int]:
-        return None
-
-    def ensure_started(self, timeout: float = 30.0) -> bool:
-        return False
-
-    def reload(self, timeout: float = 30.0) -> ReloadResult:
-        self.reloads += 1
-        return self.answer
-
-    def restart_if_dead(self, timeout: float = 30.0) -> bool:
-        return False
-
-    def proc_status(self) -> Optional[ProcStatus]:
-        return self.status
-
-    def stop(self, timeout: float = 10.0) -> None:
-        pass
-
-
 def test_no_reload_while_the_previous_one_is_unconfirmed(haproxy_bin: str, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     be = backend("/a", port, srv("x"))
     model = HAProxyModel(frontends=(frontend(port, be.name),), backends=(be,))
-    fake = FakeHAProxy()
+    fake = FakeHAProxy(ReloadResult(False, message="reload not confirmed within 1.0s"))
     applier = Applier(
         fake,
         RuntimeAPI(str(tmp_path / "no-admin.sock"), timeout=0.5),
@@ -321,7 +280,7 @@ def test_no_reload_while_the_previous_one_is_unconfirmed(haproxy_bin: str, tmp_p
     assert not second.ok and "still unconfirmed" in second.error
     assert fake.reloads == 1  # no second reload on top of the unknown one
     fake.status = ProcStatus(None, (), (), 1, 0)  # the master answers again
-    fake.answer = ReloadResult(True, new_pid=4242)
+    fake.reload_answer = ReloadResult(True, new_pid=4242)
     third = applier.apply(model)
     assert third.ok and third.reloaded and third.new_worker_pid == 4242
     assert fake.reloads == 2

@@ -8,11 +8,12 @@ from typing import Any
 
 from sidecar.haproxy.process import HAProxyProcess
 from sidecar.haproxy.runtime import RuntimeAPI, RuntimeUnavailable, split_master_prompt_answers
+from testkit import free_port
 
 
 def start_serving_a(proc: HAProxyProcess, hapaths: Any, kit: Any, backends: Any) -> int:
     a = backends("a")
-    port = kit.free_port()
+    port = free_port()
     hapaths.config.write_text(kit.render(kit.model_of(kit.service("/a", port, {"a": a}))))
     assert proc.ensure_started(timeout=30) is True
     return port

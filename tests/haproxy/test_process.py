@@ -12,6 +12,7 @@ import pytest
 
 from sidecar.haproxy.process import ExternalHAProxy, HAProxyProcess
 from sidecar.haproxy.runtime import RuntimeAPI, RuntimeAPIError
+from testkit import free_port, wait_until
 
 
 def start_with(proc: HAProxyProcess, paths: Any, text: str) -> None:
@@ -23,7 +24,7 @@ def test_start_serves_and_run_dir_is_private(
     haproxy_process: HAProxyProcess, hapaths: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    port = kit.free_port()
+    port = free_port()
     start_with(
         haproxy_process, hapaths, kit.render(kit.model_of(kit.service("/a", port, {"a": a})))
     )
@@ -39,7 +40,7 @@ def test_runtime_reads_real_output(
     haproxy_process: HAProxyProcess, hapaths: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    port = kit.free_port()
+    port = free_port()
     start_with(
         haproxy_process, hapaths, kit.render(kit.model_of(kit.service("/a", port, {"a": a})))
     )
@@ -84,7 +85,7 @@ def test_add_drain_delete_server_without_reload(
 ) -> None:
     a = backends("a")
     b = backends("b")
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     start_with(
         haproxy_process, hapaths, kit.render(kit.model_of(kit.service("/a", port, {"a": a})))
@@ -109,7 +110,7 @@ def test_batch_over_one_connection(
     haproxy_process: HAProxyProcess, hapaths: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    port = kit.free_port()
+    port = free_port()
     be = f"be_{port}"
     start_with(
         haproxy_process, hapaths, kit.render(kit.model_of(kit.service("/a", port, {"a": a})))
@@ -137,7 +138,7 @@ def test_reload_brings_a_new_worker_and_a_new_port(
     haproxy_process: HAProxyProcess, hapaths: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    p1, p2 = kit.free_port(), kit.free_port()
+    p1, p2 = free_port(), free_port()
     start_with(haproxy_process, hapaths, kit.render(kit.model_of(kit.service("/a", p1, {"a": a}))))
     old_pid = RuntimeAPI(str(hapaths.admin_socket)).worker_pid()
     hapaths.config.write_text(
@@ -155,7 +156,7 @@ def test_failed_reload_keeps_the_old_worker(
     haproxy_process: HAProxyProcess, hapaths: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    p1 = kit.free_port()
+    p1 = free_port()
     start_with(haproxy_process, hapaths, kit.render(kit.model_of(kit.service("/a", p1, {"a": a}))))
     old_pid = RuntimeAPI(str(hapaths.admin_socket)).worker_pid()
     with socket.socket() as squatter:  # a plain listener, no SO_REUSEPORT
@@ -170,8 +171,8 @@ def test_failed_reload_keeps_the_old_worker(
         result = haproxy_process.reload(timeout=30)
     assert not result.ok
     assert "Address already in use" in result.message or "refused" in result.message
-    kit.wait_until(lambda: RuntimeAPI(str(hapaths.admin_socket)).worker_pid() == old_pid)
-    kit.wait_until(lambda: kit.get(p1) == (200, "a"), what="old port serving again")
+    wait_until(lambda: RuntimeAPI(str(hapaths.admin_socket)).worker_pid() == old_pid)
+    wait_until(lambda: kit.get(p1) == (200, "a"), message="old port serving again")
     assert haproxy_process.reload_failures == 1
 
 
@@ -179,7 +180,7 @@ def test_killed_master_is_restarted(
     haproxy_process: HAProxyProcess, hapaths: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    port = kit.free_port()
+    port = free_port()
     start_with(
         haproxy_process, hapaths, kit.render(kit.model_of(kit.service("/a", port, {"a": a})))
     )
@@ -187,10 +188,10 @@ def test_killed_master_is_restarted(
     master_pid = haproxy_process.master_pid
     assert master_pid is not None
     os.kill(master_pid, signal.SIGKILL)
-    kit.wait_until(lambda: not haproxy_process.running(), what="master gone")
+    wait_until(lambda: not haproxy_process.running(), message="master gone")
     assert haproxy_process.restart_if_dead(timeout=30) is True
     assert haproxy_process.master_pid != master_pid
-    kit.wait_until(lambda: kit.get(port) == (200, "a"), what="serving after restart")
+    wait_until(lambda: kit.get(port) == (200, "a"), message="serving after restart")
     assert haproxy_process.starts == 2
 
 
@@ -198,7 +199,7 @@ def test_stop_leaves_no_process(
     haproxy_process: HAProxyProcess, hapaths: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    port = kit.free_port()
+    port = free_port()
     start_with(
         haproxy_process, hapaths, kit.render(kit.model_of(kit.service("/a", port, {"a": a})))
     )
@@ -208,7 +209,7 @@ def test_stop_leaves_no_process(
     pids += [w.pid for w in status.workers]
     haproxy_process.stop()
     for pid in pids:
-        kit.wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), what=f"pid {pid} gone")
+        wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), message=f"pid {pid} gone")
     assert not haproxy_process.running()
 
 
@@ -216,7 +217,7 @@ def test_external_haproxy_reloads_through_the_master_socket(
     haproxy_process: HAProxyProcess, hapaths: Any, kit: Any, backends: Any
 ) -> None:
     a = backends("a")
-    port = kit.free_port()
+    port = free_port()
     start_with(
         haproxy_process, hapaths, kit.render(kit.model_of(kit.service("/a", port, {"a": a})))
     )

@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -45,6 +44,9 @@ import pytest
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing import MarathonEmulator
+from testkit import wait_until
+from testkit.apps import healthy_task_ids
+from testkit.http import ask
 
 pytestmark = [pytest.mark.netns, pytest.mark.haproxy, pytest.mark.slow]
 
@@ -57,22 +59,6 @@ STATUS_PORT = 9090  # inside each node namespace (every namespace has its own lo
 CLONE_NEWNET = 0x40000000
 
 T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Optional[BaseException] = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last = None
-        except Exception as exc:  # things settle
-            last = exc
-        if time.monotonic() >= deadline:
-            pytest.fail(f"not within {timeout} s: {message or predicate} (last error: {last!r})")
-        time.sleep(0.05)
 
 
 def ip(*args: str) -> None:
@@ -233,22 +219,10 @@ def start_sidecar(
 # ----------------------------------------------------------------------------- traffic
 
 
-def ask(port: int) -> str:
-    """One request from the current namespace to 127.0.0.1:port; the task id or error:..."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=8)
-    try:
-        conn.request("GET", "/", headers={"Connection": "close"})
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", "replace").strip()
-        return body if response.status == 200 else f"error:{response.status}"
-    except (OSError, http.client.HTTPException) as exc:
-        return f"error:{type(exc).__name__}"
-    finally:
-        conn.close()
-
-
 def answers(namespace: str, port: int, count: int) -> Counter[str]:
-    return in_netns(namespace, lambda: Counter(ask(port) for _ in range(count)), timeout=300)
+    return in_netns(
+        namespace, lambda: Counter(ask(port, timeout=8) for _ in range(count)), timeout=300
+    )
 
 
 # ----------------------------------------------------------------------------- the test
@@ -274,17 +248,11 @@ class Cluster:
         return out
 
     def healthy(self, app_id: str) -> set[str]:
-        return {
-            t["id"]
-            for t in self.emulator.tasks(app_id, states=["TASK_RUNNING"])
-            if t.get("healthCheckResults") and all(r.get("alive") for r in t["healthCheckResults"])
-        }
+        return healthy_task_ids(self.emulator, app_id)
 
 
 @pytest.fixture
-def cluster(haproxy_bin: str) -> Iterator[Cluster]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.fail("this test needs root and iproute2 (`ip netns`); CI runs as root")
+def cluster(haproxy_bin: str, netns_root: None) -> Iterator[Cluster]:
     topology = Topology(f"mb{uuid.uuid4().hex[:6]}")
     emulator: Optional[MarathonEmulator] = None
     sidecars: dict[int, SidecarInNode] = {}

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from cluster_gen import AGENTS, messy_cluster, previously_in_of
 
 from marathon_bridge.services import network_mode, port_specs
 from sidecar.desired import BuildCache, build_model
@@ -40,6 +39,7 @@ from sidecar.sources.marathon.translate import (
     host_slots,
     task_address,
 )
+from testkit.cluster import AGENTS, messy_cluster, previously_in_of
 
 SEEDS = (11, 12, 13)
 SETTINGS = {

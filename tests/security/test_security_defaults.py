@@ -13,15 +13,10 @@
 from __future__ import annotations
 
 import ast
-import http.client
 import json
 import shutil
-import signal
 import ssl
 import stat
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -34,43 +29,16 @@ from marathon_bridge.client import BasicAuth, MarathonClient, TokenAuth
 from marathon_bridge.errors import MarathonError
 from marathon_bridge.testing import MarathonEmulator
 from sidecar.daemon import Daemon
-from sidecar.main import build_daemon
 from sidecar.settings import Settings, load_settings
 from sidecar.sources.marathon.source import client_from_settings
+from testkit import free_port, wait_until
+from testkit.http import get
+from testkit.node import short_state_dir, start_sidecar
+from testkit.process import SidecarProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CERT_DIR = ROOT / "tests" / "client" / "data"
 PACKAGES = ("marathon_bridge", "sidecar")
-
-
-def wait_until(predicate: Any, timeout: float = 30.0, message: str = "") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"not within {timeout} s: {message or predicate}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode("utf-8", "replace")
-    except OSError:
-        return 0, ""
-    finally:
-        conn.close()
 
 
 # ----------------------------------------------------------------------------- sockets, binds
@@ -79,7 +47,7 @@ def get(port: int, path: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def running_daemon(haproxy_bin: str) -> Iterator[Daemon]:
     """A daemon with HAProxy, serving one app (no task processes needed)."""
-    state_dir = tempfile.mkdtemp(prefix="sec-", dir="/tmp")
+    state_dir = short_state_dir("sec-")
     with MarathonEmulator() as emulator:
         MarathonClient(emulator.url).create_app(
             {"id": "/sec/web", "cmd": "sleep 1000", "instances": 1,
@@ -91,23 +59,14 @@ def running_daemon(haproxy_bin: str) -> Iterator[Daemon]:
             haproxy_bin=haproxy_bin,
             status_port=free_port(),
         )
-        daemon = build_daemon(settings, startup_wait=10.0)
-        thread = threading.Thread(target=daemon.run, daemon=True)
-        thread.start()
-        try:
+        # the daemon's own defaults (stream silence too): these tests check them
+        with start_sidecar(settings, startup_wait=10.0, stream_silence=15.0) as node:
             wait_until(
-                lambda: (
-                    (Path(state_dir) / "run" / "admin.sock").exists()
-                    and "/sec/web" in get(settings.status_port, "/services")[1]
-                ),
+                lambda: "/sec/web" in node.status("/services")[1],
                 60,
                 "the daemon serves the app",
             )
-            yield daemon
-        finally:
-            daemon.stop()
-            thread.join(30)
-            shutil.rmtree(state_dir, ignore_errors=True)
+            yield node.daemon
 
 
 def test_haproxy_sockets_are_mode_600_in_a_private_directory(running_daemon: Daemon) -> None:
@@ -250,37 +209,25 @@ TOKEN = "eyJ0eXAi.T0KEN-n3ver-l0gged.sig"
 def _run_sidecar(
     args: list[str], env: dict[str, str], haproxy_bin: str, until: Any
 ) -> tuple[str, dict[str, str]]:
-    """Run ``python -m sidecar`` at DEBUG until ``until(status_port)``; output and pages."""
-    state_dir = tempfile.mkdtemp(prefix="seccred-", dir="/tmp")
-    status_port = free_port()
-    command = [
-        sys.executable, "-m", "sidecar", *args,
-        "--state-dir", state_dir, "--haproxy-bin", haproxy_bin,
-        "--status-listen", f"127.0.0.1:{status_port}",
-        "--log-level", "DEBUG", "--log-format", "text", "--marathon-timeout", "2",
-    ]  # fmt: skip
-    base_env = {"PATH": "/usr/sbin:/usr/bin:/bin"}
-    proc = subprocess.Popen(
-        command,
-        env={**base_env, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
+    """Run ``python -m sidecar`` at DEBUG until ``until(status_port)``; its output and pages."""
+    process = SidecarProcess(
+        [*args, "--log-level", "DEBUG", "--log-format", "text", "--marathon-timeout", "2"],
+        short_state_dir("seccred-"),
+        free_port(),
+        haproxy_bin,
+        env={"PATH": "/usr/sbin:/usr/bin:/bin", **env},
     )
     pages: dict[str, str] = {}
     try:
-        wait_until(lambda: until(status_port), 60, "the sidecar reached the wanted state")
+        process.start()
+        wait_until(lambda: until(process.status_port), 60, "the sidecar reached the wanted state")
         for path in ("/", "/health", "/metrics", "/config", "/services"):
-            pages[path] = get(status_port, path)[1]
+            pages[path] = process.status(path)[1]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            output, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate(timeout=10)
-        shutil.rmtree(state_dir, ignore_errors=True)
-    return output.decode("utf-8", "replace"), pages
+        process.stop()
+        output = process.log_text()
+        shutil.rmtree(process.state_dir, ignore_errors=True)
+    return output, pages
 
 
 def _healthy(port: int) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -21,6 +20,10 @@ from sidecar.haproxy_model import HAProxyModel, listener_signature
 from sidecar.main import build_daemon, make_applier, make_render_settings
 from sidecar.settings import Settings
 from sidecar.sources.marathon.translate import catalog_from_apps
+from testkit import free_port, wait_until
+from testkit.clock import FakeClock
+from testkit.fakes import FakeHAProxy, FakeMarathonClient
+from testkit.http import http_get
 
 
 def app(app_id: str, port: int, *task_ids: str) -> dict[str, Any]:
@@ -39,27 +42,6 @@ def app(app_id: str, port: int, *task_ids: str) -> dict[str, Any]:
             for i, t in enumerate(task_ids)
         ],
     }
-
-
-class FakeClient:
-    def __init__(self, apps: Any) -> None:
-        self.apps = apps
-        self.lock = threading.Lock()
-
-    def list_apps(self, embed: Sequence[str] = ()) -> Any:
-        with self.lock:
-            if isinstance(self.apps, BaseException):
-                raise self.apps
-            return json.loads(json.dumps(self.apps))
-
-    def get_app(self, app_id: str, embed: Sequence[str] = ()) -> Any:
-        raise Unavailable("not in this test")
-
-    def event_stream(self, *args: Any, **kwargs: Any) -> Any:
-        raise Unavailable("no stream in this test")  # the follower polls
-
-    def close(self) -> None:
-        pass
 
 
 class NoServers:
@@ -121,31 +103,6 @@ class FakeApplier:
             return self.models[-1]
 
 
-class FakeHAProxy:
-    origin = "started"
-    master_socket = "/nonexistent/master.sock"
-    admin_socket = None
-    starts = 0
-
-    def __init__(self) -> None:
-        self.stopped = False
-
-    def running(self) -> bool:
-        return not self.stopped
-
-    def leftover_master_pid(self) -> Optional[int]:
-        return None
-
-    def restart_if_dead(self, timeout: float = 30.0) -> bool:
-        return False
-
-    def proc_status(self) -> None:
-        return None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.stopped = True
-
-
 def ports(model: HAProxyModel) -> set[int]:
     return {b.service_port for b in model.backends}
 
@@ -164,7 +121,7 @@ def run_daemon(tmp_path: Path) -> Any:
         startup_wait: float = 5.0,
         clock: Optional[Callable[[], float]] = None,
         **overrides: Any,
-    ) -> tuple[Daemon, FakeClient, FakeApplier, FakeHAProxy]:
+    ) -> tuple[Daemon, FakeMarathonClient, FakeApplier, FakeHAProxy]:
         values: dict[str, Any] = {
             "marathon_urls": ("http://127.0.0.1:1",),
             "state_dir": str(state_dir or tmp_path),
@@ -177,7 +134,11 @@ def run_daemon(tmp_path: Path) -> Any:
             "empty_confirm": 0.3,
         }
         values.update(overrides)
-        client, applier, haproxy = FakeClient(apps), FakeApplier(), FakeHAProxy()
+        client, applier, haproxy = (
+            FakeMarathonClient(apps, streams=False),
+            FakeApplier(),
+            FakeHAProxy(),
+        )
         daemon = build_daemon(
             Settings(**values),
             marathon_client=client,
@@ -198,9 +159,7 @@ def run_daemon(tmp_path: Path) -> Any:
         assert not thread.is_alive()
 
 
-def test_first_snapshot_is_applied_and_saved(
-    run_daemon: Any, wait_until: Any, tmp_path: Path
-) -> None:
+def test_first_snapshot_is_applied_and_saved(run_daemon: Any, tmp_path: Path) -> None:
     daemon, _client, applier, _haproxy = run_daemon([app("/web", 10001, "web.1", "web.2")])
     wait_until(lambda: applier.count() >= 1)
     assert ports(applier.last()) == {10001}
@@ -214,28 +173,25 @@ def test_first_snapshot_is_applied_and_saved(
 
 
 def test_server_changes_apply_at_once_but_reloads_keep_the_minimum_interval(
-    run_daemon: Any, wait_until: Any
+    run_daemon: Any,
 ) -> None:
     daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")], min_reload_interval=3.0)
     wait_until(lambda: applier.count() >= 1)
-    with client.lock:
-        client.apps = [app("/web", 10001, "web.1", "web.2")]
+    client.apps = [app("/web", 10001, "web.1", "web.2")]
     wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"})  # runtime-only: quick
     first_reload = daemon._last_reload_at
     assert first_reload is not None
-    with client.lock:
-        client.apps = [app("/web", 10001, "web.1", "web.2"), app("/api", 10002, "api.1")]
+    client.apps = [app("/web", 10001, "web.1", "web.2"), app("/api", 10002, "api.1")]
     wait_until(lambda: ports(applier.last()) == {10001, 10002}, timeout=20)
     assert daemon._last_reload_at is not None
     assert daemon._last_reload_at - first_reload >= 3.0
 
 
-def test_failed_apply_keeps_state_and_reports(run_daemon: Any, wait_until: Any) -> None:
+def test_failed_apply_keeps_state_and_reports(run_daemon: Any) -> None:
     daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")])
     wait_until(lambda: applier.count() >= 1)
     applier.fail = True
-    with client.lock:
-        client.apps = [app("/web", 10001, "web.1", "web.2")]
+    client.apps = [app("/web", 10001, "web.1", "web.2")]
     wait_until(lambda: daemon.board.health().status == "degraded")
     assert "haproxy -c failed" in daemon.board.health().reasons[0]
     assert daemon.model is not None and servers(daemon.model) == {"web.1"}
@@ -244,7 +200,7 @@ def test_failed_apply_keeps_state_and_reports(run_daemon: Any, wait_until: Any) 
 
 
 def test_marathon_unreachable_at_start_serves_the_saved_state(
-    run_daemon: Any, wait_until: Any, tmp_path: Path
+    run_daemon: Any, tmp_path: Path
 ) -> None:
     daemon, _client, _applier, _ = run_daemon([app("/web", 10001, "web.1")])
     wait_until(lambda: (tmp_path / "last-applied.json").exists())
@@ -256,15 +212,12 @@ def test_marathon_unreachable_at_start_serves_the_saved_state(
     report = second.board.health()
     assert report.status == "degraded"
     assert report.reasons[0].startswith("serving last known state from ")
-    with client2.lock:
-        client2.apps = [app("/web", 10001, "web.1", "web.2")]
+    client2.apps = [app("/web", 10001, "web.1", "web.2")]
     wait_until(lambda: servers(applier2.last()) == {"web.1", "web.2"})
     wait_until(lambda: second.board.health().status == "ok")
 
 
-def test_unwritable_state_dir_keeps_serving(
-    run_daemon: Any, wait_until: Any, tmp_path: Path
-) -> None:
+def test_unwritable_state_dir_keeps_serving(run_daemon: Any, tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     daemon, _client, applier, _ = run_daemon([app("/web", 10001, "web.1")], state_dir=blocker)
@@ -282,7 +235,7 @@ def test_unwritable_state_dir_keeps_serving(
     )
 
 
-def test_stop_stops_haproxy_and_returns(run_daemon: Any, wait_until: Any) -> None:
+def test_stop_stops_haproxy_and_returns(run_daemon: Any) -> None:
     daemon, _client, applier, haproxy = run_daemon([app("/web", 10001, "web.1")])
     wait_until(lambda: applier.count() >= 1)
     daemon.stop()
@@ -304,9 +257,7 @@ def test_render_settings_from_settings(tmp_path: Path) -> None:
     assert rs.admin_socket.startswith(str(tmp_path))
 
 
-def test_credentials_never_reach_the_status_server(
-    tmp_path: Path, wait_until: Any, free_port: Any, http_get: Any
-) -> None:
+def test_credentials_never_reach_the_status_server(tmp_path: Path) -> None:
     secret = "url-pa55word"
     dead = free_port()
     values: dict[str, Any] = {
@@ -341,7 +292,7 @@ def test_a_custom_template_is_used(tmp_path: Path) -> None:
     assert applier.render(HAProxyModel()).startswith("# custom template: 0 backends")
 
 
-def test_a_bug_in_a_step_does_not_stop_the_daemon(run_daemon: Any, wait_until: Any) -> None:
+def test_a_bug_in_a_step_does_not_stop_the_daemon(run_daemon: Any) -> None:
     daemon, client, applier, _ = run_daemon([app("/web", 10001, "web.1")])
     wait_until(lambda: applier.count() >= 1)
     original = daemon._build
@@ -354,14 +305,13 @@ def test_a_bug_in_a_step_does_not_stop_the_daemon(run_daemon: Any, wait_until: A
         return original(state)
 
     daemon._build = flaky_build  # type: ignore[method-assign]
-    with client.lock:
-        client.apps = [app("/web", 10001, "web.1", "web.2")]
+    client.apps = [app("/web", 10001, "web.1", "web.2")]
     wait_until(lambda: calls["n"] >= 1)
     wait_until(lambda: servers(applier.last()) == {"web.1", "web.2"}, timeout=30)  # retried
     assert daemon.metrics.registry.get_sample_value("marathon_sidecar_apply_failures_total") >= 1
 
 
-def test_apps_left_out_for_a_taken_port_are_tried_again(run_daemon: Any, wait_until: Any) -> None:
+def test_apps_left_out_for_a_taken_port_are_tried_again(run_daemon: Any) -> None:
     daemon, _client, applier, _ = run_daemon([app("/web", 10001, "web.1")], poll_interval=100)
     wait_until(lambda: applier.count() >= 1)
     with applier.lock:
@@ -383,28 +333,18 @@ def test_apps_left_out_for_a_taken_port_are_tried_again(run_daemon: Any, wait_un
     assert applier.count() == settled
 
 
-class FrozenClock:
-    """A monotonic clock that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def stepped(tmp_path: Path) -> Any:
     """A daemon driven step by step from the test (no threads) on a frozen clock."""
-    clock = FrozenClock()
+    clock = FakeClock()
     settings = Settings(
         marathon_urls=("http://127.0.0.1:1",), state_dir=str(tmp_path), status_port=0,
         debounce=0.5, min_reload_interval=3.0,
     )  # fmt: skip
     applier = FakeApplier()
     daemon = build_daemon(
-        settings, marathon_client=FakeClient([]), applier=applier, haproxy=FakeHAProxy(),
-        clock=clock,
+        settings, marathon_client=FakeMarathonClient([], streams=False), applier=applier,
+        haproxy=FakeHAProxy(), clock=clock,
     )  # fmt: skip
     daemon.apply_catalog(catalog_from_apps([app("/web", 10001, "web.1")]), "start")
     clock.now += 10.0  # quiet
@@ -455,9 +395,7 @@ def test_a_change_haproxy_does_not_see_does_not_end_the_quiet_period(stepped: An
     assert daemon.apply_due_at() == clock.now  # still leading
 
 
-def test_label_problems_are_counted_and_logged_once(
-    run_daemon: Any, wait_until: Any, caplog: Any
-) -> None:
+def test_label_problems_are_counted_and_logged_once(run_daemon: Any, caplog: Any) -> None:
     bad = app("/web", 10001, "web.1")
     bad["labels"] = {"HAPROXY_0_BALANCE": "roundrobin\n  server evil 1.2.3.4:80"}
     caplog.set_level("WARNING", logger="sidecar.daemon")

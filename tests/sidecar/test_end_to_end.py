@@ -6,8 +6,6 @@ requests must equal the app's running, healthy task ids. Apps get explicit free 
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import os
 import shutil
@@ -15,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,10 +24,16 @@ import pytest
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing import MarathonEmulator
-from marathon_bridge.testing.tasks import echo_server_cmd
 from sidecar.daemon import Daemon
-from sidecar.main import build_daemon, main
+from sidecar.main import main
 from sidecar.settings import Settings
+from testkit import free_ports, wait_until
+from testkit.apps import echo_app as echo_app_of_kit
+from testkit.apps import healthy_task_ids
+from testkit.http import ask, get
+from testkit.marathon import EmulatedMarathon
+from testkit.node import SidecarNode, sidecar_settings, start_sidecar
+from testkit.relay import Relay
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -38,41 +41,8 @@ WaitUntil = Callable[..., None]
 
 
 def echo_app(app_id: str, service_port: int, instances: int, **extra: Any) -> dict[str, Any]:
-    app: dict[str, Any] = {
-        "id": app_id,
-        "cmd": echo_server_cmd(),
-        "instances": instances,
-        "cpus": 0.01,
-        "mem": 16,
-        "portDefinitions": [{"port": service_port, "protocol": "tcp", "name": "http"}],
-        "healthChecks": [
-            {
-                "protocol": "HTTP",
-                "path": "/health",
-                "portIndex": 0,
-                "gracePeriodSeconds": 10,
-                "intervalSeconds": 1,
-                "timeoutSeconds": 1,
-                "maxConsecutiveFailures": 0,
-            }
-        ],
-    }
-    app.update(extra)
-    return app
-
-
-def ask(port: int, timeout: float = 2.0) -> str:
-    """One request on a new connection: the task id that answered, or ``error:<what>``."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/", headers={"Connection": "close"})
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", "replace").strip()
-        return body if response.status == 200 else f"error:{response.status}"
-    except (OSError, http.client.HTTPException) as exc:
-        return f"error:{type(exc).__name__}"
-    finally:
-        conn.close()
+    """Echo tasks without a mode label: the sidecar's default (TCP) unless ``labels`` says."""
+    return echo_app_of_kit(app_id, service_port, instances, mode=None, **extra)
 
 
 def answers(port: int, requests: int) -> Counter[str]:
@@ -83,88 +53,37 @@ def routed(port: int, per_task: int = 3, expected: int = 3) -> set[str]:
     return set(answers(port, max(per_task * max(expected, 1), 3)))
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports, none in the emulator's host port range."""
-    import socket
-
-    found: list[int] = []
-    sockets = []
-    try:
-        while len(found) < count:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-            port = s.getsockname()[1]
-            if not 31000 <= port <= 32000 and port != 9090:
-                found.append(port)
-    finally:
-        for s in sockets:
-            s.close()
-    return found
-
-
 @dataclass
 class Cluster:
+    """The emulator running echo tasks, a client on it, and the sidecar under test."""
+
     emulator: MarathonEmulator
     marathon: MarathonClient
-    daemon: Daemon
-    state_dir: str
+    node: SidecarNode
+
+    @property
+    def daemon(self) -> Daemon:
+        return self.node.daemon
 
     def healthy_ids(self, app_id: str) -> set[str]:
-        out = set()
-        for task in self.emulator.tasks(app_id, states=["TASK_RUNNING"]):
-            results = task.get("healthCheckResults") or []
-            if results and all(r.get("alive") for r in results):
-                out.add(task["id"])
-        return out
+        return healthy_task_ids(self.emulator, app_id)
 
     def routes_match(self, app_id: str, port: int) -> bool:
         expected = self.healthy_ids(app_id)
         return bool(expected) and routed(port, 3, len(expected)) == expected
 
-    def deploy(self, app: dict[str, Any], wait_until: WaitUntil) -> None:
-        self.marathon.create_app(app)
-        wait_until(
-            lambda: len(self.healthy_ids(app["id"])) == app["instances"],
-            timeout=60,
-            message=f"{app['id']} healthy",
-        )
+    def deploy(self, app: dict[str, Any]) -> None:
+        EmulatedMarathon(self.emulator, self.marathon).deploy(app, timeout=60)
 
     def metric(self, name: str, labels: Optional[dict[str, str]] = None) -> float:
-        value = self.daemon.metrics.registry.get_sample_value(name, labels or {})
-        return value or 0.0
+        return self.node.metric(name, labels)
 
 
-def start_daemon(settings: Settings, startup_wait: float = 15.0) -> tuple[Daemon, threading.Thread]:
-    daemon = build_daemon(settings, startup_wait=startup_wait, stream_silence=3.0)
-    thread = threading.Thread(target=daemon.run, name="sidecar-under-test", daemon=True)
-    thread.start()
-    return daemon, thread
-
-
-def sidecar_settings(marathon_url: str, state_dir: str, haproxy_bin: str, **extra: Any) -> Settings:
-    values: dict[str, Any] = {
-        "marathon_urls": (marathon_url,),
-        "state_dir": state_dir,
-        "haproxy_bin": haproxy_bin,
-        "status_host": "127.0.0.1",
-        "status_port": 0,
-        "debounce": 0.05,
-        "min_reload_interval": 0.2,
-        "resync_interval": 60.0,
-        "poll_interval": 1.0,
-        "empty_confirm": 60.0,
-        "drain_timeout": 2.0,
-        "marathon_timeout": 3.0,
-    }
-    values.update(extra)
-    return Settings(**values)
-
-
-def stop_daemon(daemon: Daemon, thread: threading.Thread) -> None:
-    daemon.stop()
-    thread.join(30)
-    assert not thread.is_alive(), "the daemon did not stop"
+def start_daemon(settings: Settings, startup_wait: float = 15.0) -> SidecarNode:
+    """The daemon in a thread on ``settings``; the test owns the state directory."""
+    return start_sidecar(
+        settings, startup_wait=startup_wait, own_state_dir=False, wait_for_haproxy=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -175,11 +94,11 @@ def cluster(haproxy_bin: str) -> Iterator[Cluster]:
         run_tasks=True, heartbeat_interval=1.0, agent_host="localhost", agent_ip="127.0.0.1"
     ).start()
     marathon = MarathonClient(emulator.url, timeout=(3.0, 10.0))
-    daemon, thread = start_daemon(sidecar_settings(emulator.url, state_dir, haproxy_bin))
+    node = start_daemon(sidecar_settings((emulator.url,), state_dir, haproxy_bin))
     try:
-        yield Cluster(emulator, marathon, daemon, state_dir)
+        yield Cluster(emulator, marathon, node)
     finally:
-        stop_daemon(daemon, thread)
+        node.stop()
         marathon.close()
         emulator.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -197,27 +116,25 @@ def no_apps_left(request: pytest.FixtureRequest) -> Iterator[None]:
         cluster.marathon.delete_app(app["id"])
 
 
-def test_every_service_port_routes_round_robin_over_its_healthy_tasks(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_every_service_port_routes_round_robin_over_its_healthy_tasks(cluster: Cluster) -> None:
     web_port, api_port = free_ports(2)
-    cluster.deploy(echo_app("/rr/web", web_port, 3, labels={"HAPROXY_0_MODE": "http"}), wait_until)
-    cluster.deploy(echo_app("/rr/api", api_port, 2), wait_until)
+    cluster.deploy(echo_app("/rr/web", web_port, 3, labels={"HAPROXY_0_MODE": "http"}))
+    cluster.deploy(echo_app("/rr/api", api_port, 2))
     wait_until(lambda: cluster.routes_match("/rr/web", web_port), timeout=30)
     wait_until(lambda: cluster.routes_match("/rr/api", api_port), timeout=30)
     counts = answers(web_port, 30)
     assert set(counts) == cluster.healthy_ids("/rr/web")
     assert max(counts.values()) - min(counts.values()) <= 2, counts  # round robin
-    status, body = _status(cluster.daemon, "/health")
+    status, body = cluster.node.status("/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
-    services = json.loads(_status(cluster.daemon, "/services")[1])["services"]
+    services = json.loads(cluster.node.status("/services")[1])["services"]
     assert {s["service_port"] for s in services} >= {web_port, api_port}
-    assert f"127.0.0.1:{web_port}" in _status(cluster.daemon, "/config")[1]
-    page = _status(cluster.daemon, "/")[1]
+    assert f"127.0.0.1:{web_port}" in cluster.node.status("/config")[1]
+    page = cluster.node.status("/")[1]
     assert "/rr/web" in page and str(web_port) in page
 
     def haproxy_reports_up() -> bool:  # HAProxy's own view, read every few seconds
-        services = json.loads(_status(cluster.daemon, "/services")[1])["services"]
+        services = json.loads(cluster.node.status("/services")[1])["services"]
         web = next(s for s in services if s["service_port"] == web_port)
         return [e["haproxy"] for e in web["endpoints"]] == ["up"] * 3
 
@@ -225,12 +142,12 @@ def test_every_service_port_routes_round_robin_over_its_healthy_tasks(
     wait_until(lambda: cluster.metric("marathon_sidecar_haproxy_servers", {"status": "up"}) >= 5)
 
 
-def test_haproxy_is_restarted_when_it_dies(cluster: Cluster, wait_until: WaitUntil) -> None:
+def test_haproxy_is_restarted_when_it_dies(cluster: Cluster) -> None:
     (port,) = free_ports(1)
-    cluster.deploy(echo_app("/crash/web", port, 2), wait_until)
+    cluster.deploy(echo_app("/crash/web", port, 2))
     wait_until(lambda: cluster.routes_match("/crash/web", port), timeout=30)
     # the apps of earlier tests are gone from HAProxy too: no reload is under way
-    wait_until(lambda: _served_ports(cluster.daemon) == {port}, timeout=30)
+    wait_until(lambda: cluster.node.served_ports() == {port}, timeout=30)
     haproxy = cluster.daemon.haproxy
     master = haproxy.master_pid
     assert master is not None
@@ -241,12 +158,12 @@ def test_haproxy_is_restarted_when_it_dies(cluster: Cluster, wait_until: WaitUnt
     wait_until(
         lambda: cluster.metric("marathon_sidecar_haproxy_restarts_total") > restarts, timeout=30
     )
-    wait_until(lambda: _health(cluster.daemon) == "ok", timeout=10)
+    wait_until(lambda: cluster.node.health()["status"] == "ok", timeout=10)
 
 
-def test_scaling_up_and_down_shows_in_routing(cluster: Cluster, wait_until: WaitUntil) -> None:
+def test_scaling_up_and_down_shows_in_routing(cluster: Cluster) -> None:
     (port,) = free_ports(1)
-    cluster.deploy(echo_app("/scale/web", port, 2), wait_until)
+    cluster.deploy(echo_app("/scale/web", port, 2))
     wait_until(lambda: cluster.routes_match("/scale/web", port), timeout=30)
     cluster.marathon.scale_app("/scale/web", 4)
     wait_until(lambda: len(cluster.healthy_ids("/scale/web")) == 4, timeout=60)
@@ -256,11 +173,9 @@ def test_scaling_up_and_down_shows_in_routing(cluster: Cluster, wait_until: Wait
     wait_until(lambda: cluster.routes_match("/scale/web", port), timeout=30)
 
 
-def test_a_killed_task_leaves_and_its_replacement_joins(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_a_killed_task_leaves_and_its_replacement_joins(cluster: Cluster) -> None:
     (port,) = free_ports(1)
-    cluster.deploy(echo_app("/kill/web", port, 2), wait_until)
+    cluster.deploy(echo_app("/kill/web", port, 2))
     wait_until(lambda: cluster.routes_match("/kill/web", port), timeout=30)
     victim = sorted(cluster.healthy_ids("/kill/web"))[0]
     cluster.emulator.kill_task(victim)
@@ -275,11 +190,9 @@ def test_a_killed_task_leaves_and_its_replacement_joins(
     assert victim not in routed(port, 3, 2)
 
 
-def test_an_unhealthy_task_leaves_rotation_and_comes_back(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_an_unhealthy_task_leaves_rotation_and_comes_back(cluster: Cluster) -> None:
     (port,) = free_ports(1)
-    cluster.deploy(echo_app("/health/web", port, 3), wait_until)
+    cluster.deploy(echo_app("/health/web", port, 3))
     wait_until(lambda: cluster.routes_match("/health/web", port), timeout=30)
     sick = sorted(cluster.healthy_ids("/health/web"))[0]
     cluster.emulator.set_task_health(sick, False)
@@ -287,7 +200,7 @@ def test_an_unhealthy_task_leaves_rotation_and_comes_back(
     wait_until(lambda: cluster.routes_match("/health/web", port), timeout=30)
 
     def reported_out() -> bool:  # the view is posted once the apply has finished
-        services = json.loads(_status(cluster.daemon, "/services")[1])["services"]
+        services = json.loads(cluster.node.status("/services")[1])["services"]
         entry = next(s for s in services if s["service_port"] == port)
         out = next(e for e in entry["endpoints"] if e["task_id"] == sick)
         return not out["in_rotation"] and out["healthy"] is False and bool(out["reason"])
@@ -297,11 +210,9 @@ def test_an_unhealthy_task_leaves_rotation_and_comes_back(
     wait_until(lambda: sick in routed(port, 3, 3), timeout=30)
 
 
-def test_a_new_app_is_routed_and_a_deleted_app_is_gone(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_a_new_app_is_routed_and_a_deleted_app_is_gone(cluster: Cluster) -> None:
     (port,) = free_ports(1)
-    cluster.deploy(echo_app("/life/new", port, 2), wait_until)
+    cluster.deploy(echo_app("/life/new", port, 2))
     wait_until(lambda: cluster.routes_match("/life/new", port), timeout=30)
     cluster.marathon.delete_app("/life/new")
     wait_until(lambda: cluster.emulator.app("/life/new") is None, timeout=30)
@@ -309,17 +220,15 @@ def test_a_new_app_is_routed_and_a_deleted_app_is_gone(
     wait_until(
         lambda: all(
             s["service_port"] != port
-            for s in json.loads(_status(cluster.daemon, "/services")[1])["services"]
+            for s in json.loads(cluster.node.status("/services")[1])["services"]
         ),
         timeout=10,
     )
 
 
-def test_marathon_errors_garbage_and_outages_change_no_routing(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_marathon_errors_garbage_and_outages_change_no_routing(cluster: Cluster) -> None:
     (port,) = free_ports(1)
-    cluster.deploy(echo_app("/faults/web", port, 2), wait_until)
+    cluster.deploy(echo_app("/faults/web", port, 2))
     wait_until(lambda: cluster.routes_match("/faults/web", port), timeout=30)
     serving = cluster.healthy_ids("/faults/web")
     faults = cluster.emulator.faults
@@ -350,25 +259,24 @@ def test_marathon_errors_garbage_and_outages_change_no_routing(
         cluster.marathon.scale_app("/faults/web", 3)
         wait_until(lambda: len(cluster.healthy_ids("/faults/web")) == 3, timeout=60)
         wait_until(lambda: cluster.routes_match("/faults/web", port), timeout=30)
-        wait_until(lambda: _health(cluster.daemon) == "ok", timeout=30)
+        wait_until(lambda: cluster.node.health()["status"] == "ok", timeout=30)
     finally:
         faults.clear()
 
 
-def test_marathon_port_closed_then_reopened(haproxy_bin: str, wait_until: WaitUntil) -> None:
+def test_marathon_port_closed_then_reopened(haproxy_bin: str) -> None:
     """Marathon really gone (its port closed), then back: routing holds, then follows again."""
     from marathon_bridge.testing.tasks import port_is_free
 
     state_dir = tempfile.mkdtemp(prefix="sc-out-", dir="/tmp")
     (port,) = free_ports(1)
-    relay = _Relay().start()  # the sidecar talks to Marathon through a relay we can cut
     emulator = MarathonEmulator(run_tasks=True, heartbeat_interval=1.0).start()
-    relay.target = emulator.url
+    relay = Relay(emulator.url).start()  # the sidecar talks to Marathon through a relay we can cut
     marathon = MarathonClient(emulator.url, timeout=(3.0, 10.0))
-    daemon, thread = start_daemon(sidecar_settings(relay.url, state_dir, haproxy_bin))
-    cluster = Cluster(emulator, marathon, daemon, state_dir)
+    node = start_daemon(sidecar_settings((relay.url,), state_dir, haproxy_bin))
+    cluster = Cluster(emulator, marathon, node)
     try:
-        cluster.deploy(echo_app("/outage/web", port, 2), wait_until)
+        cluster.deploy(echo_app("/outage/web", port, 2))
         wait_until(lambda: cluster.routes_match("/outage/web", port), timeout=30)
         serving = cluster.healthy_ids("/outage/web")
         relay.cut()  # connections refused from now on
@@ -388,18 +296,16 @@ def test_marathon_port_closed_then_reopened(haproxy_bin: str, wait_until: WaitUn
         wait_until(lambda: len(cluster.healthy_ids("/outage/web")) == 3, timeout=60)
         wait_until(lambda: cluster.routes_match("/outage/web", port), timeout=30)
     finally:
-        stop_daemon(daemon, thread)
+        node.stop()
         relay.stop()
         marathon.close()
         emulator.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def test_a_leader_election_leaves_routing_unchanged(
-    cluster: Cluster, wait_until: WaitUntil
-) -> None:
+def test_a_leader_election_leaves_routing_unchanged(cluster: Cluster) -> None:
     (port,) = free_ports(1)
-    cluster.deploy(echo_app("/leader/web", port, 3), wait_until)
+    cluster.deploy(echo_app("/leader/web", port, 3))
     wait_until(lambda: cluster.routes_match("/leader/web", port), timeout=30)
     serving = cluster.healthy_ids("/leader/web")
     connects = cluster.metric("marathon_sidecar_marathon_stream_connects_total")
@@ -412,7 +318,7 @@ def test_a_leader_election_leaves_routing_unchanged(
 
     def kept_while_blank() -> bool:
         """The sidecar's snapshot has no health results, yet every task stays in rotation."""
-        services = json.loads(_status(cluster.daemon, "/services")[1])["services"]
+        services = json.loads(cluster.node.status("/services")[1])["services"]
         entry = next(s for s in services if s["service_port"] == port)
         return all(e["in_rotation"] and e["healthy"] is False for e in entry["endpoints"])
 
@@ -425,7 +331,7 @@ def test_a_leader_election_leaves_routing_unchanged(
     assert cluster.healthy_ids("/leader/web") == serving
 
 
-def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str, wait_until: WaitUntil) -> None:
+def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str) -> None:
     """--master-socket: reloads through a master CLI; stopping the sidecar leaves HAProxy up."""
     from sidecar.haproxy.process import HAProxyProcess
 
@@ -446,13 +352,13 @@ def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str, wait_until:
         external.start()
         external.wait_ready(30)
         settings = sidecar_settings(
-            emulator.url, state_dir, haproxy_bin,
+            (emulator.url,), state_dir, haproxy_bin,
             master_socket=external.master_socket, haproxy_config=str(config),
         )  # fmt: skip
-        daemon, thread = start_daemon(settings)
-        cluster = Cluster(emulator, marathon, daemon, state_dir)
+        node = start_daemon(settings)
+        cluster = Cluster(emulator, marathon, node)
         try:
-            cluster.deploy(echo_app("/ext/web", port, 2), wait_until)
+            cluster.deploy(echo_app("/ext/web", port, 2))
             wait_until(lambda: cluster.routes_match("/ext/web", port), timeout=30)
             master = external.master_pid
             cluster.marathon.scale_app("/ext/web", 3)
@@ -460,7 +366,7 @@ def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str, wait_until:
             wait_until(lambda: cluster.routes_match("/ext/web", port), timeout=30)
             assert external.master_pid == master  # reloaded in place, never restarted
         finally:
-            stop_daemon(daemon, thread)
+            node.stop()
         assert external.running()  # not ours to stop
         assert cluster.routes_match("/ext/web", port)
     finally:
@@ -506,42 +412,42 @@ def test_once_fails_cleanly_when_marathon_is_unreachable(tmp_path: Path) -> None
 
 
 def test_restart_while_marathon_is_unreachable_serves_the_last_known_state(
-    haproxy_bin: str, wait_until: WaitUntil
+    haproxy_bin: str,
 ) -> None:
     state_dir = tempfile.mkdtemp(prefix="sc-lkg-", dir="/tmp")
     (port, dead) = free_ports(2)
     emulator = MarathonEmulator(run_tasks=True, heartbeat_interval=1.0).start()
     marathon = MarathonClient(emulator.url, timeout=(3.0, 10.0))
     try:
-        daemon, thread = start_daemon(sidecar_settings(emulator.url, state_dir, haproxy_bin))
-        cluster = Cluster(emulator, marathon, daemon, state_dir)
+        node = start_daemon(sidecar_settings((emulator.url,), state_dir, haproxy_bin))
+        cluster = Cluster(emulator, marathon, node)
         try:
-            cluster.deploy(echo_app("/lkg/web", port, 2), wait_until)
+            cluster.deploy(echo_app("/lkg/web", port, 2))
             wait_until(lambda: cluster.routes_match("/lkg/web", port), timeout=30)
             saved = Path(state_dir) / "last-applied.json"
             wait_until(lambda: saved.exists() and "/lkg/web" in saved.read_text())
         finally:
-            stop_daemon(daemon, thread)
+            node.stop()
         wait_until(lambda: ask(port).startswith("error:"), timeout=20)  # HAProxy stopped with it
 
-        settings = sidecar_settings(f"http://127.0.0.1:{dead}", state_dir, haproxy_bin)
-        daemon, thread = start_daemon(settings, startup_wait=1.0)
+        settings = sidecar_settings((f"http://127.0.0.1:{dead}",), state_dir, haproxy_bin)
+        node = start_daemon(settings, startup_wait=1.0)
         try:
             wait_until(lambda: cluster.routes_match("/lkg/web", port), timeout=30)
-            wait_until(lambda: _health(daemon) == "degraded", timeout=20)
-            status, body = _status(daemon, "/health")
+            wait_until(lambda: node.health()["status"] == "degraded", timeout=20)
+            status, body = node.status("/health")
             report = json.loads(body)
             assert status == 200, body
             assert report["reasons"][0].startswith("serving last known state from ")
         finally:
-            stop_daemon(daemon, thread)
+            node.stop()
     finally:
         marathon.close()
         emulator.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str, wait_until: WaitUntil) -> None:
+def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str) -> None:
     state_dir = tempfile.mkdtemp(prefix="sc-cmd-", dir="/tmp")
     (port, status_port) = free_ports(2)
     emulator = MarathonEmulator().start()
@@ -559,9 +465,9 @@ def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str, wait_until: Wait
             env={"MARATHON_PASSWORD": secret, "PATH": "/usr/sbin:/usr/bin:/bin"},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        wait_until(lambda: _get(status_port, "/health")[0] == 200, timeout=60)
+        wait_until(lambda: get(status_port, "/health")[0] == 200, timeout=60)
         for path in ("/health", "/config", "/services", "/metrics", "/"):
-            assert secret not in _get(status_port, path)[1]
+            assert secret not in get(status_port, path)[1]
         pid_file = Path(state_dir) / "run" / "haproxy.pid"
         wait_until(pid_file.exists, timeout=10)
         master = int(pid_file.read_text().split()[0])
@@ -577,124 +483,3 @@ def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str, wait_until: Wait
             proc.wait(10)
         emulator.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode("utf-8", "replace")
-    except OSError:
-        return 0, ""
-    finally:
-        conn.close()
-
-
-def _status(daemon: Daemon, path: str) -> tuple[int, str]:
-    assert daemon.status_server is not None
-    return _get(daemon.status_server.port, path)
-
-
-def _served_ports(daemon: Daemon) -> set[int]:
-    services = json.loads(_status(daemon, "/services")[1])["services"]
-    return {int(s["service_port"]) for s in services}
-
-
-def _health(daemon: Daemon) -> str:
-    _, body = _status(daemon, "/health")
-    return str(json.loads(body)["status"]) if body else ""
-
-
-class _Relay:
-    """A TCP relay in front of Marathon that can be cut (port closed) and restored."""
-
-    def __init__(self) -> None:
-        import socket
-
-        self._socket_mod = socket
-        self.target = ""
-        (self.port,) = free_ports(1)
-        self._listener: Any = None
-        self._stop = threading.Event()
-        self._conns: list[Any] = []
-        self._lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
-        self.refusing = False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> _Relay:
-        socket = self._socket_mod
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        listener.settimeout(0.1)
-        self._listener = listener
-        self._stop.clear()
-        self.refusing = False
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-        return self
-
-    def _accept(self) -> None:
-        socket = self._socket_mod
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            host, port = self.target.rsplit("//", 1)[1].split(":")
-            try:
-                upstream = socket.create_connection((host, int(port)), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, source: Any, sink: Any) -> None:
-        try:
-            source.settimeout(None)
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                with contextlib.suppress(OSError):
-                    s.shutdown(self._socket_mod.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """Close the port and every relayed connection."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._listener.close()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(self._socket_mod.SHUT_RDWR)
-            conn.close()
-        self.refusing = True
-
-    def restore(self) -> None:
-        self.start()
-
-    def stop(self) -> None:
-        if not self.refusing:
-            self.cut()

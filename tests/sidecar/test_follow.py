@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 import pytest
 
-from marathon_bridge.errors import NotFound, ServerError, Unavailable
-from marathon_bridge.events import Event
+from marathon_bridge.errors import ServerError, Unavailable
 from sidecar.catalog import Catalog
 from sidecar.metrics import SidecarMetrics
 from sidecar.sources.marathon.follower import SnapshotRejected, check_snapshot, jittered
 from sidecar.sources.marathon.source import MarathonSource
 from sidecar.sources.marathon.translate import catalog_from_apps
+from testkit import wait_until
+from testkit.fakes import FakeMarathonClient
 
 
 def app(app_id: str, *task_ids: str, port: int = 10001) -> dict[str, Any]:
@@ -35,86 +34,6 @@ def task(app_id: str, task_id: str, port: int = 31000) -> dict[str, Any]:
         "state": "TASK_RUNNING",
         "startedAt": "2026-01-01T00:00:00.000Z",
     }
-
-
-class FakeStream:
-    def __init__(self, on_connect: Optional[Callable[[], None]]) -> None:
-        self.on_connect = on_connect
-        self.events: queue.Queue[Optional[Event]] = queue.Queue()
-        self.connects = 0
-        self.last_activity = 0.0
-        self._closed = threading.Event()
-
-    def __iter__(self) -> Iterator[Event]:
-        import time
-
-        self.connects += 1
-        self.last_activity = time.monotonic()
-        if self.on_connect is not None:
-            self.on_connect()
-        while not self._closed.is_set():
-            try:
-                item = self.events.get(timeout=0.05)
-            except queue.Empty:
-                self.last_activity = time.monotonic()  # heartbeats
-                continue
-            if item is None:
-                return
-            self.last_activity = time.monotonic()
-            yield item
-
-    def close(self) -> None:
-        self._closed.set()
-
-
-class FakeClient:
-    """``answers``: what list_apps returns next (a value, or an exception to raise)."""
-
-    def __init__(self, apps: Any) -> None:
-        self.apps = apps
-        self.answers: queue.Queue[Any] = queue.Queue()
-        self.single: dict[str, Any] = {}
-        self.list_calls = 0
-        self.get_calls: list[str] = []
-        self.streams: list[FakeStream] = []
-        self.stream_ready = threading.Event()
-
-    def list_apps(self, embed: Sequence[str] = ()) -> Any:
-        assert tuple(embed) == ("apps.tasks",)
-        self.list_calls += 1
-        try:
-            answer = self.answers.get_nowait()
-        except queue.Empty:
-            answer = self.apps
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-    def get_app(self, app_id: str, embed: Sequence[str] = ()) -> Any:
-        self.get_calls.append(app_id)
-        answer = self.single.get(app_id)
-        if answer is None:
-            raise NotFound("App does not exist", status=404)
-        return answer
-
-    def event_stream(
-        self,
-        event_types: Sequence[str] = (),
-        *,
-        on_connect: Any = None,
-        read_timeout: float = 30.0,
-        stop: Any = None,
-    ) -> FakeStream:
-        stream = FakeStream(on_connect)
-        self.streams.append(stream)
-        self.stream_ready.set()
-        return stream
-
-    def send(self, event_type: str, data: dict[str, Any]) -> None:
-        self.streams[-1].events.put(Event(event_type, data))
-
-    def close(self) -> None:
-        pass
 
 
 class Recorder:
@@ -160,13 +79,13 @@ def apps_of(catalog: Catalog) -> set[str]:
 @pytest.fixture
 def make(
     request: pytest.FixtureRequest,
-) -> Callable[..., tuple[MarathonSource, FakeClient, Recorder]]:
+) -> Callable[..., tuple[MarathonSource, FakeMarathonClient, Recorder]]:
     sources: list[MarathonSource] = []
 
     def build(
         apps: Any, start: bool = True, **kwargs: Any
-    ) -> tuple[MarathonSource, FakeClient, Recorder]:
-        client = FakeClient(apps)
+    ) -> tuple[MarathonSource, FakeMarathonClient, Recorder]:
+        client = FakeMarathonClient(apps)
         recorder = Recorder()
         kwargs.setdefault("retry_backoff", 0.05)
         kwargs.setdefault("max_retry_backoff", 0.2)
@@ -200,9 +119,7 @@ def test_jitter_stays_below_the_interval() -> None:
     assert jittered(100, lambda a, b: b) == 100
 
 
-def test_stream_mode_snapshot_on_connect_then_events_without_refetching(
-    make: Any, wait_until: Any
-) -> None:
+def test_stream_mode_snapshot_on_connect_then_events_without_refetching(make: Any) -> None:
     source, client, rec = make([app("/web", "web.1")])
     wait_until(lambda: rec.count() == 1)
     assert tasks_of(rec.last, "/web") == {"web.1"}
@@ -251,7 +168,7 @@ def test_stream_mode_snapshot_on_connect_then_events_without_refetching(
     assert source.health().connected and source.health().mode == "stream"
 
 
-def test_reconnect_takes_a_new_snapshot(make: Any, wait_until: Any) -> None:
+def test_reconnect_takes_a_new_snapshot(make: Any) -> None:
     _source, client, rec = make([app("/web", "web.1")])
     wait_until(lambda: rec.count() == 1)
     client.apps = [app("/web", "web.1", "web.3")]
@@ -260,7 +177,7 @@ def test_reconnect_takes_a_new_snapshot(make: Any, wait_until: Any) -> None:
     assert client.list_calls == 2
 
 
-def test_fetch_apps_reads_single_apps_and_drops_deleted_ones(make: Any, wait_until: Any) -> None:
+def test_fetch_apps_reads_single_apps_and_drops_deleted_ones(make: Any) -> None:
     _source, client, rec = make([app("/web", "web.1"), app("/old", "old.1", port=10002)])
     wait_until(lambda: rec.count() == 1)
     client.single["/new"] = app("/new", "new.1", port=10003)
@@ -285,7 +202,7 @@ def test_fetch_apps_reads_single_apps_and_drops_deleted_ones(make: Any, wait_unt
     assert client.list_calls == 1
 
 
-def test_errors_and_garbage_keep_the_last_good_state(make: Any, wait_until: Any) -> None:
+def test_errors_and_garbage_keep_the_last_good_state(make: Any) -> None:
     source, client, rec = make([app("/web", "web.1")], poll=True, poll_interval=0.05)
     wait_until(lambda: rec.count() >= 1)
     published = rec.count()
@@ -303,7 +220,7 @@ def test_errors_and_garbage_keep_the_last_good_state(make: Any, wait_until: Any)
     wait_until(lambda: "web.2" in tasks_of(rec.last, "/web"))
 
 
-def test_an_empty_list_after_apps_needs_confirmation(make: Any, wait_until: Any) -> None:
+def test_an_empty_list_after_apps_needs_confirmation(make: Any) -> None:
     source, client, rec = make(
         [app("/web", "web.1")], poll=True, poll_interval=0.05, empty_confirm=0.5
     )
@@ -315,7 +232,7 @@ def test_an_empty_list_after_apps_needs_confirmation(make: Any, wait_until: Any)
     wait_until(lambda: not len(rec.last), timeout=20)  # believed once it persisted
 
 
-def test_a_short_empty_blip_changes_nothing(make: Any, wait_until: Any) -> None:
+def test_a_short_empty_blip_changes_nothing(make: Any) -> None:
     _source, client, rec = make(
         [app("/web", "web.1")], poll=True, poll_interval=0.05, empty_confirm=30
     )
@@ -326,7 +243,7 @@ def test_a_short_empty_blip_changes_nothing(make: Any, wait_until: Any) -> None:
     assert all(len(c) for c in rec.catalogs)
 
 
-def test_no_events_before_a_trusted_snapshot(make: Any, wait_until: Any) -> None:
+def test_no_events_before_a_trusted_snapshot(make: Any) -> None:
     source, client, rec = make([app("/web", "web.1")], start=False)
     client.answers.put(ServerError("down", status=503))
     source.seed(catalog_from_apps([app("/web", "web.1")]))
@@ -338,7 +255,7 @@ def test_no_events_before_a_trusted_snapshot(make: Any, wait_until: Any) -> None
     assert source.health().synced and source.health().last_contact is not None
 
 
-def test_stream_down_falls_back_to_polling(make: Any, wait_until: Any) -> None:
+def test_stream_down_falls_back_to_polling(make: Any) -> None:
     source, client, rec = make(
         [app("/web", "web.1")],
         start=False,

@@ -19,12 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing import MarathonEmulator
+from testkit import free_ports
 
 pytestmark = [pytest.mark.haproxy]
 
@@ -63,11 +64,9 @@ def contradiction(serving: bool, answer: tuple[int, dict[str, Any]]) -> Optional
     return None
 
 
-def test_health_agrees_with_haproxy_from_the_first_request(
-    haproxy_bin: str, free_port: Callable[[], int]
-) -> None:
+def test_health_agrees_with_haproxy_from_the_first_request(haproxy_bin: str) -> None:
     state_dir = tempfile.mkdtemp(prefix="sc-health-", dir="/tmp")  # short: socket paths
-    service_port, status_port = free_port(), free_port()
+    service_port, status_port = free_ports(2)
     emulator = MarathonEmulator().start()
     proc: Optional[subprocess.Popen[bytes]] = None
     try:

@@ -6,14 +6,8 @@ import threading
 from typing import Callable, Optional
 
 from sidecar.resolve import Resolver, is_ip_literal, system_lookup
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from testkit import wait_until
+from testkit.clock import FakeClock
 
 
 def counting(table: dict[str, Optional[str]]) -> tuple[Callable[[str], Optional[str]], list[str]]:
@@ -37,7 +31,7 @@ def test_ip_literals_pass_through_without_lookup() -> None:
     resolver.close()
 
 
-def test_names_are_cached_until_the_ttl(wait_until: Callable[..., None]) -> None:
+def test_names_are_cached_until_the_ttl() -> None:
     table: dict[str, Optional[str]] = {"agent-1": "10.0.0.7"}
     lookup, calls = counting(table)
     clock = FakeClock()
@@ -59,7 +53,7 @@ def test_unresolvable_name_gives_none() -> None:
     resolver.close()
 
 
-def test_a_failed_refresh_keeps_the_last_good_answer(wait_until: Callable[..., None]) -> None:
+def test_a_failed_refresh_keeps_the_last_good_answer() -> None:
     table: dict[str, Optional[str]] = {"agent-1": "10.0.0.7"}
     lookup, calls = counting(table)
     clock = FakeClock()
@@ -73,7 +67,7 @@ def test_a_failed_refresh_keeps_the_last_good_answer(wait_until: Callable[..., N
     resolver.close()
 
 
-def test_slow_lookup_does_not_block_and_triggers_a_rebuild(wait_until: Callable[..., None]) -> None:
+def test_slow_lookup_does_not_block_and_triggers_a_rebuild() -> None:
     release = threading.Event()
     updates: list[int] = []
 

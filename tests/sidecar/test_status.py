@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -18,6 +18,7 @@ from sidecar.status import (
     render_page,
     services_view,
 )
+from testkit.http import http_get
 
 
 def facts(**overrides: Any) -> HealthFacts:
@@ -153,7 +154,7 @@ def served() -> Any:
     server.stop()
 
 
-def test_endpoints(served: Any, http_get: Callable[..., Any]) -> None:
+def test_endpoints(served: Any) -> None:
     board, base = served
     status, body, _ = http_get(base + "/health")
     assert status == 503 and json.loads(body)["status"] == "failing"

@@ -19,6 +19,9 @@ from sidecar.render import render_config
 from sidecar.render_settings import RenderSettings
 from sidecar.sources.marathon.labels import LABELS, NOT_HONORED
 from sidecar.sources.marathon.translate import catalog_from_apps
+from testkit.cluster import AGENTS as CLUSTER_AGENTS
+from testkit.cluster import generated_cluster
+from testkit.examples import EXAMPLES
 
 from .conftest import bad_lines
 
@@ -117,9 +120,6 @@ def test_examples_are_found(examples_dir: Path) -> None:
     assert sum(len(running_example_apps(p)) for p in files) >= 20
 
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
-
-
 @pytest.mark.parametrize("name", [str(p.relative_to(EXAMPLES)) for p in example_files(EXAMPLES)])
 def test_every_example_app_renders_a_config_haproxy_accepts(
     name: str,
@@ -145,71 +145,14 @@ def test_every_example_app_renders_a_config_haproxy_accepts(
 # --- 10k apps ---------------------------------------------------------------------------------
 
 
-def generated_cluster(count: int) -> list[dict[str, Any]]:
-    """A mix of networking modes, labels and health checks, 3 running tasks per app."""
-    apps = []
-    for i in range(count):
-        app_id = f"/team-{i % 37}/svc-{i}"
-        kind = i % 4
-        if kind == 0:
-            app: dict[str, Any] = {
-                "networks": [{"mode": "host"}],
-                "portDefinitions": [{"port": 10000 + i}],
-            }
-        elif kind == 1:
-            app = {
-                "networks": [{"mode": "container/bridge"}],
-                "container": {
-                    "type": "DOCKER",
-                    "portMappings": [
-                        {"containerPort": 80, "hostPort": 0, "servicePort": 10000 + i}
-                    ],
-                },
-            }
-        elif kind == 2:
-            app = {
-                "networks": [{"mode": "container", "name": "overlay"}],
-                "container": {
-                    "type": "MESOS",
-                    "portMappings": [{"containerPort": 8080, "servicePort": 10000 + i}],
-                },
-                "labels": {"HAPROXY_0_MODE": "http", "HAPROXY_0_VHOST": f"svc-{i}.example.com"},
-            }
-        else:
-            app = {
-                "portDefinitions": [{"port": 10000 + i}],
-                "labels": {
-                    "HAPROXY_0_BALANCE": "leastconn",
-                    "HAPROXY_0_HEALTHCHECK": "true",
-                    "HAPROXY_0_STICKY": "true",
-                    "HAPROXY_0_MODE": "http",
-                },
-                "healthChecks": [
-                    {"protocol": "HTTP", "path": "/health", "portIndex": 0, "intervalSeconds": 30}
-                ],
-            }
-        app["id"] = app_id
-        app["tasks"] = [
-            {
-                "id": f"team-{i % 37}_svc-{i}.instance-{t}._app.1",
-                "host": f"agent{t + 1}.example.com",
-                "ports": [31000 + (i + t) % 2000],
-                "ipAddresses": [{"ipAddress": f"172.{16 + t}.{i // 250 % 250}.{i % 250 + 1}"}],
-                "state": "TASK_RUNNING",
-                "healthCheckResults": [{"alive": True}],
-            }
-            for t in range(3)
-        ]
-        apps.append(app)
-    return apps
-
-
 @pytest.mark.slow
 def test_ten_thousand_apps_render_a_config_haproxy_accepts(
     tmp_settings: Callable[..., RenderSettings], haproxy_check: Callable[[str], Any]
 ) -> None:
     settings = tmp_settings(vhost_port=8080)
-    model = build_model(catalog_from_apps(generated_cluster(10_000)), settings, AGENTS.get)
+    model = build_model(
+        catalog_from_apps(generated_cluster(10_000, mixed=True)), settings, CLUSTER_AGENTS.get
+    )
     assert len(model.backends) == 10_000 and model.skipped == () and model.problems == ()
     assert sum(len(b.servers) for b in model.backends) == 30_000
     text = render_config(model, settings)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -17,22 +16,9 @@ from sidecar.haproxy_model import ServerSpec
 from sidecar.render import render_config, server_line_options
 from sidecar.render_settings import RenderSettings
 from sidecar.sources.marathon.translate import catalog_from_apps
+from testkit import free_port, wait_until
 
 pytestmark = pytest.mark.haproxy
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {predicate}")
-        time.sleep(0.02)
 
 
 def ask(sock_path: str, command: str) -> str:

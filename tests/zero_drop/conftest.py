@@ -1,21 +1,15 @@
 """Fixtures for the whole-system zero-drop tests: one node (emulator + sidecar + HAProxy).
 
-The node and the load generator come from ``bench/_harness.py`` (shared with the benchmarks).
+The node and the load generator come from the test kit (shared with the benchmarks).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-
-from _harness import System, SystemOptions  # noqa: E402
+from testkit.system import System, SystemOptions
 
 
 @pytest.fixture(scope="module")

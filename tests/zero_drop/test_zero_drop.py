@@ -15,16 +15,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from _harness import (
-    LoadGenerator,
-    PortStats,
-    System,
-    echo_app,
-    free_ports,
-    wait_until,
-)
 
 from sidecar.haproxy.runtime import RuntimeAPIError
+from testkit import wait_until
+from testkit.apps import echo_app
+from testkit.load import LoadGenerator, PortStats
+from testkit.ports import free_ports
+from testkit.system import System
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 

@@ -22,12 +22,12 @@ from publisher.publisher import Publisher
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.layout import Instance
 from sidecar.sources.zookeeper.watcher import CatalogWatcher
+from testkit import wait_until
 from testkit.zookeeper import (
     UpdateRecorder,
     ZooKeeperEnsemble,
     ZooKeeperServer,
     expire_session,
-    wait_until,
 )
 
 ZK = layout.DEFAULT_ZK_PATH

@@ -6,7 +6,8 @@ from typing import Callable
 
 from kazoo.client import KazooClient
 
-from testkit.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, wait_until
+from testkit import wait_until
+from testkit.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
 
 
 def test_standalone_server_serves_on_loopback_and_keeps_data_across_restart(

@@ -13,8 +13,9 @@ from publisher.plan import ServiceSpec
 from publisher.publisher import Publisher
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.layout import Instance
+from testkit import wait_until
 from testkit.synapse_reader import discover
-from testkit.zookeeper import ZooKeeperServer, expire_session, wait_until
+from testkit.zookeeper import ZooKeeperServer, expire_session
 
 ZK = layout.DEFAULT_ZK_PATH
 OPTIONS = {"port": 10080, "mode": "http"}

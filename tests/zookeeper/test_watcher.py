@@ -15,7 +15,8 @@ from publisher.publisher import Publisher
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.layout import Instance
 from sidecar.sources.zookeeper.watcher import CatalogWatcher
-from testkit.zookeeper import UpdateRecorder, ZooKeeperServer, wait_until
+from testkit import wait_until
+from testkit.zookeeper import UpdateRecorder, ZooKeeperServer
 
 ZK = layout.DEFAULT_ZK_PATH
 OPTIONS = {"port": 10080, "mode": "http"}

@@ -1,4 +1,4 @@
-"""Helpers for the emulator tests: polling, a raw SSE reader, example loading, shape comparison."""
+"""A raw-socket client of an SSE endpoint (``/v2/events``) that records every byte it gets."""
 
 from __future__ import annotations
 
@@ -6,71 +6,9 @@ import contextlib
 import json
 import socket
 import threading
-import time
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "marathon-api" / "examples"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll until ``predicate()`` is truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        threading.Event().wait(0.01)
-
-
-def example(relative: str) -> Any:
-    """A JSON example from the shared Marathon examples."""
-    return json.loads((EXAMPLES / relative).read_text())
-
-
-def example_bytes(relative: str) -> bytes:
-    return (EXAMPLES / relative).read_bytes()
-
-
-def json_kind(value: Any) -> str:
-    """JSON type name; ints and floats are both "number" (Jackson vs play-json formatting)."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
-
-
-def shape_differences(expected: Any, actual: Any, path: str = "") -> list[str]:
-    """Differences in keys and JSON types between two documents (values ignored).
-
-    Lists are compared element-wise against the expected list's first element.
-    """
-    problems: list[str] = []
-    if json_kind(expected) != json_kind(actual):
-        return [f"{path or '/'}: expected {json_kind(expected)}, got {json_kind(actual)}"]
-    if isinstance(expected, dict):
-        missing = sorted(set(expected) - set(actual))
-        extra = sorted(set(actual) - set(expected))
-        if missing:
-            problems.append(f"{path or '/'}: missing keys {missing}")
-        if extra:
-            problems.append(f"{path or '/'}: extra keys {extra}")
-        for key in expected:
-            if key in actual:
-                problems += shape_differences(expected[key], actual[key], f"{path}/{key}")
-    elif isinstance(expected, list) and expected and actual:
-        for index, item in enumerate(actual):
-            problems += shape_differences(expected[0], item, f"{path}({index})")
-    return problems
+from testkit.waiting import wait_until
 
 
 class SSEReader:

@@ -1,17 +1,29 @@
-"""A seeded, deliberately messy Marathon cluster for equivalence checks of the render path.
+"""Generated Marathon clusters (apps with their tasks, as ``GET /v2/apps?embed=apps.tasks``
+gives them) for render tests and benchmarks; agents' names resolve through :data:`AGENTS`.
 
-Every branch of labels, port specs, task selection and naming that build_model has shows up:
-each networking mode (current and legacy), several ports, every honored label with good and bad
-values, raw template and not-honored labels, health checks of each protocol, task states and
-health results, hosts that do not resolve, IPv6, odd task ids, port and name collisions.
+- :func:`generated_cluster`: ``count`` valid apps with running tasks, every one served: all
+  host networking with the same labels (the benchmark's shape), ``unique_labels`` (a vhost
+  each), or ``mixed`` networking modes, labels and health checks.
+- :func:`messy_cluster`: seeded and deliberately messy, for equivalence checks of the render
+  path. Every branch of labels, port specs, task selection and naming that build_model has shows
+  up: each networking mode (current and legacy), several ports, every honored label with good
+  and bad values, raw template and not-honored labels, health checks of each protocol, task
+  states and health results, hosts that do not resolve, IPv6, odd task ids, port and name
+  collisions.
+- :func:`wire_tasks`: a big ``GET /v2/tasks`` list shaped like Marathon 1.10's.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 from typing import Any, Callable, Optional
 
-AGENTS = {f"agent-{n}.example.com": f"10.1.{n // 200}.{n % 200 + 1}" for n in range(40)}
+from testkit.examples import EXAMPLES
+
+AGENT_COUNT = 100
+AGENTS = {f"agent-{n}.example.com": f"10.1.{n // 200}.{n % 200 + 1}" for n in range(AGENT_COUNT)}
 AGENTS["v6-agent.example.com"] = "fd00::17"
 
 LABEL_VALUES: dict[str, list[Any]] = {
@@ -368,3 +380,114 @@ def previously_in_of(apps: list[dict[str, Any]], seed: int) -> frozenset[str]:
     return frozenset(
         t["id"] for a in apps for t in a["tasks"] if isinstance(t["id"], str) and rng.random() < 0.5
     )
+
+
+# ----------------------------------------------------------------------------- valid clusters
+
+
+def generated_cluster(
+    count: int, *, tasks_per_app: int = 3, unique_labels: bool = False, mixed: bool = False
+) -> list[dict[str, Any]]:
+    """``count`` apps on service ports 10000 and up, ``tasks_per_app`` running tasks each on
+    the agents of :data:`AGENTS`; every app is valid and served (see the module's text)."""
+    apps = []
+    for i in range(count):
+        app = _mixed_shape(i) if mixed else _host_shape(i, unique_labels)
+        app["id"] = f"/team-{i // 100}/svc-{i}"
+        app["instances"] = tasks_per_app
+        app["tasks"] = [_running_task(app["id"], i, t, mixed) for t in range(tasks_per_app)]
+        apps.append(app)
+    return apps
+
+
+def _host_shape(i: int, unique_labels: bool) -> dict[str, Any]:
+    labels = {"HAPROXY_GROUP": "internal", "HAPROXY_0_BALANCE": "leastconn"}
+    if unique_labels:
+        labels["HAPROXY_0_VHOST"] = f"app-{i}.group-{i // 100}.example.com"
+    return {
+        "networks": [{"mode": "host"}],
+        "portDefinitions": [{"port": 10000 + i, "protocol": "tcp", "name": "http"}],
+        "labels": labels,
+    }
+
+
+def _mixed_shape(i: int) -> dict[str, Any]:
+    """Host, bridge, container networking and legacy ports with HTTP checks, in turn."""
+    kind = i % 4
+    if kind == 0:
+        return {"networks": [{"mode": "host"}], "portDefinitions": [{"port": 10000 + i}]}
+    if kind == 1:
+        mapping = {"containerPort": 80, "hostPort": 0, "servicePort": 10000 + i}
+        return {
+            "networks": [{"mode": "container/bridge"}],
+            "container": {"type": "DOCKER", "portMappings": [mapping]},
+        }
+    if kind == 2:
+        return {
+            "networks": [{"mode": "container", "name": "overlay"}],
+            "container": {
+                "type": "MESOS",
+                "portMappings": [{"containerPort": 8080, "servicePort": 10000 + i}],
+            },
+            "labels": {"HAPROXY_0_MODE": "http", "HAPROXY_0_VHOST": f"svc-{i}.example.com"},
+        }
+    return {
+        "portDefinitions": [{"port": 10000 + i}],
+        "labels": {
+            "HAPROXY_0_BALANCE": "leastconn",
+            "HAPROXY_0_HEALTHCHECK": "true",
+            "HAPROXY_0_STICKY": "true",
+            "HAPROXY_0_MODE": "http",
+        },
+        "healthChecks": [
+            {"protocol": "HTTP", "path": "/health", "portIndex": 0, "intervalSeconds": 30}
+        ],
+    }
+
+
+def _running_task(app_id: str, i: int, t: int, mixed: bool) -> dict[str, Any]:
+    """A running task; with container addresses and a passing check in a ``mixed`` cluster."""
+    stem = app_id.strip("/").replace("/", "_")
+    task = {
+        "id": f"{stem}.instance-{i:06d}-{t}._app.1",
+        "appId": app_id,
+        "host": f"agent-{(i + t) % AGENT_COUNT}.example.com",
+        "ports": [31000 + (i * 3 + t) % 1000],
+        "ipAddresses": [{"ipAddress": f"172.{16 + t}.{i // 250 % 250}.{i % 250 + 1}"}],
+        "state": "TASK_RUNNING",
+        "startedAt": "2021-02-10T12:00:02.456Z",
+        "version": "2021-02-10T11:59:59.000Z",
+        "healthCheckResults": [{"alive": True}] if mixed else [],
+    }
+    if not mixed:
+        del task["ipAddresses"]
+    return task
+
+
+# ----------------------------------------------------------------------------- /v2/tasks
+
+TASK_TEMPLATE = EXAMPLES / "derived-from-code" / "task.running.with-health.v1.10.json"
+
+
+def wire_tasks(count: int, apps: int = 500) -> list[dict[str, Any]]:
+    """``count`` distinct running tasks shaped like Marathon 1.10's (with health results),
+    spread over ``apps`` apps, from the example task in tests/fixtures."""
+    template = json.loads(TASK_TEMPLATE.read_text())
+    tasks = []
+    for i in range(count):
+        app = i % apps
+        task = copy.deepcopy(template)
+        uuid = f"{i:08x}-6c8e-11eb-9c2c-0242ac110002"
+        instance = f"team{app % 20}_svc{app}.instance-{uuid}"
+        task["appId"] = f"/team{app % 20}/svc{app}"
+        task["id"] = f"{instance}._app.1"
+        task["host"] = f"agent{i % 300}.mesos"
+        task["slaveId"] = f"abcd-{i % 300:04d}-S0"
+        task["ports"] = [31000 + i % 1000, 32000 + i % 1000]
+        task["servicePorts"] = [10000 + app, 10500 + app]
+        task["ipAddresses"] = [
+            {"ipAddress": f"10.0.{i // 250 % 250}.{i % 250}", "protocol": "IPv4"}
+        ]
+        task["healthCheckResults"][0]["instanceId"] = instance
+        tasks.append(task)
+    return tasks
