@@ -135,7 +135,7 @@ class MarathonEmulator:
         self._server = EmulatorServer((self.host, self.port), self._context())
         self.port = self._server.server_address[1]
         self._running = True
-        self._spawn("emu-http", self._server.serve_forever)
+        self._spawn("emu-http", self._serve)
         if self.state is not None:
             self._spawn("emu-scheduler", self._schedule)
             if self.state.options.run_tasks:
@@ -145,6 +145,12 @@ class MarathonEmulator:
                 self._prober.start()
         LOG.info("marathon emulator started", extra={"url": self.url, "leader": self.is_leader})
         return self
+
+    def _serve(self) -> None:
+        """Serve until stopped; a short poll so that stop() returns at once, not after 0.5 s."""
+        server = self._server
+        assert server is not None
+        server.serve_forever(poll_interval=0.05)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -181,7 +187,7 @@ class MarathonEmulator:
             return
         self._suspended = None
         self._server = EmulatorServer((self.host, self.port), self._context())
-        self._spawn("emu-http", self._server.serve_forever)
+        self._spawn("emu-http", self._serve)
 
     def stop(self) -> None:
         """Stop serving, close every connection and kill every task process."""
