@@ -8,7 +8,7 @@ from typing import Callable, Optional, Union
 from marathon_bridge.client import BasicAuth, MarathonClient, TokenAuth
 from sidecar.catalog import Catalog
 from sidecar.common_settings import CommonSettings
-from sidecar.metrics import SidecarMetrics
+from sidecar.metrics import FollowerMetrics
 from sidecar.sources.base import CatalogKeeper, CatalogListener, SourceHealth
 
 from .follower import MarathonAPI, MarathonFollower
@@ -23,7 +23,7 @@ class MarathonSource:
         self,
         client: MarathonAPI,
         *,
-        metrics: Optional[SidecarMetrics] = None,
+        metrics: Optional[FollowerMetrics] = None,
         poll: bool = False,
         poll_interval: float = 10.0,
         resync_interval: float = 300.0,
