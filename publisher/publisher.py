@@ -74,6 +74,7 @@ class Publisher:
         self._version = 0
         self._written_version = -1
         self._term: Optional[Term] = None
+        self.last_error: Optional[str] = None  # the last failed write, until one succeeds
         self.leadership = Leadership(
             client, layout.leader_path(zk_path), self.identifier, self._lead, self._wake, on_role
         )
@@ -145,6 +146,7 @@ class Publisher:
                     prepared = True
                 if wanted is not None:
                     self.writer.sync(wanted, term.fence, full)
+                    self.last_error = None
                     self._mark_written(version)
                 if heartbeat_due:
                     next_heartbeat = time.monotonic() + self.heartbeat_interval
@@ -152,6 +154,7 @@ class Publisher:
             except Deposed as exc:
                 term.end(str(exc))
             except (KazooException, Conflict) as exc:
+                self.last_error = f"ZooKeeper write failed: {exc!r}"[:300]
                 term.resync = True
                 prepared = False
                 log.warning("write failed; will read again", extra={"error": repr(exc)})

@@ -113,25 +113,33 @@ def zookeeper_instance(instance: Instance, port: int, app_id: str) -> layout.Ins
     return layout.Instance.make(instance.host, port, instance.id, instance.weight, labels)
 
 
+def zookeeper_service(service: Service, name: str) -> ZooKeeperService:
+    """What is written for one catalog service under znode ``name``."""
+    return ZooKeeperService(name, options_document(service), published_instances(service))
+
+
 def zookeeper_services(catalog: Catalog) -> tuple[dict[str, ZooKeeperService], list[Problem]]:
     """Every catalog service as it is written, by znode name; the services refused, and why."""
-    found: dict[str, ZooKeeperService] = {}
-    owners: dict[str, str] = {}
+    named, problems = named_services(catalog)
+    return {name: zookeeper_service(service, name) for name, service in named.items()}, problems
+
+
+def named_services(catalog: Catalog) -> tuple[dict[str, Service], list[Problem]]:
+    """The catalog's services by znode name; those that cannot have one, and why (the first
+    service by catalog key keeps a name two would share)."""
+    found: dict[str, Service] = {}
     problems: list[Problem] = []
-    for key, service in sorted(catalog.services.items()):
+    for _key, service in sorted(catalog.services.items()):
         try:
             name = service_name(service.app_id, service.port_index)
         except LayoutError as exc:
             problems.append(Problem(service.app_id, NAME_LABEL, str(exc)[:300]))
             continue
-        if name in owners:
-            reason = f"ZooKeeper name {name} is already taken by {owners[name]}"
+        if name in found:
+            reason = f"ZooKeeper name {name} is already taken by {found[name].key}"
             problems.append(Problem(service.app_id, NAME_LABEL, reason[:300]))
             continue
-        owners[name] = key
-        found[name] = ZooKeeperService(
-            name, options_document(service), published_instances(service)
-        )
+        found[name] = service
     return found, problems
 
 
