@@ -90,8 +90,8 @@ class PublisherDaemon:
         self._zk_since = clock()
         self._store = state_store
         self._saver = ThrottledSaver(state_store, self._saved) if state_store else None
-        self.metrics = PublisherMetrics(self.figures)
         self.publisher = Publisher(client, settings.zk_path, identifier, terms=self)
+        self.metrics = PublisherMetrics(self.figures)  # reads the publisher at registration
         self.server: Optional[PublisherStatusServer] = None
 
     # --- lifecycle --------------------------------------------------------------------------

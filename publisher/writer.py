@@ -54,6 +54,7 @@ class WriteCounters:
     deleted: int = 0
     options_set: int = 0
     conflicts: int = 0
+    heartbeats: int = 0  # heartbeat writes (not counted in the figures above)
     problems: dict[str, str] = field(default_factory=dict)  # service -> why it was skipped
 
 
@@ -161,7 +162,7 @@ class CatalogWriter:
             self._cache.pop(service, None)
         return done
 
-    def _transaction(self, batch: list[Op], fence: str) -> None:
+    def _transaction(self, batch: list[Op], fence: str, catalog: bool = True) -> None:
         tx = self.client.transaction()
         tx.check(fence, 0)
         for op in batch:
@@ -178,6 +179,9 @@ class CatalogWriter:
         if failures:
             cause = next((r for r in failures if not isinstance(r, RolledBackError)), failures[0])
             raise Conflict(f"{type(cause).__name__} in a transaction of {len(batch)} operations")
+        if not catalog:
+            self.counters.heartbeats += 1
+            return
         self.counters.transactions += 1
         self.counters.created += sum(isinstance(op, Create) for op in batch)
         self.counters.deleted += sum(isinstance(op, Delete) for op in batch)
@@ -190,7 +194,7 @@ class CatalogWriter:
             self._heartbeat_exists = self.client.exists(path) is not None
         op: Op = SetData(path, payload) if self._heartbeat_exists else Create(path, payload)
         try:
-            self._transaction([op], fence)
+            self._transaction([op], fence, catalog=False)
         except Conflict:
             self._heartbeat_exists = None
             raise
