@@ -1,0 +1,164 @@
+"""`marathon-publisher` as a real process for tests: start, signal, read /health and /metrics, and
+see its TCP connections to Marathon in /proc (what it holds, not what it says)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+from kazoo.client import KazooClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.sources.zookeeper import layout
+from testkit.zookeeper import free_port, wait_until
+
+ESTABLISHED = "01"
+
+
+def publisher_command() -> str:
+    command = Path(sys.executable).with_name("marathon-publisher")
+    if not command.exists():
+        raise AssertionError(f"{command} is missing: the package is not installed (setup.sh)")
+    return str(command)
+
+
+class PublisherProcess:
+    """One `marathon-publisher` on loopback, its log in `<work>/<name>.log`."""
+
+    def __init__(
+        self, work: Path, name: str, marathon: str, zookeeper: str, zk_path: str, *extra: str
+    ) -> None:
+        self.name = name
+        self.status_port = free_port()
+        self.log_path = work / f"{name}.log"
+        argv = [
+            publisher_command(),
+            "--marathon", marathon,
+            "--zookeeper", zookeeper,
+            "--zk-path", zk_path,
+            "--status-listen", f"127.0.0.1:{self.status_port}",
+            "--state-dir", str(work / name),
+            "--zk-session-timeout", "1",
+            "--poll-interval", "0.5",
+            *extra,
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def health(self) -> Optional[dict[str, Any]]:
+        """/health as JSON (200 or 503), None while nothing answers."""
+        url = f"http://127.0.0.1:{self.status_port}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return dict(json.load(answer))
+        except urllib.error.HTTPError as error:
+            return dict(json.load(error))
+        except OSError:
+            return None
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample without labels (and `name{label=value}` for labelled ones)."""
+        url = f"http://127.0.0.1:{self.status_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode("utf-8")
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
+    def role(self) -> Optional[str]:
+        found = self.health()
+        return None if found is None else str(found["role"])
+
+    def wait_health(self, what: str, timeout: float = 60.0, **fields: Any) -> dict[str, Any]:
+        """Wait until /health has these top-level fields (fail early if the process died)."""
+
+        def matched() -> Optional[dict[str, Any]]:
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited:\n{self.log_tail()}")
+            found = self.health()
+            return found if found and fields.items() <= found.items() else None
+
+        return wait_until(matched, timeout, f"{self.name}: {what}")
+
+    def marathon_connections(self, port: int) -> int:
+        """Established TCP connections of this process to 127.0.0.1:`port`."""
+        return len(list(_connections_to(self.pid, port)))
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            text = os.readlink(fd)
+        except OSError:
+            continue
+        if text.startswith("socket:["):
+            inodes.add(text[len("socket:[") : -1])
+    return inodes
+
+
+def _connections_to(pid: int, port: int) -> Iterator[str]:
+    inodes = _socket_inodes(pid)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if inode in inodes and state == ESTABLISHED and int(remote.split(":")[1], 16) == port:
+                yield inode
+
+
+# --- what ZooKeeper holds -----------------------------------------------------------------------
+
+
+def children_stats(reader: KazooClient, zk_path: str, service: str) -> dict[str, tuple[int, int]]:
+    """Instance child name -> (czxid, mzxid): a rewritten or recreated child changes them."""
+    base = layout.service_path(zk_path, service)
+    stats = {}
+    for name in reader.get_children(base):
+        _data, stat = reader.get(f"{base}/{name}")
+        stats[name] = (stat.czxid, stat.mzxid)
+    return stats
+
+
+def instances(reader: KazooClient, zk_path: str, service: str) -> list[layout.Instance]:
+    """The service's instances decoded from their child names ([] while it does not exist)."""
+    base = layout.service_path(zk_path, service)
+    if reader.exists(base) is None:
+        return []
+    decoded = [layout.decode_child_name(base, n) for n in reader.get_children(base)]
+    return sorted((i for i in decoded if isinstance(i, layout.Instance)), key=lambda i: i.name)
