@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 from kazoo.client import KazooClient
@@ -42,8 +42,8 @@ def app(app_id: str = "/shop/web", count: int = 2, **labels: str) -> dict[str, A
 
 def deploy(client: MarathonClient, marathon: MarathonEmulator, definition: dict[str, Any]) -> None:
     client.create_app(definition)
-    running = ("TASK_RUNNING",)
-    marathon.wait_for(lambda: len(marathon.tasks(definition["id"], running)) == definition["instances"])
+    count = definition["instances"]
+    marathon.wait_for(lambda: len(task_ids(marathon, definition["id"])) == count)
 
 
 def scale(client: MarathonClient, marathon: MarathonEmulator, count: int) -> None:
@@ -63,11 +63,11 @@ def published_ids(reader: KazooClient, zk_path: str, service: str = SERVICE) -> 
 def wait_published(
     reader: KazooClient, zk_path: str, wanted: Callable[[], set[str]], what: str
 ) -> set[str]:
-    return wait_until(
-        lambda: (found := published_ids(reader, zk_path)) == wanted() and found,
-        60,
-        f"ZooKeeper to hold {what}",
-    )
+    def matched() -> Optional[set[str]]:
+        found = published_ids(reader, zk_path)
+        return found if found and found == wanted() else None
+
+    return wait_until(matched, 60, f"ZooKeeper to hold {what}")
 
 
 def leader_and_standby(
@@ -100,9 +100,10 @@ def test_only_the_leader_follows_marathon(
 
     health = standby.wait_health("the standby", role="standby")
     assert health["status"] == "ok" and health["marathon"] is None
-    assert leader.wait_health("the leader synced", role="leader", status="ok")["marathon"][
-        "mode"
-    ] == "stream"
+    assert (
+        leader.wait_health("the leader synced", role="leader", status="ok")["marathon"]["mode"]
+        == "stream"
+    )
     assert standby.marathon_connections(marathon.port) == 0
     assert requests_by(marathon, standby) == 0
     assert leader.marathon_connections(marathon.port) >= 1
@@ -165,11 +166,11 @@ def test_a_leader_paused_past_its_session_cannot_write_when_it_wakes(
     before = children_stats(reader, zk_path, SERVICE)
     paused.signal(signal.SIGCONT)
 
-    woke = wait_until(
-        lambda: (h := paused.health()) and h["role"] == "standby" and h["leader_changes"] >= 2 and h,
-        60,
-        "a to notice it lost the lead",
-    )
+    def stepped_down() -> Any:
+        found = paused.health() or {}
+        return found if found.get("role") == "standby" and found["leader_changes"] >= 2 else None
+
+    woke = wait_until(stepped_down, 60, "a to notice it lost the lead")
     assert woke["marathon"] is None
     assert paused.metrics()["marathon_publisher_zk_transactions_total"] == transactions
     assert children_stats(reader, zk_path, SERVICE) == before
@@ -192,7 +193,7 @@ def test_marathon_unreachable_or_answering_empty_leaves_zookeeper_as_it_was(
 
     marathon.faults.add("/v2/apps", method="GET", body=b'{"apps": []}')
     marathon.close_event_streams()  # the reconnect asks for a snapshot: the empty one
-    held = 'marathon_publisher_marathon_errors_total{kind=suspicious_empty}'
+    held = "marathon_publisher_marathon_errors_total{kind=suspicious_empty}"
     wait_until(lambda: leader.metrics().get(held, 0) >= 3, 60, "empty snapshots held back")
     assert children_stats(reader, zk_path, SERVICE) == before
     reasons = leader.wait_health("the empty answer reported", role="leader")["reasons"]

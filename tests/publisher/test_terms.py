@@ -1,0 +1,158 @@
+"""The daemon's terms on a real ZooKeeper, with a recording catalog source in place of Marathon:
+a source exists only while its publisher leads, it is seeded with what ZooKeeper holds, and a
+catalog that arrives after its term ended is never written."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+from kazoo.client import KazooClient
+
+from publisher.daemon import PublisherDaemon
+from publisher.settings import PublisherSettings
+from sidecar.catalog import READY, Catalog, Instance, Service, ServiceOptions, service_key
+from sidecar.metrics import FollowerMetrics
+from sidecar.sources.base import CatalogListener, SourceHealth
+from testkit.zookeeper import ZooKeeperServer, expire_session, wait_until
+
+from .publisher_support import instances
+
+
+class RecordingSource:
+    """A CatalogSource whose catalogs the test hands over; it records what the daemon does."""
+
+    name = "Marathon"
+    catalog: Optional[Catalog] = None
+
+    def __init__(self) -> None:
+        self.seeded: Optional[Catalog] = None
+        self.listener: Optional[CatalogListener] = None
+        self.stopped = threading.Event()
+
+    def start(self, listener: CatalogListener) -> None:
+        self.listener = listener
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def seed(self, catalog: Catalog) -> None:
+        self.seeded = catalog
+
+    def snapshot_once(self) -> Catalog:
+        raise NotImplementedError
+
+    def request_resync(self, reason: str) -> None:
+        pass
+
+    def health(self) -> SourceHealth:
+        return SourceHealth("Marathon", "stream", True, self.catalog is not None, None, None)
+
+    def offer(self, catalog: Catalog) -> None:
+        """What the Marathon source does with an accepted snapshot."""
+        assert self.listener is not None
+        self.catalog = catalog
+        self.listener.source_contact()
+        self.listener.catalog_changed(catalog, "snapshot (test)")
+
+
+def web(*tasks: int) -> Catalog:
+    found = tuple(
+        Instance(f"web.{n}", f"10.0.0.{n}", 31000 + n, READY, "running", app_id="/web")
+        for n in tasks
+    )
+    service = Service(service_key("/web", 0), "/web", 0, ServiceOptions(10000, 10000), found)
+    return Catalog({service.key: service})
+
+
+class Node:
+    """One in-process daemon and the sources it made."""
+
+    def __init__(self, server: ZooKeeperServer, zk_path: str, state_dir: Path) -> None:
+        self.sources: list[RecordingSource] = []
+        settings = PublisherSettings(
+            marathon_urls=("http://127.0.0.1:9",),
+            zookeeper=(server.address,),
+            zk_path=zk_path,
+            status_port=0,
+            state_dir=str(state_dir),
+        )
+        self.client = KazooClient(hosts=server.address, timeout=1.0)
+        self.daemon = PublisherDaemon(settings, self.client, self._make_source)
+        self.daemon.start()
+
+    def _make_source(self, metrics: FollowerMetrics) -> RecordingSource:
+        source = RecordingSource()
+        self.sources.append(source)
+        return source
+
+    def leads(self) -> bool:
+        return self.daemon.publisher.role == "leader" and bool(self.sources)
+
+
+@pytest.fixture
+def nodes(
+    zk_server: ZooKeeperServer, zk_path: str, tmp_path: Path
+) -> Iterator[Callable[[str], Node]]:
+    made: list[Node] = []
+
+    def start(name: str) -> Node:
+        node = Node(zk_server, zk_path, tmp_path / name)
+        made.append(node)
+        return node
+
+    yield start
+    for node in made:
+        node.daemon.shutdown()
+
+
+def test_a_source_lives_only_in_its_term_and_starts_from_what_zookeeper_holds(
+    nodes: Callable[[str], Node], reader: KazooClient, zk_path: str
+) -> None:
+    first = nodes("a")
+    wait_until(first.leads, 30, "a to lead")
+    (source,) = first.sources
+    assert source.seeded is None  # nothing in ZooKeeper yet
+    source.offer(web(1, 2))
+    wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 2, 30, "a's write")
+    second = nodes("b")
+    wait_until(lambda: second.daemon.publisher.role == "standby", 30, "b to stand by")
+    assert second.sources == []
+
+    expire_session(first.client)  # a's term ends; b is next in line
+
+    wait_until(second.leads, 30, "b to lead")
+    assert source.stopped.is_set()
+    (taken_over,) = second.sources
+    assert taken_over.seeded is not None
+    assert taken_over.seeded.in_rotation() == frozenset({"web.1", "web.2"})
+    source.offer(web(1))  # a late catalog of a's ended term: dropped
+    assert first.daemon.health()[1]["catalog"]["services"] == 0
+    taken_over.offer(web(1, 2, 3))
+    wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 3, 30, "b's write")
+    assert second.daemon.publisher.wait_written(1, 30)
+    assert len(instances(reader, zk_path, "web:0")) == 3
+    assert len(first.sources) == 1 and first.daemon.publisher.role == "standby"
+
+
+def test_a_publisher_that_leads_again_writes_nothing_until_its_source_speaks(
+    nodes: Callable[[str], Node], reader: KazooClient, zk_path: str
+) -> None:
+    only = nodes("a")
+    wait_until(only.leads, 30, "a to lead")
+    only.sources[0].offer(web(1, 2))
+    wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 2, 30, "the first term's write")
+    transactions = only.daemon.publisher.writer.counters.transactions
+
+    expire_session(only.client)
+
+    wait_until(lambda: len(only.sources) == 2 and only.leads(), 30, "a second term")
+    assert only.sources[0].stopped.is_set()
+    assert only.sources[1].seeded is not None and len(only.sources[1].seeded) == 1
+    assert only.daemon.publisher.writer.counters.transactions == transactions
+    assert not only.daemon.publisher.written()  # no catalog in this term yet
+    only.sources[1].offer(web(2))
+    wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 1, 30, "the new term's write")
