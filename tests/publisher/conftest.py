@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.publisher import (  # noqa: F401  (fixtures pytest finds by name)
+    marathon,
+    marathon_client,
+    publishers,
+    reader,
+    zk_path,
+)
 from testkit.zookeeper import (  # noqa: F401  (fixtures pytest finds by name)
     kazoo_client_factory,
     zk_chroot,
     zk_server,
     zk_server_factory,
 )
-
-from .fixtures import marathon, marathon_client, publishers, reader, zk_path  # noqa: F401
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

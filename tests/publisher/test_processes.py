@@ -19,9 +19,8 @@ from kazoo.client import KazooClient
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
 from sidecar.sources.zookeeper import layout
+from testkit.publisher import PublisherProcess, children_stats, instances
 from testkit.zookeeper import wait_until
-
-from .publisher_support import PublisherProcess, children_stats, instances
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,8 @@ from publisher.settings import PublisherSettings
 from sidecar.catalog import READY, Catalog, Instance, Service, ServiceOptions, service_key
 from sidecar.metrics import FollowerMetrics
 from sidecar.sources.base import CatalogListener, SourceHealth
+from testkit.publisher import instances
 from testkit.zookeeper import ZooKeeperServer, expire_session, wait_until
-
-from .publisher_support import instances
 
 
 class RecordingSource:

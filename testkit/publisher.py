@@ -1,5 +1,10 @@
 """`marathon-publisher` as a real process for tests: start, signal, read /health and /metrics, and
-see its TCP connections to Marathon in /proc (what it holds, not what it says)."""
+see its TCP connections to Marathon in /proc (what it holds, not what it says); reading what it
+wrote into ZooKeeper; and pytest fixtures (a Marathon emulator, this test's catalog path, a
+reader, publishers that are stopped after the test).
+
+Register the fixtures from a conftest.py (with the ZooKeeper ones of `testkit.zookeeper`).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+import pytest
 from kazoo.client import KazooClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from marathon_bridge.client import MarathonClient
+from marathon_bridge.testing.emulator import MarathonEmulator
 from sidecar.sources.zookeeper import layout
-from testkit.zookeeper import free_port, wait_until
+from testkit.zookeeper import ZooKeeperServer, free_port, wait_until
 
 ESTABLISHED = "01"
 
@@ -162,3 +170,52 @@ def instances(reader: KazooClient, zk_path: str, service: str) -> list[layout.In
         return []
     decoded = [layout.decode_child_name(base, n) for n in reader.get_children(base)]
     return sorted((i for i in decoded if isinstance(i, layout.Instance)), key=lambda i: i.name)
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def marathon() -> Iterator[MarathonEmulator]:
+    """An emulated Marathon (no task processes) with a fast SSE heartbeat."""
+    with MarathonEmulator(heartbeat_interval=0.5) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def marathon_client(marathon: MarathonEmulator) -> Iterator[MarathonClient]:
+    client = MarathonClient(marathon.url, timeout=(3.0, 10.0))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def zk_path(zk_chroot: str) -> str:
+    """This test's catalog path (its bridge root follows from it)."""
+    return f"{zk_chroot}/services"
+
+
+@pytest.fixture
+def reader(
+    zk_server: ZooKeeperServer, kazoo_client_factory: Callable[..., KazooClient]
+) -> KazooClient:
+    """A plain client that reads what the publishers wrote."""
+    return kazoo_client_factory(zk_server.address)
+
+
+@pytest.fixture
+def publishers(
+    tmp_path: Path, marathon: MarathonEmulator, zk_server: ZooKeeperServer, zk_path: str
+) -> Iterator[Callable[..., PublisherProcess]]:
+    """`start(name, *extra flags)` -> a running publisher on this test's Marathon and path."""
+    started: list[PublisherProcess] = []
+
+    def start(name: str, *extra: str) -> PublisherProcess:
+        address = zk_server.address
+        process = PublisherProcess(tmp_path, name, marathon.url, address, zk_path, *extra)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
