@@ -79,13 +79,16 @@ class PublisherProcess:
         except OSError:
             return None
 
-    def metrics(self) -> dict[str, float]:
-        """Every sample without labels (and `name{label=value}` for labelled ones)."""
+    def metrics_text(self) -> str:
+        """/metrics as Prometheus text."""
         url = f"http://127.0.0.1:{self.status_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as answer:
-            text = answer.read().decode("utf-8")
+            return str(answer.read().decode("utf-8"))
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample without labels (and `name{label=value}` for labelled ones)."""
         samples = {}
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(self.metrics_text()):
             for sample in family.samples:
                 labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
                 samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
