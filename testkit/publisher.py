@@ -70,12 +70,17 @@ class PublisherProcess:
 
     def health(self) -> Optional[dict[str, Any]]:
         """/health as JSON (200 or 503), None while nothing answers."""
+        answer = self.health_answer()
+        return None if answer is None else answer[1]
+
+    def health_answer(self) -> Optional[tuple[int, dict[str, Any]]]:
+        """(HTTP status, JSON) of /health, None while nothing answers."""
         url = f"http://127.0.0.1:{self.status_port}/health"
         try:
             with urllib.request.urlopen(url, timeout=5) as answer:
-                return dict(json.load(answer))
+                return int(answer.status), dict(json.load(answer))
         except urllib.error.HTTPError as error:
-            return dict(json.load(error))
+            return int(error.code), dict(json.load(error))
         except OSError:
             return None
 
