@@ -17,6 +17,7 @@ from publisher.settings import PublisherSettings
 from sidecar.catalog import READY, Catalog, Instance, Service, ServiceOptions, service_key
 from sidecar.metrics import FollowerMetrics
 from sidecar.sources.base import CatalogListener, SourceHealth
+from sidecar.sources.zookeeper import layout
 from testkit.publisher import instances
 from testkit.zookeeper import ZooKeeperServer, expire_session, wait_until
 
@@ -118,8 +119,9 @@ def test_a_source_lives_only_in_its_term_and_starts_from_what_zookeeper_holds(
     source.offer(web(1, 2))
     wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 2, 30, "a's write")
     second = nodes("b")
-    wait_until(lambda: second.daemon.publisher.role == "standby", 30, "b to stand by")
-    assert second.sources == []
+    election = layout.leader_path(zk_path)
+    wait_until(lambda: len(reader.get_children(election)) == 2, 30, "b to join the election")
+    assert second.daemon.publisher.role == "standby" and second.sources == []
 
     expire_session(first.client)  # a's term ends; b is next in line
 
@@ -155,3 +157,23 @@ def test_a_publisher_that_leads_again_writes_nothing_until_its_source_speaks(
     assert not only.daemon.publisher.written()  # no catalog in this term yet
     only.sources[1].offer(web(2))
     wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 1, 30, "the new term's write")
+
+
+def test_a_standby_whose_session_expired_still_takes_over(
+    nodes: Callable[[str], Node], reader: KazooClient, zk_path: str
+) -> None:
+    leader = nodes("a")
+    wait_until(leader.leads, 30, "a to lead")
+    leader.sources[0].offer(web(1, 2))
+    standby = nodes("b")
+    election = layout.leader_path(zk_path)
+    wait_until(lambda: len(reader.get_children(election)) == 2, 30, "b to join the election")
+
+    expire_session(standby.client)
+    leader.daemon.shutdown()  # a leaves the lead
+
+    wait_until(standby.leads, 30, "b to lead with its new session")
+    (source,) = standby.sources
+    assert source.seeded is not None and source.seeded.in_rotation() == {"web.1", "web.2"}
+    source.offer(web(3))
+    wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 1, 30, "b's write")
