@@ -71,8 +71,12 @@ def web(*tasks: int) -> Catalog:
 class Node:
     """One in-process daemon and the sources it made."""
 
-    def __init__(self, server: ZooKeeperServer, zk_path: str, state_dir: Path) -> None:
+    def __init__(
+        self, server: ZooKeeperServer, zk_path: str, state_dir: Path, failures: int = 0
+    ) -> None:
         self.sources: list[RecordingSource] = []
+        self.failures = failures  # the first terms fail to make a source
+        self.attempts = 0
         settings = PublisherSettings(
             marathon_urls=("http://127.0.0.1:9",),
             zookeeper=(server.address,),
@@ -85,6 +89,9 @@ class Node:
         self.daemon.start()
 
     def _make_source(self, metrics: FollowerMetrics) -> RecordingSource:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise RuntimeError("cannot make the source (test)")
         source = RecordingSource()
         self.sources.append(source)
         return source
@@ -96,11 +103,11 @@ class Node:
 @pytest.fixture
 def nodes(
     zk_server: ZooKeeperServer, zk_path: str, tmp_path: Path
-) -> Iterator[Callable[[str], Node]]:
+) -> Iterator[Callable[..., Node]]:
     made: list[Node] = []
 
-    def start(name: str) -> Node:
-        node = Node(zk_server, zk_path, tmp_path / name)
+    def start(name: str, failures: int = 0) -> Node:
+        node = Node(zk_server, zk_path, tmp_path / name, failures)
         made.append(node)
         return node
 
@@ -110,7 +117,7 @@ def nodes(
 
 
 def test_a_source_lives_only_in_its_term_and_starts_from_what_zookeeper_holds(
-    nodes: Callable[[str], Node], reader: KazooClient, zk_path: str
+    nodes: Callable[..., Node], reader: KazooClient, zk_path: str
 ) -> None:
     first = nodes("a")
     wait_until(first.leads, 30, "a to lead")
@@ -140,7 +147,7 @@ def test_a_source_lives_only_in_its_term_and_starts_from_what_zookeeper_holds(
 
 
 def test_a_publisher_that_leads_again_writes_nothing_until_its_source_speaks(
-    nodes: Callable[[str], Node], reader: KazooClient, zk_path: str
+    nodes: Callable[..., Node], reader: KazooClient, zk_path: str
 ) -> None:
     only = nodes("a")
     wait_until(only.leads, 30, "a to lead")
@@ -160,7 +167,7 @@ def test_a_publisher_that_leads_again_writes_nothing_until_its_source_speaks(
 
 
 def test_a_standby_whose_session_expired_still_takes_over(
-    nodes: Callable[[str], Node], reader: KazooClient, zk_path: str
+    nodes: Callable[..., Node], reader: KazooClient, zk_path: str
 ) -> None:
     leader = nodes("a")
     wait_until(leader.leads, 30, "a to lead")
@@ -177,3 +184,14 @@ def test_a_standby_whose_session_expired_still_takes_over(
     assert source.seeded is not None and source.seeded.in_rotation() == {"web.1", "web.2"}
     source.offer(web(3))
     wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 1, 30, "b's write")
+
+
+def test_a_term_that_fails_to_begin_ends_and_the_publisher_leads_again(
+    nodes: Callable[..., Node], reader: KazooClient, zk_path: str
+) -> None:
+    node = nodes("a", failures=2)
+    wait_until(node.leads, 30, "a to lead once its source can be made")
+    assert node.attempts == 3  # two failed terms, then the third
+    assert node.daemon.publisher.leadership.changes == 5  # 2 x (begun, ended) + begun
+    node.sources[0].offer(web(1))
+    wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 1, 30, "the write")
