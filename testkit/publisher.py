@@ -3,7 +3,8 @@ see its TCP connections to Marathon in /proc (what it holds, not what it says); 
 wrote into ZooKeeper; and pytest fixtures (a Marathon emulator, this test's catalog path, a
 reader, publishers that are stopped after the test).
 
-Register the fixtures from a conftest.py (with the ZooKeeper ones of `testkit.zookeeper`).
+Register the fixtures from a conftest.py (with the ZooKeeper ones of `testkit.zookeeper`); tests
+that use them get the `zookeeper` marker through `zk_server` (testkit/markers.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
 from sidecar.sources.zookeeper import layout
-from testkit.zookeeper import ZooKeeperServer, free_port, wait_until
+from testkit.ports import free_port
+from testkit.waiting import wait_until
+from testkit.zookeeper import ZooKeeperServer
 
 ESTABLISHED = "01"
 

@@ -1,9 +1,8 @@
 """Fixtures for the publisher's tests: real ZooKeeper (the test kit's), the Marathon emulator, and
-`marathon-publisher` processes that are stopped after each test."""
+`marathon-publisher` processes that are stopped after each test. A test using a server gets the
+``zookeeper`` marker from the fixture (testkit/markers.py)."""
 
 from __future__ import annotations
-
-import pytest
 
 from testkit.publisher import (  # noqa: F401  (fixtures pytest finds by name)
     marathon,
@@ -18,10 +17,3 @@ from testkit.zookeeper import (  # noqa: F401  (fixtures pytest finds by name)
     zk_server,
     zk_server_factory,
 )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test of this folder that uses a ZooKeeper fixture."""
-    for item in items:
-        if {"zk_server", "zk_server_factory"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.zookeeper)

@@ -19,8 +19,8 @@ from kazoo.client import KazooClient
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
 from sidecar.sources.zookeeper import layout
+from testkit import wait_until
 from testkit.publisher import PublisherProcess, children_stats, instances
-from testkit.zookeeper import wait_until
 
 pytestmark = pytest.mark.slow
 

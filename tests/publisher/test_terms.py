@@ -18,8 +18,9 @@ from sidecar.catalog import READY, Catalog, Instance, Service, ServiceOptions, s
 from sidecar.metrics import FollowerMetrics
 from sidecar.sources.base import CatalogListener, SourceHealth
 from sidecar.sources.zookeeper import layout
+from testkit import wait_until
 from testkit.publisher import instances
-from testkit.zookeeper import ZooKeeperServer, expire_session, wait_until
+from testkit.zookeeper import ZooKeeperServer, expire_session
 
 
 class RecordingSource:
