@@ -9,25 +9,23 @@ that use them get the `zookeeper` marker through `zk_server` (testkit/markers.py
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
 from kazoo.client import KazooClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
 from sidecar.sources.zookeeper import layout
+from testkit.http import health_of, metric_sample, status_of
 from testkit.ports import free_port
+from testkit.process import terminate
 from testkit.waiting import wait_until
 from testkit.zookeeper import ZooKeeperServer
 
@@ -71,49 +69,31 @@ class PublisherProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def health(self) -> Optional[dict[str, Any]]:
-        """/health as JSON (200 or 503), None while nothing answers."""
-        answer = self.health_answer()
-        return None if answer is None else answer[1]
-
-    def health_answer(self) -> Optional[tuple[int, dict[str, Any]]]:
-        """(HTTP status, JSON) of /health, None while nothing answers."""
-        url = f"http://127.0.0.1:{self.status_port}/health"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                return int(answer.status), dict(json.load(answer))
-        except urllib.error.HTTPError as error:
-            return int(error.code), dict(json.load(error))
-        except OSError:
-            return None
-
-    def metrics_text(self) -> str:
-        """/metrics as Prometheus text."""
-        url = f"http://127.0.0.1:{self.status_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return str(answer.read().decode("utf-8"))
-
-    def metrics(self) -> dict[str, float]:
-        """Every sample without labels (and `name{label=value}` for labelled ones)."""
-        samples = {}
-        for family in text_string_to_metric_families(self.metrics_text()):
-            for sample in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return samples
+    def health(self) -> dict[str, Any]:
+        """The /health report with ``http_status`` (0, and no ``role``, while nothing answers)."""
+        return health_of(self.status_port)
 
     def role(self) -> Optional[str]:
-        found = self.health()
-        return None if found is None else str(found["role"])
+        found = self.health().get("role")
+        return None if found is None else str(found)
+
+    def metrics_text(self) -> str:
+        """/metrics as Prometheus text ("" while nothing answers)."""
+        status, text = status_of(self.status_port, "/metrics")
+        return text if status == 200 else ""
+
+    def metric(self, name: str, labels: Optional[dict[str, str]] = None) -> float:
+        """One sample of /metrics (0 when absent)."""
+        return metric_sample(self.metrics_text(), name, labels)
 
     def wait_health(self, what: str, timeout: float = 60.0, **fields: Any) -> dict[str, Any]:
-        """Wait until /health has these top-level fields (fail early if the process died)."""
+        """Wait until /health has these top-level fields; the log tail says why it did not."""
 
         def matched() -> Optional[dict[str, Any]]:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_tail()}")
             found = self.health()
-            return found if found and fields.items() <= found.items() else None
+            return found if fields.items() <= found.items() else None
 
         return wait_until(matched, timeout, f"{self.name}: {what}")
 
@@ -125,14 +105,8 @@ class PublisherProcess:
         self.process.send_signal(sig)
 
     def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.process.send_signal(signal.SIGCONT)  # a paused one must be able to stop
+        terminate(self.process)
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -97,9 +97,8 @@ def test_only_the_leader_follows_marathon(
     leader, standby = leader_and_standby([publishers("a"), publishers("b")])
     wait_published(reader, zk_path, lambda: task_ids(marathon), "both tasks")
 
-    standby.wait_health("the standby", role="standby")
-    status, health = standby.health_answer() or (0, {})
-    assert (status, health["status"], health["marathon"]) == (200, "ok", None)
+    health = standby.wait_health("the standby", role="standby")
+    assert (health["http_status"], health["status"], health["marathon"]) == (200, "ok", None)
     assert (
         leader.wait_health("the leader synced", role="leader", status="ok")["marathon"]["mode"]
         == "stream"
@@ -109,8 +108,8 @@ def test_only_the_leader_follows_marathon(
     assert leader.marathon_connections(marathon.port) >= 1
     assert requests_by(marathon, leader) >= 2  # the event stream and a snapshot at least
     wait_until(lambda: marathon.event_stream_count() == 1, 30, "one event stream")
-    assert standby.metrics()["marathon_publisher_leader"] == 0
-    assert leader.metrics()["marathon_publisher_leader"] == 1
+    assert standby.metric("marathon_publisher_leader") == 0
+    assert leader.metric("marathon_publisher_leader") == 1
 
 
 def test_the_leader_killed_the_standby_leads_without_recreating_unchanged_instances(
@@ -130,17 +129,16 @@ def test_the_leader_killed_the_standby_leads_without_recreating_unchanged_instan
 
     first.signal(signal.SIGKILL)
     second.wait_health("b to lead and sync", 60, role="leader", status="ok")
-    wait_until(lambda: second.health()["catalog"]["written"], 30, "b's first write")  # type: ignore[index]
+    wait_until(lambda: second.health()["catalog"]["written"], 30, "b's first write")
 
     assert children_stats(reader, zk_path, SERVICE) == before
-    written = second.metrics()
-    assert written["marathon_publisher_zk_nodes_created_total"] == 0
-    assert written["marathon_publisher_zk_nodes_deleted_total"] == 0
+    assert second.metric("marathon_publisher_zk_nodes_created_total") == 0
+    assert second.metric("marathon_publisher_zk_nodes_deleted_total") == 0
     scale(marathon_client, marathon, 4)
     wait_published(reader, zk_path, lambda: task_ids(marathon), "the fourth task")
     after = children_stats(reader, zk_path, SERVICE)
     assert {name: after[name] for name in before} == before
-    assert second.metrics()["marathon_publisher_leader_changes_total"] == 1
+    assert second.metric("marathon_publisher_leader_changes_total") == 1
     wait_until(lambda: marathon.event_stream_count() == 1, 30, "the dead leader's stream gone")
 
 
@@ -157,7 +155,7 @@ def test_a_leader_paused_past_its_session_cannot_write_when_it_wakes(
     wait_published(reader, zk_path, lambda: task_ids(marathon), "two tasks")
     other = publishers("b")
     other.wait_health("b to stand by", role="standby")
-    transactions = paused.metrics()["marathon_publisher_zk_transactions_total"]
+    transactions = paused.metric("marathon_publisher_zk_transactions_total")
 
     paused.signal(signal.SIGSTOP)
     other.wait_health("b to lead", 60, role="leader", status="ok")
@@ -167,12 +165,12 @@ def test_a_leader_paused_past_its_session_cannot_write_when_it_wakes(
     paused.signal(signal.SIGCONT)
 
     def stepped_down() -> Any:
-        found = paused.health() or {}
+        found = paused.health()
         return found if found.get("role") == "standby" and found["leader_changes"] >= 2 else None
 
     woke = wait_until(stepped_down, 60, "a to notice it lost the lead")
     assert woke["marathon"] is None
-    assert paused.metrics()["marathon_publisher_zk_transactions_total"] == transactions
+    assert paused.metric("marathon_publisher_zk_transactions_total") == transactions
     assert children_stats(reader, zk_path, SERVICE) == before
     assert published_ids(reader, zk_path) == task_ids(marathon)
     wait_until(lambda: paused.marathon_connections(marathon.port) == 0, 30, "a to close Marathon")
@@ -193,8 +191,8 @@ def test_marathon_unreachable_or_answering_empty_leaves_zookeeper_as_it_was(
 
     marathon.faults.add("/v2/apps", method="GET", body=b'{"apps": []}')
     marathon.close_event_streams()  # the reconnect asks for a snapshot: the empty one
-    held = "marathon_publisher_marathon_errors_total{kind=suspicious_empty}"
-    wait_until(lambda: leader.metrics().get(held, 0) >= 3, 60, "empty snapshots held back")
+    held = ("marathon_publisher_marathon_errors_total", {"kind": "suspicious_empty"})
+    wait_until(lambda: leader.metric(*held) >= 3, 60, "empty snapshots held back")
     assert children_stats(reader, zk_path, SERVICE) == before
     reasons = leader.wait_health("the empty answer reported", role="leader")["reasons"]
     assert any("no services" in r for r in reasons), reasons
@@ -202,7 +200,7 @@ def test_marathon_unreachable_or_answering_empty_leaves_zookeeper_as_it_was(
 
     marathon.suspend()
     wait_until(
-        lambda: any("Marathon" in r for r in leader.health()["reasons"]),  # type: ignore[index]
+        lambda: any("Marathon" in r for r in leader.health()["reasons"]),
         60,
         "the unreachable Marathon reported",
     )
@@ -230,5 +228,5 @@ def test_bad_labels_skip_that_service_and_are_reported(
     }
     assert all("not-a-port" not in str(s) for s in health["catalog"]["skipped"])
     assert reader.exists(layout.service_path(zk_path, "broken:0")) is None
-    assert leader.metrics()["marathon_publisher_skipped_apps"] == 1
-    assert leader.metrics()["marathon_publisher_services"] == 1
+    assert leader.metric("marathon_publisher_skipped_apps") == 1
+    assert leader.metric("marathon_publisher_services") == 1

@@ -98,7 +98,9 @@ class Node:
         return source
 
     def leads(self) -> bool:
-        return self.daemon.publisher.role == "leader" and bool(self.sources)
+        """Leading, with the term's source started (it can hand over catalogs)."""
+        started = bool(self.sources) and self.sources[-1].listener is not None
+        return self.daemon.publisher.role == "leader" and started
 
 
 @pytest.fixture
