@@ -127,6 +127,7 @@ class Publisher:
         finally:
             with self._cond:
                 self._term = None
+                self.last_error = None  # a standby reports no write error of its old term
                 if self.terms is not None:
                     self._wanted = None
             if self.terms is not None:
