@@ -17,6 +17,7 @@ sync age (leader), what was left out of the catalog and the last error.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
@@ -104,6 +105,7 @@ class PublisherStatusServer(StatusHTTPServer):
 class _PublisherHandler(StatusHandler):
     source: StatusSource
     server_version = "marathon-publisher"
+    log = logging.getLogger(__name__)
 
     def route(self, path: str) -> None:
         if path == "/health":

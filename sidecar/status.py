@@ -487,6 +487,7 @@ class _StatusHandler(StatusHandler):
 
     board: StatusBoard
     server_version = "marathon-sidecar"
+    log = log  # requests are logged as the status module's
 
     def route(self, path: str) -> None:
         board = self.board

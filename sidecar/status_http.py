@@ -23,9 +23,10 @@ Server = TypeVar("Server", bound="StatusHTTPServer")
 
 
 class StatusHandler(BaseHTTPRequestHandler):
-    """One request; subclasses implement :meth:`route`."""
+    """One request; subclasses implement :meth:`route` and may log under their own ``log``."""
 
     sys_version = ""
+    log: logging.Logger = log
 
     def route(self, path: str) -> None:
         raise NotImplementedError
@@ -36,7 +37,7 @@ class StatusHandler(BaseHTTPRequestHandler):
         except BrokenPipeError:
             pass
         except Exception:
-            log.exception("status request failed", extra={"path": self.path[:200]})
+            self.log.exception("status request failed", extra={"path": self.path[:200]})
             self.send(500, TEXT, b"internal error\n")
 
     def do_HEAD(self) -> None:
@@ -57,7 +58,7 @@ class StatusHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("status request", extra={"request": self.requestline[:200]})
+        self.log.debug("status request", extra={"request": self.requestline[:200]})
 
 
 class StatusHTTPServer:
