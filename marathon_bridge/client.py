@@ -73,6 +73,8 @@ class MarathonClient:
     ``verify``: True (default), a CA bundle path, or False to skip TLS verification.
     ``timeout``: seconds, or ``(connect, read)``. ``retries``: extra rounds over all URLs when
     none answered (idempotent calls only). ``backoff``: the first retry delay in seconds.
+    ``user_agent``: the User-Agent header of every request (e.g. who is asking, for Marathon's
+    access log).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class MarathonClient:
         retries: int = 3,
         backoff: float = 0.2,
         session: Optional[requests.Session] = None,
+        user_agent: Optional[str] = None,
     ) -> None:
         raw_urls = [u for u in ([urls] if isinstance(urls, str) else list(urls)) if u.strip()]
         if not raw_urls:
@@ -102,6 +105,8 @@ class MarathonClient:
         if session is None:
             session = requests.Session()
         session.headers.setdefault("User-Agent", f"marathon-bridge/{__version__}")
+        if user_agent:
+            session.headers["User-Agent"] = user_agent
         self._transport = Transport(
             list(dict.fromkeys(base_url(u) for u in raw_urls)),
             auth_header=auth.header() if auth is not None else None,

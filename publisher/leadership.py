@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 LEADER = "leader"
 STANDBY = "standby"
+FAILED_TERM_PAUSE = 1.0  # seconds before joining the election again after a term that failed
 
 
 @dataclass
@@ -132,9 +133,12 @@ class Leadership:
             self.changes += 1
         log.info("elected leader", extra={"fence": term.fence, "identifier": self.identifier})
         self._tell(LEADER)
+        failed = False
         try:
             self._lead(term)
         except Exception:
+            failed = True
+            term.end("leading loop failed")
             log.exception("leading loop failed")
         finally:
             term.end(term.reason or "leading loop returned")
@@ -144,6 +148,8 @@ class Leadership:
             log.info("left leadership", extra={"reason": term.reason})
             self._release(lock, term)
             self._tell(STANDBY)
+        if failed:  # e.g. ZooKeeper could not be read at the start of the term: not in a hot loop
+            self._stop.wait(FAILED_TERM_PAUSE)
 
     def _tell(self, role: str) -> None:
         if self._on_role is not None:

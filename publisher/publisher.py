@@ -4,6 +4,13 @@
 once; the leading loop writes the latest one. Before the first `publish` a leader writes nothing:
 a publisher that has not yet heard from Marathon must not empty the catalog. Standbys keep the
 latest catalog too, so a standby that wins the election writes at once.
+
+With `terms` (a TermListener, what marathon-publisher uses) the catalog belongs to one term
+instead: `term_began(term)` is called when a term begins, before anything is written (the
+command starts following Marathon there), `term_ended(term)` when it is over (it stops). A
+catalog is accepted only with the term it was made for (`publish(catalog, term)`), and is dropped
+when that term ends: a publisher that leads again writes nothing until it has heard from Marathon
+again, never a catalog from before it lost the lead.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import orjson
 from kazoo.exceptions import KazooException
@@ -28,6 +35,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
 RETRY_PAUSE = 0.2
+
+
+class TermListener(Protocol):
+    """Told when this publisher's terms as leader begin and end (on the election thread)."""
+
+    def term_began(self, term: Term) -> None:
+        """Before the term writes anything; raising ends the term."""
+
+    def term_ended(self, term: Term) -> None: ...
 
 
 def default_identifier() -> str:
@@ -46,8 +62,10 @@ class Publisher:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
         on_role: Optional[Callable[[str], None]] = None,
+        terms: Optional[TermListener] = None,
     ) -> None:
         self.client = client
+        self.terms = terms
         self.identifier = identifier or default_identifier()
         self.heartbeat_interval = heartbeat_interval
         self.writer = CatalogWriter(client, zk_path, max_transaction_bytes)
@@ -55,6 +73,8 @@ class Publisher:
         self._wanted: Optional[dict[str, ServiceSpec]] = None
         self._version = 0
         self._written_version = -1
+        self._term: Optional[Term] = None
+        self.last_error: Optional[str] = None  # the last failed write, until one succeeds
         self.leadership = Leadership(
             client, layout.leader_path(zk_path), self.identifier, self._lead, self._wake, on_role
         )
@@ -70,9 +90,14 @@ class Publisher:
     def stop(self) -> None:
         self.leadership.stop()
 
-    def publish(self, catalog: Mapping[str, ServiceSpec]) -> int:
-        """Hand over the whole wanted catalog; returns its number (see `wait_written`)."""
+    def publish(self, catalog: Mapping[str, ServiceSpec], term: Optional[Term] = None) -> int:
+        """Hand over the whole wanted catalog; returns its number (see `wait_written`).
+
+        With `term`, the catalog is taken only while that term lasts (0 is returned otherwise).
+        """
         with self._cond:
+            if term is not None and (term is not self._term or term.ended.is_set()):
+                return 0
             self._wanted = dict(catalog)
             self._version += 1
             self._cond.notify_all()
@@ -93,6 +118,22 @@ class Publisher:
             self._cond.notify_all()
 
     def _lead(self, term: Term) -> None:
+        with self._cond:
+            self._term = term
+        try:
+            if self.terms is not None:
+                self.terms.term_began(term)
+            self._write_while_leading(term)
+        finally:
+            with self._cond:
+                self._term = None
+                self.last_error = None  # a standby reports no write error of its old term
+                if self.terms is not None:
+                    self._wanted = None
+            if self.terms is not None:
+                self.terms.term_ended(term)
+
+    def _write_while_leading(self, term: Term) -> None:
         next_heartbeat = 0.0
         prepared = False
         while not term.ended.is_set():
@@ -106,6 +147,7 @@ class Publisher:
                     prepared = True
                 if wanted is not None:
                     self.writer.sync(wanted, term.fence, full)
+                    self.last_error = None
                     self._mark_written(version)
                 if heartbeat_due:
                     next_heartbeat = time.monotonic() + self.heartbeat_interval
@@ -113,6 +155,7 @@ class Publisher:
             except Deposed as exc:
                 term.end(str(exc))
             except (KazooException, Conflict) as exc:
+                self.last_error = f"ZooKeeper write failed: {exc!r}"[:300]
                 term.resync = True
                 prepared = False
                 log.warning("write failed; will read again", extra={"error": repr(exc)})

@@ -7,7 +7,9 @@ kazoo client whose session holds the lock.
 
 The writer caches, per service, the state its last read or commit left. A steady-state change
 costs one transaction and no read; a failed transaction drops that service's cache entry and the
-service is read again before the retry; a lost connection drops the whole cache.
+service is read again before the retry; a lost connection drops the whole cache. It also keeps
+the spec it last handled per service: a spec that is the very same object again (an unchanged
+service of a copy-on-write catalog) is not planned again until the next full sync.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class WriteCounters:
     deleted: int = 0
     options_set: int = 0
     conflicts: int = 0
+    heartbeats: int = 0  # heartbeat writes (not counted in the figures above)
     problems: dict[str, str] = field(default_factory=dict)  # service -> why it was skipped
 
 
@@ -66,6 +69,7 @@ class CatalogWriter:
         self.max_transaction_bytes = max_transaction_bytes
         self.counters = WriteCounters()
         self._cache: dict[str, ServiceState] = {}
+        self._handled: dict[str, ServiceSpec] = {}  # the spec last written (or refused)
         self._heartbeat_exists: Optional[bool] = None
 
     def prepare(self) -> None:
@@ -76,6 +80,7 @@ class CatalogWriter:
     def forget(self) -> None:
         """Drop every cached state: the next sync reads before it writes."""
         self._cache.clear()
+        self._handled.clear()
         self._heartbeat_exists = None
 
     def owned_services(self) -> list[str]:
@@ -117,16 +122,24 @@ class CatalogWriter:
         return committed
 
     def _sync_service(self, service: str, spec: Optional[ServiceSpec], fence: str) -> int:
+        if spec is not None and self._handled.get(service) is spec and service in self._cache:
+            return 0
+        self._handled.pop(service, None)
         for attempt in (1, 2):
             try:
                 current = self._cache.get(service) or self.read_service(service)
                 self._cache[service] = current
                 ops = plan_service(self.zk_path, service, current, spec)
                 self.counters.problems.pop(service, None)
-                return self._commit(service, current, ops, fence)
+                done = self._commit(service, current, ops, fence)
+                if spec is not None:
+                    self._handled[service] = spec
+                return done
             except (LayoutError, TypeError) as exc:  # TypeError: options orjson cannot encode
                 self.counters.problems[service] = str(exc)
                 log.warning("service skipped", extra={"service": service, "error": str(exc)})
+                if spec is not None:
+                    self._handled[service] = spec
                 return 0
             except Conflict as exc:
                 self.counters.conflicts += 1
@@ -149,7 +162,7 @@ class CatalogWriter:
             self._cache.pop(service, None)
         return done
 
-    def _transaction(self, batch: list[Op], fence: str) -> None:
+    def _transaction(self, batch: list[Op], fence: str, catalog: bool = True) -> None:
         tx = self.client.transaction()
         tx.check(fence, 0)
         for op in batch:
@@ -166,6 +179,9 @@ class CatalogWriter:
         if failures:
             cause = next((r for r in failures if not isinstance(r, RolledBackError)), failures[0])
             raise Conflict(f"{type(cause).__name__} in a transaction of {len(batch)} operations")
+        if not catalog:
+            self.counters.heartbeats += 1
+            return
         self.counters.transactions += 1
         self.counters.created += sum(isinstance(op, Create) for op in batch)
         self.counters.deleted += sum(isinstance(op, Delete) for op in batch)
@@ -178,7 +194,7 @@ class CatalogWriter:
             self._heartbeat_exists = self.client.exists(path) is not None
         op: Op = SetData(path, payload) if self._heartbeat_exists else Create(path, payload)
         try:
-            self._transaction([op], fence)
+            self._transaction([op], fence, catalog=False)
         except Conflict:
             self._heartbeat_exists = None
             raise

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from marathon_bridge.logs import FieldsFormatter, JSONFormatter, RedactingFilter
 
+from .common_settings import CommonSettings
 from .settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar")
 
 
-def secrets_of(settings: Settings) -> list[str]:
+def secrets_of(settings: CommonSettings) -> list[str]:
     """Every credential the settings hold: password, token, passwords inside Marathon URLs."""
     found = [s for s in (settings.password, settings.token) if s]
     for url in settings.marathon_urls:
@@ -52,7 +53,7 @@ def secrets_of(settings: Settings) -> list[str]:
     return found
 
 
-def setup_logging(settings: Settings, stream: Any = None) -> logging.Handler:
+def setup_logging(settings: CommonSettings, stream: Any = None) -> logging.Handler:
     """Root logging to stderr in the chosen format, with the credentials scrubbed."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JSONFormatter() if settings.log_format == "json" else FieldsFormatter())

@@ -39,25 +39,28 @@ if TYPE_CHECKING:
     from sidecar.catalog import Catalog
     from sidecar.haproxy_model import HAProxyModel
 
-__all__ = ["CONTENT_TYPE_LATEST", "SidecarMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "FollowerMetrics", "SidecarMetrics"]
 
 SERVER_STATUSES = ("up", "down", "drain", "maint")
 
 
-class SidecarMetrics:
-    """Every collector of the sidecar, registered on a registry owned by this object."""
+class FollowerMetrics:
+    """Following Marathon: the collectors the follower updates, and the sync age.
+
+    The sidecar's and the publisher's metrics both start with these, under their own prefix.
+    """
 
     def __init__(
         self,
+        prefix: str,
         registry: Optional[CollectorRegistry] = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._clock = clock
         self._last_sync: Optional[float] = None
-        self._seen_counters: dict[str, int] = {}  # the applier's totals already counted
         r = self.registry
-        p = PREFIX
+        p = prefix
         self.last_sync_timestamp = Gauge(
             p + "last_sync_timestamp_seconds",
             "Wall-clock time of the last successful Marathon snapshot or event (0: never)",
@@ -93,6 +96,38 @@ class SidecarMetrics:
         self.poll_mode = Gauge(
             p + "marathon_poll_mode", "1 while following Marathon by polling", registry=r
         )
+
+    def record_sync(self, at: Optional[float] = None) -> None:
+        now = self._clock() if at is None else at
+        self._last_sync = now
+        self.last_sync_timestamp.set(now)
+
+    @property
+    def last_sync(self) -> Optional[float]:
+        return self._last_sync
+
+    def _sync_age(self) -> float:
+        if self._last_sync is None:
+            return -1.0
+        return max(0.0, self._clock() - self._last_sync)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)
+
+
+class SidecarMetrics(FollowerMetrics):
+    """Every collector of the sidecar, registered on a registry owned by this object."""
+
+    def __init__(
+        self,
+        registry: Optional[CollectorRegistry] = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(PREFIX, registry, clock)
+        self._seen_counters: dict[str, int] = {}  # the applier's totals already counted
+        r = self.registry
+        p = PREFIX
         self.reloads = Counter(p + "haproxy_reloads", "HAProxy reloads done", registry=r)
         self.reload_failures = Counter(
             p + "haproxy_reload_failures", "HAProxy reloads that failed", registry=r
@@ -210,21 +245,3 @@ class SidecarMetrics:
             counts[status] = counts.get(status, 0) + 1
         for status, count in counts.items():
             self.haproxy_servers.labels(status=status).set(count)
-
-    def record_sync(self, at: Optional[float] = None) -> None:
-        now = self._clock() if at is None else at
-        self._last_sync = now
-        self.last_sync_timestamp.set(now)
-
-    @property
-    def last_sync(self) -> Optional[float]:
-        return self._last_sync
-
-    def _sync_age(self) -> float:
-        if self._last_sync is None:
-            return -1.0
-        return max(0.0, self._clock() - self._last_sync)
-
-    def render(self) -> bytes:
-        """The Prometheus text exposition of this registry."""
-        return generate_latest(self.registry)

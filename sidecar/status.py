@@ -20,20 +20,18 @@ from ``sidecar/static``; it refreshes itself every few seconds.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .catalog import READY, Catalog, Instance, Service
 from .haproxy_model import BackendSpec, HAProxyModel, ServerSpec
 from .metrics import CONTENT_TYPE_LATEST, SidecarMetrics
+from .status_http import TEXT, StatusHandler, StatusHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -472,103 +470,48 @@ def _escape(value: Any) -> str:
 # --- the server ---------------------------------------------------------------------------------
 
 
-class StatusServer:
-    """A small threaded HTTP server over a :class:`StatusBoard` (loopback by default)."""
+class StatusServer(StatusHTTPServer):
+    """The sidecar's status server over a :class:`StatusBoard` (loopback by default)."""
 
     def __init__(self, board: StatusBoard, host: str = "127.0.0.1", port: int = 9090) -> None:
+        super().__init__(_make_handler(board), host, port)
         self.board = board
-        handler = _make_handler(board)
-        self._httpd = ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
-        self._thread: Optional[threading.Thread] = None
-
-    @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    @property
-    def host(self) -> str:
-        return str(self._httpd.server_address[0])
-
-    def start(self) -> StatusServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="status-server"
-        )
-        self._thread.daemon = True
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
 
 
-def _make_handler(board: StatusBoard) -> type[BaseHTTPRequestHandler]:
+def _make_handler(board: StatusBoard) -> type[StatusHandler]:
     return type("Handler", (_StatusHandler,), {"board": board})
 
 
-class _StatusHandler(BaseHTTPRequestHandler):
+class _StatusHandler(StatusHandler):
     """One request to the status server; ``board`` is set by :func:`_make_handler`."""
 
     board: StatusBoard
     server_version = "marathon-sidecar"
-    sys_version = ""
+    log = log  # requests are logged as the status module's
 
-    def do_GET(self) -> None:
-        try:
-            self._route(self.path.split("?", 1)[0])
-        except BrokenPipeError:
-            pass
-        except Exception:
-            log.exception("status request failed", extra={"path": self.path[:200]})
-            self._send(500, "text/plain; charset=utf-8", b"internal error\n")
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def _route(self, path: str) -> None:
+    def route(self, path: str) -> None:
         board = self.board
         if path == "/health":
             report = board.health()
-            self._json(report.http_status, report.as_dict())
+            self.send_json(report.http_status, report.as_dict())
         elif path == "/metrics":
-            self._send(200, CONTENT_TYPE_LATEST, board.metrics.render())
+            self.send(200, CONTENT_TYPE_LATEST, board.metrics.render())
         elif path == "/config":
-            self._send(200, "text/plain; charset=utf-8", board.config_text().encode("utf-8"))
+            self.send(200, TEXT, board.config_text().encode("utf-8"))
         elif path == "/services":
-            self._json(200, {"services": board.services(), "skipped": board.skipped()})
+            self.send_json(200, {"services": board.services(), "skipped": board.skipped()})
         elif path == "/":
             page = render_page(board.health(), board.summary(), board.services(), board.skipped())
-            self._send(200, "text/html; charset=utf-8", page.encode("utf-8"))
+            self.send(200, "text/html; charset=utf-8", page.encode("utf-8"))
         elif path == "/static/status.css":
             self._static("status.css", "text/css; charset=utf-8")
         else:
-            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+            self.send(404, TEXT, b"not found\n")
 
     def _static(self, name: str, content_type: str) -> None:
         try:
             body = (STATIC_DIR / name).read_bytes()
         except OSError:
-            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+            self.send(404, TEXT, b"not found\n")
             return
-        self._send(200, content_type, body)
-
-    def _json(self, status: int, body: Any) -> None:
-        data = json.dumps(body, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-        self._send(status, "application/json", data)
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("status request", extra={"request": self.requestline[:200]})
+        self.send(200, content_type, body)

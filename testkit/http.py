@@ -6,7 +6,7 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Optional
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, dict[str, str]]:
@@ -65,3 +65,15 @@ def health_of(port: int) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(body) if code else {"status": "", "reasons": [body]}
     report["http_status"] = code
     return report
+
+
+def metric_sample(text: str, name: str, labels: Optional[dict[str, str]] = None) -> float:
+    """One sample of a Prometheus text exposition (0 when absent): ``name`` with these labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = labels or {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
+                return float(sample.value)
+    return 0.0

@@ -20,7 +20,7 @@ from marathon_bridge.testing import MarathonEmulator
 from sidecar.haproxy.runtime import MasterCLI, ProcStatus, RuntimeAPI, RuntimeAPIError, ServerState
 from sidecar.names import backend_name, server_name
 from testkit.apps import healthy_task_ids
-from testkit.http import health_of, status_of
+from testkit.http import health_of, metric_sample, status_of
 from testkit.machine import find_haproxy
 from testkit.node import (
     SidecarNode,
@@ -243,17 +243,7 @@ class System:
 
     def metric(self, name: str, labels: Optional[dict[str, str]] = None) -> float:
         """A sample of the sidecar's /metrics (0 when absent)."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        _, text = self.status("/metrics")
-        wanted = labels or {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in wanted.items()
-                ):
-                    return float(sample.value)
-        return 0.0
+        return metric_sample(self.status("/metrics")[1], name, labels)
 
     # -- Marathon side
 

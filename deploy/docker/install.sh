@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install marathon-sidecar and Debian's HAProxy into an image (or a prefix, for tests).
+# Install marathon-sidecar (with marathon-publisher and the ZooKeeper client) and Debian's HAProxy
+# into an image (or a prefix, for tests).
 #
 # The Dockerfile next to this script runs it once at build time; tests/deploy/ runs it in
 # --dry-run mode and for real into a temporary prefix, so the steps cannot rot unnoticed.
@@ -30,6 +31,7 @@ set -euo pipefail
 
 APT_PACKAGES=(python3 python3-venv haproxy ca-certificates)
 STATE_DIR=/var/lib/marathon-sidecar
+PUBLISHER_STATE_DIR=/var/lib/marathon-publisher
 CONF_DIR=/etc/marathon-sidecar
 HAPROXY_BIN=/usr/sbin/haproxy
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -124,11 +126,11 @@ install_package() {
     step python3 -m venv "$venv"
   fi
   step "$venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check -q \
-    "${pip_opts[@]}" "$source_path"
+    "${pip_opts[@]}" "$source_path[zookeeper]"
   step install -m 0755 "$HERE/healthcheck.py" "$venv/bin/marathon-sidecar-healthcheck"
   step mkdir -p "$prefix/usr/local/bin"
   local cmd
-  for cmd in marathon-sidecar marathon-bridge marathon-sidecar-healthcheck; do
+  for cmd in marathon-sidecar marathon-publisher marathon-bridge marathon-sidecar-healthcheck; do
     step ln -sf "$venv/bin/$cmd" "$prefix/usr/local/bin/$cmd"
   done
 }
@@ -141,7 +143,7 @@ primary_group() {
 make_directories() {
   local dir group
   group="$(primary_group)"
-  for dir in "$STATE_DIR" "$CONF_DIR"; do
+  for dir in "$STATE_DIR" "$PUBLISHER_STATE_DIR" "$CONF_DIR"; do
     step install -d -m 0750 -o "$user_name" -g "$group" "$prefix$dir"
   done
 }
@@ -160,6 +162,7 @@ quiet_step() {
 # The installed commands start.
 check_result() {
   quiet_step "$prefix/usr/local/bin/marathon-sidecar" --help
+  quiet_step "$prefix/usr/local/bin/marathon-publisher" --help
   quiet_step "$HAPROXY_BIN" -v
 }
 

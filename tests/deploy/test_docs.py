@@ -1,9 +1,9 @@
 """docs/operations.md and docs/migrating-from-marathon-lb.md stay true to the code.
 
 Metric names, flags, environment variables and labels named in the operator docs are checked
-against the sidecar's metrics registry, argument parser and label registry, so renaming one of
-them fails here until the docs follow. The suggested Prometheus rules must parse and only use
-metrics that exist.
+against the sidecar's and the publisher's metrics registries and argument parsers and the label
+registry, so renaming one of them fails here until the docs follow. The suggested Prometheus
+rules must parse and only use metrics that exist.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from marathon_bridge.cli import build_parser as cli_parser
+from publisher import settings as publisher_settings
+from publisher.metrics import PublisherFigures, PublisherMetrics
 from sidecar.metrics import SidecarMetrics
 from sidecar.settings import CONFIG_ENV, OPTIONS
 from sidecar.sources.marathon.labels import DEPLOYMENT_LABELS, LABELS, NOT_HONORED
@@ -50,23 +52,36 @@ def text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def exposed_metric_names() -> dict[str, str]:
+def family_names(registry: CollectorRegistry) -> dict[str, str]:
     """Family name as written in the docs (counters with _total) -> Prometheus type."""
     names: dict[str, str] = {}
-    for family in SidecarMetrics(registry=CollectorRegistry()).registry.collect():
+    for family in registry.collect():
         name = family.name + "_total" if family.type == "counter" else family.name
         names[name] = family.type
     return names
 
 
-def documented_metrics(markdown: str) -> set[str]:
-    names = set(re.findall(r"\bmarathon_sidecar_[a-z_]+", markdown))
+def exposed_metric_names() -> dict[str, str]:
+    return family_names(SidecarMetrics(registry=CollectorRegistry()).registry)
+
+
+def publisher_metric_names() -> dict[str, str]:
+    idle = PublisherFigures(False, 0, False, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    return family_names(PublisherMetrics(lambda: idle, registry=CollectorRegistry()).registry)
+
+
+def documented_metrics(markdown: str, prefix: str = "marathon_sidecar_") -> set[str]:
+    names = set(re.findall(rf"\b{prefix}[a-z_]+", markdown))
     # histogram series (_bucket, _sum, _count) name their family
     return {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
 
 
 def sidecar_flags() -> set[str]:
     return {option.flag for option in OPTIONS} | {"--config", "--help"}
+
+
+def publisher_flags() -> set[str]:
+    return {option.flag for option in publisher_settings.OPTIONS} | {"--config", "--help"}
 
 
 def marathon_bridge_flags() -> set[str]:
@@ -106,6 +121,16 @@ def test_metrics_table_gives_the_right_type() -> None:
     assert {name: kind for name, kind in rows} == types
 
 
+def test_the_publishers_metrics_are_documented_with_their_type_and_no_others() -> None:
+    rows = re.findall(
+        r"^\| `(marathon_publisher_[a-z_]+)(?:\{[a-z]+\})?` \| (\w+) \|", text(OPERATIONS), re.M
+    )
+    assert {name: kind for name, kind in rows} == publisher_metric_names()
+    assert documented_metrics(text(OPERATIONS), "marathon_publisher_") == set(
+        publisher_metric_names()
+    )
+
+
 def test_suggested_alerts_parse_and_use_real_metrics() -> None:
     block = re.search(r"```yaml\n(groups:.*?)```", text(OPERATIONS), re.S)
     assert block is not None
@@ -122,16 +147,27 @@ def test_suggested_alerts_parse_and_use_real_metrics() -> None:
 
 
 def test_operations_guide_names_only_real_flags() -> None:
-    known = sidecar_flags() | marathon_bridge_flags() | FOREIGN_FLAGS
+    known = sidecar_flags() | publisher_flags() | marathon_bridge_flags() | FOREIGN_FLAGS
     assert flags_in(text(OPERATIONS)) - known == set()
 
 
+def test_the_publishers_section_lists_every_flag_and_variable() -> None:
+    section = text(OPERATIONS).split("## The publisher", 1)[1].split("\n## ", 1)[0]
+    assert publisher_flags() - {"--help"} <= flags_in(section)
+    for option in publisher_settings.OPTIONS:
+        assert f"`{option.env_var}`" in section, option.name
+    assert f"`{publisher_settings.TABLE.config_env}`" in section
+
+
 def test_environment_variables_in_the_docs_exist() -> None:
-    known = {option.env_var for option in OPTIONS} | {CONFIG_ENV}
+    publisher = {option.env_var for option in publisher_settings.OPTIONS}
+    known = {option.env_var for option in OPTIONS} | {CONFIG_ENV} | publisher
+    known.add(publisher_settings.TABLE.config_env)
     for path in (OPERATIONS, MIGRATING):
         named = set(
             re.findall(
-                r"\b(?:MARATHON_SIDECAR_[A-Z_]+|MARATHON_(?:URL|USER|PASSWORD|TOKEN))\b", text(path)
+                r"\b(?:MARATHON_(?:SIDECAR|PUBLISHER)_[A-Z_]+|MARATHON_(?:URL|USER|PASSWORD|TOKEN))\b",
+                text(path),
             )
         )
         assert named - known == set(), path.name

@@ -66,7 +66,8 @@ def test_fresh_image_plan_installs_everything_in_order() -> None:
         index_of(plan, "/usr/local/bin/marathon-sidecar --help"),
     ]
     assert order == sorted(order)
-    assert plan[index_of(plan, "/opt/marathon-sidecar/bin/python -m pip install")].endswith(" /src")
+    pip = plan[index_of(plan, "/opt/marathon-sidecar/bin/python -m pip install")]
+    assert pip.endswith(" /src[zookeeper]")  # kazoo: the publisher and ZooKeeper mode need it
     assert "/usr/sbin/nologin" in plan[index_of(plan, "useradd")]
     assert not any(step.startswith("setcap") for step in plan)
 
@@ -192,12 +193,17 @@ def test_real_install_into_a_prefix(tmp_path: Path) -> None:
     assert installed.returncode == 0, installed.stderr
     assert installed.stdout.strip().startswith(str(venv)), "the installed copy must be the one used"
 
-    for command in ("marathon-sidecar", "marathon-bridge", "marathon-sidecar-healthcheck"):
+    commands = ("marathon-sidecar", "marathon-publisher", "marathon-bridge")
+    for command in (*commands, "marathon-sidecar-healthcheck"):
         link = prefix / "usr" / "local" / "bin" / command
         assert link.is_symlink() and os.readlink(link) == str(venv / "bin" / command)
         assert os.access(link, os.X_OK)
     group = grp.getgrgid(os.getgid()).gr_name
-    for directory in ("var/lib/marathon-sidecar", "etc/marathon-sidecar"):
+    for directory in (
+        "var/lib/marathon-sidecar",
+        "var/lib/marathon-publisher",
+        "etc/marathon-sidecar",
+    ):
         info = (prefix / directory).stat()
         assert stat.S_IMODE(info.st_mode) == 0o750
         assert grp.getgrgid(info.st_gid).gr_name == group

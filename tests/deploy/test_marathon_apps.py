@@ -1,13 +1,16 @@
-"""deploy/marathon: the sidecar's own Marathon app and the example apps.
+"""deploy/marathon: the sidecar's own Marathon app, the publishers' app and the example apps.
 
 Every app definition under deploy/ must pass ``marathon-bridge validate``; the sidecar's app must
 keep the properties its comments and docs promise (one per node, host ports, a health check on
-the status server, a rolling upgrade Marathon can actually carry out); the examples must call each
-other through the service ports they declare; and both deploy on the emulator.
+the status server, a rolling upgrade Marathon can actually carry out); so must the publishers'
+(two on different hosts, the publisher's command in the same image, a health check on its status
+server); the examples must call each other through the service ports they declare; and they all
+deploy on the emulator.
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import io
 import json
@@ -23,6 +26,7 @@ from marathon_bridge.cli import main as cli_main
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.definitions.load import load_definitions
 from marathon_bridge.testing.emulator import MarathonEmulator
+from publisher import settings as publisher_settings
 from sidecar.desired import build_model
 from sidecar.render import render_config
 from sidecar.render_settings import RenderSettings
@@ -33,6 +37,7 @@ from sidecar.sources.marathon.translate import catalog_from_apps
 ROOT = Path(__file__).resolve().parents[2]
 MARATHON = ROOT / "deploy" / "marathon"
 SIDECAR_APP = MARATHON / "marathon-sidecar.json"
+PUBLISHER_APP = MARATHON / "marathon-publisher.json"
 EXAMPLES = MARATHON / "examples"
 APP_FILES = sorted(p for p in MARATHON.rglob("*") if p.suffix in (".json", ".yaml", ".yml"))
 
@@ -40,6 +45,15 @@ APP_FILES = sorted(p for p in MARATHON.rglob("*") if p.suffix in (".json", ".yam
 def sidecar_app() -> dict[str, Any]:
     app: dict[str, Any] = json.loads(SIDECAR_APP.read_text(encoding="utf-8"))
     return app
+
+
+def publisher_app() -> dict[str, Any]:
+    app: dict[str, Any] = json.loads(PUBLISHER_APP.read_text(encoding="utf-8"))
+    return app
+
+
+def docker_parameters(app: dict[str, Any]) -> dict[str, str]:
+    return {p["key"]: p["value"] for p in app["container"]["docker"]["parameters"]}
 
 
 def example_apps(path: Path) -> dict[str, dict[str, Any]]:
@@ -62,7 +76,7 @@ def loopback_port(address: str) -> int:
 
 def test_there_are_app_definitions_to_check() -> None:
     names = {p.name for p in APP_FILES}
-    assert {"marathon-sidecar.json", "shop.yaml", "shop-web.json"} <= names
+    assert {"marathon-sidecar.json", "marathon-publisher.json", "shop.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", APP_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -158,6 +172,61 @@ def test_documented_instances_need_at_least_five_agents_with_this_strategy() -> 
     assert marathon_restart_plan(4, app["upgradeStrategy"]) == (0, 5)
 
 
+# --- the publishers' app -----------------------------------------------------------------------
+
+
+def test_publishers_run_twice_on_different_hosts_on_the_host_network() -> None:
+    app = publisher_app()
+    assert app["instances"] == 2
+    assert ["hostname", "UNIQUE"] in app["constraints"]
+    assert app["networks"] == [{"mode": "host"}] and app["requirePorts"] is True
+
+
+def test_publishers_run_the_publishers_command_from_the_sidecars_image() -> None:
+    app, sidecar = publisher_app(), sidecar_app()
+    assert app["container"]["docker"]["image"] == sidecar["container"]["docker"]["image"]
+    parameters = docker_parameters(app)
+    scripts = configparser.ConfigParser()
+    scripts.read(ROOT / "setup.cfg")
+    declared = scripts["options.entry_points"]["console_scripts"]
+    assert f"{parameters['entrypoint']} = publisher.main:main" in declared
+    # the image's HEALTHCHECK probes the sidecar's status port, not the publisher's
+    assert parameters["no-healthcheck"] == "true" and parameters["init"] == "true"
+
+
+def test_publishers_flags_environment_and_health_check_agree() -> None:
+    app = publisher_app()
+    parsed, unknown = publisher_settings.TABLE.build_parser().parse_known_args(app["args"])
+    assert unknown == [] and vars(parsed)
+    settings = publisher_settings.load_settings(app["args"], app["env"])
+    assert set(app["env"]) <= {o.env_var for o in publisher_settings.OPTIONS}
+    (port_definition,) = app["portDefinitions"]
+    (check,) = app["healthChecks"]
+    assert (check["protocol"], check["path"], check["portIndex"]) == ("MESOS_HTTP", "/health", 0)
+    assert settings.status_port == port_definition["port"]
+    assert settings.status_host == "127.0.0.1"
+    assert app["env"]["MARATHON_PUBLISHER_STATUS_LISTEN"] == settings.status_listen
+    assert settings.zookeeper and settings.zk_path == "/smartstack/services"
+
+
+def test_publishers_state_directory_is_one_the_image_makes() -> None:
+    settings = publisher_settings.load_settings(publisher_app()["args"], {})
+    install = (ROOT / "deploy" / "docker" / "install.sh").read_text(encoding="utf-8")
+    assert f"PUBLISHER_STATE_DIR={settings.state_dir}\n" in install
+
+
+def test_publishers_upgrade_one_at_a_time() -> None:
+    app = publisher_app()
+    kill_now, max_capacity = marathon_restart_plan(app["instances"], app["upgradeStrategy"])
+    assert (kill_now, max_capacity) == (1, app["instances"])  # one replaced, one keeps leading
+
+
+def test_publishers_are_not_routed() -> None:
+    options, problems = parse_app_labels(publisher_app())
+    assert options is not None and problems == []
+    assert options.port(0).enabled is False
+
+
 # --- the example apps --------------------------------------------------------------------------
 
 
@@ -191,7 +260,7 @@ def test_example_labels_are_all_honored() -> None:
 def deployed() -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """The sidecar's app and the examples deployed on the emulator: (services listing, apps)."""
     with MarathonEmulator() as marathon:
-        for path in (SIDECAR_APP, EXAMPLES / "shop.yaml"):
+        for path in (SIDECAR_APP, PUBLISHER_APP, EXAMPLES / "shop.yaml"):
             code = cli_main(["deploy", "--marathon", marathon.url, "--timeout", "120", str(path)])
             assert code == 0
         out = io.StringIO()
@@ -211,6 +280,7 @@ def test_sidecar_and_examples_deploy_on_the_emulator(
     }
     assert running == {
         (9090, "/infra/marathon-sidecar"): sidecar_app()["instances"],
+        (9091, "/infra/marathon-publisher"): publisher_app()["instances"],
         (10000, "/shop/web"): 2,
         (10001, "/shop/api"): 3,
         (10002, "/shop/db"): 1,
@@ -230,7 +300,7 @@ def test_examples_render_to_a_config_haproxy_accepts(
     no_names: dict[str, str] = {}  # the emulator's tasks run on 127.0.0.1: nothing to resolve
     model = build_model(catalog_from_apps(apps), settings, no_names.get)
     ports = sorted(frontend.port for frontend in model.frontends)
-    assert ports == [10000, 10001, 10002, 18080]  # not 9090: the sidecar's own port
+    assert ports == [10000, 10001, 10002, 18080]  # not 9090 nor 9091: not routed
     config = tmp_path / "haproxy.cfg"
     config.write_text(render_config(model, settings), encoding="utf-8")
     result = subprocess.run(

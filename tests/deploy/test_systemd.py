@@ -1,7 +1,8 @@
-"""deploy/systemd: the sidecar's unit, its YAML settings file and the haproxy.service drop-in.
+"""deploy/systemd: the sidecar's unit, its YAML settings file and the haproxy.service drop-in;
+the publisher's unit and its YAML settings file.
 
-The YAML file is read with the sidecar's own loader and must document every option; the unit's
-command line must be one the sidecar's parser accepts; the drop-in must point Debian's HAProxy
+Each YAML file is read with its command's own loader and must document every option; each unit's
+command line must be one the command's parser accepts; the drop-in must point Debian's HAProxy
 at the file the sidecar writes and open the master socket the sidecar is told to use; and the
 bootstrap config must let a real HAProxy start in master-worker mode with that socket.
 """
@@ -16,9 +17,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from publisher import settings as publisher_settings
+from publisher.settings import PublisherSettings
 from sidecar.haproxy.runtime import MasterCLI, RuntimeUnavailable
+from sidecar.option_table import Option
 from sidecar.settings import OPTIONS, Settings, build_parser, load_settings
 from testkit import wait_until
 from testkit.process import terminate
@@ -29,6 +34,9 @@ UNIT = SYSTEMD / "marathon-sidecar.service"
 DROP_IN = SYSTEMD / "haproxy.service.d" / "marathon-sidecar.conf"
 BOOTSTRAP = SYSTEMD / "haproxy-bootstrap.cfg"
 SIDECAR_YAML = SYSTEMD / "sidecar.yaml"
+PUBLISHER_UNIT = SYSTEMD / "marathon-publisher.service"
+PUBLISHER_YAML = SYSTEMD / "publisher.yaml"
+SETTINGS_FILES = [(SIDECAR_YAML, OPTIONS), (PUBLISHER_YAML, publisher_settings.OPTIONS)]
 DEBIAN_HAPROXY_UNIT = Path("/lib/systemd/system/haproxy.service")
 
 
@@ -79,8 +87,12 @@ def yaml_settings() -> Settings:
     return load_settings(["--config", str(SIDECAR_YAML)], {})
 
 
-def exec_start_argv() -> list[str]:
-    return shlex.split(unit_value(UNIT, "Service", "ExecStart"))
+def publisher_yaml_settings() -> PublisherSettings:
+    return publisher_settings.load_settings(["--config", str(PUBLISHER_YAML)], {})
+
+
+def exec_start_argv(unit: Path = UNIT) -> list[str]:
+    return shlex.split(unit_value(unit, "Service", "ExecStart"))
 
 
 # --- sidecar.yaml ------------------------------------------------------------------------------
@@ -95,12 +107,15 @@ def test_sidecar_yaml_loads_with_the_sidecars_own_loader() -> None:
     assert settings.log_format == "json"
 
 
-def test_sidecar_yaml_documents_every_option_with_its_environment_variable() -> None:
-    lines = SIDECAR_YAML.read_text(encoding="utf-8").splitlines()
-    for option in OPTIONS:
+@pytest.mark.parametrize(("path", "options"), SETTINGS_FILES, ids=["sidecar", "publisher"])
+def test_settings_file_documents_every_option_with_its_environment_variable(
+    path: Path, options: tuple[Option, ...]
+) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for option in options:
         pattern = re.compile(rf"^(# )?{re.escape(option.name)}:")
         where = [i for i, line in enumerate(lines) if pattern.match(line)]
-        assert len(where) == 1, f"{option.name}: expected once in sidecar.yaml, found {len(where)}"
+        assert len(where) == 1, f"{option.name}: expected once in {path.name}, found {len(where)}"
         comment = []
         for line in reversed(lines[: where[0]]):
             if not line.startswith("#") or line.startswith("# ---") or line == "":
@@ -109,11 +124,13 @@ def test_sidecar_yaml_documents_every_option_with_its_environment_variable() -> 
         assert f"(env: {option.env_var}" in " ".join(comment), option.name
 
 
-def commented_examples() -> dict[str, Any]:
+def commented_examples(
+    path: Path = SIDECAR_YAML, options: tuple[Option, ...] = OPTIONS
+) -> dict[str, Any]:
     """Every commented-out ``# key: value`` (with its ``#   - item`` lines), uncommented."""
     examples: dict[str, Any] = {}
-    lines = SIDECAR_YAML.read_text(encoding="utf-8").splitlines()
-    names = {o.name for o in OPTIONS}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    names = {o.name for o in options}
     for i, line in enumerate(lines):
         match = re.match(r"^# ([a-z-]+):(.*)$", line)
         if not match or match.group(1) not in names:
@@ -128,10 +145,11 @@ def commented_examples() -> dict[str, Any]:
     return examples
 
 
-def test_every_commented_example_value_is_valid() -> None:
-    examples = commented_examples()
-    assert len(examples) >= 20
-    by_name = {o.name: o for o in OPTIONS}
+@pytest.mark.parametrize(("path", "options"), SETTINGS_FILES, ids=["sidecar", "publisher"])
+def test_every_commented_example_value_is_valid(path: Path, options: tuple[Option, ...]) -> None:
+    examples = commented_examples(path, options)
+    assert len(examples) >= 15
+    by_name = {o.name: o for o in options}
     for name, value in examples.items():
         option = by_name[name]
         if option.repeatable:
@@ -231,6 +249,58 @@ def test_systemd_accepts_the_unit_and_the_drop_in(tmp_path: Path) -> None:
         shutil.copy(DEBIAN_HAPROXY_UNIT, units / "haproxy.service")
         shutil.copy(DROP_IN, units / "haproxy.service.d" / DROP_IN.name)
         assert systemd_analyze_warnings(units / "haproxy.service", units) == ""
+
+
+# --- the publisher's unit and publisher.yaml ---------------------------------------------------
+
+
+def test_publisher_yaml_loads_with_the_publishers_own_loader() -> None:
+    settings = publisher_yaml_settings()
+    assert len(settings.marathon_urls) == 3 and len(settings.zookeeper) == 3
+    assert settings.zk_path == "/smartstack/services"
+    assert settings.status_listen == "127.0.0.1:9091"  # loopback unless asked
+    assert settings.log_format == "json"
+
+
+def test_publisher_yamls_commented_defaults_are_the_real_defaults() -> None:
+    examples = commented_examples(PUBLISHER_YAML, publisher_settings.OPTIONS)
+    defaults = PublisherSettings()
+    for name in ("resync-interval", "poll-interval", "empty-confirm", "marathon-timeout",
+                 "zk-session-timeout", "log-level", "zk-path", "status-listen"):  # fmt: skip
+        field = name.replace("-", "_")
+        assert examples[name] == getattr(defaults, field), name
+    assert examples["poll"] is defaults.poll and examples["insecure"] is defaults.insecure
+
+
+def test_publisher_unit_command_line_is_accepted_by_the_publishers_parser() -> None:
+    argv = exec_start_argv(PUBLISHER_UNIT)
+    assert argv[0] == "/opt/marathon-sidecar/bin/marathon-publisher"
+    parsed, unknown = publisher_settings.TABLE.build_parser().parse_known_args(argv[1:])
+    assert unknown == []
+    assert vars(parsed) == {"config": "/etc/marathon-publisher/publisher.yaml"}
+
+
+def test_publisher_unit_restarts_always_and_is_hardened() -> None:
+    service = dict(unit_entries(PUBLISHER_UNIT)["Service"])
+    assert service["Restart"] == "always"
+    assert service["User"] == "marathon-publisher"
+    assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
+    assert service["CapabilityBoundingSet"] == ""
+    # ProtectSystem=strict leaves only the state directory writable: the state dir must be it.
+    assert publisher_yaml_settings().state_dir == "/var/lib/" + service["StateDirectory"]
+    assert "haproxy.service" not in dict(unit_entries(PUBLISHER_UNIT)["Unit"]).get("After", "")
+
+
+def test_systemd_accepts_the_publishers_unit(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        assert unit_entries(PUBLISHER_UNIT)  # no systemd here: the static checks above remain
+        return
+    units = tmp_path / "units"
+    units.mkdir()
+    text = PUBLISHER_UNIT.read_text(encoding="utf-8")
+    unit = units / PUBLISHER_UNIT.name
+    unit.write_text(text.replace(exec_start_argv(PUBLISHER_UNIT)[0], "/bin/true"))
+    assert systemd_analyze_warnings(unit, units) == ""
 
 
 # --- the haproxy.service drop-in ---------------------------------------------------------------

@@ -10,6 +10,8 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from sidecar.haproxy.runtime import RuntimeAPI
 from sidecar.haproxy_model import ServerSpec
 from testkit import free_port, wait_until
@@ -127,9 +129,12 @@ def test_weight_change_through_the_runtime_api(make_applier: Any, kit: Any, back
     assert "weight 3" in kit.paths.config.read_text()
 
 
+@pytest.mark.parametrize("leaving", ["marked drain", "gone from the model"])
 def test_killed_task_stops_receiving_traffic_and_its_request_finishes(
-    make_applier: Any, kit: Any, backends: Any
+    make_applier: Any, kit: Any, backends: Any, leaving: str
 ) -> None:
+    """Marathon says b is going (TASK_KILLING): the model keeps it with state "drain"; from
+    ZooKeeper (only instances in rotation are published) b is simply gone. Both drain it."""
     a, b = backends("a"), backends("b")
     port = free_port()
     be = f"be_{port}"
@@ -137,10 +142,11 @@ def test_killed_task_stops_receiving_traffic_and_its_request_finishes(
     applier = make_applier()
     assert applier.apply(model).ok
     slow, threads = hold_request_on(kit, port, b, a)
-    # Marathon says b is going (TASK_KILLING): the model keeps it with state "drain"
-    killing = tuple(
-        s._replace(state="drain") if s.name == "b" else s for s in model.backends[0].servers
-    )
+    servers = model.backends[0].servers
+    if leaving == "marked drain":
+        killing = tuple(s._replace(state="drain") if s.name == "b" else s for s in servers)
+    else:
+        killing = tuple(s for s in servers if s.name != "b")
     result = applier.apply(kit.with_servers(model, be, killing))
     assert result.ok and not result.reloaded, result.error
     hits_before = b.hits

@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional, Protocol, Union
 from marathon_bridge.errors import MarathonError, NotFound
 from sidecar.catalog import Catalog
 from sidecar.gc_pause import collector_paused
-from sidecar.metrics import SidecarMetrics
+from sidecar.metrics import FollowerMetrics, SidecarMetrics
 from sidecar.sources.base import CatalogKeeper
 
 from .model import EventOutcome, MarathonState
@@ -144,7 +144,7 @@ class MarathonFollower:
         client: MarathonAPI,
         keeper: CatalogKeeper,
         *,
-        metrics: Optional[SidecarMetrics] = None,
+        metrics: Optional[FollowerMetrics] = None,
         poll: bool = False,
         poll_interval: float = 10.0,
         resync_interval: float = 300.0,

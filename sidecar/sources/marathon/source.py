@@ -7,8 +7,8 @@ from typing import Callable, Optional, Union
 
 from marathon_bridge.client import BasicAuth, MarathonClient, TokenAuth
 from sidecar.catalog import Catalog
-from sidecar.metrics import SidecarMetrics
-from sidecar.settings import Settings
+from sidecar.common_settings import CommonSettings
+from sidecar.metrics import FollowerMetrics
 from sidecar.sources.base import CatalogKeeper, CatalogListener, SourceHealth
 
 from .follower import MarathonAPI, MarathonFollower
@@ -23,7 +23,7 @@ class MarathonSource:
         self,
         client: MarathonAPI,
         *,
-        metrics: Optional[SidecarMetrics] = None,
+        metrics: Optional[FollowerMetrics] = None,
         poll: bool = False,
         poll_interval: float = 10.0,
         resync_interval: float = 300.0,
@@ -95,7 +95,9 @@ class MarathonSource:
         )
 
 
-def client_from_settings(settings: Settings) -> MarathonClient:
+def client_from_settings(
+    settings: CommonSettings, user_agent: Optional[str] = None
+) -> MarathonClient:
     """The Marathon client the settings describe (URLs, credentials, TLS, timeout)."""
     auth: Union[BasicAuth, TokenAuth, None] = None
     if settings.token:
@@ -109,4 +111,5 @@ def client_from_settings(settings: Settings) -> MarathonClient:
         verify=verify,
         timeout=(3.05, settings.marathon_timeout),
         retries=1,
+        user_agent=user_agent,
     )
