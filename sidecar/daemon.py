@@ -87,6 +87,7 @@ class Daemon:
             metrics,
             max_sync_age=settings.max_sync_age,
             haproxy_required=not settings.once,
+            haproxy_supervised=not settings.master_socket,
             source=source.name,
         )
         self.status_server: Optional[StatusServer] = None
@@ -199,6 +200,7 @@ class Daemon:
             self._wake.clear()
             if self.stopping:
                 return
+            self.board.beat()
             now = self._clock()
             if now >= self.apply_due_at():
                 self._guarded(self.apply_pending, "apply")
@@ -239,6 +241,7 @@ class Daemon:
                 self._coalescer.forget_no_op(pending)
             self.catalog = pending.item
             self.board.set_view(pending.item, model, self.board.config_text())
+            self.board.record_catalog_served()  # HAProxy runs what this catalog makes
             return
         if self._must_wait(pending, model):
             return
@@ -261,9 +264,17 @@ class Daemon:
         return True
 
     def apply_catalog(
-        self, catalog: Catalog, reason: str = "", model: Optional[HAProxyModel] = None
+        self,
+        catalog: Catalog,
+        reason: str = "",
+        model: Optional[HAProxyModel] = None,
+        *,
+        placeholder: bool = False,
     ) -> bool:
-        """Build, render and apply ``catalog``; ``True`` when HAProxy now runs it."""
+        """Build, render and apply ``catalog``; ``True`` when HAProxy now runs it.
+
+        ``placeholder``: the empty catalog HAProxy starts on when no catalog came in time; it
+        does not make the sidecar ready."""
         if model is None:
             model = self._build(catalog)
         signature = listener_signature(model)
@@ -273,6 +284,7 @@ class Daemon:
         except Exception as exc:
             self.metrics.apply_failures.inc()
             self.board.set_problem("apply", f"apply failed: {str(exc)[:300]}")
+            self.board.record_apply(False)
             log.exception("apply failed; HAProxy keeps its running config")
             self._retry_later(catalog, reason)
             return False
@@ -287,6 +299,8 @@ class Daemon:
             self._retry_later(catalog, reason)
             return False
         self._applied(catalog, model, signature, result, reason)
+        if not placeholder:
+            self.board.record_catalog_served()
         return True
 
     def _applied(
@@ -399,6 +413,7 @@ class Daemon:
     def _wait_for_first_catalog(self) -> None:
         deadline = self._clock() + self.startup_wait
         while not self.stopping and self._clock() < deadline:
+            self.board.beat()
             with self._lock:
                 if self._coalescer.pending is not None:
                     return
@@ -424,13 +439,15 @@ class Daemon:
             self.board.set_haproxy_starting()
         with self._lock:
             pending = self._coalescer.take()
-        catalog = pending.item if pending is not None else Catalog()
-        reason = pending.reason if pending is not None else "start with no services"
-        self.apply_catalog(catalog, reason)
+        if pending is not None:
+            self.apply_catalog(pending.item, pending.reason)
+        else:
+            self.apply_catalog(Catalog(), "start with no services", placeholder=True)
         self._supervise_haproxy()
 
     def _record_result(self, result: ApplyResult) -> bool:
         """Post the outcome of one apply to the status board; ``True`` when HAProxy runs it."""
+        self.board.record_apply(result.ok)
         if not result.ok:
             error = result.error[:300]
             self.board.set_problem("apply", f"HAProxy keeps its running config: {error}")

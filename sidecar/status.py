@@ -1,8 +1,10 @@
-"""The status HTTP server: ``/``, ``/health``, ``/metrics``, ``/config``, ``/services``.
+"""The status HTTP server: ``/``, ``/health``, ``/livez``, ``/readyz``, ``/metrics``, ``/config``,
+``/services``.
 
 :class:`StatusBoard` is the thread-safe place where the daemon posts what it knows (HAProxy up,
 last sync, the running config, the current cluster state and model, problems); the server only
-reads it. The health rule (:func:`evaluate_health`, pure):
+reads it. ``/livez`` and ``/readyz`` follow the rules of :mod:`sidecar.probes`. The health rule of
+``/health``, kept for compatibility (:func:`evaluate_health`, pure):
 
 - ``failing`` (HTTP 503): HAProxy is not running (or still starting: it may already accept
   connections, but the sidecar has not seen it ready); or nothing was ever synced from the catalog
@@ -31,6 +33,14 @@ from typing import Any, Callable, Optional
 from .catalog import READY, Catalog, Instance, Service
 from .haproxy_model import BackendSpec, HAProxyModel, ServerSpec
 from .metrics import CONTENT_TYPE_LATEST, SidecarMetrics
+from .probes import (
+    HAPROXY_GRACE,
+    LOOP_STALL_LIMIT,
+    ProbeFacts,
+    ProbeReport,
+    evaluate_liveness,
+    evaluate_readiness,
+)
 from .status_http import TEXT, StatusHandler, StatusHTTPServer
 
 log = logging.getLogger(__name__)
@@ -123,6 +133,13 @@ class _Facts:
     loaded_from_disk: Optional[str] = None
     problems: dict[str, str] = field(default_factory=dict)
     last_apply_wall: Optional[float] = None
+    # for /livez and /readyz (sidecar.probes)
+    loop_beat: float = 0.0
+    haproxy_supervised: bool = True
+    haproxy_attempted: bool = False  # a start was attempted, or one was seen running
+    haproxy_down_since: Optional[float] = None
+    catalog_served_at: Optional[float] = None
+    apply_failing_since: Optional[float] = None
 
 
 class StatusBoard:
@@ -134,6 +151,7 @@ class StatusBoard:
         *,
         max_sync_age: float,
         haproxy_required: bool = True,
+        haproxy_supervised: bool = True,
         source: str = "Marathon",
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -141,10 +159,18 @@ class StatusBoard:
         self.metrics = metrics
         self.max_sync_age = max_sync_age
         self.source = source
+        self.haproxy_grace = HAPROXY_GRACE
+        self.loop_stall_limit = LOOP_STALL_LIMIT
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
-        self._facts = _Facts(started_at=clock(), haproxy_required=haproxy_required)
+        now = clock()
+        self._facts = _Facts(
+            started_at=now,
+            haproxy_required=haproxy_required,
+            loop_beat=now,
+            haproxy_supervised=haproxy_supervised,
+        )
         self._view = _View()
 
     # --- writers (the daemon) ---------------------------------------------------------------
@@ -160,18 +186,54 @@ class StatusBoard:
             self._facts.loaded_from_disk = saved_at_text
 
     def set_haproxy_starting(self) -> None:
-        """The sidecar starts HAProxy now: until it is seen ready, /health says "starting"."""
+        """The sidecar (re)starts HAProxy now: until it is seen ready, it does not count as
+        running, and /health says "starting"."""
         with self._lock:
-            self._facts.haproxy_starting = True
+            f = self._facts
+            f.haproxy_starting = True
+            f.haproxy_attempted = True
+            self._haproxy_down(f)
+        self.metrics.haproxy_up.set(0)
+        self.metrics.set_haproxy_origin(None)
 
     def set_haproxy_running(self, running: bool, origin: Optional[str] = None) -> None:
         """HAProxy up or not, and where the running one came from (started, adopted...)."""
         with self._lock:
-            self._facts.haproxy_running = running
-            self._facts.haproxy_starting = False
-            self._facts.haproxy_origin = origin if running else None
+            f = self._facts
+            f.haproxy_starting = False
+            f.haproxy_origin = origin if running else None
+            if running:
+                f.haproxy_running, f.haproxy_attempted, f.haproxy_down_since = True, True, None
+            else:
+                self._haproxy_down(f)
         self.metrics.haproxy_up.set(1 if running else 0)
         self.metrics.set_haproxy_origin(origin if running else None)
+
+    def _haproxy_down(self, f: _Facts) -> None:
+        f.haproxy_running = False
+        f.haproxy_origin = None
+        if f.haproxy_attempted and f.haproxy_down_since is None:
+            f.haproxy_down_since = self._clock()
+
+    def beat(self) -> None:
+        """The daemon loop took a turn (for /livez)."""
+        with self._lock:
+            self._facts.loop_beat = self._clock()
+
+    def record_catalog_served(self) -> None:
+        """HAProxy runs a config built from a catalog (the source's or the saved one)."""
+        with self._lock:
+            if self._facts.catalog_served_at is None:
+                self._facts.catalog_served_at = self._clock()
+
+    def record_apply(self, ok: bool) -> None:
+        """The outcome of one apply: failures since when (for /readyz)."""
+        with self._lock:
+            f = self._facts
+            if ok:
+                f.apply_failing_since = None
+            elif f.apply_failing_since is None:
+                f.apply_failing_since = self._clock()
 
     def set_problem(self, key: str, reason: Optional[str]) -> None:
         """Add (or with ``None`` clear) a degraded-mode reason under ``key``."""
@@ -210,6 +272,36 @@ class StatusBoard:
             )
             origin = f.haproxy_origin
         return replace(evaluate_health(facts), haproxy_origin=origin)
+
+    def liveness(self) -> ProbeReport:
+        """The /livez verdict (sidecar.probes)."""
+        return evaluate_liveness(self._probe_facts())
+
+    def readiness(self) -> ProbeReport:
+        """The /readyz verdict (sidecar.probes)."""
+        return evaluate_readiness(self._probe_facts())
+
+    def _probe_facts(self) -> ProbeFacts:
+        with self._lock:
+            f = self._facts
+            return ProbeFacts(
+                now=self._clock(),
+                loop_beat=f.loop_beat,
+                haproxy_required=f.haproxy_required,
+                haproxy_supervised=f.haproxy_supervised,
+                haproxy_running=f.haproxy_running,
+                haproxy_down_since=f.haproxy_down_since,
+                started_at=f.started_at,
+                catalog_served_at=f.catalog_served_at,
+                last_sync=f.last_sync,
+                loaded_from_disk=f.loaded_from_disk,
+                apply_failing_since=f.apply_failing_since,
+                haproxy_origin=f.haproxy_origin,
+                source=self.source,
+                max_sync_age=self.max_sync_age,
+                loop_stall_limit=self.loop_stall_limit,
+                haproxy_grace=self.haproxy_grace,
+            )
 
     def config_text(self) -> str:
         with self._lock:
@@ -494,6 +586,9 @@ class _StatusHandler(StatusHandler):
         if path == "/health":
             report = board.health()
             self.send_json(report.http_status, report.as_dict())
+        elif path in ("/livez", "/readyz"):
+            probe = board.liveness() if path == "/livez" else board.readiness()
+            self.send_json(probe.http_status, probe.as_dict())
         elif path == "/metrics":
             self.send(200, CONTENT_TYPE_LATEST, board.metrics.render())
         elif path == "/config":
