@@ -90,6 +90,8 @@ class Daemon:
             haproxy_supervised=not settings.master_socket,
             source=source.name,
         )
+        if not settings.master_socket:  # one the sidecar runs: its pid is checked cheaply
+            self.board.master_alive = haproxy.running
         self.status_server: Optional[StatusServer] = None
         self._saver = ThrottledSaver(state_store, self._saved, clock=clock)
         self._wake = threading.Event()

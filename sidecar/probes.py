@@ -39,6 +39,7 @@ class ProbeFacts:
     haproxy_required: bool  # False for --once
     haproxy_supervised: bool  # the sidecar starts and restarts HAProxy (no --master-socket)
     haproxy_running: bool
+    haproxy_starting: bool  # the sidecar is (re)starting it right now
     haproxy_down_since: Optional[float]  # first seen down after a start attempt; None otherwise
     started_at: float
     catalog_served_at: Optional[float]  # HAProxy first ran a config built from a catalog
@@ -100,10 +101,10 @@ def _haproxy_liveness(facts: ProbeFacts) -> Optional[tuple[bool, str]]:
     if facts.haproxy_down_since is None:
         return False, "HAProxy not started yet: waiting for the first catalog"
     down = max(0.0, facts.now - facts.haproxy_down_since)
-    grace = f"grace {facts.haproxy_grace:.0f} s"
+    grace = f"grace {_seconds(facts.haproxy_grace)} s"
     if down <= facts.haproxy_grace:
-        return False, f"HAProxy is starting ({down:.0f} s, {grace})"
-    return True, f"HAProxy's master has not run for {down:.0f} s ({grace})"
+        return False, f"HAProxy is starting ({_seconds(down)} s, {grace})"
+    return True, f"HAProxy's master has not run for {_seconds(down)} s ({grace})"
 
 
 def evaluate_readiness(facts: ProbeFacts) -> ProbeReport:
@@ -111,7 +112,9 @@ def evaluate_readiness(facts: ProbeFacts) -> ProbeReport:
     failing: list[str] = []
     notes: list[str] = []
     if facts.haproxy_required and not facts.haproxy_running:
-        failing.append("HAProxy is not running")
+        failing.append(
+            "HAProxy is starting" if facts.haproxy_starting else "HAProxy is not running"
+        )
     if facts.catalog_served_at is None:
         failing.append(f"no catalog applied yet (waiting for {facts.source})")
     sync_age = None if facts.last_sync is None else max(0.0, facts.now - facts.last_sync)
@@ -147,3 +150,8 @@ def _staleness(facts: ProbeFacts, sync_age: Optional[float]) -> str:
     if sync_age is not None and sync_age > limit:
         return f"last {facts.source} contact {sync_age:.0f} s ago (limit {limit:.0f} s)"
     return ""
+
+
+def _seconds(value: float) -> str:
+    """Seconds for a reason: whole above 10, else with one decimal when it has one."""
+    return f"{value:.0f}" if value >= 10 else f"{round(value, 1):g}"

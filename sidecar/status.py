@@ -161,6 +161,9 @@ class StatusBoard:
         self.source = source
         self.haproxy_grace = HAPROXY_GRACE
         self.loop_stall_limit = LOOP_STALL_LIMIT
+        # a cheap check (no socket) that the master the sidecar runs is alive, asked on every
+        # probe: a death shows at once, not only at the daemon's next supervision tick
+        self.master_alive: Optional[Callable[[], bool]] = None
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
@@ -208,6 +211,14 @@ class StatusBoard:
                 self._haproxy_down(f)
         self.metrics.haproxy_up.set(1 if running else 0)
         self.metrics.set_haproxy_origin(origin if running else None)
+
+    def _notice_master_death(self, f: _Facts) -> None:
+        """HAProxy counted as running, but its master is gone: down from now (the daemon's
+        supervision restarts it and says so)."""
+        if f.haproxy_running and self.master_alive is not None and not self.master_alive():
+            self._haproxy_down(f)
+            self.metrics.haproxy_up.set(0)
+            self.metrics.set_haproxy_origin(None)
 
     def _haproxy_down(self, f: _Facts) -> None:
         f.haproxy_running = False
@@ -258,6 +269,7 @@ class StatusBoard:
     def health(self) -> HealthReport:
         with self._lock:
             f = self._facts
+            self._notice_master_death(f)
             facts = HealthFacts(
                 now=self._clock(),
                 started_at=f.started_at,
@@ -284,12 +296,14 @@ class StatusBoard:
     def _probe_facts(self) -> ProbeFacts:
         with self._lock:
             f = self._facts
+            self._notice_master_death(f)
             return ProbeFacts(
                 now=self._clock(),
                 loop_beat=f.loop_beat,
                 haproxy_required=f.haproxy_required,
                 haproxy_supervised=f.haproxy_supervised,
                 haproxy_running=f.haproxy_running,
+                haproxy_starting=f.haproxy_starting,
                 haproxy_down_since=f.haproxy_down_since,
                 started_at=f.started_at,
                 catalog_served_at=f.catalog_served_at,

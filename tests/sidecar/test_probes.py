@@ -18,6 +18,7 @@ def facts(**overrides: Any) -> ProbeFacts:
         "haproxy_required": True,
         "haproxy_supervised": True,
         "haproxy_running": True,
+        "haproxy_starting": False,
         "haproxy_down_since": None,
         "started_at": 0.0,
         "catalog_served_at": 5.0,
@@ -89,6 +90,8 @@ def test_once_needs_no_haproxy() -> None:
 def test_not_ready_while_haproxy_does_not_run() -> None:
     report = evaluate_readiness(facts(haproxy_running=False, haproxy_down_since=99.0))
     assert not report.ok and report.reasons == ("HAProxy is not running",)
+    starting = evaluate_readiness(facts(haproxy_running=False, haproxy_starting=True))
+    assert not starting.ok and starting.reasons == ("HAProxy is starting",)
 
 
 def test_not_ready_before_the_first_catalog_is_applied() -> None:
