@@ -44,6 +44,7 @@ from .settings import Settings
 from .sources.base import CatalogSource
 from .state_store import StateStore, ThrottledSaver
 from .status import StatusBoard, StatusServer
+from .traffic_poller import TrafficPoller
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Daemon:
         state_store: StateStore,
         render_settings: RenderSettings,
         metrics: SidecarMetrics,
+        traffic: Optional[TrafficPoller] = None,
         startup_wait: float = STARTUP_WAIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -92,6 +94,8 @@ class Daemon:
         )
         if not settings.master_socket:  # one the sidecar runs: its pid is checked cheaply
             self.board.master_alive = haproxy.running
+        self.traffic = traffic
+        self.board.traffic = traffic
         self.status_server: Optional[StatusServer] = None
         self._saver = ThrottledSaver(state_store, self._saved, clock=clock)
         self._wake = threading.Event()
@@ -137,6 +141,8 @@ class Daemon:
         haproxy = self.haproxy
         self.board.set_haproxy_running(haproxy.running(), haproxy.origin)  # one run elsewhere
         self.start_status_server()
+        if self.traffic is not None:
+            self.traffic.start()
         try:
             self.source.start(self)
             self._wait_for_first_catalog()
@@ -489,6 +495,8 @@ class Daemon:
     def _shutdown(self) -> None:
         log.info("stopping")
         self.source.stop()
+        if self.traffic is not None:
+            self.traffic.stop()
         self._saver.close()
         try:
             self.haproxy.stop()

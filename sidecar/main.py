@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .resolve import Resolver
     from .sources.base import CatalogSource
     from .sources.marathon.follower import MarathonAPI
+    from .traffic_poller import TrafficPoller
 
 log = logging.getLogger("sidecar")
 
@@ -162,6 +163,7 @@ def build_daemon(
     haproxy = haproxy if haproxy is not None else make_haproxy(settings, render_settings)
     applier = applier if applier is not None else make_applier(settings, haproxy, render_settings)
     resolver = resolver if resolver is not None else Resolver()
+    traffic = make_traffic_poller(haproxy, render_settings)
     daemon = Daemon(
         settings,
         source=source,
@@ -171,6 +173,7 @@ def build_daemon(
         state_store=StateStore(settings.state_dir, legacy=legacy_state_reader()),
         render_settings=render_settings,
         metrics=metrics,
+        traffic=traffic,
         startup_wait=STARTUP_WAIT if startup_wait is None else startup_wait,
         clock=clock,
     )
@@ -239,3 +242,12 @@ def make_applier(
         state_file=render_settings.server_state_file,
         drain_timeout=settings.drain_timeout,
     )
+
+
+def make_traffic_poller(haproxy: HAProxyControl, render_settings: RenderSettings) -> TrafficPoller:
+    """The poller of HAProxy's counters for the status page (its own runtime API client)."""
+    from .haproxy.runtime import RuntimeAPI
+    from .traffic_poller import TrafficPoller
+
+    stats = RuntimeAPI(render_settings.admin_socket, master_socket=haproxy.master_socket)
+    return TrafficPoller(stats)

@@ -15,23 +15,23 @@ reads it. ``/livez`` and ``/readyz`` follow the rules of :mod:`sidecar.probes`. 
   unwritable state directory...;
 - ``ok`` (HTTP 200) otherwise.
 
-The status page ``/`` is plain HTML rendered here (every value escaped) with one static CSS file
-from ``sidecar/static``; it refreshes itself every few seconds.
+The status page ``/`` is rendered by :mod:`sidecar.status_page` with one static CSS file from
+``sidecar/static``; its traffic figures come from the poller (:mod:`sidecar.traffic_poller`),
+which reads HAProxy's counters once per interval whatever the number of page views.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .catalog import READY, Catalog, Instance, Service
-from .haproxy_model import BackendSpec, HAProxyModel, ServerSpec
+from .catalog import Catalog
+from .haproxy_model import HAProxyModel
 from .metrics import CONTENT_TYPE_LATEST, SidecarMetrics
 from .probes import (
     HAPROXY_GRACE,
@@ -41,12 +41,14 @@ from .probes import (
     evaluate_liveness,
     evaluate_readiness,
 )
+from .services_view import services_view
+from .status_page import Listing, PageQuery, iso_time, parse_page_query, render_page, with_traffic
+from .traffic import TrafficReader, TrafficSnapshot, busiest, matches
 from .status_http import TEXT, StatusHandler, StatusHTTPServer
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-PAGE_REFRESH_SECONDS = 3
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ class StatusBoard:
         # a cheap check (no socket) that the master the sidecar runs is alive, asked on every
         # probe: a death shows at once, not only at the daemon's next supervision tick
         self.master_alive: Optional[Callable[[], bool]] = None
+        self.traffic: Optional[TrafficReader] = None  # HAProxy's counters, for the page
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
@@ -326,6 +329,29 @@ class StatusBoard:
             view = self._view
         return services_view(view.catalog, view.model, view.haproxy_states)
 
+    def listing(self, query: PageQuery) -> Listing:
+        """What the status page shows: the busiest services (among those the search matches),
+        with their traffic; the poller is told to read their servers too."""
+        with self._lock:
+            view = self._view
+        traffic = self.traffic
+        snapshot = traffic.snapshot() if traffic is not None else TrafficSnapshot()
+        backends = view.model.backends if view.model is not None else ()
+        matched = [b for b in backends if matches(b, query.search)]
+        chosen = busiest(matched, snapshot.backends, query.top)
+        services = services_view(view.catalog, view.model, view.haproxy_states, chosen)
+        history = {}
+        if traffic is not None:
+            names = [b.name for b in chosen]
+            traffic.want_servers(names)
+            keys: list[object] = list(names)
+            keys += [
+                (s["backend"], e["server"]) for s in services for e in s["endpoints"] if e["server"]
+            ]
+            history = traffic.history(keys)
+        shown = with_traffic(services, snapshot, history)
+        return Listing(shown, len(backends), len(matched), query, snapshot)
+
     def skipped(self) -> list[dict[str, Any]]:
         """What was left out of the config (apps, ports, servers) and labels not honored."""
         with self._lock:
@@ -362,88 +388,11 @@ class StatusBoard:
             last_sync_wall = f.last_sync_wall
             last_apply_wall = f.last_apply_wall
         return {
-            "last_sync": _iso(last_sync_wall),
-            "last_apply": _iso(last_apply_wall),
+            "last_sync": iso_time(last_sync_wall),
+            "last_apply": iso_time(last_apply_wall),
             "reloads": _counter_value(self.metrics.reloads),
             "reload_failures": _counter_value(self.metrics.reload_failures),
         }
-
-
-# --- the /services view (pure) -----------------------------------------------------------------
-
-
-def services_view(
-    catalog: Optional[Catalog],
-    model: Optional[HAProxyModel],
-    haproxy_states: Optional[Mapping[tuple[str, str], str]] = None,
-) -> list[dict[str, Any]]:
-    """One entry per backend: its port and app, every instance of the services behind it with
-    its state, health, in/out and why (the verdicts the catalog holds).
-
-    ``haproxy_states`` (backend, server) -> status adds what HAProxy itself reports.
-    """
-    if catalog is None or model is None:
-        return []
-    seen = haproxy_states or {}
-    out: list[dict[str, Any]] = []
-    for backend in sorted(model.backends, key=lambda b: (b.service_port, b.app_id, b.name)):
-        servers = {s.task_id: s for s in backend.servers}
-        endpoints = []
-        for service in _services_of(catalog, backend):
-            for instance in service.instances:
-                server = servers.get(instance.id)
-                entry = _endpoint_entry(instance, server)
-                if server is not None:
-                    entry["haproxy"] = seen.get((backend.name, server.name), "")
-                endpoints.append(entry)
-        out.append(
-            {
-                "service_port": backend.service_port,
-                "app_id": backend.app_id,
-                "backend": backend.name,
-                "mode": backend.mode,
-                "balance": backend.balance,
-                "servers_in": sum(1 for s in backend.servers if s.state == "ready"),
-                "endpoints": endpoints,
-            }
-        )
-    return out
-
-
-def _services_of(catalog: Catalog, backend: BackendSpec) -> list[Service]:
-    """The catalog services behind a backend (several for a deployment group), by app id."""
-    found = [catalog.services[k] for k in backend.service_keys if k in catalog.services]
-    return sorted(found, key=lambda s: (s.app_id, s.port_index))
-
-
-def _endpoint_entry(instance: Instance, server: Optional[ServerSpec]) -> dict[str, Any]:
-    in_rotation = server is not None and server.state == "ready"
-    if in_rotation:
-        reason = ""
-    elif server is None and instance.state == READY:
-        reason = "not in the config"
-    else:
-        reason = instance.reason
-    address, port = (
-        (server.address, server.port) if server is not None else (instance.host, instance.port)
-    )
-    return {
-        "task_id": instance.id,
-        "host": instance.host,
-        "address": address,
-        "port": port,
-        "state": instance.status,
-        "healthy": instance.healthy,
-        "in_rotation": in_rotation,
-        "server_state": server.state if server is not None else "out",
-        "reason": reason,
-    }
-
-
-def _iso(wall: Optional[float]) -> Optional[str]:
-    if wall is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
 
 
 def _counter_value(counter: Any) -> float:
@@ -452,125 +401,6 @@ def _counter_value(counter: Any) -> float:
             if sample.name.endswith("_total"):
                 return float(sample.value)
     return 0.0
-
-
-# --- the HTML page (pure) -----------------------------------------------------------------------
-
-
-def render_page(
-    health: HealthReport,
-    summary: Mapping[str, Any],
-    services: Sequence[Mapping[str, Any]],
-    skipped: Sequence[Mapping[str, Any]],
-) -> str:
-    """The status page; every dynamic value goes through :func:`html.escape`."""
-    e = _escape
-    reasons = "".join(f"<li>{e(r)}</li>" for r in health.reasons)
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="refresh" content="{PAGE_REFRESH_SECONDS}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>marathon-sidecar</title>",
-        '<link rel="icon" href="data:,">',
-        '<link rel="stylesheet" href="/static/status.css"></head><body>',
-        "<header><h1>marathon-sidecar</h1>",
-        f'<p class="health {e(health.status)}" id="health">{e(health.status)}</p></header>',
-        f'<ul class="reasons">{reasons}</ul>' if reasons else "",
-        '<dl class="summary">',
-        f'<dt>last sync</dt><dd id="last-sync">{e(summary.get("last_sync") or "never")}</dd>',
-        f"<dt>last apply</dt><dd>{e(summary.get('last_apply') or 'never')}</dd>",
-        f'<dt>reloads</dt><dd id="reloads">{e(int(summary.get("reloads") or 0))}</dd>',
-        f"<dt>failed reloads</dt><dd>{e(int(summary.get('reload_failures') or 0))}</dd>",
-        f"<dt>services</dt><dd>{len(services)}</dd>",
-        "</dl>",
-        "<h2>Services</h2>",
-        _services_table(services) if services else '<p class="empty">no services</p>',
-    ]
-    if skipped:
-        rows = "".join(
-            f"<tr><td>{e(s.get('app_id'))}</td><td>{e(_what(s))}</td>"
-            f"<td>{e(s.get('reason'))}</td></tr>"
-            for s in skipped
-        )
-        parts += [
-            "<h2>Left out and not honored</h2>",
-            '<table class="skipped"><thead><tr><th>app</th><th>what</th><th>why</th>'
-            f"</tr></thead><tbody>{rows}</tbody></table>",
-        ]
-    parts += [
-        '<footer><a href="/health">/health</a> <a href="/services">/services</a> '
-        '<a href="/config">/config</a> <a href="/metrics">/metrics</a>',
-        f'<span class="refresh">refreshes every {PAGE_REFRESH_SECONDS} s; rendered '
-        f"{e(_iso(time.time()))}</span></footer>",
-        "</body></html>",
-    ]
-    return "\n".join(p for p in parts if p)
-
-
-def _services_table(services: Sequence[Mapping[str, Any]]) -> str:
-    e = _escape
-    rows: list[str] = []
-    for service in services:
-        endpoints = service.get("endpoints") or []
-        span = max(1, len(endpoints))
-        head = (
-            f'<td rowspan="{span}" class="port">{e(service.get("service_port"))}</td>'
-            f'<td rowspan="{span}" class="app">{e(service.get("app_id"))}</td>'
-            f'<td rowspan="{span}">{e(service.get("mode"))}</td>'
-        )
-        if not endpoints:
-            rows.append(
-                f'<tr class="service">{head}<td colspan="5" class="empty">no tasks</td></tr>'
-            )
-            continue
-        for i, endpoint in enumerate(endpoints):
-            cls = "in" if endpoint.get("in_rotation") else "out"
-            address = f"{endpoint.get('address') or '?'}:{_none(endpoint.get('port'))}"
-            verdict = e(endpoint.get("server_state"))
-            if endpoint.get("haproxy"):
-                seen = e(endpoint.get("haproxy"))
-                css = "seen" if endpoint.get("haproxy") in ("up", "drain") else "seen warn"
-                verdict += f' <span class="{css}">(haproxy: {seen})</span>'
-            if endpoint.get("reason"):
-                verdict += f" - {e(endpoint.get('reason'))}"
-            rows.append(
-                f'<tr class="{cls}">{head if i == 0 else ""}'
-                f'<td class="task">{e(endpoint.get("task_id"))}</td>'
-                f"<td>{e(address)}</td>"
-                f"<td>{e(endpoint.get('state'))}</td>"
-                f"<td>{e(_health_word(endpoint.get('healthy')))}</td>"
-                f'<td class="verdict">{verdict}</td></tr>'
-            )
-    return (
-        '<table class="services"><thead><tr><th>port</th><th>app</th><th>mode</th><th>task</th>'
-        "<th>address</th><th>state</th><th>health</th><th>in rotation / why not</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def _what(item: Mapping[str, Any]) -> str:
-    if item.get("label"):
-        return f"label {item['label']}"
-    if item.get("task_id"):
-        return f"task {item['task_id']}"
-    if item.get("port_index") is not None:
-        return f"port index {item['port_index']}"
-    return "app"
-
-
-def _health_word(healthy: Any) -> str:
-    if healthy is None:
-        return "no checks"
-    return "healthy" if healthy else "unhealthy"
-
-
-def _none(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _escape(value: Any) -> str:
-    return html.escape(_none(value), quote=True)
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -610,7 +440,8 @@ class _StatusHandler(StatusHandler):
         elif path == "/services":
             self.send_json(200, {"services": board.services(), "skipped": board.skipped()})
         elif path == "/":
-            page = render_page(board.health(), board.summary(), board.services(), board.skipped())
+            listing = board.listing(parse_page_query(self.path.partition("?")[2]))
+            page = render_page(board.health(), board.summary(), listing, board.skipped())
             self.send(200, "text/html; charset=utf-8", page.encode("utf-8"))
         elif path == "/static/status.css":
             self._static("status.css", "text/css; charset=utf-8")
