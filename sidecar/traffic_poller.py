@@ -29,6 +29,7 @@ from .traffic import (
     ObjectTraffic,
     StatRow,
     TrafficSnapshot,
+    interval_counts,
     observe,
     parse_stat,
 )
@@ -132,31 +133,28 @@ class TrafficPoller:
             info, stat = self.stats.execute_many(["show info", "show stat -1 2 -1"])
             pid = parse_info(info).get("Pid", "")
             backends = {k: r for k, r in parse_stat(stat).items() if k[1] == BACKEND_ROW}
-            chosen = self._server_backends(backends)
+            chosen = self._server_backends(pid, backends)
             servers = self._read_servers(chosen)
         except (RuntimeAPIError, OSError, ValueError) as exc:
             return self._failed(str(exc), self._clock() - started)
         return self._publish(pid, started, backends, chosen, servers)
 
-    def _server_backends(self, backends: Mapping[ServerKey, StatRow]) -> list[str]:
-        """The busiest backends (by the last interval) and the wanted ones that exist."""
+    def _server_backends(self, pid: str, backends: Mapping[ServerKey, StatRow]) -> list[str]:
+        """The busiest backends (the most traffic since the previous poll, or since the worker
+        started when there is none to compare with; then sessions) and the wanted ones."""
         now = self._clock()
         with self._lock:
-            seen = self._snapshot.backends
+            previous = self._backend_rows if pid == self._pid else {}
             self._wanted = {b: until for b, until in self._wanted.items() if until > now}
             wanted = set(self._wanted)
 
-        def weight(name: str) -> tuple[float, int, str]:
-            known = seen.get(name)
-            return (
-                -((known.rate or 0.0) if known else 0.0),
-                -(known.row.sessions if known else 0),
-                name,
-            )
+        def weight(item: tuple[ServerKey, StatRow]) -> tuple[int, int, str]:
+            key, row = item
+            return (-interval_counts(previous.get(key), row).traffic, -row.sessions, key[0])
 
-        names = [proxy for proxy, _ in backends]
-        busiest = heapq.nsmallest(self.server_backends, names, key=weight)
-        return sorted(set(busiest) | (wanted & set(names)))
+        busiest = heapq.nsmallest(self.server_backends, backends.items(), key=weight)
+        names = {proxy for proxy, _ in backends}
+        return sorted({key[0] for key, _ in busiest} | (wanted & names))
 
     def _read_servers(self, backends: Sequence[str]) -> dict[ServerKey, StatRow]:
         if not backends:
