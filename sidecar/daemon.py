@@ -40,6 +40,7 @@ from .haproxy_model import HAProxyModel, listener_signature
 from .metrics import SidecarMetrics
 from .render_settings import RenderSettings
 from .resolve import Resolver
+from .option_table import parse_listen
 from .settings import Settings
 from .sources.base import CatalogSource
 from .state_store import StateStore, ThrottledSaver
@@ -97,6 +98,7 @@ class Daemon:
         self.traffic = traffic
         self.board.traffic = traffic
         self.status_server: Optional[StatusServer] = None
+        self.probe_server: Optional[StatusServer] = None  # --probe-listen
         self._saver = ThrottledSaver(state_store, self._saved, clock=clock)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -129,6 +131,11 @@ class Daemon:
                 self.board, self.settings.status_host, self.settings.status_port
             ).start()
             log.info("status server listening", extra={"address": self.status_server_address})
+        if self.probe_server is None and self.settings.probe_listen:
+            host, port = parse_listen(self.settings.probe_listen)
+            self.probe_server = StatusServer(self.board, host, port, probes_only=True).start()
+            address = f"{self.probe_server.host}:{self.probe_server.port}"
+            log.info("probe listener (/livez, /readyz) listening", extra={"address": address})
         return self.status_server
 
     @property
@@ -502,9 +509,10 @@ class Daemon:
             self.haproxy.stop()
         except Exception:
             log.exception("stopping haproxy failed")
-        if self.status_server is not None:
-            self.status_server.stop()
-            self.status_server = None
+        for server in (self.status_server, self.probe_server):
+            if server is not None:
+                server.stop()
+        self.status_server = self.probe_server = None
         self.resolver.close()
 
 

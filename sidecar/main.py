@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from marathon_bridge.logs import FieldsFormatter, JSONFormatter, RedactingFilter
 
 from .common_settings import CommonSettings
+from .option_table import parse_listen
 from .settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -190,7 +191,10 @@ def run_dir(settings: Settings) -> str:
 def make_render_settings(settings: Settings) -> RenderSettings:
     from .render_settings import RenderSettings
 
-    reserved = (settings.status_port,) if settings.status_port else ()
+    listeners = [settings.status_port]
+    if settings.probe_listen:
+        listeners.append(parse_listen(settings.probe_listen)[1])
+    reserved = tuple(port for port in listeners if port)
     return RenderSettings(
         bind_addrs=settings.binds,
         groups=(settings.group,) if settings.group else (),

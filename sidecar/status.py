@@ -406,28 +406,44 @@ def _counter_value(counter: Any) -> float:
 # --- the server ---------------------------------------------------------------------------------
 
 
-class StatusServer(StatusHTTPServer):
-    """The sidecar's status server over a :class:`StatusBoard` (loopback by default)."""
+PROBE_PATHS = frozenset({"/livez", "/readyz"})
 
-    def __init__(self, board: StatusBoard, host: str = "127.0.0.1", port: int = 9090) -> None:
-        super().__init__(_make_handler(board), host, port)
+
+class StatusServer(StatusHTTPServer):
+    """The sidecar's status server over a :class:`StatusBoard` (loopback by default).
+
+    ``probes_only``: answer only /livez and /readyz (a listener for checks from other hosts,
+    which shows nothing else: no config, no services, no metrics)."""
+
+    def __init__(
+        self,
+        board: StatusBoard,
+        host: str = "127.0.0.1",
+        port: int = 9090,
+        *,
+        probes_only: bool = False,
+    ) -> None:
+        super().__init__(_make_handler(board, probes_only), host, port)
         self.board = board
 
 
-def _make_handler(board: StatusBoard) -> type[StatusHandler]:
-    return type("Handler", (_StatusHandler,), {"board": board})
+def _make_handler(board: StatusBoard, probes_only: bool) -> type[StatusHandler]:
+    return type("Handler", (_StatusHandler,), {"board": board, "probes_only": probes_only})
 
 
 class _StatusHandler(StatusHandler):
     """One request to the status server; ``board`` is set by :func:`_make_handler`."""
 
     board: StatusBoard
+    probes_only: bool
     server_version = "marathon-sidecar"
     log = log  # requests are logged as the status module's
 
     def route(self, path: str) -> None:
         board = self.board
-        if path == "/health":
+        if self.probes_only and path not in PROBE_PATHS:
+            self.send(404, TEXT, b"not found\n")
+        elif path == "/health":
             report = board.health()
             self.send_json(report.http_status, report.as_dict())
         elif path in ("/livez", "/readyz"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from sidecar.catalog import Catalog
+from sidecar.haproxy_model import HAProxyModel
 from sidecar.metrics import SidecarMetrics
 from sidecar.probes import ProbeFacts, evaluate_liveness, evaluate_readiness
 from sidecar.status import StatusBoard, StatusServer
@@ -210,3 +212,24 @@ def test_livez_and_readyz_answer_json_with_reasons(
         assert ready == {"status": "ok", "reasons": [], "haproxy_origin": "started"}
     finally:
         server.stop()
+
+
+def test_the_probe_listener_answers_only_the_probes(
+    http_get: Callable[..., tuple[int, str, dict[str, str]]],
+) -> None:
+    board = StatusBoard(SidecarMetrics(), max_sync_age=60)
+    board.set_view(*sample_catalog_and_model())
+    server = StatusServer(board, port=0, probes_only=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert http_get(f"{base}/livez")[0] == 200
+        assert http_get(f"{base}/readyz")[0] == 503
+        for hidden in ("/", "/health", "/config", "/services", "/metrics", "/static/status.css"):
+            status, body, _ = http_get(f"{base}{hidden}")
+            assert (status, body) == (404, "not found\n"), hidden
+    finally:
+        server.stop()
+
+
+def sample_catalog_and_model() -> tuple[Catalog, HAProxyModel, str]:
+    return Catalog(), HAProxyModel(), "global\n  stats socket /secret/admin.sock\n"
