@@ -45,6 +45,7 @@ from .settings import Settings
 from .sources.base import CatalogSource
 from .state_store import StateStore, ThrottledSaver
 from .status import StatusBoard, StatusServer
+from .systemd_notify import SystemdReporter
 from .traffic_poller import TrafficPoller
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Daemon:
         render_settings: RenderSettings,
         metrics: SidecarMetrics,
         traffic: Optional[TrafficPoller] = None,
+        systemd: Optional[SystemdReporter] = None,
         startup_wait: float = STARTUP_WAIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -97,6 +99,7 @@ class Daemon:
             self.board.master_alive = haproxy.running
         self.traffic = traffic
         self.board.traffic = traffic
+        self.systemd = systemd
         self.status_server: Optional[StatusServer] = None
         self.probe_server: Optional[StatusServer] = None  # --probe-listen
         self._saver = ThrottledSaver(state_store, self._saved, clock=clock)
@@ -382,6 +385,8 @@ class Daemon:
         if self.source.health().connected:
             self.board.record_sync()
         self.metrics.dns_failures.set(self.resolver.failures)
+        if self.systemd is not None:
+            self.systemd.report(self.board.readiness(), self.board.liveness(), self._clock())
 
     def _supervise_haproxy(self) -> None:
         haproxy = self.haproxy
@@ -501,6 +506,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         log.info("stopping")
+        if self.systemd is not None:
+            self.systemd.stopping()
         self.source.stop()
         if self.traffic is not None:
             self.traffic.stop()

@@ -154,6 +154,7 @@ def build_daemon(
     from .resolve import Resolver
     from .sources.factory import legacy_state_reader, make_source
     from .state_store import StateStore
+    from .systemd_notify import SystemdNotifier, SystemdReporter
 
     metrics = metrics if metrics is not None else SidecarMetrics()
     render_settings = make_render_settings(settings)
@@ -165,6 +166,7 @@ def build_daemon(
     applier = applier if applier is not None else make_applier(settings, haproxy, render_settings)
     resolver = resolver if resolver is not None else Resolver()
     traffic = make_traffic_poller(haproxy, render_settings)
+    systemd = SystemdReporter(SystemdNotifier())  # silent unless systemd set $NOTIFY_SOCKET
     daemon = Daemon(
         settings,
         source=source,
@@ -175,6 +177,7 @@ def build_daemon(
         render_settings=render_settings,
         metrics=metrics,
         traffic=traffic,
+        systemd=systemd,
         startup_wait=STARTUP_WAIT if startup_wait is None else startup_wait,
         clock=clock,
     )
