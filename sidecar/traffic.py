@@ -125,7 +125,7 @@ def parse_stat(text: str) -> dict[tuple[str, str], StatRow]:
     for line in lines:
         if not line or line.startswith("#"):
             continue
-        v = line.split(",")
+        v = line.split(",", width)  # the columns after the last one needed stay in one piece
         if len(v) < width or v[sv] == "FRONTEND":
             continue
         rows[(v[px], v[sv])] = StatRow(

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 3.0  # the status page refreshes this often
 HISTORY_POINTS = 100  # polls kept per object: 5 minutes at the default interval
-SERVER_BACKENDS = 50  # the busiest backends whose servers every poll reads
+SERVER_BACKENDS = 20  # the busiest backends whose servers every poll reads
 WANTED_SECONDS = 60.0  # backends a page showed keep their servers polled this long
 MAX_WANTED = 200
 POLL_BUDGET = 0.02  # at most this share of the poller's time is spent polling
