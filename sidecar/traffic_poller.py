@@ -8,9 +8,11 @@ backends: the busiest ``server_backends`` and those a page showed within the las
 ``WANTED_SECONDS`` (at most ``MAX_WANTED``). The counters become rates and history through the
 pure :mod:`sidecar.traffic`.
 
-The interval stretches when polls are expensive: the poller waits at least ``interval`` seconds
-and at least ``1 / POLL_BUDGET`` times what the last poll took, so it never spends more than
-that share of its time polling (docs/benchmarks.md has the cost at 10k backends).
+The interval stretches when polls are expensive: after a successful poll the poller waits at
+least ``interval`` seconds and at least ``1 / POLL_BUDGET`` times what the poll took (at most
+``MAX_INTERVAL``), so it spends at most that share of its time polling (docs/benchmarks.md has
+the cost at 10k backends). After a failed poll (HAProxy not running yet) it tries again after
+``interval``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ SERVER_BACKENDS = 20  # the busiest backends whose servers every poll reads
 WANTED_SECONDS = 60.0  # backends a page showed keep their servers polled this long
 MAX_WANTED = 200
 POLL_BUDGET = 0.02  # at most this share of the poller's time is spent polling
+MAX_INTERVAL = 60.0  # however long polls take, one at least this often
 
 ServerKey = tuple[str, str]
 
@@ -102,7 +105,14 @@ class TrafficPoller:
             except Exception:  # a bug here must not end the polling
                 log.exception("traffic poll failed")
                 snapshot = self.snapshot()
-            self._stop.wait(max(self.interval, snapshot.poll_seconds / POLL_BUDGET))
+            self._stop.wait(self.next_delay(snapshot))
+
+    def next_delay(self, snapshot: TrafficSnapshot) -> float:
+        """Seconds until the next poll: the interval, stretched to keep within the budget
+        after a successful poll (a failed one, e.g. HAProxy not up yet, costs nothing much)."""
+        if snapshot.error:
+            return self.interval
+        return min(MAX_INTERVAL, max(self.interval, snapshot.poll_seconds / POLL_BUDGET))
 
     # --- readers (the status page) ----------------------------------------------------------------
     def snapshot(self) -> TrafficSnapshot:
