@@ -1,10 +1,10 @@
 """The status page's traffic at 10k services: what one poll of HAProxy's counters costs, and what
 one page view costs.
 
-Run: ``python bench/bench_status_traffic.py [--apps 10000] [--polls 15] [--views 15]``.
+Run: ``python -m bench.bench_status_traffic [--apps 10000] [--polls 15] [--views 15]``.
 
-A real HAProxy runs the sidecar's own config for ``--apps`` apps x 3 tasks (``bench_render``'s
-generated cluster, task hosts on 127.0.0.0/8; the servers' active checks are left out of the
+A real HAProxy runs the sidecar's own config for ``--apps`` apps x 3 tasks (the test kit's
+generated cluster, its agents on 127.0.0.0/8 here; the servers' active checks are left out of the
 config so that 30k servers do not probe ports nobody listens on, and ``maxconn`` is lowered to
 fit the machine's descriptor limit: neither changes how many rows ``show stat`` returns). Then:
 
@@ -23,34 +23,31 @@ fit the machine's descriptor limit: neither changes how many rows ``show stat`` 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from _harness import machine_facts  # noqa: E402
-from bench_render import generated_apps, rss_mb  # noqa: E402
-
-from sidecar.desired import build_model  # noqa: E402
-from sidecar.haproxy.process import HAProxyProcess  # noqa: E402
-from sidecar.haproxy.runtime import RuntimeAPI  # noqa: E402
-from sidecar.metrics import SidecarMetrics  # noqa: E402
-from sidecar.render import render_config  # noqa: E402
-from sidecar.render_settings import RenderSettings  # noqa: E402
-from sidecar.sources.marathon.model import MarathonState  # noqa: E402
-from sidecar.sources.marathon.translate import MarathonTranslator  # noqa: E402
-from sidecar.status import StatusBoard  # noqa: E402
-from sidecar.status_page import parse_page_query, render_page  # noqa: E402
-from sidecar.traffic_poller import DEFAULT_INTERVAL, POLL_BUDGET, TrafficPoller  # noqa: E402
+from bench.bench_render import rss_mb
+from sidecar.desired import build_model
+from sidecar.haproxy.process import HAProxyProcess
+from sidecar.haproxy.runtime import RuntimeAPI
+from sidecar.metrics import SidecarMetrics
+from sidecar.render import render_config
+from sidecar.render_settings import RenderSettings
+from sidecar.sources.marathon.model import MarathonState
+from sidecar.sources.marathon.translate import MarathonTranslator
+from sidecar.status import StatusBoard
+from sidecar.status_page import parse_page_query, render_page
+from sidecar.traffic_poller import TrafficPoller
+from testkit.cluster import AGENTS, generated_cluster
+from testkit.machine import find_haproxy, machine_facts
 
 CHECKS = re.compile(r" check inter \S+ fastinter \S+ downinter \S+ rise \d+ fall \d+")
 PASSIVE = re.compile(r" observe layer4 error-limit \d+ on-error mark-down")
@@ -63,8 +60,8 @@ def bench_config(apps: int, work: Path) -> tuple[Any, Any, str]:
         server_state_file=str(work / "server-state"),
         maxconn=2000,
     )
-    hosts = {f"agent-{n}.cluster.local": f"127.0.{n // 250}.{n % 250 + 1}" for n in range(100)}
-    catalog = MarathonTranslator().translate(MarathonState.from_apps(generated_apps(apps)))
+    hosts = {name: f"127.0.{n // 250}.{n % 250 + 1}" for n, name in enumerate(sorted(AGENTS))}
+    catalog = MarathonTranslator().translate(MarathonState.from_apps(generated_cluster(apps)))
     model = build_model(catalog, settings, hosts.get)
     text = PASSIVE.sub("", CHECKS.sub("", render_config(model, settings)))
     return catalog, model, text
@@ -106,8 +103,8 @@ def measure(apps: int, polls: int, views: int, haproxy_bin: str) -> dict[str, An
             return render_page(health, summary, board.listing(parse_page_query(query)), [])
 
         pages = {}
-        for name, query in (("top 50", ""), ("search 1%", "q=app-99"), ("top 500", "top=500")):
-            wall, _, page = timed(lambda q=query: view(q), views)
+        for name, query in (("top 50", ""), ("search 1%", "q=svc-99"), ("top 500", "top=500")):
+            wall, _, page = timed(functools.partial(view, query), views)
             pages[name] = {"wall_ms": round(wall * 1000, 1), "kbytes": round(len(page) / 1024)}
         return {
             "apps": apps,
@@ -116,11 +113,15 @@ def measure(apps: int, polls: int, views: int, haproxy_bin: str) -> dict[str, An
             "haproxy_start_s": round(start_s, 2),
             "poll_wall_ms": round(poll_wall * 1000, 1),
             "poll_cpu_ms": round(poll_cpu * 1000, 1),
-            "poll_interval_s": round(max(DEFAULT_INTERVAL, poll_wall / POLL_BUDGET), 2),
+            "poll_interval_s": round(
+                poller.next_delay(replace(snapshot, poll_seconds=poll_wall)), 2
+            ),
             "viewed_servers_polled": len(viewed.servers),
             "viewed_poll_wall_ms": round(viewed_wall * 1000, 1),
             "viewed_poll_cpu_ms": round(viewed_cpu * 1000, 1),
-            "viewed_poll_interval_s": round(max(DEFAULT_INTERVAL, viewed_wall / POLL_BUDGET), 2),
+            "viewed_poll_interval_s": round(
+                poller.next_delay(replace(viewed, poll_seconds=viewed_wall)), 2
+            ),
             "rss_before_polls_mb": round(rss_before, 1),
             "rss_after_polls_mb": round(rss_after, 1),
             "views": pages,
@@ -135,7 +136,7 @@ def main() -> None:
     parser.add_argument("--apps", type=int, default=10000)
     parser.add_argument("--polls", type=int, default=15)
     parser.add_argument("--views", type=int, default=15)
-    parser.add_argument("--haproxy-bin", default=shutil.which("haproxy") or "/usr/sbin/haproxy")
+    parser.add_argument("--haproxy-bin", default=find_haproxy())
     args = parser.parse_args()
     print(json.dumps(machine_facts(args.haproxy_bin)))
     print(json.dumps(measure(args.apps, args.polls, args.views, args.haproxy_bin), indent=2))

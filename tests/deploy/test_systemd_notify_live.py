@@ -16,12 +16,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
+from testkit import free_ports, wait_until
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -43,12 +43,10 @@ class Messages:
         return self.lines.count(line) >= times
 
 
-def test_the_sidecar_notifies_systemd_and_pings_its_watchdog(
-    haproxy_bin: str, free_port: Callable[[], int], wait_until: Callable[..., None]
-) -> None:
+def test_the_sidecar_notifies_systemd_and_pings_its_watchdog(haproxy_bin: str) -> None:
     state_dir = tempfile.mkdtemp(prefix="sc-notify-", dir="/tmp")  # short: socket paths
     notify_path = str(Path(state_dir) / "notify.sock")
-    service_port, status_port = free_port(), free_port()
+    service_port, status_port = free_ports(2)
     with MarathonEmulator() as marathon, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(notify_path)
         app = {"id": "/web", "cmd": "sleep 3600", "portDefinitions": [{"port": service_port}]}

@@ -9,12 +9,13 @@ from typing import Any
 from sidecar.haproxy.process import HAProxyProcess
 from sidecar.haproxy.runtime import RuntimeAPI
 from sidecar.traffic_poller import TrafficPoller
+from testkit import free_port
 
 
 def start_two_services(
     haproxy_process: HAProxyProcess, hapaths: Any, kit: Any, backends: Any
 ) -> tuple[int, int]:
-    web, api = kit.free_port(), kit.free_port()
+    web, api = free_port(), free_port()
     model = kit.model_of(
         kit.service("/web", web, {"w1": backends("w1"), "w2": backends("w2")}),
         kit.service("/api", api, {"a1": backends("a1")}),

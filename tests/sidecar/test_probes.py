@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any
 
 from sidecar.catalog import Catalog
 from sidecar.haproxy_model import HAProxyModel
 from sidecar.metrics import SidecarMetrics
 from sidecar.probes import ProbeFacts, evaluate_liveness, evaluate_readiness
 from sidecar.status import StatusBoard, StatusServer
+from testkit.http import http_get
 
 
 def facts(**overrides: Any) -> ProbeFacts:
@@ -188,9 +189,7 @@ def test_the_board_counts_failed_applies_from_the_first_one() -> None:
     assert board.readiness().ok
 
 
-def test_livez_and_readyz_answer_json_with_reasons(
-    http_get: Callable[..., tuple[int, str, dict[str, str]]],
-) -> None:
+def test_livez_and_readyz_answer_json_with_reasons() -> None:
     board = StatusBoard(SidecarMetrics(), max_sync_age=60)
     server = StatusServer(board, port=0).start()
     try:
@@ -214,9 +213,7 @@ def test_livez_and_readyz_answer_json_with_reasons(
         server.stop()
 
 
-def test_the_probe_listener_answers_only_the_probes(
-    http_get: Callable[..., tuple[int, str, dict[str, str]]],
-) -> None:
+def test_the_probe_listener_answers_only_the_probes() -> None:
     board = StatusBoard(SidecarMetrics(), max_sync_age=60)
     board.set_view(*sample_catalog_and_model())
     server = StatusServer(board, port=0, probes_only=True).start()

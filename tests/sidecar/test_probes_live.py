@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,12 +26,11 @@ from marathon_bridge.testing import MarathonEmulator
 from sidecar.daemon import Daemon
 from sidecar.haproxy.process import HAProxyProcess
 from sidecar.main import build_daemon, make_render_settings, run_dir
-from sidecar.settings import Settings
+from testkit import free_port, wait_until
+from testkit.http import status_of
+from testkit.node import short_state_dir, sidecar_settings
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
-
-WaitUntil = Callable[..., None]
-HttpGet = Callable[..., tuple[int, str, dict[str, str]]]
 
 
 class HeldRestarts(HAProxyProcess):
@@ -52,16 +50,24 @@ class HeldRestarts(HAProxyProcess):
 
 @dataclass
 class Node:
-    emulator: MarathonEmulator
+    """A sidecar daemon in a thread that drives a :class:`HeldRestarts` HAProxy."""
+
     daemon: Daemon
+    thread: threading.Thread
     haproxy: HeldRestarts
-    get: HttpGet
 
     def probe(self, path: str) -> tuple[int, dict[str, Any]]:
         server = self.daemon.status_server
         assert server is not None
-        status, body, _ = self.get(f"http://{server.host}:{server.port}{path}")
+        status, body = status_of(server.port, path)
         return status, json.loads(body)
+
+    def stop(self) -> None:
+        self.haproxy.release.set()
+        self.daemon.stop()
+        self.thread.join(30)
+        shutil.rmtree(self.daemon.settings.state_dir, ignore_errors=True)
+        assert not self.thread.is_alive(), "the daemon did not stop"
 
 
 def serves(port: int) -> bool:
@@ -72,22 +78,11 @@ def serves(port: int) -> bool:
         return False
 
 
-def start_node(
-    emulator: MarathonEmulator, state_dir: str, haproxy_bin: str, get: HttpGet, **extra: Any
-) -> tuple[Node, threading.Thread]:
-    values: dict[str, Any] = {
-        "marathon_urls": (emulator.url,),
-        "state_dir": state_dir,
-        "haproxy_bin": haproxy_bin,
-        "status_host": "127.0.0.1",
-        "status_port": 0,
-        "debounce": 0.05,
-        "min_reload_interval": 0.2,
-        "marathon_timeout": 1.0,
-        "drain_timeout": 2.0,
-    }
-    values.update(extra)
-    settings = Settings(**values)
+def start_node(emulator: MarathonEmulator, haproxy_bin: str, **overrides: Any) -> Node:
+    settings = sidecar_settings(
+        (emulator.url,), short_state_dir("sc-probe-"), haproxy_bin, marathon_timeout=1.0,
+        **overrides,
+    )  # fmt: skip
     render = make_render_settings(settings)
     haproxy = HeldRestarts(
         haproxy_bin,
@@ -98,31 +93,26 @@ def start_node(
     daemon = build_daemon(settings, haproxy=haproxy, startup_wait=1.0, stream_silence=1.0)
     thread = threading.Thread(target=daemon.run, name="sidecar-probes", daemon=True)
     thread.start()
-    return Node(emulator, daemon, haproxy, get), thread
+    return Node(daemon, thread, haproxy)
 
 
 @pytest.fixture
-def node_factory(haproxy_bin: str, http_get: HttpGet, wait_until: WaitUntil) -> Iterator[Any]:
-    started: list[tuple[Node, threading.Thread, str]] = []
+def node_factory(haproxy_bin: str) -> Iterator[Callable[..., Node]]:
+    started: list[Node] = []
 
-    def make(emulator: MarathonEmulator, **extra: Any) -> Node:
-        state_dir = tempfile.mkdtemp(prefix="sc-probe-", dir="/tmp")  # short: socket paths
-        node, thread = start_node(emulator, state_dir, haproxy_bin, http_get, **extra)
-        started.append((node, thread, state_dir))
-        wait_until(lambda: node.daemon.status_server is not None, message="status server")
+    def make(emulator: MarathonEmulator, **overrides: Any) -> Node:
+        node = start_node(emulator, haproxy_bin, **overrides)
+        started.append(node)
+        wait_until(lambda: node.daemon.status_server is not None, 30, "the status server")
         return node
 
     yield make
-    for node, thread, state_dir in started:
-        node.haproxy.release.set()
-        node.daemon.stop()
-        thread.join(30)
-        shutil.rmtree(state_dir, ignore_errors=True)
-        assert not thread.is_alive(), "the daemon did not stop"
+    for node in started:
+        node.stop()
 
 
 @pytest.fixture
-def emulator(free_port: Callable[[], int]) -> Iterator[tuple[MarathonEmulator, int]]:
+def emulator() -> Iterator[tuple[MarathonEmulator, int]]:
     """The emulator with one app on a free service port: (emulator, service port)."""
     port = free_port()
     with MarathonEmulator(heartbeat_interval=0.5) as marathon:
@@ -132,7 +122,7 @@ def emulator(free_port: Callable[[], int]) -> Iterator[tuple[MarathonEmulator, i
 
 
 def test_marathon_down_past_the_max_age_is_live_but_not_ready(
-    node_factory: Any, emulator: tuple[MarathonEmulator, int], wait_until: WaitUntil
+    node_factory: Callable[..., Node], emulator: tuple[MarathonEmulator, int]
 ) -> None:
     marathon, port = emulator
     node = node_factory(marathon, sync_max_age=2.0)
@@ -152,7 +142,7 @@ def test_marathon_down_past_the_max_age_is_live_but_not_ready(
 
 
 def test_a_killed_haproxy_is_not_live_until_restarted(
-    node_factory: Any, emulator: tuple[MarathonEmulator, int], wait_until: WaitUntil
+    node_factory: Callable[..., Node], emulator: tuple[MarathonEmulator, int]
 ) -> None:
     marathon, port = emulator
     node = node_factory(marathon)
@@ -176,7 +166,7 @@ def test_a_killed_haproxy_is_not_live_until_restarted(
 
 
 def test_at_start_not_ready_until_the_first_catalog_is_applied(
-    node_factory: Any, emulator: tuple[MarathonEmulator, int], wait_until: WaitUntil
+    node_factory: Callable[..., Node], emulator: tuple[MarathonEmulator, int]
 ) -> None:
     marathon, port = emulator
     marathon.suspend()
