@@ -75,14 +75,18 @@ def summary(status: int, body: bytes) -> str:
     return f"{status} {word}: {reasons}" if reasons else f"{status} {word}"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help=f"the URL to probe (default: from ${URL_ENV}/${LISTEN_ENV})")
     parser.add_argument(
         "--probe", choices=PROBES, default="livez", help="what to ask (default livez)"
     )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (default 3)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         url = health_url(args.url, os.environ, args.probe)
     except ValueError as error:
