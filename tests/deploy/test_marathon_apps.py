@@ -276,7 +276,11 @@ def test_example_labels_are_all_honored() -> None:
 
 @pytest.fixture(scope="module")
 def deployed() -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
-    """The sidecar's app and the examples deployed on the emulator: (services listing, apps)."""
+    """The sidecar's app and the examples deployed on the emulator: (services listing, apps).
+
+    The emulator keeps the sidecar app's readinessCheck but does not run it (Marathon would,
+    and wait for /readyz on each new task): its deployment ends once the tasks run.
+    """
     with MarathonEmulator() as marathon:
         for path in (SIDECAR_APP, PUBLISHER_APP, EXAMPLES / "shop.yaml"):
             code = cli_main(["deploy", "--marathon", marathon.url, "--timeout", "120", str(path)])
