@@ -38,9 +38,9 @@ from .haproxy.process import HAProxyControl
 from .haproxy.runtime import ServerState
 from .haproxy_model import HAProxyModel, listener_signature
 from .metrics import SidecarMetrics
+from .option_table import parse_listen
 from .render_settings import RenderSettings
 from .resolve import Resolver
-from .option_table import parse_listen
 from .settings import Settings
 from .sources.base import CatalogSource
 from .state_store import StateStore, ThrottledSaver

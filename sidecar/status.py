@@ -42,9 +42,9 @@ from .probes import (
     evaluate_readiness,
 )
 from .services_view import services_view
+from .status_http import TEXT, StatusHandler, StatusHTTPServer
 from .status_page import Listing, PageQuery, iso_time, parse_page_query, render_page, with_traffic
 from .traffic import TrafficReader, TrafficSnapshot, busiest, matches
-from .status_http import TEXT, StatusHandler, StatusHTTPServer
 
 log = logging.getLogger(__name__)
 

@@ -245,6 +245,13 @@ def test_publishers_are_not_routed() -> None:
     assert options.port(0).enabled is False
 
 
+def test_publishers_and_sidecars_can_share_a_node() -> None:
+    # both apps ask for fixed host ports (requirePorts), and a publisher's host runs a sidecar too
+    sidecar_ports = {p["port"] for p in sidecar_app()["portDefinitions"]}
+    publisher_ports = {p["port"] for p in publisher_app()["portDefinitions"]}
+    assert sidecar_ports and publisher_ports and sidecar_ports.isdisjoint(publisher_ports)
+
+
 # --- the example apps --------------------------------------------------------------------------
 
 
