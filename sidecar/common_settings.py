@@ -57,7 +57,8 @@ class CommonSettings:
 
     @property
     def max_sync_age(self) -> float:
-        """How old the last successful Marathon sync may be before /health fails."""
+        """How old the last successful Marathon sync may be before /health (and the sidecar's
+        /readyz) fails."""
         if self.sync_max_age > 0:
             return self.sync_max_age
         period = self.poll_interval if self.poll else self.resync_interval
@@ -205,8 +206,8 @@ _OPTIONS: tuple[Option, ...] = (
         "sync-max-age",
         "sync_max_age",
         seconds,
-        "/health fails when the last Marathon sync is older (default: 3 x the resync or poll "
-        "interval, at least 60)",
+        "/health (and the sidecar's /readyz) fails when the last Marathon sync is older "
+        "(default: 3 x the resync or poll interval, at least 60)",
         metavar="S",
     ),
     Option(

@@ -38,12 +38,15 @@ from .haproxy.process import HAProxyControl
 from .haproxy.runtime import ServerState
 from .haproxy_model import HAProxyModel, listener_signature
 from .metrics import SidecarMetrics
+from .option_table import parse_listen
 from .render_settings import RenderSettings
 from .resolve import Resolver
 from .settings import Settings
 from .sources.base import CatalogSource
 from .state_store import StateStore, ThrottledSaver
 from .status import StatusBoard, StatusServer
+from .systemd_notify import SystemdReporter
+from .traffic_poller import TrafficPoller
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ class Daemon:
         state_store: StateStore,
         render_settings: RenderSettings,
         metrics: SidecarMetrics,
+        traffic: Optional[TrafficPoller] = None,
+        systemd: Optional[SystemdReporter] = None,
         startup_wait: float = STARTUP_WAIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -87,9 +92,16 @@ class Daemon:
             metrics,
             max_sync_age=settings.max_sync_age,
             haproxy_required=not settings.once,
+            haproxy_supervised=not settings.master_socket,
             source=source.name,
         )
+        if not settings.master_socket:  # one the sidecar runs: its pid is checked cheaply
+            self.board.master_alive = haproxy.running
+        self.traffic = traffic
+        self.board.traffic = traffic
+        self.systemd = systemd
         self.status_server: Optional[StatusServer] = None
+        self.probe_server: Optional[StatusServer] = None  # --probe-listen
         self._saver = ThrottledSaver(state_store, self._saved, clock=clock)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -122,6 +134,11 @@ class Daemon:
                 self.board, self.settings.status_host, self.settings.status_port
             ).start()
             log.info("status server listening", extra={"address": self.status_server_address})
+        if self.probe_server is None and self.settings.probe_listen:
+            host, port = parse_listen(self.settings.probe_listen)
+            self.probe_server = StatusServer(self.board, host, port, probes_only=True).start()
+            address = f"{self.probe_server.host}:{self.probe_server.port}"
+            log.info("probe listener (/livez, /readyz) listening", extra={"address": address})
         return self.status_server
 
     @property
@@ -134,6 +151,8 @@ class Daemon:
         haproxy = self.haproxy
         self.board.set_haproxy_running(haproxy.running(), haproxy.origin)  # one run elsewhere
         self.start_status_server()
+        if self.traffic is not None:
+            self.traffic.start()
         try:
             self.source.start(self)
             self._wait_for_first_catalog()
@@ -199,6 +218,7 @@ class Daemon:
             self._wake.clear()
             if self.stopping:
                 return
+            self.board.beat()
             now = self._clock()
             if now >= self.apply_due_at():
                 self._guarded(self.apply_pending, "apply")
@@ -239,6 +259,7 @@ class Daemon:
                 self._coalescer.forget_no_op(pending)
             self.catalog = pending.item
             self.board.set_view(pending.item, model, self.board.config_text())
+            self.board.record_catalog_served()  # HAProxy runs what this catalog makes
             return
         if self._must_wait(pending, model):
             return
@@ -261,9 +282,17 @@ class Daemon:
         return True
 
     def apply_catalog(
-        self, catalog: Catalog, reason: str = "", model: Optional[HAProxyModel] = None
+        self,
+        catalog: Catalog,
+        reason: str = "",
+        model: Optional[HAProxyModel] = None,
+        *,
+        placeholder: bool = False,
     ) -> bool:
-        """Build, render and apply ``catalog``; ``True`` when HAProxy now runs it."""
+        """Build, render and apply ``catalog``; ``True`` when HAProxy now runs it.
+
+        ``placeholder``: the empty catalog HAProxy starts on when no catalog came in time; it
+        does not make the sidecar ready."""
         if model is None:
             model = self._build(catalog)
         signature = listener_signature(model)
@@ -273,6 +302,7 @@ class Daemon:
         except Exception as exc:
             self.metrics.apply_failures.inc()
             self.board.set_problem("apply", f"apply failed: {str(exc)[:300]}")
+            self.board.record_apply(False)
             log.exception("apply failed; HAProxy keeps its running config")
             self._retry_later(catalog, reason)
             return False
@@ -287,6 +317,8 @@ class Daemon:
             self._retry_later(catalog, reason)
             return False
         self._applied(catalog, model, signature, result, reason)
+        if not placeholder:
+            self.board.record_catalog_served()
         return True
 
     def _applied(
@@ -353,6 +385,8 @@ class Daemon:
         if self.source.health().connected:
             self.board.record_sync()
         self.metrics.dns_failures.set(self.resolver.failures)
+        if self.systemd is not None:
+            self.systemd.report(self.board.readiness(), self.board.liveness(), self._clock())
 
     def _supervise_haproxy(self) -> None:
         haproxy = self.haproxy
@@ -399,6 +433,7 @@ class Daemon:
     def _wait_for_first_catalog(self) -> None:
         deadline = self._clock() + self.startup_wait
         while not self.stopping and self._clock() < deadline:
+            self.board.beat()
             with self._lock:
                 if self._coalescer.pending is not None:
                     return
@@ -424,13 +459,15 @@ class Daemon:
             self.board.set_haproxy_starting()
         with self._lock:
             pending = self._coalescer.take()
-        catalog = pending.item if pending is not None else Catalog()
-        reason = pending.reason if pending is not None else "start with no services"
-        self.apply_catalog(catalog, reason)
+        if pending is not None:
+            self.apply_catalog(pending.item, pending.reason)
+        else:
+            self.apply_catalog(Catalog(), "start with no services", placeholder=True)
         self._supervise_haproxy()
 
     def _record_result(self, result: ApplyResult) -> bool:
         """Post the outcome of one apply to the status board; ``True`` when HAProxy runs it."""
+        self.board.record_apply(result.ok)
         if not result.ok:
             error = result.error[:300]
             self.board.set_problem("apply", f"HAProxy keeps its running config: {error}")
@@ -469,15 +506,20 @@ class Daemon:
 
     def _shutdown(self) -> None:
         log.info("stopping")
+        if self.systemd is not None:
+            self.systemd.stopping()
         self.source.stop()
+        if self.traffic is not None:
+            self.traffic.stop()
         self._saver.close()
         try:
             self.haproxy.stop()
         except Exception:
             log.exception("stopping haproxy failed")
-        if self.status_server is not None:
-            self.status_server.stop()
-            self.status_server = None
+        for server in (self.status_server, self.probe_server):
+            if server is not None:
+                server.stop()
+        self.status_server = self.probe_server = None
         self.resolver.close()
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from marathon_bridge.logs import FieldsFormatter, JSONFormatter, RedactingFilter
 
 from .common_settings import CommonSettings
+from .option_table import parse_listen
 from .settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .resolve import Resolver
     from .sources.base import CatalogSource
     from .sources.marathon.follower import MarathonAPI
+    from .traffic_poller import TrafficPoller
 
 log = logging.getLogger("sidecar")
 
@@ -152,6 +154,7 @@ def build_daemon(
     from .resolve import Resolver
     from .sources.factory import legacy_state_reader, make_source
     from .state_store import StateStore
+    from .systemd_notify import SystemdNotifier, SystemdReporter
 
     metrics = metrics if metrics is not None else SidecarMetrics()
     render_settings = make_render_settings(settings)
@@ -162,6 +165,8 @@ def build_daemon(
     haproxy = haproxy if haproxy is not None else make_haproxy(settings, render_settings)
     applier = applier if applier is not None else make_applier(settings, haproxy, render_settings)
     resolver = resolver if resolver is not None else Resolver()
+    traffic = make_traffic_poller(haproxy, render_settings)
+    systemd = SystemdReporter(SystemdNotifier())  # silent unless systemd set $NOTIFY_SOCKET
     daemon = Daemon(
         settings,
         source=source,
@@ -171,6 +176,8 @@ def build_daemon(
         state_store=StateStore(settings.state_dir, legacy=legacy_state_reader()),
         render_settings=render_settings,
         metrics=metrics,
+        traffic=traffic,
+        systemd=systemd,
         startup_wait=STARTUP_WAIT if startup_wait is None else startup_wait,
         clock=clock,
     )
@@ -187,7 +194,10 @@ def run_dir(settings: Settings) -> str:
 def make_render_settings(settings: Settings) -> RenderSettings:
     from .render_settings import RenderSettings
 
-    reserved = (settings.status_port,) if settings.status_port else ()
+    listeners = [settings.status_port]
+    if settings.probe_listen:
+        listeners.append(parse_listen(settings.probe_listen)[1])
+    reserved = tuple(port for port in listeners if port)
     return RenderSettings(
         bind_addrs=settings.binds,
         groups=(settings.group,) if settings.group else (),
@@ -239,3 +249,12 @@ def make_applier(
         state_file=render_settings.server_state_file,
         drain_timeout=settings.drain_timeout,
     )
+
+
+def make_traffic_poller(haproxy: HAProxyControl, render_settings: RenderSettings) -> TrafficPoller:
+    """The poller of HAProxy's counters for the status page (its own runtime API client)."""
+    from .haproxy.runtime import RuntimeAPI
+    from .traffic_poller import TrafficPoller
+
+    stats = RuntimeAPI(render_settings.admin_socket, master_socket=haproxy.master_socket)
+    return TrafficPoller(stats)

@@ -137,6 +137,14 @@ def parse_listen(value: Any) -> tuple[str, int]:
     return host, number
 
 
+def optional_listen(value: Any) -> Optional[str]:
+    """``HOST:PORT`` checked and kept as text; empty means none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    host, number = parse_listen(value)
+    return f"[{host}]:{number}" if ":" in host else f"{host}:{number}"
+
+
 def choice(choices: Sequence[str], upper: bool = False) -> Parser:
     def parse(value: Any) -> str:
         word = text(value)

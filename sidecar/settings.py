@@ -23,6 +23,7 @@ from sidecar.option_table import (
     SettingsError,
     address,
     boolean,
+    optional_listen,
     optional_port,
     optional_text,
     parse_listen,
@@ -46,6 +47,7 @@ class Settings(CommonSettings):
     binds: tuple[str, ...] = ("127.0.0.1",)
     status_host: str = "127.0.0.1"
     status_port: int = 9090
+    probe_listen: Optional[str] = None  # HOST:PORT answering only /livez and /readyz
     group: Optional[str] = None
     template: Optional[str] = None
     vhost_port: Optional[int] = None
@@ -113,6 +115,14 @@ _SIDECAR_OPTIONS: dict[str, Option] = {
             "HOST:PORT of the status server (default 127.0.0.1:9090)",
             metavar="HOST:PORT",
             split=("status_host", "status_port"),
+        ),
+        Option(
+            "probe-listen",
+            "probe_listen",
+            optional_listen,
+            "HOST:PORT of a second listener answering only /livez and /readyz, for checks made "
+            "from other hosts such as Marathon's readinessCheck (default: none)",
+            metavar="HOST:PORT",
         ),
         Option(
             "group",
@@ -187,6 +197,7 @@ TABLE = OptionTable(
             "state-dir",
             "bind",
             "status-listen",
+            "probe-listen",
             "group",
             "template",
             "vhost-port",
@@ -221,4 +232,11 @@ def _check(settings: Settings) -> Settings:
     check_common(settings)
     if settings.template and not Path(settings.template).is_file():
         raise SettingsError(f"--template: no such file: {settings.template}")
+    status = (settings.status_host, settings.status_port)
+    if (
+        settings.probe_listen
+        and settings.status_port
+        and parse_listen(settings.probe_listen) == status
+    ):
+        raise SettingsError("--probe-listen: the status server listens there already")
     return settings

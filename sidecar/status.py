@@ -1,8 +1,10 @@
-"""The status HTTP server: ``/``, ``/health``, ``/metrics``, ``/config``, ``/services``.
+"""The status HTTP server: ``/``, ``/health``, ``/livez``, ``/readyz``, ``/metrics``, ``/config``,
+``/services``.
 
 :class:`StatusBoard` is the thread-safe place where the daemon posts what it knows (HAProxy up,
 last sync, the running config, the current cluster state and model, problems); the server only
-reads it. The health rule (:func:`evaluate_health`, pure):
+reads it. ``/livez`` and ``/readyz`` follow the rules of :mod:`sidecar.probes`. The health rule of
+``/health``, kept for compatibility (:func:`evaluate_health`, pure):
 
 - ``failing`` (HTTP 503): HAProxy is not running (or still starting: it may already accept
   connections, but the sidecar has not seen it ready); or nothing was ever synced from the catalog
@@ -13,30 +15,40 @@ reads it. The health rule (:func:`evaluate_health`, pure):
   unwritable state directory...;
 - ``ok`` (HTTP 200) otherwise.
 
-The status page ``/`` is plain HTML rendered here (every value escaped) with one static CSS file
-from ``sidecar/static``; it refreshes itself every few seconds.
+The status page ``/`` is rendered by :mod:`sidecar.status_page` with one static CSS file from
+``sidecar/static``; its traffic figures come from the poller (:mod:`sidecar.traffic_poller`),
+which reads HAProxy's counters once per interval whatever the number of page views.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .catalog import READY, Catalog, Instance, Service
-from .haproxy_model import BackendSpec, HAProxyModel, ServerSpec
+from .catalog import Catalog
+from .haproxy_model import HAProxyModel
 from .metrics import CONTENT_TYPE_LATEST, SidecarMetrics
+from .probes import (
+    HAPROXY_GRACE,
+    LOOP_STALL_LIMIT,
+    ProbeFacts,
+    ProbeReport,
+    evaluate_liveness,
+    evaluate_readiness,
+)
+from .services_view import services_view
 from .status_http import TEXT, StatusHandler, StatusHTTPServer
+from .status_page import Listing, PageQuery, iso_time, parse_page_query, render_page, with_traffic
+from .traffic import TrafficReader, TrafficSnapshot, busiest, matches
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-PAGE_REFRESH_SECONDS = 3
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,13 @@ class _Facts:
     loaded_from_disk: Optional[str] = None
     problems: dict[str, str] = field(default_factory=dict)
     last_apply_wall: Optional[float] = None
+    # for /livez and /readyz (sidecar.probes)
+    loop_beat: float = 0.0
+    haproxy_supervised: bool = True
+    haproxy_attempted: bool = False  # a start was attempted, or one was seen running
+    haproxy_down_since: Optional[float] = None
+    catalog_served_at: Optional[float] = None
+    apply_failing_since: Optional[float] = None
 
 
 class StatusBoard:
@@ -134,6 +153,7 @@ class StatusBoard:
         *,
         max_sync_age: float,
         haproxy_required: bool = True,
+        haproxy_supervised: bool = True,
         source: str = "Marathon",
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -141,10 +161,22 @@ class StatusBoard:
         self.metrics = metrics
         self.max_sync_age = max_sync_age
         self.source = source
+        self.haproxy_grace = HAPROXY_GRACE
+        self.loop_stall_limit = LOOP_STALL_LIMIT
+        # a cheap check (no socket) that the master the sidecar runs is alive, asked on every
+        # probe: a death shows at once, not only at the daemon's next supervision tick
+        self.master_alive: Optional[Callable[[], bool]] = None
+        self.traffic: Optional[TrafficReader] = None  # HAProxy's counters, for the page
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
-        self._facts = _Facts(started_at=clock(), haproxy_required=haproxy_required)
+        now = clock()
+        self._facts = _Facts(
+            started_at=now,
+            haproxy_required=haproxy_required,
+            loop_beat=now,
+            haproxy_supervised=haproxy_supervised,
+        )
         self._view = _View()
 
     # --- writers (the daemon) ---------------------------------------------------------------
@@ -160,18 +192,62 @@ class StatusBoard:
             self._facts.loaded_from_disk = saved_at_text
 
     def set_haproxy_starting(self) -> None:
-        """The sidecar starts HAProxy now: until it is seen ready, /health says "starting"."""
+        """The sidecar (re)starts HAProxy now: until it is seen ready, it does not count as
+        running, and /health says "starting"."""
         with self._lock:
-            self._facts.haproxy_starting = True
+            f = self._facts
+            f.haproxy_starting = True
+            f.haproxy_attempted = True
+            self._haproxy_down(f)
+        self.metrics.haproxy_up.set(0)
+        self.metrics.set_haproxy_origin(None)
 
     def set_haproxy_running(self, running: bool, origin: Optional[str] = None) -> None:
         """HAProxy up or not, and where the running one came from (started, adopted...)."""
         with self._lock:
-            self._facts.haproxy_running = running
-            self._facts.haproxy_starting = False
-            self._facts.haproxy_origin = origin if running else None
+            f = self._facts
+            f.haproxy_starting = False
+            f.haproxy_origin = origin if running else None
+            if running:
+                f.haproxy_running, f.haproxy_attempted, f.haproxy_down_since = True, True, None
+            else:
+                self._haproxy_down(f)
         self.metrics.haproxy_up.set(1 if running else 0)
         self.metrics.set_haproxy_origin(origin if running else None)
+
+    def _notice_master_death(self, f: _Facts) -> None:
+        """HAProxy counted as running, but its master is gone: down from now (the daemon's
+        supervision restarts it and says so)."""
+        if f.haproxy_running and self.master_alive is not None and not self.master_alive():
+            self._haproxy_down(f)
+            self.metrics.haproxy_up.set(0)
+            self.metrics.set_haproxy_origin(None)
+
+    def _haproxy_down(self, f: _Facts) -> None:
+        f.haproxy_running = False
+        f.haproxy_origin = None
+        if f.haproxy_attempted and f.haproxy_down_since is None:
+            f.haproxy_down_since = self._clock()
+
+    def beat(self) -> None:
+        """The daemon loop took a turn (for /livez)."""
+        with self._lock:
+            self._facts.loop_beat = self._clock()
+
+    def record_catalog_served(self) -> None:
+        """HAProxy runs a config built from a catalog (the source's or the saved one)."""
+        with self._lock:
+            if self._facts.catalog_served_at is None:
+                self._facts.catalog_served_at = self._clock()
+
+    def record_apply(self, ok: bool) -> None:
+        """The outcome of one apply: failures since when (for /readyz)."""
+        with self._lock:
+            f = self._facts
+            if ok:
+                f.apply_failing_since = None
+            elif f.apply_failing_since is None:
+                f.apply_failing_since = self._clock()
 
     def set_problem(self, key: str, reason: Optional[str]) -> None:
         """Add (or with ``None`` clear) a degraded-mode reason under ``key``."""
@@ -196,6 +272,7 @@ class StatusBoard:
     def health(self) -> HealthReport:
         with self._lock:
             f = self._facts
+            self._notice_master_death(f)
             facts = HealthFacts(
                 now=self._clock(),
                 started_at=f.started_at,
@@ -211,6 +288,38 @@ class StatusBoard:
             origin = f.haproxy_origin
         return replace(evaluate_health(facts), haproxy_origin=origin)
 
+    def liveness(self) -> ProbeReport:
+        """The /livez verdict (sidecar.probes)."""
+        return evaluate_liveness(self._probe_facts())
+
+    def readiness(self) -> ProbeReport:
+        """The /readyz verdict (sidecar.probes)."""
+        return evaluate_readiness(self._probe_facts())
+
+    def _probe_facts(self) -> ProbeFacts:
+        with self._lock:
+            f = self._facts
+            self._notice_master_death(f)
+            return ProbeFacts(
+                now=self._clock(),
+                loop_beat=f.loop_beat,
+                haproxy_required=f.haproxy_required,
+                haproxy_supervised=f.haproxy_supervised,
+                haproxy_running=f.haproxy_running,
+                haproxy_starting=f.haproxy_starting,
+                haproxy_down_since=f.haproxy_down_since,
+                started_at=f.started_at,
+                catalog_served_at=f.catalog_served_at,
+                last_sync=f.last_sync,
+                loaded_from_disk=f.loaded_from_disk,
+                apply_failing_since=f.apply_failing_since,
+                haproxy_origin=f.haproxy_origin,
+                source=self.source,
+                max_sync_age=self.max_sync_age,
+                loop_stall_limit=self.loop_stall_limit,
+                haproxy_grace=self.haproxy_grace,
+            )
+
     def config_text(self) -> str:
         with self._lock:
             return self._view.config_text
@@ -219,6 +328,29 @@ class StatusBoard:
         with self._lock:
             view = self._view
         return services_view(view.catalog, view.model, view.haproxy_states)
+
+    def listing(self, query: PageQuery) -> Listing:
+        """What the status page shows: the busiest services (among those the search matches),
+        with their traffic; the poller is told to read their servers too."""
+        with self._lock:
+            view = self._view
+        traffic = self.traffic
+        snapshot = traffic.snapshot() if traffic is not None else TrafficSnapshot()
+        backends = view.model.backends if view.model is not None else ()
+        matched = [b for b in backends if matches(b, query.search)]
+        chosen = busiest(matched, snapshot.backends, query.top)
+        services = services_view(view.catalog, view.model, view.haproxy_states, chosen)
+        history = {}
+        if traffic is not None:
+            names = [b.name for b in chosen]
+            traffic.want_servers(names)
+            keys: list[object] = list(names)
+            keys += [
+                (s["backend"], e["server"]) for s in services for e in s["endpoints"] if e["server"]
+            ]
+            history = traffic.history(keys)
+        shown = with_traffic(services, snapshot, history)
+        return Listing(shown, len(backends), len(matched), query, snapshot)
 
     def skipped(self) -> list[dict[str, Any]]:
         """What was left out of the config (apps, ports, servers) and labels not honored."""
@@ -256,88 +388,11 @@ class StatusBoard:
             last_sync_wall = f.last_sync_wall
             last_apply_wall = f.last_apply_wall
         return {
-            "last_sync": _iso(last_sync_wall),
-            "last_apply": _iso(last_apply_wall),
+            "last_sync": iso_time(last_sync_wall),
+            "last_apply": iso_time(last_apply_wall),
             "reloads": _counter_value(self.metrics.reloads),
             "reload_failures": _counter_value(self.metrics.reload_failures),
         }
-
-
-# --- the /services view (pure) -----------------------------------------------------------------
-
-
-def services_view(
-    catalog: Optional[Catalog],
-    model: Optional[HAProxyModel],
-    haproxy_states: Optional[Mapping[tuple[str, str], str]] = None,
-) -> list[dict[str, Any]]:
-    """One entry per backend: its port and app, every instance of the services behind it with
-    its state, health, in/out and why (the verdicts the catalog holds).
-
-    ``haproxy_states`` (backend, server) -> status adds what HAProxy itself reports.
-    """
-    if catalog is None or model is None:
-        return []
-    seen = haproxy_states or {}
-    out: list[dict[str, Any]] = []
-    for backend in sorted(model.backends, key=lambda b: (b.service_port, b.app_id, b.name)):
-        servers = {s.task_id: s for s in backend.servers}
-        endpoints = []
-        for service in _services_of(catalog, backend):
-            for instance in service.instances:
-                server = servers.get(instance.id)
-                entry = _endpoint_entry(instance, server)
-                if server is not None:
-                    entry["haproxy"] = seen.get((backend.name, server.name), "")
-                endpoints.append(entry)
-        out.append(
-            {
-                "service_port": backend.service_port,
-                "app_id": backend.app_id,
-                "backend": backend.name,
-                "mode": backend.mode,
-                "balance": backend.balance,
-                "servers_in": sum(1 for s in backend.servers if s.state == "ready"),
-                "endpoints": endpoints,
-            }
-        )
-    return out
-
-
-def _services_of(catalog: Catalog, backend: BackendSpec) -> list[Service]:
-    """The catalog services behind a backend (several for a deployment group), by app id."""
-    found = [catalog.services[k] for k in backend.service_keys if k in catalog.services]
-    return sorted(found, key=lambda s: (s.app_id, s.port_index))
-
-
-def _endpoint_entry(instance: Instance, server: Optional[ServerSpec]) -> dict[str, Any]:
-    in_rotation = server is not None and server.state == "ready"
-    if in_rotation:
-        reason = ""
-    elif server is None and instance.state == READY:
-        reason = "not in the config"
-    else:
-        reason = instance.reason
-    address, port = (
-        (server.address, server.port) if server is not None else (instance.host, instance.port)
-    )
-    return {
-        "task_id": instance.id,
-        "host": instance.host,
-        "address": address,
-        "port": port,
-        "state": instance.status,
-        "healthy": instance.healthy,
-        "in_rotation": in_rotation,
-        "server_state": server.state if server is not None else "out",
-        "reason": reason,
-    }
-
-
-def _iso(wall: Optional[float]) -> Optional[str]:
-    if wall is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
 
 
 def _counter_value(counter: Any) -> float:
@@ -348,152 +403,52 @@ def _counter_value(counter: Any) -> float:
     return 0.0
 
 
-# --- the HTML page (pure) -----------------------------------------------------------------------
-
-
-def render_page(
-    health: HealthReport,
-    summary: Mapping[str, Any],
-    services: Sequence[Mapping[str, Any]],
-    skipped: Sequence[Mapping[str, Any]],
-) -> str:
-    """The status page; every dynamic value goes through :func:`html.escape`."""
-    e = _escape
-    reasons = "".join(f"<li>{e(r)}</li>" for r in health.reasons)
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="refresh" content="{PAGE_REFRESH_SECONDS}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>marathon-sidecar</title>",
-        '<link rel="icon" href="data:,">',
-        '<link rel="stylesheet" href="/static/status.css"></head><body>',
-        "<header><h1>marathon-sidecar</h1>",
-        f'<p class="health {e(health.status)}" id="health">{e(health.status)}</p></header>',
-        f'<ul class="reasons">{reasons}</ul>' if reasons else "",
-        '<dl class="summary">',
-        f'<dt>last sync</dt><dd id="last-sync">{e(summary.get("last_sync") or "never")}</dd>',
-        f"<dt>last apply</dt><dd>{e(summary.get('last_apply') or 'never')}</dd>",
-        f'<dt>reloads</dt><dd id="reloads">{e(int(summary.get("reloads") or 0))}</dd>',
-        f"<dt>failed reloads</dt><dd>{e(int(summary.get('reload_failures') or 0))}</dd>",
-        f"<dt>services</dt><dd>{len(services)}</dd>",
-        "</dl>",
-        "<h2>Services</h2>",
-        _services_table(services) if services else '<p class="empty">no services</p>',
-    ]
-    if skipped:
-        rows = "".join(
-            f"<tr><td>{e(s.get('app_id'))}</td><td>{e(_what(s))}</td>"
-            f"<td>{e(s.get('reason'))}</td></tr>"
-            for s in skipped
-        )
-        parts += [
-            "<h2>Left out and not honored</h2>",
-            '<table class="skipped"><thead><tr><th>app</th><th>what</th><th>why</th>'
-            f"</tr></thead><tbody>{rows}</tbody></table>",
-        ]
-    parts += [
-        '<footer><a href="/health">/health</a> <a href="/services">/services</a> '
-        '<a href="/config">/config</a> <a href="/metrics">/metrics</a>',
-        f'<span class="refresh">refreshes every {PAGE_REFRESH_SECONDS} s; rendered '
-        f"{e(_iso(time.time()))}</span></footer>",
-        "</body></html>",
-    ]
-    return "\n".join(p for p in parts if p)
-
-
-def _services_table(services: Sequence[Mapping[str, Any]]) -> str:
-    e = _escape
-    rows: list[str] = []
-    for service in services:
-        endpoints = service.get("endpoints") or []
-        span = max(1, len(endpoints))
-        head = (
-            f'<td rowspan="{span}" class="port">{e(service.get("service_port"))}</td>'
-            f'<td rowspan="{span}" class="app">{e(service.get("app_id"))}</td>'
-            f'<td rowspan="{span}">{e(service.get("mode"))}</td>'
-        )
-        if not endpoints:
-            rows.append(
-                f'<tr class="service">{head}<td colspan="5" class="empty">no tasks</td></tr>'
-            )
-            continue
-        for i, endpoint in enumerate(endpoints):
-            cls = "in" if endpoint.get("in_rotation") else "out"
-            address = f"{endpoint.get('address') or '?'}:{_none(endpoint.get('port'))}"
-            verdict = e(endpoint.get("server_state"))
-            if endpoint.get("haproxy"):
-                seen = e(endpoint.get("haproxy"))
-                css = "seen" if endpoint.get("haproxy") in ("up", "drain") else "seen warn"
-                verdict += f' <span class="{css}">(haproxy: {seen})</span>'
-            if endpoint.get("reason"):
-                verdict += f" - {e(endpoint.get('reason'))}"
-            rows.append(
-                f'<tr class="{cls}">{head if i == 0 else ""}'
-                f'<td class="task">{e(endpoint.get("task_id"))}</td>'
-                f"<td>{e(address)}</td>"
-                f"<td>{e(endpoint.get('state'))}</td>"
-                f"<td>{e(_health_word(endpoint.get('healthy')))}</td>"
-                f'<td class="verdict">{verdict}</td></tr>'
-            )
-    return (
-        '<table class="services"><thead><tr><th>port</th><th>app</th><th>mode</th><th>task</th>'
-        "<th>address</th><th>state</th><th>health</th><th>in rotation / why not</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def _what(item: Mapping[str, Any]) -> str:
-    if item.get("label"):
-        return f"label {item['label']}"
-    if item.get("task_id"):
-        return f"task {item['task_id']}"
-    if item.get("port_index") is not None:
-        return f"port index {item['port_index']}"
-    return "app"
-
-
-def _health_word(healthy: Any) -> str:
-    if healthy is None:
-        return "no checks"
-    return "healthy" if healthy else "unhealthy"
-
-
-def _none(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _escape(value: Any) -> str:
-    return html.escape(_none(value), quote=True)
-
-
 # --- the server ---------------------------------------------------------------------------------
 
 
-class StatusServer(StatusHTTPServer):
-    """The sidecar's status server over a :class:`StatusBoard` (loopback by default)."""
+PROBE_PATHS = frozenset({"/livez", "/readyz"})
 
-    def __init__(self, board: StatusBoard, host: str = "127.0.0.1", port: int = 9090) -> None:
-        super().__init__(_make_handler(board), host, port)
+
+class StatusServer(StatusHTTPServer):
+    """The sidecar's status server over a :class:`StatusBoard` (loopback by default).
+
+    ``probes_only``: answer only /livez and /readyz (a listener for checks from other hosts,
+    which shows nothing else: no config, no services, no metrics)."""
+
+    def __init__(
+        self,
+        board: StatusBoard,
+        host: str = "127.0.0.1",
+        port: int = 9090,
+        *,
+        probes_only: bool = False,
+    ) -> None:
+        super().__init__(_make_handler(board, probes_only), host, port)
         self.board = board
 
 
-def _make_handler(board: StatusBoard) -> type[StatusHandler]:
-    return type("Handler", (_StatusHandler,), {"board": board})
+def _make_handler(board: StatusBoard, probes_only: bool) -> type[StatusHandler]:
+    return type("Handler", (_StatusHandler,), {"board": board, "probes_only": probes_only})
 
 
 class _StatusHandler(StatusHandler):
     """One request to the status server; ``board`` is set by :func:`_make_handler`."""
 
     board: StatusBoard
+    probes_only: bool
     server_version = "marathon-sidecar"
     log = log  # requests are logged as the status module's
 
     def route(self, path: str) -> None:
         board = self.board
-        if path == "/health":
+        if self.probes_only and path not in PROBE_PATHS:
+            self.send(404, TEXT, b"not found\n")
+        elif path == "/health":
             report = board.health()
             self.send_json(report.http_status, report.as_dict())
+        elif path in ("/livez", "/readyz"):
+            probe = board.liveness() if path == "/livez" else board.readiness()
+            self.send_json(probe.http_status, probe.as_dict())
         elif path == "/metrics":
             self.send(200, CONTENT_TYPE_LATEST, board.metrics.render())
         elif path == "/config":
@@ -501,7 +456,8 @@ class _StatusHandler(StatusHandler):
         elif path == "/services":
             self.send_json(200, {"services": board.services(), "skipped": board.skipped()})
         elif path == "/":
-            page = render_page(board.health(), board.summary(), board.services(), board.skipped())
+            listing = board.listing(parse_page_query(self.path.partition("?")[2]))
+            page = render_page(board.health(), board.summary(), listing, board.skipped())
             self.send(200, "text/html; charset=utf-8", page.encode("utf-8"))
         elif path == "/static/status.css":
             self._static("status.css", "text/css; charset=utf-8")

@@ -1,12 +1,31 @@
 """A reader for the sidecar status page's DOM: :func:`parse_status_page` turns the DOM Chromium
-dumps into plain data (services table rows, health word, the refresh period) with the standard
-library's HTML parser."""
+dumps into plain data (the health word, the refresh period, the services table: each service's
+row and its tasks' rows, with their traffic cells) with the standard library's HTML parser;
+:func:`load_status_page` has Chromium load the page first."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Optional
+
+from testkit.chromium import Chromium
+
+
+@dataclass
+class Traffic:
+    """The traffic cells of one row, as text."""
+
+    sessions: str = ""
+    rate: str = ""
+    e4xx: str = ""
+    e5xx: str = ""
+    econ: str = ""
+    errors_new: bool = False  # the errors cell is highlighted: they grew in the last interval
+    queue: str = ""
+    window: str = ""  # the traffic counted over the chart's window
+    chart: str = ""  # the sparkline's title
+    lines: int = 0  # polylines drawn in the sparkline
 
 
 @dataclass
@@ -17,6 +36,18 @@ class TaskRow:
     row_class: str  # "in" or "out"
     health: str = ""
     verdict: str = ""  # the "in rotation / why not" cell
+    traffic: Traffic = field(default_factory=Traffic)
+
+
+@dataclass
+class ServiceRow:
+    """One service's row and the rows of its tasks."""
+
+    port: str
+    app_id: str
+    mode: str
+    traffic: Traffic
+    tasks: list[TaskRow] = field(default_factory=list)
 
 
 @dataclass
@@ -27,10 +58,31 @@ class StatusPage:
     health: str = ""
     refresh: Optional[str] = None  # the meta refresh content
     stylesheets: list[str] = field(default_factory=list)
+    scripts: int = 0  # <script> elements (the page has none)
     has_services_table: bool = False
-    services: list[tuple[str, str]] = field(default_factory=list)  # (port, app id)
-    tasks: list[TaskRow] = field(default_factory=list)
+    rows: list[ServiceRow] = field(default_factory=list)
     summary: dict[str, str] = field(default_factory=dict)  # <dt> text -> <dd> text
+    listing: str = ""  # "showing N of M services"
+    traffic_note: str = ""
+
+    @property
+    def services(self) -> list[tuple[str, str]]:
+        """(port, app id) of every service shown."""
+        return [(row.port, row.app_id) for row in self.rows]
+
+    @property
+    def tasks(self) -> list[TaskRow]:
+        return [task for row in self.rows for task in row.tasks]
+
+    def service(self, app_id: str) -> ServiceRow:
+        found = [row for row in self.rows if row.app_id == app_id]
+        assert len(found) == 1, f"{app_id} shown {len(found)} times: {self.services}"
+        return found[0]
+
+
+CELLS = ("port", "app", "mode", "task", "address", "state", "health", "verdict", "sessions",
+         "rate", "errors", "queue", "chart")  # fmt: skip
+SPANS = ("e4xx", "e5xx", "econ", "window")
 
 
 class _StatusPageParser(HTMLParser):
@@ -39,79 +91,115 @@ class _StatusPageParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.page = StatusPage()
-        self._capture: Optional[str] = None  # what the current text belongs to
-        self._text: list[str] = []
-        self._in_services = False
-        self._row_port = ""
+        self._open: list[tuple[str, str]] = []  # (tag, what its text is collected as)
+        self._texts: dict[str, list[str]] = {}
+        self._cells: dict[str, str] = {}  # of the current row
         self._row_class = ""
-        self._cell = 0  # cells after the task cell in the current row
+        self._in_services = False
+        self._in_chart = False
+        self._errors_new = False
+        self._lines = 0
         self._last_dt = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
         attr = {k: v or "" for k, v in attrs}
         classes = attr.get("class", "").split()
+        what = self._what(tag, attr, classes)
+        if tag == "table" and "services" in classes:
+            self.page.has_services_table = self._in_services = True
+        elif tag == "tr" and self._in_services:
+            self._row_class, self._cells, self._errors_new, self._lines = (
+                attr.get("class", ""),
+                {},
+                False,
+                0,
+            )
+        elif tag == "td" and "chart" in classes:
+            self._in_chart = True
+        elif tag == "polyline" and self._in_chart:
+            self._lines += 1
+        if tag == "td" and "errors" in classes:
+            self._errors_new = "new" in classes
+        if tag not in ("meta", "link", "polyline", "input", "br"):  # elements with an end tag
+            self._open.append((tag, what))
+            if what:
+                self._texts[what] = []
+
+    def _what(self, tag: str, attr: dict[str, str], classes: list[str]) -> str:
         if tag == "meta" and attr.get("http-equiv", "").lower() == "refresh":
             self.page.refresh = attr.get("content", "")
         elif tag == "link" and "stylesheet" in attr.get("rel", ""):
             self.page.stylesheets.append(attr.get("href", ""))
-        elif tag == "table" and "services" in classes:
-            self.page.has_services_table = True
-            self._in_services = True
+        elif tag == "script":
+            self.page.scripts += 1
         elif tag == "title":
-            self._start("title")
-        elif attr.get("id") == "health":
-            self._start("health")
+            return "chart-title" if self._in_chart else "title"
+        elif attr.get("id") in ("health", "listing", "traffic-note"):
+            return "#" + attr["id"]  # not to be taken for a cell's class
         elif tag in ("dt", "dd"):
-            self._start(tag)
-        elif tag == "tr" and self._in_services:
-            self._row_class, self._cell = attr.get("class", ""), 0
+            return tag
         elif tag == "td" and self._in_services:
-            self._td(classes)
-
-    def _td(self, classes: list[str]) -> None:
-        for name in ("port", "app", "task", "verdict"):
-            if name in classes:
-                self._start(name)
-                return
-        if self.page.tasks and self._cell:
-            self._cell += 1  # address, state, health
-            if self._cell == 4:
-                self._start("task-health")
+            return next((c for c in CELLS if c in classes), "")
+        elif tag == "span" and self._in_services:
+            return next((c for c in SPANS if c in classes), "")
+        return ""
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "table":
+        if all(open_tag != tag for open_tag, _ in self._open):
+            return  # the end of an element without one (<polyline/>, <input>)
+        while self._open:
+            open_tag, what = self._open.pop()
+            if what:
+                self._finish(what, " ".join("".join(self._texts.pop(what, [])).split()))
+            if open_tag == tag:
+                break
+        if tag == "td":
+            self._in_chart = False
+        elif tag == "tr" and self._in_services:
+            self._end_row()
+        elif tag == "table":
             self._in_services = False
-        if self._capture is None or tag not in ("title", "p", "dt", "dd", "td"):
-            return
-        text = " ".join("".join(self._text).split())
-        what, self._capture, self._text = self._capture, None, []
+
+    def _finish(self, what: str, text: str) -> None:
+        page = self.page
         if what == "title":
-            self.page.title = text
-        elif what == "task-health":
-            self.page.tasks[-1].health = text
-        elif what == "health":
-            self.page.health = text
+            page.title = text
+        elif what == "#health":
+            page.health = text
+        elif what == "#listing":
+            page.listing = text
+        elif what == "#traffic-note":
+            page.traffic_note = text
         elif what == "dt":
             self._last_dt = text
         elif what == "dd":
-            self.page.summary[self._last_dt] = text
-        elif what == "port":
-            self._row_port = text
-        elif what == "app":
-            self.page.services.append((self._row_port, text))
-        elif what == "task":
-            self.page.tasks.append(TaskRow(text, self._row_class))
-            self._cell = 1
-        elif what == "verdict":
-            self.page.tasks[-1].verdict = text
-            self._cell = 0
+            page.summary[self._last_dt] = text
+        else:
+            self._cells.setdefault(what, text)
+
+    def _end_row(self) -> None:
+        cells = self._cells
+        traffic = Traffic(
+            cells.get("sessions", ""), cells.get("rate", ""), cells.get("e4xx", ""),
+            cells.get("e5xx", ""), cells.get("econ", ""), self._errors_new,
+            cells.get("queue", ""), cells.get("window", ""), cells.get("chart-title", ""),
+            self._lines,
+        )  # fmt: skip
+        if "app" in cells:
+            self.page.rows.append(
+                ServiceRow(cells.get("port", ""), cells["app"], cells.get("mode", ""), traffic)
+            )
+        elif "task" in cells and self.page.rows:
+            task = TaskRow(
+                cells["task"], self._row_class, cells.get("health", ""),
+                cells.get("verdict", ""), traffic,
+            )  # fmt: skip
+            self.page.rows[-1].tasks.append(task)
 
     def handle_data(self, data: str) -> None:
-        if self._capture is not None:
-            self._text.append(data)
-
-    def _start(self, what: str) -> None:
-        self._capture, self._text = what, []
+        for _, what in self._open:
+            if what:
+                self._texts[what].append(data)
 
 
 def parse_status_page(dom: str) -> StatusPage:
@@ -120,3 +208,9 @@ def parse_status_page(dom: str) -> StatusPage:
     parser.feed(dom)
     parser.close()
     return parser.page
+
+
+def load_status_page(chromium: Chromium, status_url: str, query: str = "") -> StatusPage:
+    """The status page at ``status_url`` (with ``?query``) as Chromium renders it."""
+    suffix = f"?{query}" if query else ""
+    return parse_status_page(chromium.dump_dom(f"{status_url}/{suffix}"))

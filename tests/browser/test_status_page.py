@@ -4,7 +4,7 @@ The page loads with its services table; an app deployed in the emulator afterwar
 the page (its app id and service port) once Chromium loads it again; a screenshot is kept as
 ``test-artifacts/status-page.png``. A page left open in Chromium fetches itself again and again
 (its meta refresh), so it picks up a service deployed while it is open. The machine endpoints
-(/health, /metrics, /config, /services) answer with their key facts.
+(/health, /livez, /readyz, /metrics, /config, /services) answer with their key facts.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from testkit.chromium import PNG_MAGIC, Chromium, png_size
 from testkit.http import http_get
 from testkit.marathon import EmulatedMarathon
 from testkit.node import SidecarNode
-from testkit.status_page import StatusPage, TaskRow, parse_status_page
+from testkit.status_page import StatusPage, TaskRow, load_status_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.haproxy, pytest.mark.slow]
 
@@ -49,7 +49,7 @@ def web(marathon: EmulatedMarathon, sidecar: SidecarNode) -> tuple[str, int]:
 
 
 def load_page(chromium: Chromium, sidecar: SidecarNode) -> StatusPage:
-    return parse_status_page(chromium.dump_dom(f"{sidecar.status_url}/"))
+    return load_status_page(chromium, sidecar.status_url)
 
 
 def test_status_page_shows_a_new_service_in_chromium_and_is_kept_as_a_screenshot(
@@ -156,9 +156,10 @@ def test_machine_endpoints_answer_with_their_key_facts(
     web_id, web_port = web
     base = sidecar.status_url
 
-    status, body, headers = http_get(f"{base}/health")
-    assert (status, headers["Content-Type"]) == (200, "application/json"), body
-    assert json.loads(body)["status"] == "ok"
+    for probe in ("/health", "/livez", "/readyz"):
+        status, body, headers = http_get(f"{base}{probe}")
+        assert (status, headers["Content-Type"]) == (200, "application/json"), (probe, body)
+        assert json.loads(body)["status"] == "ok", (probe, body)
 
     status, body, headers = http_get(f"{base}/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain"), body[:200]

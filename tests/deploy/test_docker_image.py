@@ -173,21 +173,22 @@ def test_healthcheck_runs_the_probe_installed_by_install_sh() -> None:
     assert '"$venv/bin/marathon-sidecar-healthcheck"' in install
 
 
-def test_healthcheck_probes_the_status_servers_health_path() -> None:
+def test_healthcheck_probes_the_status_servers_liveness() -> None:
     probe = load_healthcheck()
     url = probe.health_url(None, env_values())
-    assert url == "http://127.0.0.1:9090/health"
-    assert only("EXPOSE") == "9090"
+    assert url == "http://127.0.0.1:9090/livez"
+    assert probe.health_url(None, env_values(), "readyz") == "http://127.0.0.1:9090/readyz"
+    assert only("EXPOSE") == "9090 9092"
 
 
 @pytest.mark.parametrize(
     ("listen", "url"),
     [
-        ("127.0.0.1:9090", "http://127.0.0.1:9090/health"),
-        ("0.0.0.0:9191", "http://127.0.0.1:9191/health"),
-        ("[::]:9090", "http://[::1]:9090/health"),
-        ("[fd00::5]:9090", "http://[fd00::5]:9090/health"),
-        ("10.0.0.7:9090", "http://10.0.0.7:9090/health"),
+        ("127.0.0.1:9090", "http://127.0.0.1:9090/livez"),
+        ("0.0.0.0:9191", "http://127.0.0.1:9191/livez"),
+        ("[::]:9090", "http://[::1]:9090/livez"),
+        ("[fd00::5]:9090", "http://[fd00::5]:9090/livez"),
+        ("10.0.0.7:9090", "http://10.0.0.7:9090/livez"),
     ],
 )
 def test_healthcheck_turns_a_listen_address_into_a_probe_url(listen: str, url: str) -> None:
@@ -199,23 +200,40 @@ def test_healthcheck_rejects_a_listen_address_without_port() -> None:
         load_healthcheck().url_from_listen("localhost")
 
 
-def test_healthcheck_exit_status_follows_the_real_status_server() -> None:
+def test_healthcheck_exit_status_follows_the_real_status_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     probe = load_healthcheck()
-    board = StatusBoard(SidecarMetrics(), max_sync_age=60.0)
+    now = [1000.0]
+    board = StatusBoard(SidecarMetrics(), max_sync_age=60.0, clock=lambda: now[0])
     server = StatusServer(board, host="127.0.0.1", port=0).start()
+    listen = {"MARATHON_SIDECAR_STATUS_LISTEN": f"127.0.0.1:{server.port}"}
     try:
-        url = f"http://127.0.0.1:{server.port}/health"
-        assert probe.main(["--url", url]) == 1  # nothing synced, HAProxy not running: failing
+        health = f"http://127.0.0.1:{server.port}/health"
+        assert probe.main(["--url", health]) == 1  # nothing synced, HAProxy not running
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in listen.items():
+                env.setenv(name, value)
+            env.delenv("MARATHON_SIDECAR_HEALTH_URL", raising=False)
+            assert probe.main([]) == 0  # live: waiting for the first catalog
+            assert probe.main(["--probe", "readyz"]) == 1  # ...but not ready
+            board.set_haproxy_running(True)
+            board.record_sync()
+            board.record_catalog_served()
+            assert probe.main(["--probe", "readyz"]) == 0
+            capsys.readouterr()
+            board.set_haproxy_starting()  # HAProxy died; the restart takes longer than the grace
+            now[0] += board.haproxy_grace + 1
+            board.beat()
+            assert probe.main([]) == 1
+            out = capsys.readouterr().out
+            assert out.startswith("503 failing: HAProxy's master has not run for"), out
         board.set_haproxy_running(True)
-        board.record_sync()
-        assert probe.main(["--url", url]) == 0
         board.set_problem("marathon", "Marathon answered 500 for 2 minutes")
-        assert probe.main(["--url", url]) == 0  # degraded still serves traffic
-        board.set_haproxy_running(False)
-        assert probe.main(["--url", url]) == 1
+        assert probe.main(["--url", health]) == 0  # degraded still serves traffic
     finally:
         server.stop()
 
 
 def test_healthcheck_fails_when_nothing_listens() -> None:
-    assert load_healthcheck().main(["--url", f"http://127.0.0.1:{free_port()}/health"]) == 1
+    assert load_healthcheck().main(["--url", f"http://127.0.0.1:{free_port()}/livez"]) == 1

@@ -8,6 +8,7 @@ rules must parse and only use metrics that exist.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from sidecar.sources.marathon.labels import DEPLOYMENT_LABELS, LABELS, NOT_HONOR
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
+HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
 MIGRATING = ROOT / "docs" / "migrating-from-marathon-lb.md"
 
 # Flags of other programs the docs mention on purpose (Docker, Mesos, Marathon, HAProxy, ss).
@@ -146,8 +148,24 @@ def test_suggested_alerts_parse_and_use_real_metrics() -> None:
         assert used <= exposed, alert["alert"]
 
 
+def healthcheck_flags() -> set[str]:
+    """The flags of the image's probe, marathon-sidecar-healthcheck (deploy/docker)."""
+    spec = importlib.util.spec_from_file_location("sidecar_healthcheck", HEALTHCHECK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parser = module.build_parser()
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
 def test_operations_guide_names_only_real_flags() -> None:
-    known = sidecar_flags() | publisher_flags() | marathon_bridge_flags() | FOREIGN_FLAGS
+    known = (
+        sidecar_flags()
+        | publisher_flags()
+        | marathon_bridge_flags()
+        | healthcheck_flags()
+        | FOREIGN_FLAGS
+    )
     assert flags_in(text(OPERATIONS)) - known == set()
 
 

@@ -2,10 +2,10 @@
 
 Every app definition under deploy/ must pass ``marathon-bridge validate``; the sidecar's app must
 keep the properties its comments and docs promise (one per node, host ports, a health check on
-the status server, a rolling upgrade Marathon can actually carry out); so must the publishers'
-(two on different hosts, the publisher's command in the same image, a health check on its status
-server); the examples must call each other through the service ports they declare; and they all
-deploy on the emulator.
+the status server's /livez, a readinessCheck on /readyz that Marathon can reach, a rolling upgrade
+Marathon can actually carry out); so must the publishers' (two on different hosts, the
+publisher's command in the same image, a health check on its status server); the examples must
+call each other through the service ports they declare; and they all deploy on the emulator.
 """
 
 from __future__ import annotations
@@ -98,17 +98,34 @@ def test_sidecar_runs_once_per_node_on_the_host_network() -> None:
     assert app["container"]["docker"]["privileged"] is False
 
 
-def test_status_port_health_check_and_listen_address_agree() -> None:
+def port_definition(app: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [p for p in app["portDefinitions"] if p.get("name") == name]
+    return found
+
+
+def test_the_health_check_is_liveness_on_the_loopback_status_server() -> None:
     app = sidecar_app()
-    (port_definition,) = app["portDefinitions"]
     (check,) = app["healthChecks"]
     assert check["protocol"] == "MESOS_HTTP"  # run by the agent, against the node's loopback
-    assert check["path"] == "/health"
-    assert check["portIndex"] == 0
+    assert check["path"] == "/livez"  # restart a sidecar only when restarting it helps
+    status = app["portDefinitions"][check["portIndex"]]
+    assert status == port_definition(app, "status")
     settings = load_settings(app["args"], app.get("env", {}))
-    assert settings.status_port == port_definition["port"]
+    assert settings.status_port == status["port"]
     assert settings.status_host == "127.0.0.1"
     assert app["env"]["MARATHON_SIDECAR_STATUS_LISTEN"] == settings.status_listen
+
+
+def test_the_readiness_check_is_readyz_on_a_listener_marathon_reaches() -> None:
+    app = sidecar_app()
+    (check,) = app["readinessChecks"]
+    assert (check["protocol"], check["path"]) == ("HTTP", "/readyz")
+    assert check["httpStatusCodesForReady"] == [200]  # /readyz answers 503 while not ready
+    assert check["timeoutSeconds"] < check["intervalSeconds"]
+    probes = port_definition(app, check["portName"])
+    settings = load_settings(app["args"], app.get("env", {}))
+    assert settings.probe_listen == f"0.0.0.0:{probes['port']}"  # Marathon checks from its host
+    assert probes["port"] != settings.status_port
 
 
 def test_every_flag_passed_to_the_sidecar_exists() -> None:
@@ -132,10 +149,11 @@ def test_sidecar_keeps_its_state_on_the_host() -> None:
     assert volumes[settings.state_dir]["mode"] == "RW"
 
 
-def test_sidecar_does_not_route_its_own_status_port() -> None:
-    options, problems = parse_app_labels(sidecar_app())
+def test_sidecar_does_not_route_its_own_ports() -> None:
+    app = sidecar_app()
+    options, problems = parse_app_labels(app)
     assert options is not None and problems == []
-    assert options.port(0).enabled is False
+    assert all(options.port(i).enabled is False for i in range(len(app["portDefinitions"])))
 
 
 def marathon_restart_plan(instances: int, strategy: dict[str, float]) -> tuple[int, int]:
@@ -227,6 +245,13 @@ def test_publishers_are_not_routed() -> None:
     assert options.port(0).enabled is False
 
 
+def test_publishers_and_sidecars_can_share_a_node() -> None:
+    # both apps ask for fixed host ports (requirePorts), and a publisher's host runs a sidecar too
+    sidecar_ports = {p["port"] for p in sidecar_app()["portDefinitions"]}
+    publisher_ports = {p["port"] for p in publisher_app()["portDefinitions"]}
+    assert sidecar_ports and publisher_ports and sidecar_ports.isdisjoint(publisher_ports)
+
+
 # --- the example apps --------------------------------------------------------------------------
 
 
@@ -258,7 +283,11 @@ def test_example_labels_are_all_honored() -> None:
 
 @pytest.fixture(scope="module")
 def deployed() -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
-    """The sidecar's app and the examples deployed on the emulator: (services listing, apps)."""
+    """The sidecar's app and the examples deployed on the emulator: (services listing, apps).
+
+    The emulator keeps the sidecar app's readinessCheck but does not run it (Marathon would,
+    and wait for /readyz on each new task): its deployment ends once the tasks run.
+    """
     with MarathonEmulator() as marathon:
         for path in (SIDECAR_APP, PUBLISHER_APP, EXAMPLES / "shop.yaml"):
             code = cli_main(["deploy", "--marathon", marathon.url, "--timeout", "120", str(path)])
@@ -281,6 +310,7 @@ def test_sidecar_and_examples_deploy_on_the_emulator(
     assert running == {
         (9090, "/infra/marathon-sidecar"): sidecar_app()["instances"],
         (9091, "/infra/marathon-publisher"): publisher_app()["instances"],
+        (9092, "/infra/marathon-sidecar"): sidecar_app()["instances"],
         (10000, "/shop/web"): 2,
         (10001, "/shop/api"): 3,
         (10002, "/shop/db"): 1,
@@ -300,7 +330,7 @@ def test_examples_render_to_a_config_haproxy_accepts(
     no_names: dict[str, str] = {}  # the emulator's tasks run on 127.0.0.1: nothing to resolve
     model = build_model(catalog_from_apps(apps), settings, no_names.get)
     ports = sorted(frontend.port for frontend in model.frontends)
-    assert ports == [10000, 10001, 10002, 18080]  # not 9090 nor 9091: not routed
+    assert ports == [10000, 10001, 10002, 18080]  # not 9090, 9091 nor 9092: not routed
     config = tmp_path / "haproxy.cfg"
     config.write_text(render_config(model, settings), encoding="utf-8")
     result = subprocess.run(

@@ -24,6 +24,7 @@ from publisher import settings as publisher_settings
 from publisher.settings import PublisherSettings
 from sidecar.haproxy.runtime import MasterCLI, RuntimeUnavailable
 from sidecar.option_table import Option
+from sidecar.probes import LOOP_STALL_LIMIT
 from sidecar.settings import OPTIONS, Settings, build_parser, load_settings
 from testkit import wait_until
 from testkit.process import terminate
@@ -185,6 +186,16 @@ def test_unit_command_line_is_accepted_by_the_sidecars_parser() -> None:
     parsed, unknown = build_parser().parse_known_args(argv[1:])
     assert unknown == []
     assert vars(parsed) == {"config": "/etc/marathon-sidecar/sidecar.yaml"}
+
+
+def test_unit_is_notified_and_watched_by_the_sidecar() -> None:
+    assert unit_value(UNIT, "Service", "Type") == "notify"
+    assert unit_value(UNIT, "Service", "NotifyAccess") == "main"  # HAProxy has nothing to say
+    watchdog = int(unit_value(UNIT, "Service", "WatchdogSec").rstrip("s"))
+    # the pings come from the daemon loop, which may legitimately block (a long apply) up to
+    # the stall limit /livez allows; the watchdog gives it as long
+    assert watchdog >= LOOP_STALL_LIMIT
+    assert "AF_UNIX" in unit_value(UNIT, "Service", "RestrictAddressFamilies").split()
 
 
 def test_unit_restarts_always_and_stops_in_order() -> None:

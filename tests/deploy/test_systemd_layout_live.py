@@ -24,7 +24,7 @@ import pytest
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
-from sidecar.haproxy.runtime import MasterCLI, RuntimeUnavailable
+from sidecar.haproxy.runtime import MasterCLI
 from testkit import free_port, wait_until
 from testkit.apps import echo_app
 from testkit.http import ask, http_status
@@ -78,7 +78,9 @@ def haproxy_argv(haproxy_bin: str, base: Path) -> list[str]:
 
 
 def master_pid_and_reloads(socket_path: Path) -> tuple[int, int]:
-    status = MasterCLI(str(socket_path)).show_proc()
+    """The master's pid and reload count, once its CLI answers (a reload re-executes the master,
+    which closes its socket for a moment: a sidecar may reload HAProxy at any time)."""
+    status = MasterCLI(str(socket_path)).show_proc_retrying(timeout=30)
     assert status.master is not None
     return status.master.pid, status.reloads
 
@@ -168,14 +170,6 @@ def test_sidecar_drives_debians_haproxy_and_survives_its_own_restart(
 
     sidecar_node.start_haproxy()
 
-    def master_ready() -> bool:
-        try:
-            master_pid_and_reloads(sidecar_node.master_socket)
-            return True
-        except (RuntimeUnavailable, OSError):
-            return False
-
-    wait_until(master_ready, timeout=30)
     master_before, reloads_before = master_pid_and_reloads(sidecar_node.master_socket)
 
     sidecar_node.start_sidecar()

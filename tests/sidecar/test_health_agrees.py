@@ -1,12 +1,14 @@
-"""From its first answer on, ``/health`` of a starting sidecar never contradicts what HAProxy does.
+"""From their first answer on, ``/health``, ``/readyz`` and ``/livez`` of a starting sidecar never
+contradict what HAProxy does.
 
 A real ``marathon-sidecar`` process starts against the emulator; from the moment it is spawned,
-the test samples the app's service port (a TCP connect through HAProxy) and ``/health`` together:
-port, health, port again. A sample counts only when both port probes agree (HAProxy did not come
-up between them). Health saying "HAProxy is not running" while HAProxy accepts connections, or
-answering 200 while nothing listens on the port, is a contradiction. (While the sidecar starts
-HAProxy, /health says "HAProxy is starting": the ports may open a few milliseconds before the
-sidecar sees the new worker ready.)
+the test samples the app's service port (a TCP connect through HAProxy) and the three endpoints
+together: port, endpoints, port again. A sample counts only when both port probes agree (HAProxy
+did not come up between them). Contradictions: an endpoint saying HAProxy does not run while it
+accepts connections; ``/health`` or ``/readyz`` answering 200 while nothing listens on the port;
+``/livez`` failing while HAProxy serves. (While the sidecar starts HAProxy, the endpoints say
+"HAProxy is starting" or "not running": the ports may open a few milliseconds before the sidecar
+sees the new worker ready; that is a "not yet", not a contradiction.)
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from testkit import free_ports
 
 pytestmark = [pytest.mark.haproxy]
 
-NOT_RUNNING = "HAProxy is not running"
+NOT_RUNNING = ("HAProxy is not running", "HAProxy's master has not run")
+ENDPOINTS = ("/health", "/readyz", "/livez")
 SETTLED_SAMPLES = 20  # agreeing samples with HAProxy serving before the test is satisfied
 
 
@@ -41,11 +44,11 @@ def serves(port: int) -> bool:
         return False
 
 
-def health(port: int) -> Optional[tuple[int, dict[str, Any]]]:
-    """(HTTP status, body) of /health, or None while the status server does not answer."""
+def answer(port: int, path: str) -> Optional[tuple[int, dict[str, Any]]]:
+    """(HTTP status, body) of ``path``, or None while the status server does not answer."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
     try:
-        conn.request("GET", "/health")
+        conn.request("GET", path)
         response = conn.getresponse()
         return response.status, json.loads(response.read())
     except OSError:
@@ -54,17 +57,19 @@ def health(port: int) -> Optional[tuple[int, dict[str, Any]]]:
         conn.close()
 
 
-def contradiction(serving: bool, answer: tuple[int, dict[str, Any]]) -> Optional[str]:
-    status, body = answer
+def contradiction(serving: bool, path: str, reply: tuple[int, dict[str, Any]]) -> Optional[str]:
+    status, body = reply
     reasons = body.get("reasons", [])
-    if serving and NOT_RUNNING in reasons:
-        return f"HAProxy serves the port but /health says: {reasons}"
-    if not serving and status == 200:
-        return f"nothing listens on the port but /health answers 200: {body}"
+    if serving and any(r.startswith(NOT_RUNNING) for r in reasons):
+        return f"HAProxy serves the port but {path} says: {reasons}"
+    if serving and path == "/livez" and status != 200:
+        return f"HAProxy serves the port but {path} answers {status}: {body}"
+    if not serving and path != "/livez" and status == 200:
+        return f"nothing listens on the port but {path} answers 200: {body}"
     return None
 
 
-def test_health_agrees_with_haproxy_from_the_first_request(haproxy_bin: str) -> None:
+def test_health_endpoints_agree_with_haproxy_from_the_first_request(haproxy_bin: str) -> None:
     state_dir = tempfile.mkdtemp(prefix="sc-health-", dir="/tmp")  # short: socket paths
     service_port, status_port = free_ports(2)
     emulator = MarathonEmulator().start()
@@ -82,15 +87,18 @@ def test_health_agrees_with_haproxy_from_the_first_request(haproxy_bin: str) -> 
         deadline = time.monotonic() + 60
         while settled < SETTLED_SAMPLES and time.monotonic() < deadline:
             before = serves(service_port)
-            answer = health(status_port)
+            replies = {path: answer(status_port, path) for path in ENDPOINTS}
             after = serves(service_port)
-            if answer is None or before != after:
+            if any(r is None for r in replies.values()) or before != after:
                 continue  # no answer yet, or HAProxy came up in between: nothing to compare
             samples += 1
-            found = contradiction(before, answer)
-            if found:
-                problems.append(found)
-            settled = settled + 1 if before and answer[0] == 200 else 0
+            for path, reply in replies.items():
+                assert reply is not None
+                found = contradiction(before, path, reply)
+                if found:
+                    problems.append(found)
+            all_ok = all(r is not None and r[0] == 200 for r in replies.values())
+            settled = settled + 1 if before and all_ok else 0
         assert not problems, problems[:3]
         assert settled == SETTLED_SAMPLES, f"HAProxy and /health did not settle ({samples})"
     finally:

@@ -75,6 +75,19 @@ def test_repeatable_flags_and_listen_forms() -> None:
     assert (s.status_host, s.status_port) == ("::1", 0)
 
 
+def test_the_probe_listener_is_off_by_default_and_takes_host_port(tmp_path: Path) -> None:
+    assert load_settings(BASE, {}).probe_listen is None
+    s = load_settings([*BASE, "--probe-listen", "0.0.0.0:9092"], {})
+    assert s.probe_listen == "0.0.0.0:9092"
+    env = load_settings(BASE, {"MARATHON_SIDECAR_PROBE_LISTEN": "[::]:9092"})
+    assert env.probe_listen == "[::]:9092"
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("probe_listen: 10.0.0.7:9092\n", encoding="utf-8")
+    assert load_settings([*BASE, "--config", str(config)], {}).probe_listen == "10.0.0.7:9092"
+    with pytest.raises(SettingsError, match="--probe-listen: the status server listens there"):
+        load_settings([*BASE, "--probe-listen", "127.0.0.1:9090"], {})
+
+
 def test_switches_from_env() -> None:
     s = load_settings(BASE, {"MARATHON_SIDECAR_POLL": "yes", "MARATHON_SIDECAR_ONCE": "0"})
     assert s.poll is True and s.once is False
@@ -88,6 +101,7 @@ def test_switches_from_env() -> None:
         (["--min-reload-interval", "-1"], "--min-reload-interval"),
         (["--status-listen", "9090"], "--status-listen"),
         (["--status-listen", "127.0.0.1:99999"], "--status-listen"),
+        (["--probe-listen", "9092"], "--probe-listen"),
         (["--vhost-port", "70000"], "--vhost-port"),
         (["--log-format", "xml"], "--log-format"),
         (["--log-level", "loud"], "--log-level"),

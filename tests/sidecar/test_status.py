@@ -10,14 +10,9 @@ import pytest
 from sidecar.catalog import OUT, READY, Catalog, Instance, Problem, Service, ServiceOptions, Skipped
 from sidecar.haproxy_model import BackendSpec, HAProxyModel, ServerSpec
 from sidecar.metrics import SidecarMetrics
-from sidecar.status import (
-    HealthFacts,
-    StatusBoard,
-    StatusServer,
-    evaluate_health,
-    render_page,
-    services_view,
-)
+from sidecar.services_view import services_view
+from sidecar.status import HealthFacts, StatusBoard, StatusServer, evaluate_health
+from sidecar.status_page import Listing, render_page
 from testkit.http import http_get
 
 
@@ -137,9 +132,8 @@ def test_page_escapes_everything() -> None:
     state, model = sample_view()
     report = evaluate_health(facts(problems=("<b>boom</b>",)))
     skipped = [{"app_id": "/bad<script>", "port_index": None, "reason": "x"}]
-    page = render_page(
-        report, {"last_sync": None, "reloads": 2}, services_view(state, model), skipped
-    )
+    listing = Listing(services_view(state, model), total=1, matched=1)
+    page = render_page(report, {"last_sync": None, "reloads": 2}, listing, skipped)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<b>boom</b>" not in page and "&lt;b&gt;boom&lt;/b&gt;" in page
     assert 'http-equiv="refresh"' in page and "10001" in page and "web.a" in page
