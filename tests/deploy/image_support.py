@@ -319,9 +319,12 @@ class Container:
         for pid in self.processes():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=60)
+        if self.proc is not None:
+            try:  # buildah run cleans its bundle up once its command is gone
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=60)
         if self._log_handle is not None:
             self._log_handle.close()
         subprocess.run(["buildah", "rm", self.name], capture_output=True, timeout=120, check=False)
