@@ -13,10 +13,13 @@ grammars in :mod:`sidecar.grammar`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from sidecar.catalog import Problem, Skipped
+
+if TYPE_CHECKING:
+    from sidecar.fd_budget import FdBudget
 
 
 class ServerSpec(NamedTuple):
@@ -105,10 +108,14 @@ class HAProxyModel:
     backends: tuple[BackendSpec, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     problems: tuple[Problem, ...] = ()
+    maxconn: Optional[int] = None  # global maxconn; None: the operator's (RenderSettings.maxconn)
+    # why maxconn is what it is (sidecar.fd_budget.fit_model); not part of the config itself
+    budget: Optional[FdBudget] = field(default=None, compare=False, repr=False)
 
 
 def listener_signature(model: HAProxyModel) -> tuple[Any, ...]:
-    """Everything that needs a reload when it changes: frontends and backends minus servers."""
+    """Everything that needs a reload when it changes: frontends and backends minus servers,
+    and the global ``maxconn``."""
     frontends = tuple(
         (f.name, f.port, f.binds, f.mode, f.default_backend, f.routes) for f in model.frontends
     )
@@ -116,7 +123,7 @@ def listener_signature(model: HAProxyModel) -> tuple[Any, ...]:
         (b.name, b.mode, b.balance, b.sticky, b.health_check, b.passive_check)
         for b in model.backends
     )
-    return (frontends, backends)
+    return (frontends, backends, model.maxconn)
 
 
 def in_rotation(model: HAProxyModel) -> frozenset[str]:

@@ -115,6 +115,7 @@ def template_context(
         "frontend_sections": frontend_sections,
         "backend_sections": backend_sections,
         "cookie_name": STICKY_COOKIE,
+        "maxconn": model.maxconn if model.maxconn is not None else settings.maxconn,
     }
 
 
