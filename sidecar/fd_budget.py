@@ -19,7 +19,9 @@ low enough that what it asks for fits:
    :data:`MAXCONN_FLOOR`;
 2. when even the floor does not fit: passive checks go (each one costs a descriptor), then the
    apps' active checks, then listeners, highest service ports first (those apps are listed as
-   skipped), until the floor fits. Every app keeps its listener as long as checks can go.
+   skipped), until the floor fits; what the step leaves goes to ``maxconn``. Every app keeps
+   its listener as long as checks can go: an app without checks still serves (Marathon's
+   health results still take its failing tasks out), an app without a listener does not.
 
 Servers added through the runtime API between reloads are not in HAProxy's count, so room for
 :data:`CHECK_RESERVE_STEP` of them is kept; the reserve grows in steps (a reload then follows,
@@ -99,6 +101,7 @@ class FdBudget:
     effective: int
     needed: int  # HAProxy's count for the whole catalog at `effective` (> limit: parts left out)
     wanted_needs: int  # the limit that runs `wanted` with everything (and the reserve)
+    floor: int  # the lowest maxconn the sidecar goes to (MAXCONN_FLOOR, or `wanted` if lower)
     floor_needs: int  # the limit that runs the floor with everything (and the reserve)
     reserved_checks: int
     left_out: str = ""  # "" | PASSIVE | CHECKS | LISTENERS: the last thing given up
@@ -132,7 +135,7 @@ class FdBudget:
         if not self.exhausted:
             return f"{head}, maxconn {self.wanted} needs {self.wanted_needs:,}; raise it {wanted}"
         return (
-            f"{head} and even maxconn {self.effective} with every check and listener needs "
+            f"{head} and even maxconn {self.floor} with every check and listener needs "
             f"{self.floor_needs:,}, so {self._given_up()}; raise the hard limit by "
             f"{self.floor_needs - limit:,} (to {self.floor_needs:,}) to serve everything, {wanted}"
         )
@@ -210,6 +213,7 @@ def fit_model(
         effective=wanted,
         needed=needs.total(wanted),
         wanted_needs=with_reserve + 2 * wanted,
+        floor=floor,
         floor_needs=with_reserve + 2 * floor,
         reserved_checks=reserve,
     )
@@ -228,15 +232,17 @@ def fit_model(
 def _give_up_parts(
     model: HAProxyModel, facts: BudgetFacts, budget: FdBudget, floor: int
 ) -> tuple[HAProxyModel, FdBudget]:
-    """Even the floor does not fit: passive checks go, then active ones, then listeners."""
+    """Even the floor does not fit: passive checks go, then active ones, then listeners; once
+    one step fits, the room it leaves goes to maxconn."""
     assert facts.limit is not None
     budget = replace(budget, effective=floor)
     for left_out, keep_active in ((PASSIVE, True), (CHECKS, False)):
         fitted, unchecked = _without_checks(model, keep_active)
         needs = count_needs(fitted, facts)
         budget = replace(budget, left_out=left_out, unchecked_servers=unchecked)
-        if needs.total(floor, check_reserve(needs.checked_servers)) <= facts.limit:
-            return fitted, budget
+        room = (facts.limit - needs.total(0, check_reserve(needs.checked_servers))) // 2
+        if room >= floor:  # what the checks left goes to maxconn
+            return fitted, replace(budget, effective=min(budget.wanted, room))
     return _fit_listeners(fitted, facts, budget, floor)
 
 
