@@ -14,17 +14,14 @@ The tests share one running container; the last one stops it.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -49,6 +46,8 @@ from image_support import (  # noqa: E402
 from marathon_bridge.client import MarathonClient  # noqa: E402
 from marathon_bridge.testing.emulator import MarathonEmulator  # noqa: E402
 from marathon_bridge.testing.tasks import echo_server_cmd  # noqa: E402
+from testkit import WaitTimeout, free_port, wait_until  # noqa: E402
+from testkit.http import ask, status_of  # noqa: E402
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
@@ -57,8 +56,6 @@ SIDECAR_APP = ROOT / "deploy" / "marathon" / "marathon-sidecar.json"
 CONTAINER_NOFILE = 1024
 APP_ID = "/image/web"
 SERVE_TIMEOUT = 90.0
-
-WaitUntil = Callable[..., None]
 
 
 @dataclass
@@ -96,7 +93,7 @@ class Running:
         return {t["id"] for t in self.emulator.tasks(APP_ID, states=["TASK_RUNNING"])}
 
     def health(self) -> tuple[int, str]:
-        return http_get(f"http://127.0.0.1:{self.status_port}/health")
+        return status_of(self.status_port, "/health")
 
     def diagnosis(self) -> str:
         status, body = self.health()
@@ -108,38 +105,13 @@ class Running:
         )
 
 
-def http_get(url: str) -> tuple[int, str]:
-    """(status, body); 0 when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status), response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode("utf-8", "replace")
-    except OSError as error:
-        return 0, str(error)
-
-
-def ask(port: int) -> str:
-    """One request through ``127.0.0.1:port``: the task id that answered, or ``error:<what>``."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
-    try:
-        conn.request("GET", "/", headers={"Connection": "close"})
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", "replace").strip()
-        return body if response.status == 200 else f"error:{response.status}"
-    except (OSError, http.client.HTTPException) as error:
-        return f"error:{type(error).__name__}"
-    finally:
-        conn.close()
-
-
-def wait_served(running: Running, wait_until: WaitUntil) -> None:
+def wait_served(running: Running) -> None:
     """Until a request through the service port is answered by one of the app's tasks."""
     if running.serve_failure:
         pytest.fail(running.serve_failure)
     try:
         wait_until(lambda: ask(running.service_port) in running.task_ids(), timeout=SERVE_TIMEOUT)
-    except pytest.fail.Exception:
+    except WaitTimeout:
         running.serve_failure = f"the container never served its app\n{running.diagnosis()}"
         pytest.fail(running.serve_failure)
 
@@ -157,7 +129,7 @@ def image() -> Iterator[Image]:
 
 
 @pytest.fixture(scope="module")
-def emulator(free_port: Callable[[], int], wait_until: WaitUntil) -> Iterator[tuple[Any, int]]:
+def emulator() -> Iterator[tuple[Any, int]]:
     """The emulator running two real echo tasks of one app on a free service port."""
     port = free_port()
     with MarathonEmulator(run_tasks=True, heartbeat_interval=1.0) as marathon:
@@ -176,9 +148,7 @@ def emulator(free_port: Callable[[], int], wait_until: WaitUntil) -> Iterator[tu
 def running(
     image: Image,
     emulator: tuple[MarathonEmulator, int],
-    free_port: Callable[[], int],
     tmp_path_factory: pytest.TempPathFactory,
-    wait_until: WaitUntil,
 ) -> Iterator[Running]:
     marathon, service_port = emulator
     work = tmp_path_factory.mktemp("image-run")
@@ -218,10 +188,8 @@ def test_the_pip_ca_bundle_was_a_build_secret_not_a_layer(running: Running) -> N
     assert "No such file" in left.stderr  # /src and the install scripts are gone too
 
 
-def test_a_request_routes_through_the_containers_haproxy(
-    running: Running, wait_until: WaitUntil
-) -> None:
-    wait_served(running, wait_until)
+def test_a_request_routes_through_the_containers_haproxy(running: Running) -> None:
+    wait_served(running)
     answers = {ask(running.service_port) for _ in range(12)}
     assert answers == running.task_ids()  # both tasks, nothing else
     # the listener on the service port belongs to an HAProxy inside the container
@@ -231,8 +199,8 @@ def test_a_request_routes_through_the_containers_haproxy(
         assert Path(f"/proc/{pid}/comm").read_text().strip() == "haproxy"
 
 
-def test_the_images_healthcheck_command_passes(running: Running, wait_until: WaitUntil) -> None:
-    wait_served(running, wait_until)
+def test_the_images_healthcheck_command_passes(running: Running) -> None:
+    wait_served(running)
     kind, *command = running.image.config["Healthcheck"]["Test"]
     assert kind == "CMD"
     probe = running.box.exec(command, env=running.status_env)
@@ -240,11 +208,24 @@ def test_the_images_healthcheck_command_passes(running: Running, wait_until: Wai
     assert probe.stdout.startswith("200")
 
 
-def test_it_runs_as_its_non_root_user(running: Running, wait_until: WaitUntil) -> None:
+def test_haproxy_fits_the_containers_descriptor_limit(running: Running) -> None:
+    """maxconn lowered to fit 1,024 open files; /health says so and still answers 200."""
+    wait_served(running)
+    status, body = running.health()
+    report = json.loads(body)
+    assert status == 200 and report["status"] == "degraded", body
+    budget = report["descriptors"]
+    assert budget["fd_limit"] == CONTAINER_NOFILE
+    assert budget["fd_needed"] <= CONTAINER_NOFILE
+    assert budget["maxconn_effective"] < budget["maxconn_wanted"] == 4096
+    assert any("instead of 4096" in reason for reason in report["reasons"]), body
+
+
+def test_it_runs_as_its_non_root_user(running: Running) -> None:
     assert running.image.config["User"] == "10001:10001"
     account = running.box.exec(["id", "-un"], env={})
     assert account.stdout.strip() == "sidecar", account.stdout + account.stderr
-    wait_served(running, wait_until)  # the sidecar and its HAProxy (master and worker) run
+    wait_served(running)  # the sidecar and its HAProxy (master and worker) run
     processes = running.box.processes()
     names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in processes}
     assert "haproxy" in names, names
@@ -254,12 +235,10 @@ def test_it_runs_as_its_non_root_user(running: Running, wait_until: WaitUntil) -
     assert config.stat().st_uid == running.image.uid
 
 
-def test_sigterm_stops_it_cleanly_within_the_grace_period(
-    running: Running, wait_until: WaitUntil
-) -> None:
+def test_sigterm_stops_it_cleanly_within_the_grace_period(running: Running) -> None:
     """Last: stops the shared container. SIGTERM goes to the entrypoint's process, as
     ``docker stop`` (through ``--init``) and Mesos deliver it."""
-    wait_served(running, wait_until)
+    wait_served(running)
     grace = json.loads(SIDECAR_APP.read_text(encoding="utf-8"))["taskKillGracePeriodSeconds"]
     assert running.image.config["StopSignal"] == "SIGTERM"
     main = running.box.main_pid()
@@ -267,5 +246,5 @@ def test_sigterm_stops_it_cleanly_within_the_grace_period(
     os.kill(main, signal.SIGTERM)
     assert running.box.proc.wait(timeout=grace) == 0, running.box.output()[-3000:]
     assert running.box.processes() == []  # HAProxy went with it: nothing left inside
-    assert http_get(f"http://127.0.0.1:{running.status_port}/health")[0] == 0
+    assert status_of(running.status_port, "/health")[0] == 0
     assert ask(running.service_port).startswith("error:")

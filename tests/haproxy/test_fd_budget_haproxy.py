@@ -21,6 +21,7 @@ from sidecar.haproxy.runtime import RuntimeAPI, RuntimeAPIError
 from sidecar.haproxy_model import HAProxyModel, HealthCheckSpec, PassiveCheckSpec, ServerSpec
 from sidecar.render import render_config
 from sidecar.render_settings import RenderSettings
+from testkit import free_port, wait_until
 
 pytestmark = [pytest.mark.haproxy]
 
@@ -40,7 +41,7 @@ class Started:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
             )  # fmt: skip
 
-    def info(self, kit: Any) -> Optional[dict[str, str]]:
+    def info(self) -> Optional[dict[str, str]]:
         """``show info`` once the worker answers; None when HAProxy exited."""
         answer: dict[str, dict[str, str]] = {}
 
@@ -53,7 +54,7 @@ class Started:
                 return False
             return True
 
-        kit.wait_until(ready, timeout=30, what="haproxy answers or exits")
+        wait_until(ready, timeout=30, message="haproxy answers or exits")
         return answer.get("info")
 
     def stop(self) -> str:
@@ -69,7 +70,7 @@ def model(kit: Any, apps: int, servers: int, active: int = 0, binds: int = 1) ->
     addresses = tuple(f"127.0.0.{n + 1}" for n in range(binds))
     services = []
     for i in range(apps):
-        fe, be = kit.service(f"/app-{i}", kit.free_port(), {})
+        fe, be = kit.service(f"/app-{i}", free_port(), {})
         be = replace(
             be,
             servers=tuple(
@@ -106,13 +107,13 @@ def test_the_budget_counts_what_haproxy_asks_for(
     assert needed == 2 * 300 + 20 + 1 + 11 + 3 * threads + 1 + apps * binds + apps * servers
 
     exact = Started(haproxy_bin, hapaths.config, hapaths.run_dir, needed)
-    info = exact.info(kit)
+    info = exact.info()
     log = exact.stop()
     assert info is not None, log
     assert (int(info["Maxsock"]), int(info["Maxconn"])) == (needed, 300)
 
     short = Started(haproxy_bin, hapaths.config, hapaths.run_dir, needed - 1)
-    assert short.info(kit) is None
+    assert short.info() is None
     log = short.stop()
     assert short.proc.returncode != 0
     assert f"Cannot raise FD limit to {needed}, limit is {needed - 1}" in log
@@ -128,7 +129,7 @@ def test_no_strict_limits_starts_above_the_limit_but_keeps_the_maxconn(
     fitted, _ = fit_model(model(kit, 1, 1), BudgetFacts(None, wanted=4096, threads=2))
     hapaths.config.write_text(render_config(fitted, settings))
     started = Started(haproxy_bin, hapaths.config, hapaths.run_dir, 1024)
-    info = started.info(kit)
+    info = started.info()
     log = started.stop()
     assert info is not None, log
     assert int(info["Maxconn"]) == 4096 and int(info["Ulimit-n"]) == 1024

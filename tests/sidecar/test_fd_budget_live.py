@@ -11,14 +11,9 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,90 +25,45 @@ from marathon_bridge.testing.echo_server import EchoHandler, EchoServer
 from marathon_bridge.testing.tasks import echo_server_cmd
 from sidecar.fd_budget import MAXCONN_FLOOR
 from sidecar.haproxy.runtime import RuntimeAPI
+from testkit import free_port, wait_until
+from testkit.http import ask
+from testkit.process import SidecarProcess
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
-WaitUntil = Callable[..., None]
 BUDGET_WARNING = "open-files limit too low"
-
-
-@dataclass
-class LimitedSidecar:
-    """``prlimit --nofile=L:L python -m sidecar``, its status port and its state directory."""
-
-    proc: subprocess.Popen[bytes]
-    status_port: int
-    state_dir: Path
-    log: Path
-
-    def get(self, path: str) -> tuple[int, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=10)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read().decode("utf-8", "replace")
-        except OSError as exc:
-            return 0, str(exc)
-        finally:
-            conn.close()
-
-    def health(self) -> dict[str, Any]:
-        status, body = self.get("/health")
-        assert status == 200, body
-        return dict(json.loads(body))
-
-    def metric(self, name: str) -> float:
-        for line in self.get("/metrics")[1].splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise AssertionError(f"{name} not exported")
-
-    def haproxy_info(self) -> dict[str, str]:
-        return RuntimeAPI(str(self.state_dir / "run" / "admin.sock")).show_info()
-
-    def log_records(self) -> list[dict[str, Any]]:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 @contextlib.contextmanager
 def sidecar_under(
-    limit: int, marathon_url: str, haproxy_bin: str, tmp_path: Path, status_port: int
-) -> Iterator[LimitedSidecar]:
+    limit: int, marathon_url: str, haproxy_bin: str, tmp_path: Path
+) -> Iterator[SidecarProcess]:
+    """``prlimit --nofile=L:L python -m sidecar`` following ``marathon_url``."""
     state_dir = tmp_path / "state"
-    log = tmp_path / "sidecar.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            ["prlimit", f"--nofile={limit}:{limit}", sys.executable, "-m", "sidecar",
-             "--marathon", marathon_url, "--state-dir", str(state_dir),
-             "--haproxy-bin", haproxy_bin, "--status-listen", f"127.0.0.1:{status_port}",
-             "--log-format", "json"],
-            stdout=out, stderr=out,
-        )  # fmt: skip
+    state_dir.mkdir()
+    sidecar = SidecarProcess(
+        ["--marathon", marathon_url, "--log-format", "json"], str(state_dir), free_port(),
+        haproxy_bin, wrapper=("prlimit", f"--nofile={limit}:{limit}"),
+    )  # fmt: skip
     try:
-        yield LimitedSidecar(proc, status_port, state_dir, log)
+        yield sidecar.start()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=30)
+        sidecar.stop()
 
 
-def ask(port: int) -> str:
-    """One request on a new connection: the task id that answered, or ``error:<what>``."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/", headers={"Connection": "close"})
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", "replace").strip()
-        return body if response.status == 200 else f"error:{response.status}"
-    except (OSError, http.client.HTTPException) as exc:
-        return f"error:{type(exc).__name__}"
-    finally:
-        conn.close()
+def metric(sidecar: SidecarProcess, name: str) -> float:
+    for line in sidecar.status("/metrics")[1].splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+def haproxy_info(sidecar: SidecarProcess) -> dict[str, str]:
+    return RuntimeAPI(str(Path(sidecar.state_dir) / "run" / "admin.sock")).show_info()
+
+
+def log_records(sidecar: SidecarProcess) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in sidecar.log_text().splitlines() if line.startswith("{")]
 
 
 def routes_to(port: int, task_ids: set[str], requests: int = 10) -> bool:
@@ -122,15 +72,16 @@ def routes_to(port: int, task_ids: set[str], requests: int = 10) -> bool:
     return seen == task_ids
 
 
-def serving(sidecar: LimitedSidecar, port: int, task_ids: Callable[[], set[str]]) -> bool:
+def serving(sidecar: SidecarProcess, port: int, task_ids: Callable[[], set[str]]) -> bool:
     """Traffic routes to the tasks, and the sidecar has posted what its HAProxy runs."""
-    status, body = sidecar.get("/health")
-    return routes_to(port, task_ids()) and status == 200 and "descriptors" in json.loads(body)
+    health = sidecar.health()
+    return routes_to(port, task_ids()) and health["http_status"] == 200 and "descriptors" in health
 
 
-def assert_budget_agrees(sidecar: LimitedSidecar, limit: int) -> dict[str, Any]:
+def assert_budget_agrees(sidecar: SidecarProcess, limit: int) -> dict[str, Any]:
     """/health, /metrics and HAProxy's ``show info`` tell the same budget; returns /health's."""
     health = sidecar.health()
+    assert health["http_status"] == 200, health
     budget = health["descriptors"]
     assert budget["fd_limit"] == limit
     assert budget["maxconn_wanted"] == 4096
@@ -138,19 +89,17 @@ def assert_budget_agrees(sidecar: LimitedSidecar, limit: int) -> dict[str, Any]:
     assert health["status"] == "degraded"
     assert any(f"maxconn {budget['maxconn_effective']} instead of 4096" in r
                for r in health["reasons"]), health  # fmt: skip
-    assert sidecar.metric("marathon_sidecar_fd_limit") == limit
-    assert sidecar.metric("marathon_sidecar_fd_needed") == budget["fd_needed"]
-    assert sidecar.metric("marathon_sidecar_maxconn_wanted") == 4096
-    assert sidecar.metric("marathon_sidecar_maxconn_effective") == budget["maxconn_effective"]
-    info = sidecar.haproxy_info()
+    assert metric(sidecar, "marathon_sidecar_fd_limit") == limit
+    assert metric(sidecar, "marathon_sidecar_fd_needed") == budget["fd_needed"]
+    assert metric(sidecar, "marathon_sidecar_maxconn_wanted") == 4096
+    assert metric(sidecar, "marathon_sidecar_maxconn_effective") == budget["maxconn_effective"]
+    info = haproxy_info(sidecar)
     assert int(info["Maxconn"]) == budget["maxconn_effective"]
     assert int(info["Maxsock"]) <= limit
     return health
 
 
-def test_serves_under_a_1024_descriptor_limit(
-    haproxy_bin: str, tmp_path: Path, free_port: Callable[[], int], wait_until: WaitUntil
-) -> None:
+def test_serves_under_a_1024_descriptor_limit(haproxy_bin: str, tmp_path: Path) -> None:
     port = free_port()
     with MarathonEmulator(run_tasks=True) as marathon:
         client = MarathonClient(marathon.url)
@@ -163,21 +112,21 @@ def test_serves_under_a_1024_descriptor_limit(
             return {t["id"] for t in marathon.tasks("/limited/web", states=["TASK_RUNNING"])}
 
         wait_until(lambda: len(running()) == 2, timeout=60)
-        with sidecar_under(1024, marathon.url, haproxy_bin, tmp_path, free_port()) as sidecar:
+        with sidecar_under(1024, marathon.url, haproxy_bin, tmp_path) as sidecar:
             wait_until(lambda: serving(sidecar, port, running), timeout=90,
-                       message=f"routing under 1,024 (log: {sidecar.log})")  # fmt: skip
+                       message=f"routing under 1,024 (log: {sidecar.log_path})")  # fmt: skip
             health = assert_budget_agrees(sidecar, 1024)
             budget = health["descriptors"]
-            assert budget["fd_needed"] == int(sidecar.haproxy_info()["Maxsock"])  # all of it
+            assert budget["fd_needed"] == int(haproxy_info(sidecar)["Maxsock"])  # all of it
             assert budget["left_out"] is None and "raise it by" in " ".join(health["reasons"])
 
             client.scale_app("/limited/web", 3)  # a change through the runtime API
             wait_until(lambda: len(running()) == 3 and routes_to(port, running(), 15), timeout=90)
-            warnings = [r for r in sidecar.log_records() if r.get("message") == BUDGET_WARNING]
+            warnings = [r for r in log_records(sidecar) if r.get("message") == BUDGET_WARNING]
             assert len(warnings) == 1, warnings  # once, with the numbers; not on every apply
             assert warnings[0]["fd_limit"] == 1024
             assert warnings[0]["maxconn_effective"] == budget["maxconn_effective"]
-            assert sidecar.proc.poll() is None
+            assert not sidecar.exited()
 
 
 # --- 5,000 apps -------------------------------------------------------------------------------
@@ -221,7 +170,7 @@ def create_apps(client: MarathonClient, probe_port: int) -> None:
 
 
 def test_5000_listeners_serve_under_an_8000_descriptor_limit(
-    haproxy_bin: str, tmp_path: Path, free_port: Callable[[], int], wait_until: WaitUntil
+    haproxy_bin: str, tmp_path: Path
 ) -> None:
     probe_port = free_port()
     probe = ProbeTasks()
@@ -238,9 +187,9 @@ def test_5000_listeners_serve_under_an_8000_descriptor_limit(
                 pytest.fail(f"host port {task['ports'][0]} of a probe task is taken here")
         ids = {t["id"] for t in probe_tasks()}
         try:
-            with sidecar_under(8000, marathon.url, haproxy_bin, tmp_path, free_port()) as sidecar:
+            with sidecar_under(8000, marathon.url, haproxy_bin, tmp_path) as sidecar:
                 wait_until(lambda: serving(sidecar, probe_port, lambda: ids), timeout=240,
-                           message=f"routing (log: {sidecar.log})")  # fmt: skip
+                           message=f"routing (log: {sidecar.log_path})")  # fmt: skip
                 health = assert_budget_agrees(sidecar, 8000)
                 budget = health["descriptors"]
                 # the whole catalog would need more (every passive check): given up, said why
@@ -251,10 +200,10 @@ def test_5000_listeners_serve_under_an_8000_descriptor_limit(
                 assert any("passive checks are off for 5,001 servers" in r
                            for r in health["reasons"])  # fmt: skip
                 frontends = [
-                    row for row in RuntimeAPI(str(sidecar.state_dir / "run" / "admin.sock"))
+                    row for row in RuntimeAPI(str(Path(sidecar.state_dir) / "run" / "admin.sock"))
                     .show_stat(types=1) if row.get("svname") == "FRONTEND"
                 ]  # fmt: skip
-                served = sidecar.metric("marathon_sidecar_services")
+                served = metric(sidecar, "marathon_sidecar_services")
                 assert len(frontends) == served >= 4990  # a few ports may be taken here
         finally:
             probe.close()
