@@ -53,18 +53,22 @@ class HealthCheckSpec:
 
 @dataclass(frozen=True)
 class PassiveCheckSpec:
-    """The default check of every server: rare probes plus observing real traffic (layer 4).
+    """The default check of every server: watch real traffic (layer 4), probe only a server
+    that failed it.
 
-    ``inter`` applies while a server is up, ``downinter`` once ``observe`` marked it down after
-    ``error_limit`` consecutive connection errors, so a recovered task returns in about
-    ``downinter * rise``. docs/health.md has the arithmetic.
+    ``observe layer4`` marks a server down after ``error_limit`` consecutive connection errors
+    on real traffic; then it is probed every ``downinter`` and is back after ``rise`` good
+    connects. While up it is probed once a day (``inter``). With ``rise 1 fall 2`` a server is
+    fully healthy at 2 and starts (or is restored after a reload) at 1, in transition, where
+    HAProxy uses ``fastinter``: the first probes after a start spread over a minute instead of
+    all at once. docs/health.md has the measurements and the arithmetic.
     """
 
-    inter_ms: int = 60000
-    fastinter_ms: int = 2000
-    downinter_ms: int = 2000
-    rise: int = 2
-    fall: int = 3
+    inter_ms: int = 86_400_000
+    fastinter_ms: int = 60_000
+    downinter_ms: int = 2_000
+    rise: int = 1
+    fall: int = 2
     error_limit: int = 3
 
 

@@ -127,7 +127,9 @@ def _section(_name: str, lines: list[str]) -> str:
 
 
 def duration(ms: int) -> str:
-    """An HAProxy time value: ``60s`` for 60000, ``1500ms`` for 1500."""
+    """An HAProxy time value: ``24h`` for 86400000, ``1m`` for 60000, ``90s``, ``1500ms``."""
+    if ms % 3_600_000 == 0 and ms >= 3_600_000:
+        return f"{ms // 3_600_000}h"
     if ms % 60000 == 0 and ms >= 60000:
         return f"{ms // 60000}m"
     if ms % 1000 == 0:
@@ -154,10 +156,10 @@ def server_line_options(backend: BackendSpec, server: ServerSpec) -> list[str]:
     passive = backend.passive_check
     if active is not None:
         options += ["check", "inter", duration(active.interval_ms)]
-        if passive is not None:
+        if passive is not None:  # an active check's transitions go at the down interval (2 s)
             options += [
                 "fastinter",
-                duration(passive.fastinter_ms),
+                duration(passive.downinter_ms),
                 "downinter",
                 duration(passive.downinter_ms),
             ]

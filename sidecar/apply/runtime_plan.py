@@ -10,7 +10,7 @@ handed to the drain registry (:mod:`sidecar.apply.drains`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Callable, NamedTuple, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 from sidecar.grammar import BALANCES
 from sidecar.haproxy.runtime import (
@@ -117,16 +117,33 @@ def wanted_admin_states(model: HAProxyModel) -> dict[tuple[str, str], str]:
     return out
 
 
-def server_state_for_reload(dump: str, wanted: Mapping[tuple[str, str], str]) -> str:
+def passive_rises(model: HAProxyModel) -> dict[str, int]:
+    """Backend -> ``rise`` of its passive check, for the backends checked passively only."""
+    return {
+        b.name: b.passive_check.rise
+        for b in model.backends
+        if b.passive_check is not None and b.health_check is None
+    }
+
+
+def server_state_for_reload(
+    dump: str, wanted: Mapping[tuple[str, str], str], rises: Optional[Mapping[str, int]] = None
+) -> str:
     """The ``show servers state`` dump with only the lines whose admin state is what the new
-    config wants.
+    config wants; the servers of backends in ``rises`` (:func:`passive_rises`) restored at most
+    ``rise`` healthy.
 
     HAProxy restores a server's admin state from this file after a reload; a stale drain or
     maint would keep a server the new model wants ready out of rotation until the runtime sync
     after the reload (a moment with no server at all when it was the last one). A server the
     new config does not have, or whose state differs, loses its line: the new worker then
     starts it as the config says (no ``disabled``: ready; ``disabled``: maint). Lines that
-    match keep the old worker's operational and health-check state.
+    match keep the old worker's operational and health-check state, but for the health of a
+    passively checked server: HAProxy 2.6 schedules the first check of each server at
+    ``interval x position / servers`` in an ``int`` of milliseconds, and with the long passive
+    ``inter`` (24 h) that overflows: half the servers would be probed at once after every
+    reload. Restored at ``rise`` (up, one good check short of full health) a server's interval
+    is ``fastinter`` (60 s), so the first checks spread over a minute (docs/health.md).
     """
     out: list[str] = []
     header: list[str] = []
@@ -141,5 +158,17 @@ def server_state_for_reload(dump: str, wanted: Mapping[tuple[str, str], str]) ->
             continue
         state = parsed[0]
         if wanted.get((state.backend, state.name)) == state.admin:
-            out.append(line)
+            rise = rises.get(state.backend) if rises else None
+            out.append(line if rise is None else _health_at_most(line, header, rise))
     return "\n".join(out) + "\n"
+
+
+def _health_at_most(line: str, header: Sequence[str], rise: int) -> str:
+    """A state line with ``srv_check_health`` lowered to ``rise`` when above it."""
+    if "srv_check_health" not in header:
+        return line
+    fields = line.split(" ")
+    index = header.index("srv_check_health")
+    if index < len(fields) and fields[index].isdigit() and int(fields[index]) > rise:
+        fields[index] = str(rise)
+    return " ".join(fields)

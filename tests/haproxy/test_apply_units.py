@@ -12,6 +12,7 @@ from sidecar.apply import Applier
 from sidecar.apply.model_subsets import without_apps, without_frontends
 from sidecar.apply.ports import bind_endpoints, binds_in_config, port_problem
 from sidecar.apply.runtime_plan import (
+    passive_rises,
     plan_backend,
     server_state_for_reload,
     supports_dynamic_servers,
@@ -31,6 +32,8 @@ from sidecar.haproxy_model import (
     BackendSpec,
     FrontendSpec,
     HAProxyModel,
+    HealthCheckSpec,
+    PassiveCheckSpec,
     RouteSpec,
     ServerSpec,
     listener_signature,
@@ -311,8 +314,33 @@ STATE_HEADER = (
 )
 
 
-def state_line(backend: str, server: str, admin: int) -> str:
-    return f"3 {backend} 1 {server} 127.0.0.1 2 {admin} 1 1 10 1 0 0 0 0 0 0 - 9000 - 0 0 - - 0"
+def state_line(backend: str, server: str, admin: int, health: int = 0) -> str:
+    return (
+        f"3 {backend} 1 {server} 127.0.0.1 2 {admin} 1 1 10 1 0 {health} 0 0 0 0 - 9000 - 0 0 - - 0"
+    )
+
+
+def test_passively_checked_servers_are_restored_one_check_short_of_full_health() -> None:
+    """HAProxy 2.6 would probe half of them at once after a reload with the 24 h inter."""
+    passive = replace(backend("/p", 8001, srv("a"), srv("b")), passive_check=PassiveCheckSpec())
+    active = replace(
+        backend("/h", 8002, srv("c")),
+        passive_check=PassiveCheckSpec(),
+        health_check=HealthCheckSpec(kind="http"),
+    )
+    model = HAProxyModel(backends=(passive, active))
+    rises = passive_rises(model)
+    assert rises == {passive.name: 1}  # active checks keep their health: short intervals
+    lines = [
+        state_line(passive.name, "a", 0, health=2),  # up, full health: lowered to rise
+        state_line(passive.name, "b", 0, health=0),  # down: stays down
+        state_line(active.name, "c", 0, health=4),
+    ]
+    dump = "1\n" + STATE_HEADER + "\n" + "\n".join(lines) + "\n"
+    kept = server_state_for_reload(dump, wanted_admin_states(model), rises).splitlines()
+    assert kept == [
+        "1", STATE_HEADER, state_line(passive.name, "a", 0, health=1), lines[1], lines[2]
+    ]  # fmt: skip
 
 
 def test_the_server_state_file_carries_only_admin_states_the_new_model_wants() -> None:
