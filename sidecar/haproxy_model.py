@@ -57,16 +57,16 @@ class PassiveCheckSpec:
     that failed it.
 
     ``observe layer4`` marks a server down after ``error_limit`` consecutive connection errors
-    on real traffic; then it is probed every ``downinter`` and is back after ``rise`` good
-    connects. While up it is probed once a day (``inter``). With ``rise 1 fall 2`` a server is
-    fully healthy at 2 and starts (or is restored after a reload) at 1, in transition, where
-    HAProxy uses ``fastinter``: the first probes after a start spread over a minute instead of
-    all at once. docs/health.md has the measurements and the arithmetic.
+    on real traffic; HAProxy probes it ``fastinter`` later, then every ``downinter``, and one
+    good connect (``rise 1``) brings it back. While up it is probed once a day (``inter``).
+    With ``fall 2`` a server is fully healthy at 2 and starts (or is restored after a reload)
+    at 1, in transition, where HAProxy uses ``fastinter``: the first probes after a start
+    spread over ``fastinter`` instead of coming at once. docs/health.md has the measurements.
     """
 
     inter_ms: int = 86_400_000
-    fastinter_ms: int = 60_000
-    downinter_ms: int = 2_000
+    fastinter_ms: int = 10_000
+    downinter_ms: int = 10_000
     rise: int = 1
     fall: int = 2
     error_limit: int = 3

@@ -25,6 +25,7 @@ from sidecar.render_settings import RenderSettings
 
 TEMPLATE_NAME = "haproxy.cfg.j2"
 STICKY_COOKIE = "MBSRV"
+ACTIVE_TRANSITION_MS = 2000  # fastinter and downinter of an active check observing traffic
 
 
 def default_template() -> str:
@@ -156,13 +157,9 @@ def server_line_options(backend: BackendSpec, server: ServerSpec) -> list[str]:
     passive = backend.passive_check
     if active is not None:
         options += ["check", "inter", duration(active.interval_ms)]
-        if passive is not None:  # an active check's transitions go at the down interval (2 s)
-            options += [
-                "fastinter",
-                duration(passive.downinter_ms),
-                "downinter",
-                duration(passive.downinter_ms),
-            ]
+        if passive is not None:  # an active check's transitions go faster than its interval
+            transition = duration(ACTIVE_TRANSITION_MS)
+            options += ["fastinter", transition, "downinter", transition]
         options += ["rise", str(active.rise), "fall", str(active.fall)]
         if active.port is not None:
             options += ["port", str(active.port)]

@@ -143,7 +143,7 @@ def server_state_for_reload(
     ``interval x position / servers`` in an ``int`` of milliseconds, and with the long passive
     ``inter`` (24 h) that overflows: half the servers would be probed at once after every
     reload. Restored at ``rise`` (up, one good check short of full health) a server's interval
-    is ``fastinter`` (60 s), so the first checks spread over a minute (docs/health.md).
+    is ``fastinter`` (10 s), so the first checks spread over it (docs/health.md).
     """
     out: list[str] = []
     header: list[str] = []

@@ -100,7 +100,7 @@ def test_default_config_sections(
         "    mode tcp",
         "    balance source",
         "    hash-type consistent",
-        "    server db.1 [::1]:5432 weight 1 check inter 24h fastinter 1m downinter 2s"
+        "    server db.1 [::1]:5432 weight 1 check inter 24h fastinter 10s downinter 10s"
         " rise 1 fall 2 observe layer4 error-limit 3 on-error mark-down",
     ]
     web = section(text, "backend be_web_10000")
