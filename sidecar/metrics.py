@@ -201,6 +201,12 @@ class SidecarMetrics(FollowerMetrics):
         self.dns_failures = Gauge(
             p + "dns_failures", "Host name lookups that failed so far", registry=r
         )
+        self._add_fd_budget()
+
+    def _add_fd_budget(self) -> None:
+        """The descriptor budget's gauges (docs/operations.md, "Open files")."""
+        r = self.registry
+        p = PREFIX
         self.fd_limit = Gauge(
             p + "fd_limit", "Hard open-files limit HAProxy runs under (NaN: unknown)", registry=r
         )
