@@ -17,7 +17,8 @@ worker's CPU time and open descriptors. Variants:
 - ``before``: the earlier default, ``inter 60s fastinter 2s downinter 2s rise 2 fall 3``;
 - ``after``: today's default (:class:`sidecar.haproxy_model.PassiveCheckSpec`);
 - ``after-raw-state``: the same, reloaded with the server-state file as HAProxy dumps it (what
-  the applier's health filter prevents: HAProxy 2.6 overflows ``inter x position``);
+  the applier's filter prevents: HAProxy 2.6 restores a running server at full health, where
+  the first check's ``inter x position`` overflows: about half the servers probed at once);
 - ``off``: no passive checks (``passive_checks=False``).
 
 Prints one JSON object per variant and the machine (nproc, load average, haproxy version).
@@ -39,7 +40,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
-from sidecar.apply.runtime_plan import passive_rises, server_state_for_reload, wanted_admin_states
+from sidecar.apply.runtime_plan import (
+    passive_backends,
+    server_state_for_reload,
+    wanted_admin_states,
+)
 from sidecar.catalog import READY, Catalog, Instance, Service, ServiceOptions, service_key
 from sidecar.desired import build_model
 from sidecar.haproxy.runtime import MasterCLI, RuntimeAPI, RuntimeAPIError
@@ -158,7 +163,7 @@ class Node:
         dump = self.admin.servers_state_text()
         if not raw_state:
             dump = server_state_for_reload(
-                dump, wanted_admin_states(self.model), passive_rises(self.model)
+                dump, wanted_admin_states(self.model), passive_backends(self.model)
             )
         Path(self.settings.server_state_file).write_text(dump)
         self.master.reload()

@@ -9,8 +9,8 @@ handed to the drain registry (:mod:`sidecar.apply.drains`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Callable, NamedTuple, Optional, Union
+from collections.abc import Collection, Mapping, Sequence
+from typing import Callable, NamedTuple, Union
 
 from sidecar.grammar import BALANCES
 from sidecar.haproxy.runtime import (
@@ -117,33 +117,33 @@ def wanted_admin_states(model: HAProxyModel) -> dict[tuple[str, str], str]:
     return out
 
 
-def passive_rises(model: HAProxyModel) -> dict[str, int]:
-    """Backend -> ``rise`` of its passive check, for the backends checked passively only."""
-    return {
-        b.name: b.passive_check.rise
-        for b in model.backends
-        if b.passive_check is not None and b.health_check is None
-    }
+def passive_backends(model: HAProxyModel) -> frozenset[str]:
+    """The backends checked passively only (a passive check and no active one)."""
+    return frozenset(
+        b.name for b in model.backends if b.passive_check is not None and b.health_check is None
+    )
 
 
 def server_state_for_reload(
-    dump: str, wanted: Mapping[tuple[str, str], str], rises: Optional[Mapping[str, int]] = None
+    dump: str, wanted: Mapping[tuple[str, str], str], passive: Collection[str] = ()
 ) -> str:
     """The ``show servers state`` dump with only the lines whose admin state is what the new
-    config wants; the servers of backends in ``rises`` (:func:`passive_rises`) restored at most
-    ``rise`` healthy.
+    config wants, less the servers of ``passive`` backends (:func:`passive_backends`) that are
+    ready and running.
 
     HAProxy restores a server's admin state from this file after a reload; a stale drain or
     maint would keep a server the new model wants ready out of rotation until the runtime sync
     after the reload (a moment with no server at all when it was the last one). A server the
     new config does not have, or whose state differs, loses its line: the new worker then
     starts it as the config says (no ``disabled``: ready; ``disabled``: maint). Lines that
-    match keep the old worker's operational and health-check state, but for the health of a
-    passively checked server: HAProxy 2.6 schedules the first check of each server at
-    ``interval x position / servers`` in an ``int`` of milliseconds, and with the long passive
-    ``inter`` (24 h) that overflows: half the servers would be probed at once after every
-    reload. Restored at ``rise`` (up, one good check short of full health) a server's interval
-    is ``fastinter`` (10 s), so the first checks spread over it (docs/health.md).
+    match keep the old worker's operational and health-check state (a server that was DOWN
+    stays down), but for the running servers of passively checked backends: HAProxy 2.6
+    restores a running server at full health whatever the file says, and schedules the first
+    check of each server at ``interval x position / servers`` in an ``int`` of milliseconds,
+    which overflows with the passive ``inter`` (24 h): about half the servers would be probed
+    at once after every reload (measured: bench/bench_probes.py). Without its line such a
+    server starts as at a start, up and one good check short of full health, where its
+    interval is ``fastinter`` (10 s): the first checks spread over it (docs/health.md).
     """
     out: list[str] = []
     header: list[str] = []
@@ -157,18 +157,9 @@ def server_state_for_reload(
         if not parsed:
             continue
         state = parsed[0]
-        if wanted.get((state.backend, state.name)) == state.admin:
-            rise = rises.get(state.backend) if rises else None
-            out.append(line if rise is None else _health_at_most(line, header, rise))
+        if wanted.get((state.backend, state.name)) != state.admin:
+            continue
+        if state.backend in passive and state.admin == "ready" and state.operational == "running":
+            continue  # started as at a start: its first probe within fastinter
+        out.append(line)
     return "\n".join(out) + "\n"
-
-
-def _health_at_most(line: str, header: Sequence[str], rise: int) -> str:
-    """A state line with ``srv_check_health`` lowered to ``rise`` when above it."""
-    if "srv_check_health" not in header:
-        return line
-    fields = line.split(" ")
-    index = header.index("srv_check_health")
-    if index < len(fields) and fields[index].isdigit() and int(fields[index]) > rise:
-        fields[index] = str(rise)
-    return " ".join(fields)
