@@ -59,9 +59,10 @@ class PassiveCheckSpec:
     ``observe layer4`` marks a server down after ``error_limit`` consecutive connection errors
     on real traffic; HAProxy probes it ``fastinter`` later, then every ``downinter``, and one
     good connect (``rise 1``) brings it back. While up it is probed once a day (``inter``).
-    With ``fall 2`` a server is fully healthy at 2 and starts (or is restored after a reload)
-    at 1, in transition, where HAProxy uses ``fastinter``: the first probes after a start
-    spread over ``fastinter`` instead of coming at once. docs/health.md has the measurements.
+    With ``fall 2`` a server is fully healthy at 2 and starts at 1 (after a reload too: the
+    applier leaves running servers out of the server-state file), in transition, where HAProxy
+    uses ``fastinter``: the first probes after a start spread over ``fastinter`` instead of
+    coming at once. docs/health.md has the measurements.
     """
 
     inter_ms: int = 86_400_000
