@@ -33,6 +33,7 @@ from .apply.results import ApplierControl, ApplyResult
 from .catalog import Catalog, Problem, Skipped
 from .debounce import Coalescer, Pending
 from .desired import BuildCache, build_model
+from .fd_budget import BudgetFacts, FdBudget, fit_model
 from .gc_pause import collector_paused
 from .haproxy.process import HAProxyControl
 from .haproxy.runtime import ServerState
@@ -76,6 +77,7 @@ class Daemon:
         traffic: Optional[TrafficPoller] = None,
         systemd: Optional[SystemdReporter] = None,
         startup_wait: float = STARTUP_WAIT,
+        fd_facts: Optional[Callable[[], BudgetFacts]] = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -87,6 +89,9 @@ class Daemon:
         self.render_settings = render_settings
         self.metrics = metrics
         self.startup_wait = startup_wait
+        unknown = BudgetFacts(None, render_settings.maxconn, 1)
+        self._fd_facts = fd_facts if fd_facts is not None else (lambda: unknown)
+        self._reported_budget: Optional[FdBudget] = None
         self._clock = clock
         self.board = StatusBoard(
             metrics,
@@ -342,6 +347,7 @@ class Daemon:
         self._last_signature = signature
         self.catalog, self.model = catalog, model
         self.metrics.record_model(model, catalog)
+        self._report_budget(model.budget)
         self._log_new_problems(model)
         self.board.set_view(catalog, model, self._config_text(result))
         if self.source.health().synced:  # not what was only loaded from disk
@@ -424,9 +430,11 @@ class Daemon:
         try:
             # the cache reuses what unchanged services derived last time
             with self._build_lock, collector_paused():
-                return build_model(
+                model = build_model(
                     catalog, self.render_settings, self.resolver, cache=self._build_cache
                 )
+            running = self.model.budget if self.model is not None else None
+            return fit_model(model, self._fd_facts(), running)[0]  # the maxconn that fits
         finally:
             self.metrics.render_seconds.observe(self._clock() - started)
 
@@ -476,6 +484,23 @@ class Daemon:
         else:
             self.board.set_problem("apply", None)
         return result.ok
+
+    def _report_budget(self, budget: Optional[FdBudget]) -> None:
+        """Post the descriptor budget of what runs; log it when it changes (not every apply)."""
+        if budget is None:
+            return
+        self.metrics.record_budget(budget)
+        self.board.set_budget(budget)
+        previous, self._reported_budget = self._reported_budget, budget
+        if previous is not None and previous.key == budget.key:
+            return
+        numbers = budget.as_dict()
+        if budget.reason():
+            log.warning("open-files limit too low", extra={**numbers, "reason": budget.reason()})
+        elif previous is not None and previous.reason():
+            log.info("maxconn as wanted again", extra=numbers)
+        elif previous is None:
+            log.info("open-files budget", extra=numbers)
 
     def _log_new_problems(self, model: HAProxyModel) -> None:
         problems = frozenset(model.problems)

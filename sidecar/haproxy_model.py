@@ -13,10 +13,13 @@ grammars in :mod:`sidecar.grammar`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from sidecar.catalog import Problem, Skipped
+
+if TYPE_CHECKING:
+    from sidecar.fd_budget import FdBudget
 
 
 class ServerSpec(NamedTuple):
@@ -50,18 +53,23 @@ class HealthCheckSpec:
 
 @dataclass(frozen=True)
 class PassiveCheckSpec:
-    """The default check of every server: rare probes plus observing real traffic (layer 4).
+    """The default check of every server: watch real traffic (layer 4), probe only a server
+    that failed it.
 
-    ``inter`` applies while a server is up, ``downinter`` once ``observe`` marked it down after
-    ``error_limit`` consecutive connection errors, so a recovered task returns in about
-    ``downinter * rise``. docs/health.md has the arithmetic.
+    ``observe layer4`` marks a server down after ``error_limit`` consecutive connection errors
+    on real traffic; HAProxy probes it ``fastinter`` later, then every ``downinter``, and one
+    good connect (``rise 1``) brings it back. While up it is probed once a day (``inter``).
+    With ``fall 2`` a server is fully healthy at 2 and starts at 1 (after a reload too: the
+    applier leaves running servers out of the server-state file), in transition, where HAProxy
+    uses ``fastinter``: the first probes after a start spread over ``fastinter`` instead of
+    coming at once. docs/health.md has the measurements.
     """
 
-    inter_ms: int = 60000
-    fastinter_ms: int = 2000
-    downinter_ms: int = 2000
-    rise: int = 2
-    fall: int = 3
+    inter_ms: int = 86_400_000
+    fastinter_ms: int = 10_000
+    downinter_ms: int = 10_000
+    rise: int = 1
+    fall: int = 2
     error_limit: int = 3
 
 
@@ -105,10 +113,14 @@ class HAProxyModel:
     backends: tuple[BackendSpec, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     problems: tuple[Problem, ...] = ()
+    maxconn: Optional[int] = None  # global maxconn; None: the operator's (RenderSettings.maxconn)
+    # why maxconn is what it is (sidecar.fd_budget.fit_model); not part of the config itself
+    budget: Optional[FdBudget] = field(default=None, compare=False, repr=False)
 
 
 def listener_signature(model: HAProxyModel) -> tuple[Any, ...]:
-    """Everything that needs a reload when it changes: frontends and backends minus servers."""
+    """Everything that needs a reload when it changes: frontends and backends minus servers,
+    and the global ``maxconn``."""
     frontends = tuple(
         (f.name, f.port, f.binds, f.mode, f.default_backend, f.routes) for f in model.frontends
     )
@@ -116,7 +128,7 @@ def listener_signature(model: HAProxyModel) -> tuple[Any, ...]:
         (b.name, b.mode, b.balance, b.sticky, b.health_check, b.passive_check)
         for b in model.backends
     )
-    return (frontends, backends)
+    return (frontends, backends, model.maxconn)
 
 
 def in_rotation(model: HAProxyModel) -> frozenset[str]:

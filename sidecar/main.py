@@ -32,6 +32,7 @@ from .settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from .apply.results import ApplierControl
     from .daemon import Daemon
+    from .fd_budget import BudgetFacts
     from .haproxy.process import HAProxyControl
     from .metrics import SidecarMetrics
     from .render_settings import RenderSettings
@@ -163,6 +164,7 @@ def build_daemon(
             settings, metrics, marathon_client=marathon_client, stream_silence=stream_silence
         )
     haproxy = haproxy if haproxy is not None else make_haproxy(settings, render_settings)
+    fd_facts = make_fd_facts(settings, render_settings, haproxy)
     applier = applier if applier is not None else make_applier(settings, haproxy, render_settings)
     resolver = resolver if resolver is not None else Resolver()
     traffic = make_traffic_poller(haproxy, render_settings)
@@ -179,6 +181,7 @@ def build_daemon(
         traffic=traffic,
         systemd=systemd,
         startup_wait=STARTUP_WAIT if startup_wait is None else startup_wait,
+        fd_facts=fd_facts,
         clock=clock,
     )
     resolver.on_update = daemon.dns_changed
@@ -206,7 +209,38 @@ def make_render_settings(settings: Settings) -> RenderSettings:
         admin_socket=str(Path(run_dir(settings)) / "admin.sock"),
         server_state_file=str(Path(settings.state_dir) / "haproxy-server-state"),
         hard_stop_after=f"{max(1, int(settings.drain_timeout))}s",
+        maxconn=settings.maxconn,
     )
+
+
+def make_fd_facts(
+    settings: Settings, render_settings: RenderSettings, haproxy: HAProxyControl
+) -> Callable[[], BudgetFacts]:
+    """What the descriptor budget starts from: the limit of the HAProxy we drive (our own hard
+    limit, the soft one raised to it first; an external master's; none for ``--once``), the
+    wanted maxconn, HAProxy's threads and the listeners the template adds beside the model."""
+    from .fd_budget import BudgetFacts, template_needs
+    from .fd_limits import ProcessLimit, haproxy_threads, raise_soft_limit
+    from .haproxy_model import HAProxyModel
+    from .render import render_config
+
+    template = Path(settings.template).read_text(encoding="utf-8") if settings.template else None
+    listeners, checks = template_needs(render_config(HAProxyModel(), render_settings, template))
+    threads = haproxy_threads(render_settings.nbthread)
+
+    def facts(limit: Optional[int]) -> BudgetFacts:
+        return BudgetFacts(limit, render_settings.maxconn, threads, listeners, checks)
+
+    if settings.master_socket and not settings.once:
+
+        def master_pid() -> Optional[int]:
+            status = haproxy.proc_status()
+            return status.master.pid if status is not None and status.master else None
+
+        limit = ProcessLimit(master_pid)
+        return lambda: facts(limit())
+    fixed = facts(None if settings.once else raise_soft_limit())
+    return lambda: fixed
 
 
 def make_haproxy(settings: Settings, render_settings: RenderSettings) -> HAProxyControl:

@@ -37,6 +37,7 @@ DURATION_BUCKETS = (
 if TYPE_CHECKING:
     from sidecar.apply.results import ApplyCounters
     from sidecar.catalog import Catalog
+    from sidecar.fd_budget import FdBudget
     from sidecar.haproxy_model import HAProxyModel
 
 __all__ = ["CONTENT_TYPE_LATEST", "FollowerMetrics", "SidecarMetrics"]
@@ -200,6 +201,30 @@ class SidecarMetrics(FollowerMetrics):
         self.dns_failures = Gauge(
             p + "dns_failures", "Host name lookups that failed so far", registry=r
         )
+        self._add_fd_budget()
+
+    def _add_fd_budget(self) -> None:
+        """The descriptor budget's gauges (docs/operations.md, "Open files")."""
+        r = self.registry
+        p = PREFIX
+        self.fd_limit = Gauge(
+            p + "fd_limit", "Hard open-files limit HAProxy runs under (NaN: unknown)", registry=r
+        )
+        self.fd_limit.set(float("nan"))
+        self.fd_needed = Gauge(
+            p + "fd_needed",
+            "Open files HAProxy needs for the whole catalog at the effective maxconn (above "
+            "fd_limit: checks or listeners were given up to fit)",
+            registry=r,
+        )
+        self.maxconn_wanted = Gauge(
+            p + "maxconn_wanted", "HAProxy's global maxconn asked for (--maxconn)", registry=r
+        )
+        self.maxconn_effective = Gauge(
+            p + "maxconn_effective",
+            "HAProxy's global maxconn in the running config (lowered to fit fd_limit)",
+            registry=r,
+        )
 
     def set_haproxy_origin(self, origin: Optional[str]) -> None:
         """1 for ``origin`` (None: no HAProxy runs), 0 for the others."""
@@ -237,6 +262,13 @@ class SidecarMetrics(FollowerMetrics):
         self.label_problems.set(len(set(model.problems)))
         out = {i.id for _s, i in catalog.instances() if i.state != "ready"}
         self.tasks_out.set(len(out - catalog.in_rotation()))
+
+    def record_budget(self, budget: FdBudget) -> None:
+        """The descriptor budget of the running config (sidecar.fd_budget)."""
+        self.fd_limit.set(float("nan") if budget.limit is None else budget.limit)
+        self.fd_needed.set(budget.needed)
+        self.maxconn_wanted.set(budget.wanted)
+        self.maxconn_effective.set(budget.effective)
 
     def record_haproxy_servers(self, statuses: Mapping[tuple[str, str], str]) -> None:
         """HAProxy's own view: (backend, server) -> up/down/drain/maint, counted by status."""

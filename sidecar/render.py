@@ -25,6 +25,7 @@ from sidecar.render_settings import RenderSettings
 
 TEMPLATE_NAME = "haproxy.cfg.j2"
 STICKY_COOKIE = "MBSRV"
+ACTIVE_TRANSITION_MS = 2000  # fastinter and downinter of an active check observing traffic
 
 
 def default_template() -> str:
@@ -115,6 +116,7 @@ def template_context(
         "frontend_sections": frontend_sections,
         "backend_sections": backend_sections,
         "cookie_name": STICKY_COOKIE,
+        "maxconn": model.maxconn if model.maxconn is not None else settings.maxconn,
     }
 
 
@@ -126,7 +128,9 @@ def _section(_name: str, lines: list[str]) -> str:
 
 
 def duration(ms: int) -> str:
-    """An HAProxy time value: ``60s`` for 60000, ``1500ms`` for 1500."""
+    """An HAProxy time value: ``24h`` for 86400000, ``1m`` for 60000, ``90s``, ``1500ms``."""
+    if ms % 3_600_000 == 0 and ms >= 3_600_000:
+        return f"{ms // 3_600_000}h"
     if ms % 60000 == 0 and ms >= 60000:
         return f"{ms // 60000}m"
     if ms % 1000 == 0:
@@ -153,13 +157,9 @@ def server_line_options(backend: BackendSpec, server: ServerSpec) -> list[str]:
     passive = backend.passive_check
     if active is not None:
         options += ["check", "inter", duration(active.interval_ms)]
-        if passive is not None:
-            options += [
-                "fastinter",
-                duration(passive.fastinter_ms),
-                "downinter",
-                duration(passive.downinter_ms),
-            ]
+        if passive is not None:  # an active check's transitions go faster than its interval
+            transition = duration(ACTIVE_TRANSITION_MS)
+            options += ["fastinter", transition, "downinter", transition]
         options += ["rise", str(active.rise), "fall", str(active.fall)]
         if active.port is not None:
             options += ["port", str(active.port)]

@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from sidecar.common_settings import CommonSettings, check_common, common
 from sidecar.option_table import (
@@ -51,6 +51,7 @@ class Settings(CommonSettings):
     group: Optional[str] = None
     template: Optional[str] = None
     vhost_port: Optional[int] = None
+    maxconn: int = 4096
     min_reload_interval: float = 1.0
     debounce: float = 0.05
     drain_timeout: float = 30.0
@@ -65,6 +66,19 @@ class Settings(CommonSettings):
     def status_listen(self) -> str:
         host = f"[{self.status_host}]" if ":" in self.status_host else self.status_host
         return f"{host}:{self.status_port}"
+
+
+def connections(value: Any) -> int:
+    """A number of connections (``--maxconn``): 1 to 10,000,000."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number of connections")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError("expected a number of connections") from None
+    if not 1 <= number <= 10_000_000:
+        raise ValueError("expected a number of connections from 1 to 10000000")
+    return number
 
 
 _SIDECAR_OPTIONS: dict[str, Option] = {
@@ -146,6 +160,14 @@ _SIDECAR_OPTIONS: dict[str, Option] = {
             metavar="PORT",
         ),
         Option(
+            "maxconn",
+            "maxconn",
+            connections,
+            "HAProxy's global maxconn wanted (default 4096); lowered to fit the open-files limit "
+            "when it must (docs/operations.md, 'Open files')",
+            metavar="N",
+        ),
+        Option(
             "min-reload-interval",
             "min_reload_interval",
             seconds,
@@ -201,6 +223,7 @@ TABLE = OptionTable(
             "group",
             "template",
             "vhost-port",
+            "maxconn",
         ),
         *common("resync-interval", "poll", "poll-interval"),
         *_own("min-reload-interval", "debounce", "drain-timeout"),

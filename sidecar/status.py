@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .catalog import Catalog
+from .fd_budget import FdBudget
 from .haproxy_model import HAProxyModel
 from .metrics import CONTENT_TYPE_LATEST, SidecarMetrics
 from .probes import (
@@ -73,6 +74,7 @@ class HealthReport:
     reasons: tuple[str, ...]
     sync_age: Optional[float]
     haproxy_origin: Optional[str] = None  # "started" | "adopted" | "external" while it runs
+    descriptors: Optional[Mapping[str, Any]] = None  # the open-files budget (FdBudget.as_dict)
 
     @property
     def http_status(self) -> int:
@@ -80,12 +82,15 @@ class HealthReport:
 
     def as_dict(self) -> dict[str, Any]:
         age = None if self.sync_age is None else round(self.sync_age, 3)
-        return {
+        out: dict[str, Any] = {
             "status": self.status,
             "reasons": list(self.reasons),
             "sync_age_seconds": age,
             "haproxy_origin": self.haproxy_origin,
         }
+        if self.descriptors is not None:  # once a config was applied
+            out["descriptors"] = dict(self.descriptors)
+        return out
 
 
 def evaluate_health(facts: HealthFacts) -> HealthReport:
@@ -135,6 +140,7 @@ class _Facts:
     loaded_from_disk: Optional[str] = None
     problems: dict[str, str] = field(default_factory=dict)
     last_apply_wall: Optional[float] = None
+    budget: Optional[FdBudget] = None
     # for /livez and /readyz (sidecar.probes)
     loop_beat: float = 0.0
     haproxy_supervised: bool = True
@@ -257,6 +263,13 @@ class StatusBoard:
             else:
                 self._facts.problems.pop(key, None)
 
+    def set_budget(self, budget: FdBudget) -> None:
+        """The open-files budget of the running config: degraded, with its reason, when maxconn
+        was lowered or parts were given up (HAProxy serves: still HTTP 200)."""
+        with self._lock:
+            self._facts.budget = budget
+        self.set_problem("descriptors", budget.reason() or None)
+
     def set_view(self, catalog: Catalog, model: HAProxyModel, config_text: str) -> None:
         with self._lock:
             states = self._view.haproxy_states
@@ -286,7 +299,9 @@ class StatusBoard:
                 source=self.source,
             )
             origin = f.haproxy_origin
-        return replace(evaluate_health(facts), haproxy_origin=origin)
+            budget = f.budget
+        descriptors = None if budget is None else budget.as_dict()
+        return replace(evaluate_health(facts), haproxy_origin=origin, descriptors=descriptors)
 
     def liveness(self) -> ProbeReport:
         """The /livez verdict (sidecar.probes)."""
@@ -387,12 +402,25 @@ class StatusBoard:
             f = self._facts
             last_sync_wall = f.last_sync_wall
             last_apply_wall = f.last_apply_wall
+            budget = f.budget
         return {
+            "maxconn": _maxconn_text(budget),
             "last_sync": iso_time(last_sync_wall),
             "last_apply": iso_time(last_apply_wall),
             "reloads": _counter_value(self.metrics.reloads),
             "reload_failures": _counter_value(self.metrics.reload_failures),
         }
+
+
+def _maxconn_text(budget: Optional[FdBudget]) -> str:
+    """``4096 (open files: 8,231 needed of 20,000)`` for the status page."""
+    if budget is None:
+        return ""
+    text = str(budget.effective)
+    if budget.lowered:
+        text += f" of {budget.wanted} wanted"
+    limit = "unknown" if budget.limit is None else f"{budget.limit:,}"
+    return f"{text} (open files: {budget.needed:,} needed of {limit})"
 
 
 def _counter_value(counter: Any) -> float:

@@ -221,6 +221,7 @@ def render_page(
         f'<dt>reloads</dt><dd id="reloads">{e(int(summary.get("reloads") or 0))}</dd>',
         f"<dt>failed reloads</dt><dd>{e(int(summary.get('reload_failures') or 0))}</dd>",
         f"<dt>services</dt><dd>{listing.total}</dd>",
+        f'<dt>maxconn</dt><dd id="maxconn">{e(summary.get("maxconn") or "unknown")}</dd>',
         "</dl>",
         "<h2>Services</h2>",
         _filter_form(listing),

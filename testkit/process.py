@@ -58,6 +58,7 @@ class SidecarProcess:
     haproxy_bin: str
     env: Optional[dict[str, str]] = None
     relay: Optional[Relay] = None  # the relay its --marathon URL points at, if a test cuts it
+    wrapper: Sequence[str] = ()  # a command it runs under, e.g. ("prlimit", "--nofile=1024:1024")
     proc: Optional[subprocess.Popen[bytes]] = None
     runs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -67,7 +68,7 @@ class SidecarProcess:
 
     def argv(self) -> list[str]:
         return [
-            sys.executable, "-m", "sidecar", *self.args,
+            *self.wrapper, sys.executable, "-m", "sidecar", *self.args,
             "--state-dir", self.state_dir,
             "--haproxy-bin", self.haproxy_bin,
             "--status-listen", f"127.0.0.1:{self.status_port}",

@@ -58,6 +58,7 @@ from .results import ApplyCounters, ApplyResult
 from .runtime_plan import (
     ServerOptions,
     options_text,
+    passive_backends,
     plan_backend,
     server_state_for_reload,
     supports_dynamic_servers,
@@ -540,7 +541,7 @@ class Applier:
         except RuntimeAPIError as exc:
             log.warning("server state not saved before reload", extra={"error": str(exc)})
             return
-        dump = server_state_for_reload(text, wanted_admin_states(model))
+        dump = server_state_for_reload(text, wanted_admin_states(model), passive_backends(model))
         write_atomically(self.state_file, dump)
 
     # -- bookkeeping

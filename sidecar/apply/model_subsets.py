@@ -51,11 +51,13 @@ def frontend_backends(frontend: FrontendSpec) -> set[str]:
     return names
 
 
-def without_frontends(model: HAProxyModel, blocked: Mapping[str, str]) -> HAProxyModel:
+def without_frontends(
+    model: HAProxyModel, blocked: Mapping[str, str], prefix: str = PORT_SKIP_REASON
+) -> HAProxyModel:
     """The model without the frontends in ``blocked`` (name -> why it cannot listen).
 
     Backends only those frontends served go too; every app that lost a route is listed in
-    ``skipped`` with the reason, like an app HAProxy refused.
+    ``skipped`` with the reason (after ``prefix``), like an app HAProxy refused.
     """
     if not blocked:
         return model
@@ -72,7 +74,7 @@ def without_frontends(model: HAProxyModel, blocked: Mapping[str, str]) -> HAProx
         if b.name in lost:
             reasons.setdefault(b.app_id, lost[b.name])
     skipped = tuple(
-        Skipped(app_id=app, reason=f"{PORT_SKIP_REASON}: {reason}")
+        Skipped(app_id=app, reason=f"{prefix}: {reason}" if prefix else reason)
         for app, reason in sorted(reasons.items())
     )
     return replace(model, frontends=frontends, backends=backends, skipped=model.skipped + skipped)

@@ -9,7 +9,7 @@ handed to the drain registry (:mod:`sidecar.apply.drains`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Callable, NamedTuple, Union
 
 from sidecar.grammar import BALANCES
@@ -117,16 +117,33 @@ def wanted_admin_states(model: HAProxyModel) -> dict[tuple[str, str], str]:
     return out
 
 
-def server_state_for_reload(dump: str, wanted: Mapping[tuple[str, str], str]) -> str:
+def passive_backends(model: HAProxyModel) -> frozenset[str]:
+    """The backends checked passively only (a passive check and no active one)."""
+    return frozenset(
+        b.name for b in model.backends if b.passive_check is not None and b.health_check is None
+    )
+
+
+def server_state_for_reload(
+    dump: str, wanted: Mapping[tuple[str, str], str], passive: Collection[str] = ()
+) -> str:
     """The ``show servers state`` dump with only the lines whose admin state is what the new
-    config wants.
+    config wants, less the servers of ``passive`` backends (:func:`passive_backends`) that are
+    ready and running.
 
     HAProxy restores a server's admin state from this file after a reload; a stale drain or
     maint would keep a server the new model wants ready out of rotation until the runtime sync
     after the reload (a moment with no server at all when it was the last one). A server the
     new config does not have, or whose state differs, loses its line: the new worker then
     starts it as the config says (no ``disabled``: ready; ``disabled``: maint). Lines that
-    match keep the old worker's operational and health-check state.
+    match keep the old worker's operational and health-check state (a server that was DOWN
+    stays down), but for the running servers of passively checked backends: HAProxy 2.6
+    restores a running server at full health whatever the file says, and schedules the first
+    check of each server at ``interval x position / servers`` in an ``int`` of milliseconds,
+    which overflows with the passive ``inter`` (24 h): about half the servers would be probed
+    at once after every reload (measured: bench/bench_probes.py). Without its line such a
+    server starts as at a start, up and one good check short of full health, where its
+    interval is ``fastinter`` (10 s): the first checks spread over it (docs/health.md).
     """
     out: list[str] = []
     header: list[str] = []
@@ -140,6 +157,9 @@ def server_state_for_reload(dump: str, wanted: Mapping[tuple[str, str], str]) ->
         if not parsed:
             continue
         state = parsed[0]
-        if wanted.get((state.backend, state.name)) == state.admin:
-            out.append(line)
+        if wanted.get((state.backend, state.name)) != state.admin:
+            continue
+        if state.backend in passive and state.admin == "ready" and state.operational == "running":
+            continue  # started as at a start: its first probe within fastinter
+        out.append(line)
     return "\n".join(out) + "\n"

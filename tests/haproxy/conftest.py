@@ -51,8 +51,8 @@ class NamedServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, name: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, name: str, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.name = name
         self.hits = 0
         self.release = threading.Event()
@@ -74,11 +74,11 @@ class NamedServer(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def backends() -> Iterator[Callable[[str], NamedServer]]:
+def backends() -> Iterator[Callable[..., NamedServer]]:
     started: list[NamedServer] = []
 
-    def make(name: str) -> NamedServer:
-        server = NamedServer(name)
+    def make(name: str, port: int = 0) -> NamedServer:
+        server = NamedServer(name, port)
         started.append(server)
         return server
 

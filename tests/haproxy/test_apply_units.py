@@ -12,6 +12,7 @@ from sidecar.apply import Applier
 from sidecar.apply.model_subsets import without_apps, without_frontends
 from sidecar.apply.ports import bind_endpoints, binds_in_config, port_problem
 from sidecar.apply.runtime_plan import (
+    passive_backends,
     plan_backend,
     server_state_for_reload,
     supports_dynamic_servers,
@@ -31,6 +32,8 @@ from sidecar.haproxy_model import (
     BackendSpec,
     FrontendSpec,
     HAProxyModel,
+    HealthCheckSpec,
+    PassiveCheckSpec,
     RouteSpec,
     ServerSpec,
     listener_signature,
@@ -311,8 +314,37 @@ STATE_HEADER = (
 )
 
 
-def state_line(backend: str, server: str, admin: int) -> str:
-    return f"3 {backend} 1 {server} 127.0.0.1 2 {admin} 1 1 10 1 0 0 0 0 0 0 - 9000 - 0 0 - - 0"
+def state_line(backend: str, server: str, admin: int, health: int = 0, op: int = 2) -> str:
+    return (
+        f"3 {backend} 1 {server} 127.0.0.1 {op} {admin} 1 1 10 1 0 {health} 0 0 0 0 - 9000 - 0 0 "
+        "- - 0"
+    )
+
+
+def test_running_passively_checked_servers_start_afresh_after_a_reload() -> None:
+    """HAProxy 2.6 restores a running server at full health and then probes about half of
+    them at once with the 24 h inter; without their lines they start as at a start."""
+    passive = replace(
+        backend("/p", 8001, srv("a"), srv("b"), srv("c", state="drain")),
+        passive_check=PassiveCheckSpec(),
+    )
+    active = replace(
+        backend("/h", 8002, srv("d")),
+        passive_check=PassiveCheckSpec(),
+        health_check=HealthCheckSpec(kind="http"),
+    )
+    model = HAProxyModel(backends=(passive, active))
+    passive_names = passive_backends(model)
+    assert passive_names == {passive.name}  # active checks keep their state: short intervals
+    lines = [
+        state_line(passive.name, "a", 0, health=2, op=2),  # up: started afresh
+        state_line(passive.name, "b", 0, health=0, op=0),  # down: stays down
+        state_line(passive.name, "c", FDRAIN, health=2, op=2),  # draining: keeps its line
+        state_line(active.name, "d", 0, health=4, op=2),
+    ]
+    dump = "1\n" + STATE_HEADER + "\n" + "\n".join(lines) + "\n"
+    kept = server_state_for_reload(dump, wanted_admin_states(model), passive_names)
+    assert kept.splitlines() == ["1", STATE_HEADER, *lines[1:]]
 
 
 def test_the_server_state_file_carries_only_admin_states_the_new_model_wants() -> None:

@@ -36,6 +36,7 @@ ALLOWED_LINES = [
     rf"    hard-stop-after {DUR}",
     rf"    server-state-file {PATH}",
     r"    maxconn [0-9]+",
+    r"    no strict-limits",
     r"    nbthread [0-9]+",
     r"    spread-checks [0-9]+",
     r"    mode (?:tcp|http)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 from sidecar.desired import BuildCache, build_model
@@ -15,6 +16,7 @@ from sidecar.haproxy_model import (
 from sidecar.render import (
     RenderCache,
     default_template,
+    duration,
     render_config,
     server_line,
     server_line_options,
@@ -98,8 +100,8 @@ def test_default_config_sections(
         "    mode tcp",
         "    balance source",
         "    hash-type consistent",
-        "    server db.1 [::1]:5432 weight 1 check inter 1m fastinter 2s downinter 2s rise 2 fall 3"
-        " observe layer4 error-limit 3 on-error mark-down",
+        "    server db.1 [::1]:5432 weight 1 check inter 24h fastinter 10s downinter 10s"
+        " rise 1 fall 2 observe layer4 error-limit 3 on-error mark-down",
     ]
     web = section(text, "backend be_web_10000")
     assert "    mode http" in web and "    cookie MBSRV insert indirect nocache dynamic" in web
@@ -177,6 +179,14 @@ def test_server_line_options() -> None:
         " ".join(server_line_options(active, server))
         == "weight 2 check inter 10s rise 2 fall 4 port 8081"
     )
+    both = replace(active, passive_check=PassiveCheckSpec())  # transitions at the down interval
+    assert " ".join(server_line_options(both, server)) == (
+        "weight 2 check inter 10s fastinter 2s downinter 2s rise 2 fall 4 port 8081"
+        " observe layer4 error-limit 3 on-error mark-down"
+    )
+    assert [duration(ms) for ms in (86_400_000, 7_200_000, 60_000, 90_000, 1_500)] == [
+        "24h", "2h", "1m", "90s", "1500ms"
+    ]  # fmt: skip
     assert server_line(active, ServerSpec("s", "::1", 80, "s", state="drain")).startswith(
         "server s [::1]:80 weight 1 check"
     )
