@@ -185,3 +185,32 @@ def test_max_sync_age_follows_the_mode() -> None:
     assert load_settings(BASE, {}).max_sync_age == 900
     assert load_settings([*BASE, "--poll", "--poll-interval", "5"], {}).max_sync_age == 60
     assert load_settings([*BASE, "--sync-max-age", "12"], {}).max_sync_age == 12
+
+
+def test_relative_paths_are_taken_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.j2").write_text("{{ frontend_sections }}")
+    s = load_settings(
+        [*BASE, "--state-dir", "sc", "--haproxy-config", "sc/haproxy.cfg", "--template", "t.j2"],
+        {"MARATHON_SIDECAR_HAPROXY_BIN": "./bin/haproxy"},
+    )
+    assert s.state_dir == str(tmp_path / "sc")
+    assert s.haproxy_config_path == str(tmp_path / "sc" / "haproxy.cfg")
+    assert s.template == str(tmp_path / "t.j2")
+    assert s.haproxy_bin == str(tmp_path / "bin" / "haproxy")
+    assert load_settings(BASE, {}).haproxy_bin == "haproxy"  # a name is looked up on PATH
+
+
+@pytest.mark.parametrize(
+    ("state_dir", "message"),
+    [
+        ("/srv/my state", "may only hold letters, digits"),
+        ("/srv/" + "x" * 100, "too long for HAProxy's sockets"),
+    ],
+)
+def test_a_state_dir_haproxy_cannot_use_names_the_option(state_dir: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as err:
+        load_settings([*BASE, "--state-dir", state_dir], {})
+    assert str(err.value).startswith("--state-dir: ")
