@@ -376,30 +376,6 @@ def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str) -> None:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def test_once_writes_a_valid_config(haproxy_bin: str, tmp_path: Path) -> None:
-    (port,) = free_ports(1)
-    with MarathonEmulator() as emulator:
-        client = MarathonClient(emulator.url)
-        client.create_app(
-            {"id": "/once/web", "cmd": "sleep 1000", "instances": 2,
-             "portDefinitions": [{"port": port, "protocol": "tcp"}]}
-        )  # fmt: skip
-        emulator.wait_for(lambda: len(emulator.tasks("/once/web", ["TASK_RUNNING"])) == 2)
-        config = tmp_path / "haproxy.cfg"
-        code = main(
-            ["--once", "--marathon", emulator.url, "--state-dir", str(tmp_path / "state"),
-             "--haproxy-config", str(config), "--haproxy-bin", haproxy_bin,
-             "--status-listen", "127.0.0.1:0"],
-            {},
-        )  # fmt: skip
-        client.close()
-    assert code == 0
-    text = config.read_text()
-    assert f":{port}" in text
-    check = subprocess.run([haproxy_bin, "-c", "-f", str(config)], capture_output=True, timeout=60)
-    assert check.returncode == 0, check.stderr.decode()
-
-
 def test_once_fails_cleanly_when_marathon_is_unreachable(tmp_path: Path) -> None:
     (dead,) = free_ports(1)
     code = main(
