@@ -217,6 +217,7 @@ def run_dir(settings: Settings) -> str:
 
 def make_render_settings(settings: Settings) -> RenderSettings:
     from .render_settings import RenderSettings
+    from .tuning import render_values
 
     listeners = [settings.status_port]
     if settings.probe_listen:
@@ -230,7 +231,7 @@ def make_render_settings(settings: Settings) -> RenderSettings:
         admin_socket=str(Path(run_dir(settings)) / "admin.sock"),
         server_state_file=str(Path(settings.state_dir) / "haproxy-server-state"),
         hard_stop_after=f"{max(1, int(settings.drain_timeout))}s",
-        maxconn=settings.maxconn,
+        **render_values(settings),
     )
 
 

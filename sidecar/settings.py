@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from sidecar.common_settings import CommonSettings, check_common, common
 from sidecar.option_table import (
@@ -25,6 +25,7 @@ from sidecar.option_table import (
     SettingsError,
     address,
     boolean,
+    connections,
     optional_listen,
     optional_port,
     optional_text,
@@ -32,6 +33,7 @@ from sidecar.option_table import (
     seconds,
     text,
 )
+from sidecar.tuning import TUNING_OPTIONS, tuning_problem
 
 __all__ = ["OPTIONS", "Option", "Settings", "SettingsError", "build_parser", "load_settings"]
 
@@ -60,6 +62,19 @@ class Settings(CommonSettings):
     once: bool = False
     output: Optional[str] = None  # --once: write here instead of stdout
     strict: bool = False  # --once: exit 3 when labels are not honored or apps left out
+    # HAProxy tuning (sidecar/tuning.py); a timeout left None keeps RenderSettings' default
+    timeout_connect: Optional[str] = None
+    timeout_client: Optional[str] = None
+    timeout_server: Optional[str] = None
+    timeout_tunnel: Optional[str] = None
+    timeout_http_request: Optional[str] = None
+    timeout_http_keep_alive: Optional[str] = None
+    timeout_queue: Optional[str] = None
+    timeout_check: Optional[str] = None
+    frontend_maxconn: Optional[int] = None
+    haproxy_log: str = "off"
+    haproxy_metrics_listen: Optional[str] = None
+    haproxy_stats_page: bool = False
 
     @property
     def haproxy_config_path(self) -> str:
@@ -70,19 +85,6 @@ class Settings(CommonSettings):
     def status_listen(self) -> str:
         host = f"[{self.status_host}]" if ":" in self.status_host else self.status_host
         return f"{host}:{self.status_port}"
-
-
-def connections(value: Any) -> int:
-    """A number of connections (``--maxconn``): 1 to 10,000,000."""
-    if isinstance(value, bool):
-        raise ValueError("expected a number of connections")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ValueError("expected a number of connections") from None
-    if not 1 <= number <= 10_000_000:
-        raise ValueError("expected a number of connections from 1 to 10000000")
-    return number
 
 
 _SIDECAR_OPTIONS: dict[str, Option] = {
@@ -248,6 +250,7 @@ TABLE = OptionTable(
         *common("resync-interval", "poll", "poll-interval"),
         *_own("min-reload-interval", "debounce", "drain-timeout"),
         *common("empty-confirm", "sync-max-age"),
+        *TUNING_OPTIONS,
         *_own("once", "output", "strict"),
         *common("log-format", "log-level"),
     ),
@@ -276,6 +279,9 @@ def _check(settings: Settings) -> Settings:
     _check_state_dir(settings.state_dir)
     _check_preview(settings)
     check_common(settings)
+    problem = tuning_problem(settings)
+    if problem:
+        raise SettingsError(problem)
     if settings.template and not Path(settings.template).is_file():
         raise SettingsError(f"--template: no such file: {settings.template}")
     status = (settings.status_host, settings.status_port)
