@@ -434,13 +434,17 @@ def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str) -> None:
              "portDefinitions": [{"port": port, "protocol": "tcp"}]}
         )  # fmt: skip
         secret = "pa55-w0rd-never-logged"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "--marathon", emulator.url, "--state-dir", state_dir,
-             "--haproxy-bin", haproxy_bin, "--status-listen", f"127.0.0.1:{status_port}",
-             "--log-format", "json", "--user", "bob"],
-            env={"MARATHON_PASSWORD": secret, "PATH": "/usr/sbin:/usr/bin:/bin"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        # the sidecar's own log on stderr; HAProxy's log lines (`log stdout`) on stdout
+        stdout, stderr = Path(state_dir) / "stdout", Path(state_dir) / "stderr"
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sidecar", "--marathon", emulator.url,
+                 "--state-dir", state_dir, "--haproxy-bin", haproxy_bin,
+                 "--status-listen", f"127.0.0.1:{status_port}",
+                 "--log-format", "json", "--user", "bob"],
+                env={"MARATHON_PASSWORD": secret, "PATH": "/usr/sbin:/usr/bin:/bin"},
+                stdout=out, stderr=err,
+            )  # fmt: skip
         wait_until(lambda: get(status_port, "/health")[0] == 200, timeout=60)
         for path in ("/health", "/config", "/services", "/metrics", "/"):
             assert secret not in get(status_port, path)[1]
@@ -449,9 +453,10 @@ def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str) -> None:
         master = int(pid_file.read_text().split()[0])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        output = proc.stdout.read().decode() if proc.stdout else ""
-        assert secret not in output
-        assert all(json.loads(line) for line in output.splitlines() if line.strip())
+        log, haproxy_lines = stderr.read_text(), stdout.read_text()
+        assert secret not in log and secret not in haproxy_lines
+        assert all(json.loads(line) for line in log.splitlines() if line.strip())
+        assert "stopping" in log
         wait_until(lambda: not Path(f"/proc/{master}").exists(), timeout=10)
     finally:
         if proc is not None and proc.poll() is None:
