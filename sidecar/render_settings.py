@@ -57,8 +57,8 @@ class RenderSettings:
 
     @property
     def fixed_listeners(self) -> tuple[str, ...]:
-        """The addresses HAProxy listens on whatever the catalog (the descriptor budget counts
-        them with the model's frontends); the stats socket is not counted here."""
+        """The ``ip:port`` addresses HAProxy listens on whatever the catalog (no app may take
+        their ports: :mod:`sidecar.desired` reserves them); UNIX sockets are not listed."""
         return (self.metrics_listen,) if self.metrics_listen else ()
 
 
