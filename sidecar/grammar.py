@@ -88,7 +88,9 @@ def is_int_in(value: Any, low: int, high: int) -> bool:
 
 
 def duration(ms: int) -> str:
-    """An HAProxy time value: ``2h`` for 7200000, ``1m`` for 60000, ``1500ms`` for 1500."""
+    """An HAProxy time value in its largest whole unit: ``24h`` for 86400000 (the passive
+    checks' interval), ``1m`` for 60000, ``90s``, ``1500ms``; the renderer's and the timeout
+    options' one formatter."""
     if ms % 3_600_000 == 0 and ms >= 3_600_000:
         return f"{ms // 3_600_000}h"
     if ms % 60000 == 0 and ms >= 60000:
