@@ -240,7 +240,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--log-errors",
         action="store_true",
-        help="HAProxy logs abnormal requests (kept in /tmp/zero-drop-last-logs/haproxy.log)",
+        help="HAProxy logs abnormal requests (kept in /tmp/zero-drop-last-logs/sidecar.log)",
     )
     parser.add_argument(
         "--retry-on",

@@ -168,26 +168,6 @@ class Daemon:
             self._shutdown()
         return 0
 
-    def run_once(self) -> int:
-        """``--once``: one snapshot, build, render, validate, write; no HAProxy. 0 when written."""
-        try:
-            catalog = self.source.snapshot_once()
-        except Exception as exc:
-            log.error(f"cannot read {self.source.name}", extra={"error": str(exc)[:300]})
-            return 1
-        model = self._build(catalog)
-        ok = self.applier.write_only(model)
-        self.resolver.close()
-        if ok:
-            log.info(
-                "config written",
-                extra={"path": self.settings.haproxy_config_path, "backends": len(model.backends)},
-            )
-        else:
-            error = self.applier.counters.last_error
-            log.error("config not written", extra={"error": error[:1000]})
-        return 0 if ok else 1
-
     def resync(self) -> None:
         """Take a fresh snapshot of the source now (SIGHUP)."""
         self.source.request_resync("requested")

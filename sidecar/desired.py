@@ -4,8 +4,8 @@
 whatever source produced it:
 
 - which services: the operator's groups (``--group``); ports the sidecar reserves (its status
-  port, the vhost port) are refused; a service's own bind address only when the operator allows
-  it, else the default binds (with a problem);
+  port, the vhost port, HAProxy's metrics port) are refused; a service's own bind address only
+  when the operator allows it, else the default binds (with a problem);
 - one service per bind port: the lowest (app id, port index) wins, the others are skipped;
 - deployment groups: members binding the same port share one frontend and one backend
   (:mod:`sidecar.deployment_groups`);
@@ -141,6 +141,7 @@ class _Context:
         self.reserved = set(settings.reserved_ports)
         if settings.vhost_port is not None:
             self.reserved.add(settings.vhost_port)
+        self.reserved.update(int(a.rpartition(":")[2]) for a in settings.fixed_listeners)
         self.allowed_binds = {
             ip_literal(a) for a in (*settings.bind_addrs, *settings.label_bind_addrs)
         }

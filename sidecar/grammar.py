@@ -85,3 +85,16 @@ def is_started_at(value: Any) -> bool:
 def is_int_in(value: Any, low: int, high: int) -> bool:
     """An ``int`` (not a ``bool``) in ``low..high``."""
     return type(value) is int and low <= value <= high
+
+
+def duration(ms: int) -> str:
+    """An HAProxy time value in its largest whole unit: ``24h`` for 86400000 (the passive
+    checks' interval), ``1m`` for 60000, ``90s``, ``1500ms``; the renderer's and the timeout
+    options' one formatter."""
+    if ms % 3_600_000 == 0 and ms >= 3_600_000:
+        return f"{ms // 3_600_000}h"
+    if ms % 60000 == 0 and ms >= 60000:
+        return f"{ms // 60000}m"
+    if ms % 1000 == 0:
+        return f"{ms // 1000}s"
+    return f"{ms}ms"

@@ -3,9 +3,13 @@
 :func:`build_daemon` is the wiring: the catalog source the settings pick, the HAProxy to drive,
 the applier, the resolver and the state store, connected to one :class:`~sidecar.daemon.Daemon`.
 
+``--once`` is a preview (:mod:`sidecar.preview`): the config of one snapshot on stdout or in
+``--output FILE``; it creates no directory and touches no file of a running node.
+
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), a successful ``--once``, ``--help`` or
 ``--version``; 1 when the daemon cannot start or ``--once`` fails; 2 for bad settings (the
-message names the option). SIGHUP takes a fresh snapshot of the source.
+message names the option); 3 when ``--once --strict`` found labels not honored or apps left out
+(the config was still printed or written). SIGHUP takes a fresh snapshot of the source.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     from .daemon import Daemon
     from .fd_budget import BudgetFacts
     from .haproxy.process import HAProxyControl
+    from .haproxy_model import HAProxyModel
     from .metrics import SidecarMetrics
     from .render_settings import RenderSettings
     from .resolve import Resolver
@@ -98,6 +103,8 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     except SystemExit as exc:  # argparse: --help (0) or an unknown flag (2)
         return int(exc.code) if isinstance(exc.code, int) else 2
     setup_logging(settings)
+    if settings.once:
+        return preview(settings)
     problem = prepare_directories(settings)
     if problem:
         print(f"marathon-sidecar: {problem}", file=sys.stderr)
@@ -108,14 +115,28 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         log.error("cannot start", extra={"error": str(exc)[:500]})
         return 1
     log.info("starting", extra={"settings": json.dumps(settings.public_dict(), sort_keys=True)})
-    if settings.once:
-        return daemon.run_once()
     _install_signal_handlers(daemon)
     try:
         return daemon.run()
     except Exception as exc:
         log.exception("stopped by an error", extra={"error": str(exc)[:500]})
         return 1
+
+
+def preview(settings: Settings) -> int:
+    """``--once``: print (or ``--output``) the config of one snapshot (:mod:`sidecar.preview`)."""
+    from .metrics import SidecarMetrics
+    from .preview import EXIT_FAILED, run_preview
+    from .sources.factory import make_source
+
+    try:
+        source = make_source(settings, SidecarMetrics())
+        render_settings = make_render_settings(settings)
+        render = make_renderer(settings, render_settings)
+    except Exception as exc:
+        log.error("cannot start", extra={"error": str(exc)[:500]})
+        return EXIT_FAILED
+    return run_preview(settings, source, render_settings, render)
 
 
 def _install_signal_handlers(daemon: Daemon) -> None:
@@ -196,6 +217,7 @@ def run_dir(settings: Settings) -> str:
 
 def make_render_settings(settings: Settings) -> RenderSettings:
     from .render_settings import RenderSettings
+    from .tuning import render_values
 
     listeners = [settings.status_port]
     if settings.probe_listen:
@@ -209,7 +231,7 @@ def make_render_settings(settings: Settings) -> RenderSettings:
         admin_socket=str(Path(run_dir(settings)) / "admin.sock"),
         server_state_file=str(Path(settings.state_dir) / "haproxy-server-state"),
         hard_stop_after=f"{max(1, int(settings.drain_timeout))}s",
-        maxconn=settings.maxconn,
+        **render_values(settings),
     )
 
 
@@ -217,8 +239,9 @@ def make_fd_facts(
     settings: Settings, render_settings: RenderSettings, haproxy: HAProxyControl
 ) -> Callable[[], BudgetFacts]:
     """What the descriptor budget starts from: the limit of the HAProxy we drive (our own hard
-    limit, the soft one raised to it first; an external master's; none for ``--once``), the
-    wanted maxconn, HAProxy's threads and the listeners the template adds beside the model."""
+    limit, the soft one raised to it first; an external master's), the wanted maxconn,
+    HAProxy's threads and the listeners the template adds beside the model (``--once`` needs
+    none of it: a preview starts no HAProxy)."""
     from .fd_budget import BudgetFacts, template_needs
     from .fd_limits import ProcessLimit, haproxy_threads, raise_soft_limit
     from .haproxy_model import HAProxyModel
@@ -231,7 +254,7 @@ def make_fd_facts(
     def facts(limit: Optional[int]) -> BudgetFacts:
         return BudgetFacts(limit, render_settings.maxconn, threads, listeners, checks)
 
-    if settings.master_socket and not settings.once:
+    if settings.master_socket:
 
         def master_pid() -> Optional[int]:
             status = haproxy.proc_status()
@@ -239,7 +262,7 @@ def make_fd_facts(
 
         limit = ProcessLimit(master_pid)
         return lambda: facts(limit())
-    fixed = facts(None if settings.once else raise_soft_limit())
+    fixed = facts(raise_soft_limit())
     return lambda: fixed
 
 
@@ -260,10 +283,25 @@ def make_haproxy(settings: Settings, render_settings: RenderSettings) -> HAProxy
 def make_applier(
     settings: Settings, haproxy: HAProxyControl, render_settings: RenderSettings
 ) -> ApplierControl:
-    """The applier with the renderer (the default template or ``--template``, sandboxed)."""
+    """The applier with the renderer of :func:`make_renderer`."""
     from .apply import Applier
     from .haproxy.runtime import RuntimeAPI
-    from .haproxy_model import HAProxyModel
+
+    return Applier(
+        haproxy,
+        RuntimeAPI(render_settings.admin_socket, master_socket=haproxy.master_socket),
+        settings.haproxy_config_path,
+        make_renderer(settings, render_settings),
+        haproxy_bin=settings.haproxy_bin,
+        state_file=render_settings.server_state_file,
+        drain_timeout=settings.drain_timeout,
+    )
+
+
+def make_renderer(
+    settings: Settings, render_settings: RenderSettings
+) -> Callable[[HAProxyModel], str]:
+    """Model -> config text: the default template or ``--template`` (sandboxed), cached."""
     from .render import RenderCache, render_config
 
     template = Path(settings.template).read_text(encoding="utf-8") if settings.template else None
@@ -274,15 +312,7 @@ def make_applier(
         with lock:
             return render_config(model, render_settings, template, cache=cache)
 
-    return Applier(
-        haproxy,
-        RuntimeAPI(render_settings.admin_socket, master_socket=haproxy.master_socket),
-        settings.haproxy_config_path,
-        render,
-        haproxy_bin=settings.haproxy_bin,
-        state_file=render_settings.server_state_file,
-        drain_timeout=settings.drain_timeout,
-    )
+    return render
 
 
 def make_traffic_poller(haproxy: HAProxyControl, render_settings: RenderSettings) -> TrafficPoller:

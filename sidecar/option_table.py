@@ -104,6 +104,19 @@ def optional_port(value: Any) -> Optional[int]:
     return port(value)
 
 
+def connections(value: Any) -> int:
+    """A number of connections (``--maxconn``, ``--frontend-maxconn``): 1 to 10,000,000."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number of connections")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError("expected a number of connections") from None
+    if not 1 <= number <= 10_000_000:
+        raise ValueError("expected a number of connections from 1 to 10000000")
+    return number
+
+
 def url(value: Any) -> str:
     found = text(value).rstrip("/")
     scheme, sep, rest = found.partition("://")

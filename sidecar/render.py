@@ -13,13 +13,14 @@ dynamic servers, so every keyword is on the line, and only keywords ``add server
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from typing import Any, Callable, Optional
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from sidecar.grammar import duration
 from sidecar.haproxy_model import BackendSpec, FrontendSpec, HAProxyModel, RouteSpec, ServerSpec
 from sidecar.render_settings import RenderSettings
 
@@ -57,9 +58,13 @@ class RenderCache:
     def __init__(self) -> None:
         self._frontends: dict[int, tuple[FrontendSpec, str]] = {}
         self._backends: dict[int, tuple[BackendSpec, str]] = {}
+        self._access_log = False  # what the cached frontend texts were rendered with
 
-    def frontend_sections(self, frontends: tuple[FrontendSpec, ...]) -> str:
-        self._frontends, text = _cached_sections(self._frontends, frontends, frontend_lines)
+    def frontend_sections(self, frontends: tuple[FrontendSpec, ...], access_log: bool) -> str:
+        if access_log != self._access_log:
+            self._frontends, self._access_log = {}, access_log
+        lines = partial(frontend_lines, access_log=access_log)
+        self._frontends, text = _cached_sections(self._frontends, frontends, lines)
         return text
 
     def backend_sections(self, backends: tuple[BackendSpec, ...]) -> str:
@@ -94,11 +99,12 @@ def template_context(
     model: HAProxyModel, settings: RenderSettings, cache: Optional[RenderCache] = None
 ) -> dict[str, Any]:
     """What a template sees. Custom templates may use the objects or the pre-built lines."""
+    access_log = settings.access_log is not None
     if cache is not None:
-        frontend_sections = cache.frontend_sections(model.frontends)
+        frontend_sections = cache.frontend_sections(model.frontends, access_log)
         backend_sections = cache.backend_sections(model.backends)
     else:
-        frontend_sections = "".join(map(_frontend_section, model.frontends))
+        frontend_sections = "".join(_frontend_section(f, access_log) for f in model.frontends)
         keywords: _KeywordMemo = {}  # the server keywords of one render, shared by backends
         backend_sections = "".join(
             _section(b.name, _backend_lines(b, keywords)) for b in model.backends
@@ -111,7 +117,7 @@ def template_context(
         "duration": duration,
         "address": address,
         "server_line": server_line,
-        "frontend_lines": frontend_lines,
+        "frontend_lines": partial(frontend_lines, access_log=access_log),
         "backend_lines": backend_lines,
         "frontend_sections": frontend_sections,
         "backend_sections": backend_sections,
@@ -125,17 +131,6 @@ def _section(_name: str, lines: list[str]) -> str:
 
 
 # --- pieces -----------------------------------------------------------------------------------
-
-
-def duration(ms: int) -> str:
-    """An HAProxy time value: ``24h`` for 86400000, ``1m`` for 60000, ``90s``, ``1500ms``."""
-    if ms % 3_600_000 == 0 and ms >= 3_600_000:
-        return f"{ms // 3_600_000}h"
-    if ms % 60000 == 0 and ms >= 60000:
-        return f"{ms // 60000}m"
-    if ms % 1000 == 0:
-        return f"{ms // 1000}s"
-    return f"{ms}ms"
 
 
 def address(ip: str, port: int) -> str:
@@ -196,10 +191,13 @@ def cookie_key(backend: BackendSpec) -> str:
     return hashlib.sha256(("marathon-sidecar:" + backend.name).encode()).hexdigest()[:32]
 
 
-def frontend_lines(frontend: FrontendSpec) -> list[str]:
+def frontend_lines(frontend: FrontendSpec, access_log: bool = False) -> list[str]:
+    """The lines of a frontend section; ``access_log``: with HAProxy's http or tcp log format."""
     lines = [f"frontend {frontend.name}", f"    mode {frontend.mode}"]
     if frontend.mode == "http":
         lines.append("    option idle-close-on-response")
+    if access_log:
+        lines.append(f"    option {frontend.mode}log")
     lines += [f"    bind {address(ip, frontend.port)}" for ip in frontend.binds]
     for route in frontend.routes:
         lines.append(f"    use_backend {route.backend} if {route_condition(route)}")
@@ -208,19 +206,20 @@ def frontend_lines(frontend: FrontendSpec) -> list[str]:
     return lines
 
 
-def _frontend_section(frontend: FrontendSpec) -> str:
-    """``_section(frontend.name, frontend_lines(frontend))``, in one step for the usual frontend
-    (tcp, one bind address, a default backend, no routes)."""
+def _frontend_section(frontend: FrontendSpec, access_log: bool = False) -> str:
+    """``_section(frontend.name, frontend_lines(frontend, access_log))``, in one step for the
+    usual frontend (tcp, one bind address, a default backend, no routes)."""
     binds = frontend.binds
     ip = binds[0] if len(binds) == 1 else ":"
     if frontend.mode == "tcp" and ":" not in ip and not frontend.routes:
         default = frontend.default_backend
         if default is not None:
+            log = "    option tcplog\n" if access_log else ""
             return (
-                f"\nfrontend {frontend.name}\n    mode tcp\n    bind {ip}:{frontend.port}\n"
+                f"\nfrontend {frontend.name}\n    mode tcp\n{log}    bind {ip}:{frontend.port}\n"
                 f"    default_backend {default}\n"
             )
-    return _section(frontend.name, frontend_lines(frontend))
+    return _section(frontend.name, frontend_lines(frontend, access_log))
 
 
 def route_condition(route: RouteSpec) -> str:

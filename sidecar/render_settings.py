@@ -45,9 +45,21 @@ class RenderSettings:
     passive_check: PassiveCheckSpec = field(default_factory=PassiveCheckSpec)
     active_check_min_interval_ms: int = 5000
     active_check_rise: int = 2
+    # what operators tune (sidecar/tuning.py); the timeouts above are theirs too
+    frontend_maxconn: Optional[int] = None  # maxconn of every frontend; None: the global one
+    access_log: Optional[str] = None  # None: off; "stdout"; or a syslog target (ip:port, /path)
+    metrics_listen: Optional[str] = None  # "ip:port" of HAProxy's Prometheus exporter
+    stats_page: bool = False  # HAProxy's stats page on metrics_listen too
 
     def __post_init__(self) -> None:
         _check_settings(self)
+        _check_tuning(self)
+
+    @property
+    def fixed_listeners(self) -> tuple[str, ...]:
+        """The ``ip:port`` addresses HAProxy listens on whatever the catalog (no app may take
+        their ports: :mod:`sidecar.desired` reserves them); UNIX sockets are not listed."""
+        return (self.metrics_listen,) if self.metrics_listen else ()
 
 
 def _check_settings(s: RenderSettings) -> None:
@@ -99,3 +111,19 @@ def _check_settings(s: RenderSettings) -> None:
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name}: needs an integer {low}..{high}: {value!r}")
+
+
+_IP_PORT_RE = re.compile(r"(?:[0-9.]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}")
+
+
+def _check_tuning(s: RenderSettings) -> None:
+    if s.frontend_maxconn is not None:
+        _check_int("frontend_maxconn", s.frontend_maxconn, 1, 10_000_000)
+    sink = s.access_log
+    targets = (_IP_PORT_RE, _PATH_SETTING_RE)
+    if sink not in (None, "stdout") and not any(t.fullmatch(str(sink)) for t in targets):
+        raise ValueError(f"access_log: not stdout, ip:port or an absolute path: {sink!r}")
+    if s.metrics_listen is not None and not _IP_PORT_RE.fullmatch(s.metrics_listen):
+        raise ValueError(f"metrics_listen: not ip:port: {s.metrics_listen!r}")
+    if not isinstance(s.stats_page, bool):
+        raise ValueError(f"stats_page: not true or false: {s.stats_page!r}")

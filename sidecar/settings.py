@@ -11,10 +11,12 @@ value came from (never the value of a secret).
 from __future__ import annotations
 
 import argparse
+import os
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from sidecar.common_settings import CommonSettings, check_common, common
 from sidecar.option_table import (
@@ -23,6 +25,7 @@ from sidecar.option_table import (
     SettingsError,
     address,
     boolean,
+    connections,
     optional_listen,
     optional_port,
     optional_text,
@@ -30,6 +33,7 @@ from sidecar.option_table import (
     seconds,
     text,
 )
+from sidecar.tuning import TUNING_OPTIONS, tuning_problem
 
 __all__ = ["OPTIONS", "Option", "Settings", "SettingsError", "build_parser", "load_settings"]
 
@@ -56,6 +60,21 @@ class Settings(CommonSettings):
     debounce: float = 0.05
     drain_timeout: float = 30.0
     once: bool = False
+    output: Optional[str] = None  # --once: write here instead of stdout
+    strict: bool = False  # --once: exit 3 when labels are not honored or apps left out
+    # HAProxy tuning (sidecar/tuning.py); a timeout left None keeps RenderSettings' default
+    timeout_connect: Optional[str] = None
+    timeout_client: Optional[str] = None
+    timeout_server: Optional[str] = None
+    timeout_tunnel: Optional[str] = None
+    timeout_http_request: Optional[str] = None
+    timeout_http_keep_alive: Optional[str] = None
+    timeout_queue: Optional[str] = None
+    timeout_check: Optional[str] = None
+    frontend_maxconn: Optional[int] = None
+    haproxy_log: str = "off"
+    haproxy_metrics_listen: Optional[str] = None
+    haproxy_stats_page: bool = False
 
     @property
     def haproxy_config_path(self) -> str:
@@ -66,19 +85,6 @@ class Settings(CommonSettings):
     def status_listen(self) -> str:
         host = f"[{self.status_host}]" if ":" in self.status_host else self.status_host
         return f"{host}:{self.status_port}"
-
-
-def connections(value: Any) -> int:
-    """A number of connections (``--maxconn``): 1 to 10,000,000."""
-    if isinstance(value, bool):
-        raise ValueError("expected a number of connections")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ValueError("expected a number of connections") from None
-    if not 1 <= number <= 10_000_000:
-        raise ValueError("expected a number of connections from 1 to 10000000")
-    return number
 
 
 _SIDECAR_OPTIONS: dict[str, Option] = {
@@ -192,7 +198,23 @@ _SIDECAR_OPTIONS: dict[str, Option] = {
             "once",
             "once",
             boolean,
-            "render from one snapshot, validate, write the config and exit (no HAProxy)",
+            "preview: render one snapshot, check it with haproxy -c, print it (or --output) and "
+            "exit; touches nothing of a running node",
+            switch=True,
+        ),
+        Option(
+            "output",
+            "output",
+            optional_text,
+            "with --once: write the config to this file (atomically; its folder must exist) "
+            "instead of stdout",
+            metavar="FILE",
+        ),
+        Option(
+            "strict",
+            "strict",
+            boolean,
+            "with --once: exit 3 when a label is not honored or an app, port or task is left out",
             switch=True,
         ),
     )
@@ -228,7 +250,8 @@ TABLE = OptionTable(
         *common("resync-interval", "poll", "poll-interval"),
         *_own("min-reload-interval", "debounce", "drain-timeout"),
         *common("empty-confirm", "sync-max-age"),
-        *_own("once"),
+        *TUNING_OPTIONS,
+        *_own("once", "output", "strict"),
         *common("log-format", "log-level"),
     ),
 )
@@ -252,7 +275,13 @@ def load_settings(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> 
 
 
 def _check(settings: Settings) -> Settings:
+    settings = _absolute_paths(settings)
+    _check_state_dir(settings.state_dir)
+    _check_preview(settings)
     check_common(settings)
+    problem = tuning_problem(settings)
+    if problem:
+        raise SettingsError(problem)
     if settings.template and not Path(settings.template).is_file():
         raise SettingsError(f"--template: no such file: {settings.template}")
     status = (settings.status_host, settings.status_port)
@@ -263,3 +292,50 @@ def _check(settings: Settings) -> Settings:
     ):
         raise SettingsError("--probe-listen: the status server listens there already")
     return settings
+
+
+# paths relative to the working directory at start; the daemon never changes directory
+PATH_FIELDS = ("state_dir", "haproxy_config", "master_socket", "template", "ca_bundle", "output")
+# what HAProxy's config may name in a path (the state dir holds its sockets and state file)
+_CONFIG_PATH_RE = re.compile(r"/[A-Za-z0-9._/@+=,-]*")
+_LONGEST_SOCKET = "/run/master.sock"
+_SOCKET_PATH_MAX = 97  # HAProxy's limit for a UNIX socket path (it binds <path>.<pid>.tmp first)
+
+
+def _absolute_paths(settings: Settings) -> Settings:
+    """Relative paths (and a relative ``--haproxy-bin`` with a slash) made absolute."""
+    changes = {
+        name: os.path.abspath(getattr(settings, name))
+        for name in PATH_FIELDS
+        if getattr(settings, name) and not os.path.isabs(getattr(settings, name))
+    }
+    if "/" in settings.haproxy_bin and not os.path.isabs(settings.haproxy_bin):
+        changes["haproxy_bin"] = os.path.abspath(settings.haproxy_bin)
+    return replace(settings, **changes) if changes else settings
+
+
+def _check_state_dir(state_dir: str) -> None:
+    if not _CONFIG_PATH_RE.fullmatch(state_dir):
+        raise SettingsError(
+            f"--state-dir: haproxy.cfg names paths in it, which may only hold letters, digits "
+            f"and . _ / @ + = , - (got {state_dir[:120]!r})"
+        )
+    longest = len(state_dir.rstrip("/")) + len(_LONGEST_SOCKET)
+    if longest > _SOCKET_PATH_MAX:
+        raise SettingsError(
+            f"--state-dir: too long for HAProxy's sockets in it ({longest} characters for "
+            f"{_LONGEST_SOCKET.lstrip('/')}; HAProxy allows {_SOCKET_PATH_MAX})"
+        )
+
+
+def _check_preview(settings: Settings) -> None:
+    """``--output`` and ``--strict`` belong to ``--once``; ``--output``'s folder must exist."""
+    for name, given in (("--output", settings.output), ("--strict", settings.strict)):
+        if given and not settings.once:
+            raise SettingsError(f"{name} only applies to --once")
+    if settings.output:
+        folder = os.path.dirname(settings.output)
+        if not os.path.isdir(folder):
+            raise SettingsError(f"--output: no such directory: {folder} (create it first)")
+        if os.path.isdir(settings.output):
+            raise SettingsError(f"--output: is a directory: {settings.output}")

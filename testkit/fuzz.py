@@ -103,7 +103,7 @@ KEYWORDS = frozenset(
         "server-state-file", "maxconn", "nbthread", "spread-checks", "mode", "timeout",
         "option", "retries", "load-server-state-from-file", "bind", "use_backend",
         "default_backend", "balance", "hash-type", "cookie", "dynamic-cookie-key", "server",
-        "http-request", "http-check", "retry-on", "no",
+        "http-request", "http-check", "retry-on", "log", "no",
     }
 )  # fmt: skip
 SAFE_LINE = re.compile(r"^[\x20-\x7e]*$")

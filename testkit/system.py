@@ -50,9 +50,9 @@ class SystemOptions:
     drain_timeout: float = 5.0
     heartbeat_interval: float = 1.0
     log_level: str = "WARNING"
-    # diagnosis: HAProxy logs every abnormal request (status >= 500, aborts, retries) to
-    # ``<state-dir>/run/haproxy.log`` (kept in LOG_KEEP_DIR), through a template that adds
-    # logging to the built-in one
+    # diagnosis: HAProxy logs every abnormal request (status >= 500, aborts, retries) to the
+    # sidecar's output, ``<state-dir>/sidecar.log`` (kept in LOG_KEEP_DIR): ``--haproxy-log
+    # stdout`` and ``option dontlog-normal`` added to the built-in template's defaults
     log_errors: bool = False
     # extra lines for the template's "defaults" section (e.g. a retry-on policy)
     extra_defaults: tuple[str, ...] = ()
@@ -123,6 +123,8 @@ class System:
         args = ["--marathon", self.emu.url]
         for name, value in self.options.settings_values().items():
             args += ["--" + name.replace("_", "-"), str(value)]
+        if self.options.log_errors:
+            args += ["--haproxy-log", "stdout"]
         if self.options.log_errors or self.options.extra_defaults:
             args += ["--template", self._experiment_template()]
         args += ["--log-level", self.options.log_level, "--log-format", "json"]
@@ -130,15 +132,14 @@ class System:
         self.process.start()
 
     def _experiment_template(self) -> str:
-        """The built-in template plus error logging (``log stdout``, ``option dontlog-normal``)
-        and/or the extra ``defaults`` lines."""
+        """The built-in template plus ``option dontlog-normal`` (only abnormal requests in the
+        access log) and/or the extra ``defaults`` lines."""
         from sidecar.render import default_template
 
         text = default_template()
         extra = list(self.options.extra_defaults)
         if self.options.log_errors:
-            text = text.replace("\nglobal\n", "\nglobal\n    log stdout format raw local0\n", 1)
-            extra += ["log global", "option httplog", "option dontlog-normal"]
+            extra.append("option dontlog-normal")
         lines = "".join(f"    {line}\n" for line in extra)
         text = text.replace("\ndefaults\n", "\ndefaults\n" + lines, 1)
         path = Path(self.state_dir) / "logging.cfg.j2"

@@ -184,11 +184,6 @@ class Applier:
                 self._tidy_reload()
             return deleted
 
-    def write_only(self, model: HAProxyModel) -> bool:
-        """``--once``: render, validate and write the config; no HAProxy involved."""
-        with self._lock:
-            return not self.validator.install(self.render(model))
-
     @property
     def running_config(self) -> Optional[HAProxyModel]:
         return self._model

@@ -2,6 +2,9 @@
 
 :class:`HAProxyProcess` runs ``haproxy -W -S <run_dir>/master.sock,mode,600 -f <config> -p <pid>``
 as a foreground child of the sidecar (no daemonising): ``poll()`` tells at once whether it died.
+Its stdout is the sidecar's (the rendered ``log stdout`` lines: errors, server state changes and
+the access log when asked for); its stderr (start-up and reload messages) goes to
+``<run_dir>/haproxy.log``, where the sidecar reads the alerts of a failed start or reload.
 Reloads go through the master CLI and are confirmed with ``show proc`` (2.6 reloads are
 asynchronous); then the admin socket is polled until the new worker answers it, so runtime
 commands after a reload reach the new worker, not the old one.
@@ -204,6 +207,7 @@ class HAProxyProcess(_MasterDriver):
         cli_timeout: float = 5.0,
         leftover_grace: float = 30.0,
         adopt_timeout: float = 5.0,
+        stdout: Optional[IO[bytes]] = None,
     ) -> None:
         self.haproxy_bin = haproxy_bin
         self.config_path = str(config_path)
@@ -211,6 +215,7 @@ class HAProxyProcess(_MasterDriver):
         self.pid_file = os.path.join(self.run_dir, "haproxy.pid")
         self.log_file = os.path.join(self.run_dir, "haproxy.log")
         self.extra_args = tuple(extra_args)
+        self.stdout = stdout  # HAProxy's log lines (``log stdout``); None: the sidecar's stdout
         self._master: Optional[MasterHandle] = None
         self._log: Optional[IO[bytes]] = None
         self._lifecycle = threading.RLock()
@@ -345,7 +350,7 @@ class HAProxyProcess(_MasterDriver):
         proc = subprocess.Popen(
             self.command(listeners_from),
             stdin=subprocess.DEVNULL,
-            stdout=self._log,
+            stdout=self.stdout,  # None: inherited, so `log stdout` lines reach the sidecar's
             stderr=self._log,
             close_fds=True,
         )

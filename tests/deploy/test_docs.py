@@ -18,7 +18,10 @@ from prometheus_client import CollectorRegistry
 from marathon_bridge.cli import build_parser as cli_parser
 from publisher import settings as publisher_settings
 from publisher.metrics import PublisherFigures, PublisherMetrics
+from sidecar.haproxy_model import HAProxyModel
 from sidecar.metrics import SidecarMetrics
+from sidecar.render import template_context
+from sidecar.render_settings import RenderSettings
 from sidecar.settings import CONFIG_ENV, OPTIONS
 from sidecar.sources.marathon.labels import DEPLOYMENT_LABELS, LABELS, NOT_HONORED
 
@@ -189,6 +192,26 @@ def test_environment_variables_in_the_docs_exist() -> None:
             )
         )
         assert named - known == set(), path.name
+
+
+def section_of(markdown: str, title: str) -> str:
+    """The text under a ``## title`` heading up to the next heading of that level."""
+    return markdown.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_template_section_names_everything_a_template_receives() -> None:
+    section = section_of(text(OPERATIONS), "Tuning HAProxy").split("**Your own template.**")[1]
+    rows = re.findall(r"^\| (`.*?) \|", section, re.M)
+    documented = {name for row in rows for name in re.findall(r"`([a-z_]+)(?:\(.*?\))?`", row)}
+    assert documented == set(template_context(HAProxyModel(), RenderSettings()))
+    assert "sidecar/templates/haproxy.cfg.j2" in section
+
+
+def test_the_tuning_table_lists_every_timeout_and_maxconn_flag() -> None:
+    table = section_of(text(OPERATIONS), "Tuning HAProxy").split("**Your own template.**")[0]
+    tuning = {o.flag for o in OPTIONS if o.name.startswith("timeout-") or "maxconn" in o.name}
+    assert len(tuning) == 10
+    assert tuning <= set(re.findall(r"^\| `(--[a-z-]+)", table, re.M))
 
 
 def flag_table_rows() -> list[tuple[str, str]]:

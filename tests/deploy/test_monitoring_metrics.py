@@ -1,11 +1,11 @@
 """deploy/grafana and deploy/prometheus name only metrics that exist.
 
-A real sidecar (the ``marathon-sidecar`` command, a real HAProxy, the Marathon emulator with two
-echo tasks) and a real publisher (the ``marathon-publisher`` command, leading on a real ZooKeeper)
-are scraped on ``/metrics``; every metric name in the dashboard's queries and in the rules'
-expressions must be one of them exports, one the rules record, or ``up`` (Prometheus's own).
-No name is reserved for later work any more: the descriptor budget's and the publisher's are
-exported, and each has a test below.
+A real sidecar (the ``marathon-sidecar`` command, a real HAProxy with its Prometheus exporter on,
+the Marathon emulator with two echo tasks) and a real publisher (the ``marathon-publisher``
+command, leading on a real ZooKeeper) are scraped on ``/metrics``; every metric name in the
+dashboard's queries and in the rules' expressions must be one of them exports, one the rules
+record, or ``up`` (Prometheus's own). No name is reserved for later work any more: the
+descriptor budget's and the publisher's are exported, and each has a test below.
 """
 
 from __future__ import annotations
@@ -205,24 +205,28 @@ def exposition(
     haproxy_bin: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
-    """/metrics of a sidecar routing one app (two echo tasks) through a real HAProxy."""
+    """/metrics of a sidecar routing one http app (two echo tasks) through a real HAProxy, followed
+    by what HAProxy's own exporter serves on ``--haproxy-metrics-listen``."""
     work = tmp_path_factory.mktemp("metrics-sidecar")
-    status, service = free_ports(2)
+    status, service, haproxy_metrics = free_ports(3)
     with MarathonEmulator(run_tasks=True, heartbeat_interval=1.0) as marathon:
         client = MarathonClient(marathon.url, timeout=(3.0, 10.0))
         app = {"id": "/metrics/web", "cmd": echo_server_cmd(), "instances": 2, "cpus": 0.01,
-               "mem": 16, "portDefinitions": [{"port": service, "protocol": "tcp"}]}  # fmt: skip
+               "mem": 16, "portDefinitions": [{"port": service, "protocol": "tcp"}],
+               "labels": {"HAPROXY_0_MODE": "http"}}  # fmt: skip
         client.create_app(app)
         env = {**os.environ, "MARATHON_SIDECAR_HAPROXY_BIN": haproxy_bin}
         argv = [sidecar_command(), "--marathon", marathon.url, "--state-dir", str(work / "state"),
-                "--status-listen", f"127.0.0.1:{status}"]  # fmt: skip
+                "--status-listen", f"127.0.0.1:{status}",
+                "--haproxy-metrics-listen", f"127.0.0.1:{haproxy_metrics}"]  # fmt: skip
         with (work / "sidecar.log").open("wb") as log:
             proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
                 url = f"http://127.0.0.1:{status}/metrics"
                 serving = 'marathon_sidecar_servers{state="ready"} 2.0'
                 wait_until(lambda: serving in http_text(url), timeout=60)
-                yield http_text(url)
+                exporter = f"http://127.0.0.1:{haproxy_metrics}/metrics"
+                yield http_text(url) + "\n" + wait_until(lambda: http_text(exporter), timeout=30)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import pytest
 
-from sidecar.fd_budget import BudgetFacts, fit_model
+from sidecar.fd_budget import BudgetFacts, fit_model, template_needs
 from sidecar.haproxy.runtime import RuntimeAPI, RuntimeAPIError
 from sidecar.haproxy_model import HAProxyModel, HealthCheckSpec, PassiveCheckSpec, ServerSpec
 from sidecar.render import render_config
@@ -134,3 +134,32 @@ def test_no_strict_limits_starts_above_the_limit_but_keeps_the_maxconn(
     assert info is not None, log
     assert int(info["Maxconn"]) == 4096 and int(info["Ulimit-n"]) == 1024
     assert "FD limit (1024) too low for maxconn=4096" in log
+
+
+def test_the_budget_counts_the_metrics_listener_as_haproxy_does(
+    haproxy_bin: str, hapaths: Any, kit: Any
+) -> None:
+    """--haproxy-metrics-listen is one more listener, counted from the rendered template (as
+    the sidecar counts it: template_needs); a syslog access-log target costs nothing."""
+    settings = RenderSettings(
+        admin_socket=str(hapaths.admin_socket),
+        server_state_file=str(hapaths.state_file),
+        nbthread=1,
+        metrics_listen=f"127.0.0.1:{free_port()}",
+        access_log=f"127.0.0.1:{free_port()}",
+    )
+    listeners, checks = template_needs(render_config(HAProxyModel(), settings))
+    assert (listeners, checks) == (2, 0)
+    facts = BudgetFacts(None, wanted=300, threads=1, template_listeners=listeners)
+    fitted, budget = fit_model(model(kit, 2, 1), facts)
+    hapaths.config.write_text(render_config(fitted, settings).replace(STRICT_LINE, ""))
+    assert budget.needed == 2 * 300 + 20 + 1 + 11 + 3 + 2 + 2 + 2
+
+    exact = Started(haproxy_bin, hapaths.config, hapaths.run_dir, budget.needed)
+    info = exact.info()
+    log = exact.stop()
+    assert info is not None, log
+    assert int(info["Maxsock"]) == budget.needed
+    short = Started(haproxy_bin, hapaths.config, hapaths.run_dir, budget.needed - 1)
+    assert short.info() is None
+    assert f"Cannot raise FD limit to {budget.needed}" in short.stop()

@@ -91,9 +91,6 @@ class FakeApplier:
         self.ticks += 1
         return 0
 
-    def write_only(self, model: HAProxyModel) -> bool:
-        return True
-
     def count(self) -> int:
         with self.lock:
             return len(self.models)

@@ -376,30 +376,6 @@ def test_drives_an_haproxy_started_by_someone_else(haproxy_bin: str) -> None:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def test_once_writes_a_valid_config(haproxy_bin: str, tmp_path: Path) -> None:
-    (port,) = free_ports(1)
-    with MarathonEmulator() as emulator:
-        client = MarathonClient(emulator.url)
-        client.create_app(
-            {"id": "/once/web", "cmd": "sleep 1000", "instances": 2,
-             "portDefinitions": [{"port": port, "protocol": "tcp"}]}
-        )  # fmt: skip
-        emulator.wait_for(lambda: len(emulator.tasks("/once/web", ["TASK_RUNNING"])) == 2)
-        config = tmp_path / "haproxy.cfg"
-        code = main(
-            ["--once", "--marathon", emulator.url, "--state-dir", str(tmp_path / "state"),
-             "--haproxy-config", str(config), "--haproxy-bin", haproxy_bin,
-             "--status-listen", "127.0.0.1:0"],
-            {},
-        )  # fmt: skip
-        client.close()
-    assert code == 0
-    text = config.read_text()
-    assert f":{port}" in text
-    check = subprocess.run([haproxy_bin, "-c", "-f", str(config)], capture_output=True, timeout=60)
-    assert check.returncode == 0, check.stderr.decode()
-
-
 def test_once_fails_cleanly_when_marathon_is_unreachable(tmp_path: Path) -> None:
     (dead,) = free_ports(1)
     code = main(
@@ -458,13 +434,17 @@ def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str) -> None:
              "portDefinitions": [{"port": port, "protocol": "tcp"}]}
         )  # fmt: skip
         secret = "pa55-w0rd-never-logged"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "--marathon", emulator.url, "--state-dir", state_dir,
-             "--haproxy-bin", haproxy_bin, "--status-listen", f"127.0.0.1:{status_port}",
-             "--log-format", "json", "--user", "bob"],
-            env={"MARATHON_PASSWORD": secret, "PATH": "/usr/sbin:/usr/bin:/bin"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        # the sidecar's own log on stderr; HAProxy's log lines (`log stdout`) on stdout
+        stdout, stderr = Path(state_dir) / "stdout", Path(state_dir) / "stderr"
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sidecar", "--marathon", emulator.url,
+                 "--state-dir", state_dir, "--haproxy-bin", haproxy_bin,
+                 "--status-listen", f"127.0.0.1:{status_port}",
+                 "--log-format", "json", "--user", "bob"],
+                env={"MARATHON_PASSWORD": secret, "PATH": "/usr/sbin:/usr/bin:/bin"},
+                stdout=out, stderr=err,
+            )  # fmt: skip
         wait_until(lambda: get(status_port, "/health")[0] == 200, timeout=60)
         for path in ("/health", "/config", "/services", "/metrics", "/"):
             assert secret not in get(status_port, path)[1]
@@ -473,9 +453,10 @@ def test_the_command_stops_haproxy_on_sigterm(haproxy_bin: str) -> None:
         master = int(pid_file.read_text().split()[0])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        output = proc.stdout.read().decode() if proc.stdout else ""
-        assert secret not in output
-        assert all(json.loads(line) for line in output.splitlines() if line.strip())
+        log, haproxy_lines = stderr.read_text(), stdout.read_text()
+        assert secret not in log and secret not in haproxy_lines
+        assert all(json.loads(line) for line in log.splitlines() if line.strip())
+        assert "stopping" in log
         wait_until(lambda: not Path(f"/proc/{master}").exists(), timeout=10)
     finally:
         if proc is not None and proc.poll() is None:

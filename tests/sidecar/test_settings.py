@@ -185,3 +185,120 @@ def test_max_sync_age_follows_the_mode() -> None:
     assert load_settings(BASE, {}).max_sync_age == 900
     assert load_settings([*BASE, "--poll", "--poll-interval", "5"], {}).max_sync_age == 60
     assert load_settings([*BASE, "--sync-max-age", "12"], {}).max_sync_age == 12
+
+
+def test_relative_paths_are_taken_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.j2").write_text("{{ frontend_sections }}")
+    s = load_settings(
+        [*BASE, "--state-dir", "sc", "--haproxy-config", "sc/haproxy.cfg", "--template", "t.j2"],
+        {"MARATHON_SIDECAR_HAPROXY_BIN": "./bin/haproxy"},
+    )
+    assert s.state_dir == str(tmp_path / "sc")
+    assert s.haproxy_config_path == str(tmp_path / "sc" / "haproxy.cfg")
+    assert s.template == str(tmp_path / "t.j2")
+    assert s.haproxy_bin == str(tmp_path / "bin" / "haproxy")
+    assert load_settings(BASE, {}).haproxy_bin == "haproxy"  # a name is looked up on PATH
+
+
+@pytest.mark.parametrize(
+    ("state_dir", "message"),
+    [
+        ("/srv/my state", "may only hold letters, digits"),
+        ("/srv/" + "x" * 100, "too long for HAProxy's sockets"),
+    ],
+)
+def test_a_state_dir_haproxy_cannot_use_names_the_option(state_dir: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as err:
+        load_settings([*BASE, "--state-dir", state_dir], {})
+    assert str(err.value).startswith("--state-dir: ")
+
+
+# --- HAProxy tuning (sidecar/tuning.py) ---------------------------------------------------------
+
+
+def test_tuning_defaults_leave_the_template_defaults() -> None:
+    from sidecar.main import make_render_settings
+    from sidecar.render_settings import RenderSettings
+
+    render = make_render_settings(load_settings(BASE, {}))
+    defaults = RenderSettings()
+    assert render.timeout_client == defaults.timeout_client == "1m"
+    assert render.frontend_maxconn is None and render.access_log is None
+    assert render.metrics_listen is None and render.stats_page is False
+
+
+def test_tuning_from_flags_env_and_file(tmp_path: Path) -> None:
+    from sidecar.main import make_render_settings
+
+    config = tmp_path / "sidecar.yaml"
+    config.write_text(
+        "marathon: http://m:8080\n"
+        "timeout_server: 90\n"  # seconds, as every duration of the sidecar
+        "haproxy-log: off\n"  # YAML reads this as false
+        "frontend-maxconn: 2000\n"
+    )
+    env = {
+        "MARATHON_SIDECAR_TIMEOUT_CONNECT": "250ms",
+        "MARATHON_SIDECAR_HAPROXY_METRICS_LISTEN": "9101",
+    }
+    argv = ["--config", str(config), "--timeout-tunnel", "2h", "--haproxy-log", "stdout"]
+    s = load_settings([*argv, "--haproxy-stats-page"], env)
+    assert (s.timeout_server, s.timeout_connect, s.timeout_tunnel) == ("90s", "250ms", "2h")
+    assert s.haproxy_log == "stdout" and s.frontend_maxconn == 2000
+    assert s.haproxy_metrics_listen == "127.0.0.1:9101" and s.haproxy_stats_page
+    render = make_render_settings(s)
+    assert (render.timeout_server, render.timeout_connect) == ("90s", "250ms")
+    assert render.access_log == "stdout" and render.metrics_listen == "127.0.0.1:9101"
+    assert render.fixed_listeners == ("127.0.0.1:9101",)
+    assert load_settings(["--config", str(config)], {}).haproxy_log == "off"
+
+
+@pytest.mark.parametrize(
+    ("value", "sink", "target"),
+    [
+        ("syslog:127.0.0.1", "syslog:127.0.0.1:514", "127.0.0.1:514"),
+        ("syslog:[::1]:5140", "syslog:[::1]:5140", "[::1]:5140"),
+        ("SYSLOG:/dev/log", "syslog:/dev/log", "/dev/log"),
+        ("Off", "off", None),
+    ],
+)
+def test_haproxy_log_sinks(value: str, sink: str, target: str | None) -> None:
+    from sidecar.main import make_render_settings
+
+    s = load_settings([*BASE, "--haproxy-log", value], {})
+    assert s.haproxy_log == sink
+    assert make_render_settings(s).access_log == target
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--timeout-connect", "soon"], "--timeout-connect: expected a duration"),
+        (["--timeout-client", "0"], "--timeout-client: expected a duration from 1ms"),
+        (["--timeout-server", "30d"], "--timeout-server: expected a duration from 1ms to 24d"),
+        (["--timeout-queue", "1.5ms"], "--timeout-queue: expected whole milliseconds"),
+        (["--frontend-maxconn", "0"], "--frontend-maxconn: expected a number of connections"),
+        (["--haproxy-log", "file:/var/log/x"], "--haproxy-log: expected off, stdout or syslog"),
+        (["--haproxy-log", "syslog:logs.example"], "--haproxy-log: syslog:ADDR: expected an IP"),
+        (["--haproxy-log", "syslog:/a b"], "--haproxy-log: syslog:/path: a socket path"),
+        (["--haproxy-metrics-listen", "0.0.0.0:0"], "--haproxy-metrics-listen: expected a port"),
+        (["--haproxy-metrics-listen", "node:9101"], "--haproxy-metrics-listen: expected an IP"),
+        (["--haproxy-stats-page"], "--haproxy-stats-page needs --haproxy-metrics-listen"),
+        (["--haproxy-metrics-listen", "9090"], "--haproxy-metrics-listen: the status server"),
+        (
+            ["--haproxy-metrics-listen", "8080", "--vhost-port", "8080"],
+            "--haproxy-metrics-listen: that is the vhost port",
+        ),
+        (
+            ["--haproxy-metrics-listen", "9102", "--probe-listen", "0.0.0.0:9102"],
+            "--haproxy-metrics-listen: the probe listener has that port",
+        ),
+    ],
+)
+def test_bad_tuning_values_name_the_option(argv: list[str], named: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(BASE + argv, {})
+    assert str(err.value).startswith(named)

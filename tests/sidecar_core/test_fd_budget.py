@@ -102,6 +102,14 @@ def test_template_needs_counts_what_the_template_adds() -> None:
     assert template_needs(extra) == (3, 1)
 
 
+def test_template_needs_counts_haproxys_metrics_listener() -> None:
+    """--haproxy-metrics-listen adds a bind to the template's part; a syslog target adds none."""
+    exporter = RenderSettings(metrics_listen="127.0.0.1:9101", stats_page=True)
+    assert template_needs(render_config(HAProxyModel(), exporter)) == (2, 0)
+    logged = replace(exporter, access_log="127.0.0.1:514")
+    assert template_needs(render_config(HAProxyModel(), logged)) == (2, 0)
+
+
 # --- fitting ---------------------------------------------------------------------------------
 
 

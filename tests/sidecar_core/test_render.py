@@ -254,3 +254,146 @@ def test_http_backends_resend_safe_requests_that_got_no_answer(
     web = section(text, "backend be_web_10000")
     assert all(line in web for line in retry)
     assert not any(line in section(text, "backend be_db_10001") for line in retry)
+
+
+# --- what operators tune (sidecar/tuning.py) ---------------------------------------------------
+
+
+def frontend_log_options(text: str) -> dict[str, list[str]]:
+    """Frontend name -> its ``option httplog``/``option tcplog`` lines."""
+    out: dict[str, list[str]] = {}
+    name = ""
+    for line in text.split("\n"):
+        if line.startswith("frontend "):
+            name = line.split()[1]
+            out[name] = []
+        elif line.startswith("backend "):
+            name = ""
+        elif line in ("    option httplog", "    option tcplog") and name:
+            out[name].append(line.split()[1])
+    return out
+
+
+def test_access_log_off_keeps_errors_on_stdout_and_no_log_format(
+    tmp_settings: Callable[..., RenderSettings], assert_grammar: Callable[[str], None]
+) -> None:
+    text = render(tmp_settings(vhost_port=8080))
+    assert_grammar(text)
+    assert "    log stdout format raw local0 notice" in text.split("\n")
+    assert "    log global" in section(text, "defaults")
+    assert set(map(tuple, frontend_log_options(text).values())) == {()}
+
+
+def test_access_log_on_stdout_gives_each_frontend_the_format_of_its_mode(
+    tmp_settings: Callable[..., RenderSettings], assert_grammar: Callable[[str], None]
+) -> None:
+    text = render(tmp_settings(vhost_port=8080, access_log="stdout"))
+    assert_grammar(text)
+    assert section(text, "global")[2] == "    log stdout format raw local0 info"
+    assert "notice" not in text
+    assert frontend_log_options(text) == {
+        "fe_10000": ["httplog"],
+        "fe_10001": ["tcplog"],
+        "fe_10002": ["tcplog"],
+        "fe_10003": ["tcplog"],
+        "fe_vhost_8080": ["httplog"],
+    }
+
+
+def test_access_log_to_syslog_keeps_errors_on_stdout_too(
+    tmp_settings: Callable[..., RenderSettings], assert_grammar: Callable[[str], None]
+) -> None:
+    for target in ("127.0.0.1:514", "[::1]:5140", "/dev/log"):
+        text = render(tmp_settings(access_log=target))
+        assert_grammar(text)
+        logs = [line for line in section(text, "global") if line.startswith("    log ")]
+        assert logs == ["    log stdout format raw local0 notice", f"    log {target} local0 info"]
+        assert frontend_log_options(text)["fe_10001"] == ["tcplog"]
+
+
+def test_render_cache_follows_the_access_log_setting(
+    tmp_settings: Callable[..., RenderSettings],
+) -> None:
+    model = build_model(catalog_from_apps(cluster()), tmp_settings(), HOSTS.get)
+    cache = RenderCache()
+    for access_log in (None, "stdout", None):
+        settings = tmp_settings(access_log=access_log)
+        assert render_config(model, settings, cache=cache) == render_config(model, settings)
+
+
+def test_frontend_maxconn_and_timeouts_go_to_defaults(
+    tmp_settings: Callable[..., RenderSettings], assert_grammar: Callable[[str], None]
+) -> None:
+    settings = tmp_settings(frontend_maxconn=1500, timeout_connect="3s", timeout_tunnel="2h")
+    text = render(settings)
+    assert_grammar(text)
+    defaults = section(text, "defaults")
+    assert "    maxconn 1500" in defaults
+    assert "    timeout connect 3s" in defaults and "    timeout tunnel 2h" in defaults
+    assert "    maxconn 4096" in section(text, "global")  # the global limit is not this one
+    assert "    maxconn" not in "\n".join(section(render(tmp_settings()), "defaults"))
+
+
+def test_frontend_maxconn_never_exceeds_the_global_maxconn_the_budget_left(
+    tmp_settings: Callable[..., RenderSettings], assert_grammar: Callable[[str], None]
+) -> None:
+    settings = tmp_settings(frontend_maxconn=1500)
+    model = build_model(catalog_from_apps(cluster()), settings, HOSTS.get)
+    lowered = render_config(replace(model, maxconn=300), settings)  # the budget lowered it
+    assert_grammar(lowered)
+    assert "    maxconn 300" in section(lowered, "global")
+    assert "    maxconn 300" in section(lowered, "defaults")
+    roomy = render_config(replace(model, maxconn=8000), settings)
+    assert "    maxconn 1500" in section(roomy, "defaults")
+
+
+def test_metrics_listener_serves_the_exporter_and_optionally_the_stats_page(
+    tmp_settings: Callable[..., RenderSettings], assert_grammar: Callable[[str], None]
+) -> None:
+    exporter = [
+        "frontend sidecar_metrics",
+        "    mode http",
+        "    bind 127.0.0.1:9101",
+        "    no log",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+    ]
+    text = render(tmp_settings(metrics_listen="127.0.0.1:9101"))
+    assert_grammar(text)
+    assert section(text, "frontend sidecar_metrics") == exporter
+    with_stats = render(tmp_settings(metrics_listen="127.0.0.1:9101", stats_page=True))
+    assert section(with_stats, "frontend sidecar_metrics") == [
+        *exporter,
+        "    stats enable",
+        "    stats uri /stats",
+        "    stats refresh 10s",
+    ]
+    assert "sidecar_metrics" not in render(tmp_settings(stats_page=True))
+
+
+def test_the_metrics_port_is_never_given_to_an_app(
+    tmp_settings: Callable[..., RenderSettings],
+) -> None:
+    settings = tmp_settings(metrics_listen="127.0.0.1:10001")
+    model = build_model(catalog_from_apps(cluster()), settings, HOSTS.get)
+    assert "fe_10001" not in {f.name for f in model.frontends}
+    assert any(s.app_id == "/db" for s in model.skipped)
+    assert settings.fixed_listeners == ("127.0.0.1:10001",)
+
+
+def test_haproxy_accepts_every_tuning_setting(
+    tmp_settings: Callable[..., RenderSettings],
+    haproxy_check: Callable[[str], Any],
+) -> None:
+    for access_log in ("stdout", "127.0.0.1:514", "[::1]:514", "/dev/log"):
+        settings = tmp_settings(
+            vhost_port=8080,
+            access_log=access_log,
+            frontend_maxconn=100,
+            metrics_listen="[::1]:9101",
+            stats_page=True,
+            timeout_connect="500ms",
+            timeout_check="2s",
+        )
+        result = haproxy_check(render(settings))
+        assert result.returncode == 0, result.stderr
+        assert "WARNING" not in result.stderr, result.stderr
