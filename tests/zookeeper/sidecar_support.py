@@ -1,0 +1,86 @@
+"""Pieces of the sidecar-side ZooKeeper tests: what a publisher writes, and a catalog listener."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Optional
+
+from publisher.plan import ServiceSpec
+from sidecar.catalog import Catalog
+from sidecar.sources.zookeeper.layout import Instance
+from testkit.zookeeper import wait_until
+
+
+def options_doc(app_id: str, port: int, mode: str = "http", **options: Any) -> dict[str, Any]:
+    """A publisher's options node for the first port of `app_id`."""
+    body = {"service_port": port, "bind_port": port, "mode": mode, **options}
+    return {"app_id": app_id, "port_index": 0, "options": body}
+
+
+def task(app_id: str, n: int, version: str = "v1", host: str = "", port: int = 0) -> Instance:
+    """Task `n` of an app as the publisher labels it."""
+    task_id = f"{app_id.strip('/').replace('/', '_')}.{n}"
+    labels = {"source": "marathon-bridge", "app_id": app_id, "task_id": task_id, "version": version}
+    return Instance.make(
+        host or f"10.0.{n // 250}.{n % 250 + 1}", port or 31000 + n, task_id, 1, labels
+    )
+
+
+def spec(app_id: str, port: int, count: int, version: str = "v1") -> ServiceSpec:
+    return ServiceSpec.of(
+        [task(app_id, n, version) for n in range(count)], options_doc(app_id, port)
+    )
+
+
+class CatalogRecorder:
+    """A CatalogListener that keeps every catalog and the current problem; tests wait on them."""
+
+    def __init__(self) -> None:
+        self.catalogs: list[Catalog] = []
+        self.reasons: list[str] = []
+        self.problem: Optional[str] = None
+        self.contacts = 0
+        self._lock = threading.Lock()
+
+    def catalog_changed(self, catalog: Catalog, reason: str) -> None:
+        with self._lock:
+            self.catalogs.append(catalog)
+            self.reasons.append(reason)
+
+    def source_problem(self, problem: Optional[str]) -> None:
+        self.problem = problem
+
+    def source_contact(self) -> None:
+        self.contacts += 1
+
+    @property
+    def latest(self) -> Optional[Catalog]:
+        with self._lock:
+            return self.catalogs[-1] if self.catalogs else None
+
+    def wait_for(
+        self, check: Callable[[Catalog], bool], what: str, timeout: float = 30.0
+    ) -> Catalog:
+        def matched() -> Optional[tuple[Catalog]]:  # a tuple: an empty catalog is falsy
+            catalog = self.latest
+            return (catalog,) if catalog is not None and check(catalog) else None
+
+        return wait_until(matched, timeout, f"{what} (latest: {self.latest})")[0]
+
+    def wait_problem(self, text: str, timeout: float = 30.0) -> str:
+        found = wait_until(
+            lambda: self.problem if self.problem and text in self.problem else None,
+            timeout,
+            f"a problem saying {text!r} (now: {self.problem!r})",
+        )
+        return str(found)
+
+
+def versions(catalog: Catalog, key: str) -> set[str]:
+    service = catalog.services.get(key)
+    return {i.version for i in service.instances} if service is not None else set()
+
+
+def instance_ids(catalog: Catalog, key: str) -> set[str]:
+    service = catalog.services.get(key)
+    return {i.id for i in service.instances} if service is not None else set()
