@@ -15,6 +15,9 @@ left out (:class:`~sidecar.catalog.Skipped`) or not honored (:class:`~sidecar.ca
   one that leaves is drained by the applier as any server that leaves the model. Its id is the
   task id our publisher labels it with, or synapse's ``<name>_<host>:<port>`` for nerve's.
 
+What the publisher writes and how it reads back (names, the options JSON, the instance labels)
+is the contract in :mod:`.mapping`; this module adds the reading side's rules around it.
+
 :func:`assemble` puts the entries together: one catalog, every service key once (the lowest
 znode name wins a key two services claim; the other is skipped). Entries are reused while their
 update is the same object, so unchanged services keep their very
@@ -24,10 +27,9 @@ update is the same object, so unchanged services keep their very
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 from sidecar.catalog import (
-    READY,
     Catalog,
     CatalogError,
     Instance,
@@ -35,14 +37,13 @@ from sidecar.catalog import (
     Service,
     ServiceOptions,
     Skipped,
-    service_from_dict,
     service_key,
 )
 from sidecar.sources.zookeeper import layout
+from sidecar.sources.zookeeper.mapping import Identity, catalog_instance, identity_from_options
 from sidecar.sources.zookeeper.update import ServiceUpdate
 
 OPTIONS_LABEL = "options"  # the Problem's "label" for a bad options node
-IN_ZOOKEEPER = "registered in ZooKeeper"
 NO_OPTIONS = (
     "no options in ZooKeeper and no entry in the sidecar's services: map "
     "(a service nerve registered needs at least a port there)"
@@ -56,14 +57,6 @@ class ServiceEntry(NamedTuple):
     services: tuple[Service, ...] = ()
     problems: tuple[Problem, ...] = ()
     skipped: tuple[Skipped, ...] = ()
-
-
-class Identity(NamedTuple):
-    """Who a service is in the catalog, and how it is served."""
-
-    app_id: str
-    port_index: int
-    options: ServiceOptions
 
 
 def service_entry(
@@ -122,35 +115,10 @@ def _identity(
     return Identity(name, 0, options)
 
 
-def identity_from_options(document: Mapping[str, Any]) -> Identity:
-    """The catalog identity and options in a publisher's options node; CatalogError names the
-    first field that cannot be used. The document is the catalog's own service JSON without
-    ``key`` and ``instances``: ``{"app_id", "port_index", "options": {...}}``."""
-    body: dict[str, Any] = {
-        "key": "-",
-        "app_id": document.get("app_id"),
-        "port_index": document.get("port_index"),
-        "options": document.get("options"),
-        "instances": [],
-    }
-    service = service_from_dict(body, "options")
-    return Identity(service.app_id, service.port_index, service.options)
-
-
 def _instances(update: ServiceUpdate, app_id: str, skipped: list[Skipped]) -> tuple[Instance, ...]:
     found: dict[str, Instance] = {}
     for item in update.instances:
-        task_id = item.label("task_id") if item.owned else None
-        instance = Instance(
-            id=task_id or f"{item.name}_{item.host}:{item.port}",
-            host=item.host,
-            port=item.port,
-            state=READY,
-            reason=IN_ZOOKEEPER,
-            weight=1 if item.weight is None else item.weight,
-            app_id=app_id,
-            version=item.label("version") or "",
-        )
+        instance = catalog_instance(item, app_id)
         if instance.id in found:
             skipped.append(Skipped(app_id, "another instance has the same id", 0, instance.id))
             continue
