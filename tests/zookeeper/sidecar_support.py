@@ -6,24 +6,23 @@ import threading
 from typing import Any, Callable, Optional
 
 from publisher.plan import ServiceSpec
-from sidecar.catalog import Catalog
-from sidecar.sources.zookeeper.layout import Instance
+from sidecar.catalog import READY, Catalog, Instance, Service, ServiceOptions, service_key
+from sidecar.sources.zookeeper import layout, mapping
 from testkit.zookeeper import wait_until
 
 
 def options_doc(app_id: str, port: int, mode: str = "http", **options: Any) -> dict[str, Any]:
     """A publisher's options node for the first port of `app_id`."""
-    body = {"service_port": port, "bind_port": port, "mode": mode, **options}
-    return {"app_id": app_id, "port_index": 0, "options": body}
+    service_options = ServiceOptions(port, port, mode=mode, **options)
+    return mapping.options_document(Service(service_key(app_id, 0), app_id, 0, service_options))
 
 
-def task(app_id: str, n: int, version: str = "v1", host: str = "", port: int = 0) -> Instance:
-    """Task `n` of an app as the publisher labels it."""
+def task(app_id: str, n: int, version: str = "v1") -> layout.Instance:
+    """Task `n` of an app as the publisher writes it."""
     task_id = f"{app_id.strip('/').replace('/', '_')}.{n}"
-    labels = {"source": "marathon-bridge", "app_id": app_id, "task_id": task_id, "version": version}
-    return Instance.make(
-        host or f"10.0.{n // 250}.{n % 250 + 1}", port or 31000 + n, task_id, 1, labels
-    )
+    host = f"10.0.{n // 250}.{n % 250 + 1}"
+    instance = Instance(task_id, host, 31000 + n, READY, "running", 1, app_id, version)
+    return mapping.zookeeper_instance(instance, 31000 + n, app_id)
 
 
 def spec(app_id: str, port: int, count: int, version: str = "v1") -> ServiceSpec:

@@ -169,3 +169,9 @@ def test_problems_of_entries_reach_the_catalog() -> None:
     bad = service_entry(update("shop.web", task(1), options=options_doc(mode="udp")), {}, good)
     catalog = assemble([("shop.web", bad)])
     assert catalog.problems == bad.problems and isinstance(catalog.problems[0], Problem)
+
+
+def test_znodes_that_are_no_service_names_are_reported_readably() -> None:
+    catalog = assemble([], {"bad name\nwith a newline": "service name ...: use 1-200 letters"})
+    (skipped,) = catalog.skipped
+    assert skipped.app_id == "bad name\\nwith a newline" and "1-200 letters" in skipped.reason

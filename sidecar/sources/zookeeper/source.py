@@ -136,6 +136,7 @@ class ZooKeeperSource:
         self.heartbeat: Optional[HeartbeatWatch] = None
         self._entries: dict[str, ServiceEntry] = {}
         self._pending: dict[str, ServiceUpdate] = {}
+        self._bad_names: dict[str, str] = {}  # znodes that are no service names -> why
         self._offer_lock = threading.Lock()
         self._latest: Optional[Catalog] = None  # the newest catalog built
         self._reoffer_at: Optional[float] = None  # a held-back empty catalog is offered again
@@ -255,8 +256,10 @@ class ZooKeeperSource:
         watcher = self.watcher
         if watcher is None or not watcher.synced:
             return  # the first catalog is the whole first read
-        if not self._pending and self._latest is not None:
+        bad_names = dict(watcher.problems)  # replaced, never changed, by the worker
+        if not self._pending and self._latest is not None and bad_names == self._bad_names:
             return
+        self._bad_names = bad_names
         changed = sorted(self._pending)
         for name in changed:
             update = self._pending[name]
@@ -265,7 +268,7 @@ class ZooKeeperSource:
             else:
                 self._entries.pop(name, None)
         self._pending.clear()
-        catalog = assemble(self._entries.items())
+        catalog = assemble(self._entries.items(), bad_names)
         self.metrics.zookeeper_problems.set(len(catalog.problems) + len(catalog.skipped))
         first = self._latest is None
         reason = "first read" if first else _describe(changed)

@@ -27,6 +27,7 @@ update is the same object, so unchanged services keep their very
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import NamedTuple, Optional
 
 from sidecar.catalog import (
@@ -43,6 +44,7 @@ from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.mapping import Identity, catalog_instance, identity_from_options
 from sidecar.sources.zookeeper.update import ServiceUpdate
 
+_NO_NAMES: Mapping[str, str] = MappingProxyType({})
 OPTIONS_LABEL = "options"  # the Problem's "label" for a bad options node
 NO_OPTIONS = (
     "no options in ZooKeeper and no entry in the sidecar's services: map "
@@ -136,12 +138,15 @@ def _child_skipped(app_id: str, problem: layout.Problem) -> Skipped:
     return Skipped(app_id, problem.reason[:300], None, child[:120])
 
 
-def assemble(entries: Iterable[tuple[str, ServiceEntry]]) -> Catalog:
-    """One catalog from every entry (znode name, entry); every service key once."""
+def assemble(
+    entries: Iterable[tuple[str, ServiceEntry]], bad_names: Mapping[str, str] = _NO_NAMES
+) -> Catalog:
+    """One catalog from every entry (znode name, entry); every service key once. `bad_names`:
+    znodes under the catalog path that are not service names (name -> why), reported."""
     services: dict[str, Service] = {}
     owners: dict[str, str] = {}
     problems: list[Problem] = []
-    skipped: list[Skipped] = []
+    skipped = [Skipped(printable(name), reason[:300]) for name, reason in sorted(bad_names.items())]
     for name, entry in entries:
         problems.extend(entry.problems)
         skipped.extend(entry.skipped)
@@ -155,6 +160,11 @@ def assemble(entries: Iterable[tuple[str, ServiceEntry]]) -> Catalog:
             else:
                 skipped.append(_lost_key(service, owner))
     return Catalog(services, tuple(problems), tuple(skipped))
+
+
+def printable(name: str, limit: int = 200) -> str:
+    """A name read from ZooKeeper as shown in reports: control characters escaped, shortened."""
+    return name.encode("unicode_escape").decode("ascii")[:limit]
 
 
 def _lost_key(service: Service, winner: str) -> Skipped:
