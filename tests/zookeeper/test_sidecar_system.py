@@ -22,13 +22,17 @@ from typing import Any, Callable, Optional
 
 import pytest
 from kazoo.client import KazooClient
-from zk_system import LoadProcess, PublisherBridge, SidecarNode, echo_app, free_ports
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing import MarathonEmulator
 from sidecar.names import server_name
 from sidecar.sources.zookeeper import layout, mapping
-from testkit.zookeeper import ZooKeeperEnsemble, wait_until
+from testkit.apps import echo_app
+from testkit.load_process import LoadProcess
+from testkit.ports import free_ports
+from testkit.waiting import wait_until
+from testkit.zk_mode import PublisherBridge, ZooKeeperSidecar
+from testkit.zookeeper import ZooKeeperEnsemble
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.haproxy, pytest.mark.slow]
 
@@ -38,7 +42,7 @@ PHASE = 1200  # requests to wait for in each phase (about 2 s at RATE)
 LEGACY = "legacy"  # the nerve-registered service of the YAML services: map
 
 
-class System:
+class ZooKeeperSystem:
     """The emulator, the publisher and two ZooKeeper-mode sidecars on one ensemble."""
 
     def __init__(self, ensemble: ZooKeeperEnsemble, haproxy_bin: str) -> None:
@@ -51,7 +55,7 @@ class System:
         self.bridge = PublisherBridge(self.emulator.url, ensemble.address, self.zk_path).start()
         services = {LEGACY: {"port": self.legacy_port, "mode": "http"}}
         self.nodes = [
-            SidecarNode(bind, ensemble.address, self.zk_path, haproxy_bin, services)
+            ZooKeeperSidecar(bind, ensemble.address, self.zk_path, haproxy_bin, services)
             for bind in BINDS
         ]
         for node in self.nodes:
@@ -98,8 +102,8 @@ class System:
 
 
 @pytest.fixture(scope="module")
-def system(zk_ensemble: ZooKeeperEnsemble, haproxy_bin: str) -> Iterator[System]:
-    made = System(zk_ensemble, haproxy_bin)
+def system(zk_ensemble: ZooKeeperEnsemble, haproxy_bin: str) -> Iterator[ZooKeeperSystem]:
+    made = ZooKeeperSystem(zk_ensemble, haproxy_bin)
     try:
         yield made
     finally:
@@ -107,7 +111,7 @@ def system(zk_ensemble: ZooKeeperEnsemble, haproxy_bin: str) -> Iterator[System]
 
 
 @pytest.fixture
-def admin(system: System) -> Iterator[KazooClient]:
+def admin(system: ZooKeeperSystem) -> Iterator[KazooClient]:
     client = KazooClient(hosts=system.ensemble.address)
     client.start(timeout=30)
     yield client
@@ -126,7 +130,7 @@ def no_failures(load: LoadProcess, record: Callable[[str, object], None]) -> dic
 
 
 def test_scale_up_kill_and_deploy_through_two_sidecars_lose_no_request(
-    system: System, record_property: Callable[[str, object], None]
+    system: ZooKeeperSystem, record_property: Callable[[str, object], None]
 ) -> None:
     port = system.deploy("/zks/web", 2)
     assert system.emulator.event_stream_count() == 1  # the publisher's; no sidecar's
@@ -174,7 +178,7 @@ def test_scale_up_kill_and_deploy_through_two_sidecars_lose_no_request(
 
 
 def test_a_zookeeper_server_killed_loses_no_request_and_changes_keep_flowing(
-    system: System, record_property: Callable[[str, object], None]
+    system: ZooKeeperSystem, record_property: Callable[[str, object], None]
 ) -> None:
     port = system.deploy("/zks/ha", 2)
     load = system.load(port)
@@ -192,11 +196,11 @@ def test_a_zookeeper_server_killed_loses_no_request_and_changes_keep_flowing(
 
 
 def test_all_of_zookeeper_stopped_keeps_routing_says_so_and_recovers_without_restarts(
-    system: System, record_property: Callable[[str, object], None]
+    system: ZooKeeperSystem, record_property: Callable[[str, object], None]
 ) -> None:
     port = system.deploy("/zks/outage", 2)
     before = system.healthy("/zks/outage")
-    pids = [node.proc.pid for node in system.nodes if node.proc is not None]
+    pids = [node.pid for node in system.nodes]
     load = system.load(port)
 
     for server in system.ensemble.servers:
@@ -223,7 +227,7 @@ def test_all_of_zookeeper_stopped_keeps_routing_says_so_and_recovers_without_res
         wait_until(lambda node=node: not zookeeper_reason(node.health()), 60, "the reason cleared")
     load.wait_for_requests(PHASE)
     no_failures(load, record_property)
-    assert [node.proc.pid for node in system.nodes if node.proc is not None] == pids
+    assert [node.pid for node in system.nodes] == pids
     system.remove("/zks/outage", port)
 
 
@@ -239,7 +243,7 @@ def zookeeper_away(report: dict[str, Any]) -> Optional[dict[str, Any]]:
 
 
 def test_hostile_data_never_reaches_haproxy_and_never_stops_the_other_services(
-    system: System, admin: KazooClient, record_property: Callable[[str, object], None]
+    system: ZooKeeperSystem, admin: KazooClient, record_property: Callable[[str, object], None]
 ) -> None:
     port = system.deploy("/zks/hostile", 2)
     load = system.load(port)
@@ -278,7 +282,7 @@ def test_hostile_data_never_reaches_haproxy_and_never_stops_the_other_services(
         for node in system.nodes:
             assert evil not in node.config_text()
             assert "10.9.9.9" not in node.config_text()
-            assert node.log_tail(1_000_000).count("bad-json_0000000001") == 1  # logged once
+            assert node.log_text().count("bad-json_0000000001") == 1  # logged once
         no_failures(load, record_property)
     finally:
         admin.set(options, good_options)
@@ -317,7 +321,7 @@ def _listens(port: int) -> bool:
 
 
 def test_a_nerve_registered_service_is_served_with_the_port_of_the_services_map(
-    system: System, admin: KazooClient, record_property: Callable[[str, object], None]
+    system: ZooKeeperSystem, admin: KazooClient, record_property: Callable[[str, object], None]
 ) -> None:
     base = layout.service_path(system.zk_path, LEGACY)
     port = system.legacy_port

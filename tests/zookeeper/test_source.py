@@ -8,7 +8,6 @@ from typing import Any, Callable
 
 import pytest
 from kazoo.client import KazooClient
-from sidecar_support import CatalogRecorder, instance_ids, options_doc, spec, task, versions
 
 from publisher.plan import ServiceSpec
 from publisher.publisher import Publisher
@@ -16,7 +15,16 @@ from sidecar.catalog import ServiceOptions
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.local_services import LocalService
 from sidecar.sources.zookeeper.source import ZooKeeperSource, ZooKeeperUnavailable
-from testkit.zookeeper import ZooKeeperServer, expire_session, wait_until
+from testkit.waiting import wait_until
+from testkit.zk_catalog import (
+    CatalogRecorder,
+    instance_ids,
+    options_doc,
+    spec,
+    task,
+    versions,
+)
+from testkit.zookeeper import ZooKeeperServer, expire_session
 
 ZK = layout.DEFAULT_ZK_PATH
 WEB, API = "/shop/web:0", "/shop/api:0"

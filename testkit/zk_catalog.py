@@ -1,4 +1,9 @@
-"""Pieces of the sidecar-side ZooKeeper tests: what a publisher writes, and a catalog listener."""
+"""The catalog in ZooKeeper for tests: what a publisher writes, and a listener that keeps catalogs.
+
+Builders go through the publisher/source contract (:mod:`sidecar.sources.zookeeper.mapping`), so
+tests write exactly what ``marathon-publisher`` writes. :class:`CatalogRecorder` is a
+:class:`~sidecar.sources.base.CatalogListener` that tests wait on.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any, Callable, Optional
 from publisher.plan import ServiceSpec
 from sidecar.catalog import READY, Catalog, Instance, Service, ServiceOptions, service_key
 from sidecar.sources.zookeeper import layout, mapping
-from testkit.zookeeper import wait_until
+from testkit.waiting import wait_until
 
 
 def options_doc(app_id: str, port: int, mode: str = "http", **options: Any) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """A load generator in its own process: a new connection for every request, at a steady rate.
 
-Usage: python load_process.py STATS_FILE RATE HOST:PORT [HOST:PORT...]
+:class:`LoadProcess` runs ``python -m testkit.load_process STATS_FILE RATE HOST:PORT...`` and
+reads its figures; unlike :class:`testkit.load.LoadGenerator` (threads of the test process, on
+127.0.0.1) it has its own GIL, aims at any loopback address and keeps a steady rate.
 
 Worker threads share one schedule of RATE requests per second (request n is due at start + n /
 RATE; a late worker sends at once), each request going to the next target in turn: connect,
@@ -17,12 +19,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, Optional
+
+from testkit.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
 
 WORKERS = 12
 TIMEOUT = 5.0
@@ -113,6 +123,55 @@ def run(stats_path: str, rate: float, targets: list[tuple[str, int]]) -> None:
     for worker in workers:
         worker.join(TIMEOUT + 1)
     stats.write(stats_path)
+
+
+class LoadProcess:
+    """The load process against ``host:port`` targets at ``rate`` requests per second."""
+
+    def __init__(self, targets: list[str], rate: float = 600.0) -> None:
+        self.targets = targets
+        self.workdir = tempfile.mkdtemp(prefix="zk-load-", dir="/tmp")
+        self.stats_path = str(Path(self.workdir) / "stats.json")
+        command = [sys.executable, "-m", "testkit.load_process", self.stats_path, str(rate)]
+        self.proc = subprocess.Popen([*command, *targets], cwd=str(ROOT))
+        self.final: Optional[dict[str, Any]] = None
+
+    def stats(self) -> dict[str, Any]:
+        """The latest figures (see the module doc); the final ones once stopped."""
+        if self.final is not None:
+            return self.final
+        try:
+            return dict(json.loads(Path(self.stats_path).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return {"started": 0.0, "now": 0.0, "targets": {}}
+
+    def sent(self) -> int:
+        return sum(t["sent"] for t in self.stats()["targets"].values())
+
+    def wait_for_requests(self, more: int, timeout: float = 120.0) -> None:
+        target = self.sent() + more
+        wait_until(lambda: self.sent() >= target, timeout, f"{more} more requests")
+
+    def stop(self) -> dict[str, Any]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        self.final = self.stats()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return self.final
+
+    def summary(self) -> dict[str, Any]:
+        """Requests, failures, the rate, and the first errors over every target."""
+        stats = self.stats()
+        targets = stats["targets"].values()
+        sent = sum(t["sent"] for t in targets)
+        seconds = max(1e-9, stats["now"] - stats["started"])
+        return {
+            "requests": sent,
+            "failures": sum(t["failures"] for t in targets),
+            "rate": round(sent / seconds, 1),
+            "errors": [e for t in targets for e in t["errors"]][:10],
+        }
 
 
 def main() -> None:
