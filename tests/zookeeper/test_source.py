@@ -4,6 +4,7 @@ states and the publisher's heartbeat on the source's health, --once, nerve servi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -12,6 +13,7 @@ from kazoo.client import KazooClient
 from publisher.plan import ServiceSpec
 from publisher.publisher import Publisher
 from sidecar.catalog import ServiceOptions
+from sidecar.main import main
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.local_services import LocalService
 from sidecar.sources.zookeeper.source import ZooKeeperSource, ZooKeeperUnavailable
@@ -235,3 +237,30 @@ def test_the_source_writes_nothing(stack: Stack) -> None:
         makepath=True,
     )
     seen.wait_for(lambda c: "/late:0" in c.services, "a catalog created after the start")
+
+
+def test_the_sidecar_writes_a_config_once_from_zookeeper(
+    zk_server: ZooKeeperServer,
+    kazoo_client_factory: Callable[..., KazooClient],
+    zk_chroot: str,
+    haproxy_bin: str,
+    tmp_path: Path,
+) -> None:
+    zk_path = f"{zk_chroot}/services"  # no chroot: the sidecar takes a plain path
+    writer = Publisher(kazoo_client_factory(zk_server.address), zk_path, "once-publisher")
+    writer.start()
+    try:
+        publish(writer, {"shop.web": spec("/shop/web", 10080, 2)})
+    finally:
+        writer.stop()
+    argv = [
+        "--source", "zookeeper",
+        "--zookeeper", zk_server.address,
+        "--zk-path", zk_path,
+        "--once",
+        "--state-dir", str(tmp_path),
+        "--haproxy-bin", haproxy_bin,
+    ]  # fmt: skip
+    assert main(argv, {}) == 0
+    config = (tmp_path / "haproxy.cfg").read_text()
+    assert "be_shop_web_10080" in config and "10.0.0.2:31001" in config

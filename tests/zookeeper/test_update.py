@@ -66,3 +66,10 @@ def test_our_instances_with_unreadable_options_are_delivered_to_be_reported() ->
     ours = Instance.make("10.0.0.3", 80, "c", labels={"source": "marathon-bridge"})
     problem = Problem("/marathon-bridge/x/options/web", "options are not JSON")
     assert complete(assemble("web", ["c"], {"c": ours}, None, problem, None))
+
+
+def test_claimed_instances_without_any_options_node_are_delivered_not_held() -> None:
+    ours = Instance.make("10.0.0.3", 80, "c", labels={"source": "marathon-bridge"})
+    update = assemble("legacy", ["a", "c"], {"a": A, "c": ours}, None, None, None)
+    assert not complete(update)  # an options node may still be on its way
+    assert complete(update, options_expected=False)  # none listed: nothing to wait for

@@ -10,7 +10,9 @@
   previous stays.
 - A service whose instances our publisher wrote is complete only with its options (written in
   the same transaction, but seen through another watch) or a reason why they cannot be read:
-  until then it is not delivered.
+  until then it is not delivered. When no options node exists for it at all there is nothing
+  to wait for (instances that merely claim to be ours, in a service nerve registered, must not
+  freeze it): it is delivered, and the consumer serves or skips it by its own rules.
 """
 
 from __future__ import annotations
@@ -73,11 +75,12 @@ def assemble(
     )
 
 
-def complete(update: ServiceUpdate) -> bool:
-    """Deliverable: gone, a nerve service, or one of ours whose options were read (or found bad:
-    the consumer reports that)."""
+def complete(update: ServiceUpdate, options_expected: bool = True) -> bool:
+    """Deliverable: gone, a nerve service, one of ours whose options were read (or found bad:
+    the consumer reports that), or one with no options node to wait for."""
     return (
         update.options is not None
         or update.options_problem is not None
+        or not options_expected
         or not any(i.owned for i in update.instances)
     )

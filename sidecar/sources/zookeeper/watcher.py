@@ -305,8 +305,23 @@ class CatalogWatcher:
             previous,
             self.keep_on_empty,
         )
-        if update != previous and complete(update):
+        if update == previous:
+            return
+        if complete(update) or complete(update, self._options_expected(service)):
             self._deliver(update)
+
+    def _options_expected(self, service: str) -> bool:
+        """Whether to wait for `service`'s options: listed, or there (the listing can lag behind
+        the service's own children), or the service is going away with them (its removal
+        follows). Reads only for a service whose instances claim to be ours and has no options."""
+        if service in self._options:
+            return True
+        try:
+            if self.client.exists(layout.options_path(self.zk_path, service)) is not None:
+                return True
+            return self.client.exists(layout.service_path(self.zk_path, service)) is None
+        except KazooException:
+            return True  # cannot tell now: hold, as for a plain child's read
 
     def _read_children(self, record: _Service) -> bool:
         """Decode or read every new child; False when a read must wait for the connection."""
