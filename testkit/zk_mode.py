@@ -1,13 +1,9 @@
-"""The whole ZooKeeper path on loopback: Marathon emulator -> publisher -> ZooKeeper -> sidecars.
+"""The sidecar's end of the ZooKeeper path on loopback (Marathon emulator -> ``marathon-publisher``
+(:class:`testkit.publisher.PublisherProcess`) -> ZooKeeper -> sidecars).
 
-- :class:`PublisherBridge`: the publisher's side in this process: a Marathon source follows the
-  emulator, each catalog goes through the contract (:mod:`sidecar.sources.zookeeper.mapping`) to
-  a leader-elected :class:`~publisher.publisher.Publisher` (what ``marathon-publisher`` does);
-- :class:`ZooKeeperSidecar`: ``python -m sidecar --source zookeeper`` as a child process
-  (:class:`testkit.process.SidecarProcess`) with its own HAProxy, state dir and bind address
-  (127.0.0.2, 127.0.0.3...): no Marathon URL anywhere.
-
-Every process and thread started here is stopped by the owner's ``stop()``.
+:class:`ZooKeeperSidecar` is ``python -m sidecar --source zookeeper`` as a child process
+(:class:`testkit.process.SidecarProcess`) with its own HAProxy, state dir and bind address
+(127.0.0.2, 127.0.0.3...): no Marathon URL anywhere. Its owner's ``stop()`` stops it.
 """
 
 from __future__ import annotations
@@ -20,55 +16,12 @@ from typing import Any, Optional
 
 import yaml
 
-from marathon_bridge.client import MarathonClient
-from publisher.plan import ServiceSpec
-from publisher.publisher import Publisher
-from sidecar.catalog import Catalog
 from sidecar.haproxy.runtime import RuntimeAPI, RuntimeAPIError
 from sidecar.names import backend_name, server_name
-from sidecar.sources.marathon.source import MarathonSource
-from sidecar.sources.zookeeper import mapping
-from sidecar.sources.zookeeper.source import make_client
 from testkit.http import metric_sample, status_of
 from testkit.ports import free_port
-from testkit.process import SidecarProcess
+from testkit.process import SidecarProcess, tcp_connections_to
 from testkit.waiting import wait_until
-
-
-class PublisherBridge:
-    """Marathon (the emulator) followed here and written into ZooKeeper by a Publisher."""
-
-    def __init__(self, marathon_url: str, zk_hosts: str, zk_path: str) -> None:
-        self.client = make_client([zk_hosts])
-        self.client.start(timeout=30)
-        self.publisher = Publisher(self.client, zk_path, "bridge", heartbeat_interval=0.5)
-        self.marathon = MarathonSource(MarathonClient(marathon_url), empty_confirm=30.0)
-        self.catalogs = 0
-
-    def start(self) -> PublisherBridge:
-        self.publisher.start()
-        self.marathon.start(self)
-        return self
-
-    # the Marathon source's listener
-    def catalog_changed(self, catalog: Catalog, reason: str) -> None:
-        services, _problems = mapping.zookeeper_services(catalog)
-        self.publisher.publish(
-            {name: ServiceSpec(s.instances, s.options) for name, s in services.items()}
-        )
-        self.catalogs += 1
-
-    def source_problem(self, problem: Optional[str]) -> None:
-        pass
-
-    def source_contact(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        self.marathon.stop()
-        self.publisher.stop()
-        self.client.stop()
-        self.client.close()
 
 
 class ZooKeeperSidecar:
@@ -146,6 +99,10 @@ class ZooKeeperSidecar:
 
     def health(self) -> dict[str, Any]:
         return self.process.health()
+
+    def connections_to(self, port: int) -> int:
+        """Established TCP connections the sidecar process holds to ``port`` (e.g. Marathon's)."""
+        return tcp_connections_to(self.process.proc.pid, port) if self.process.proc else 0
 
     def metric(self, name: str) -> float:
         return metric_sample(status_of(self.process.status_port, "/metrics")[1], name)

@@ -1,6 +1,8 @@
-"""ZooKeeper mode end to end, under load: Marathon (the emulator, real echo tasks) -> the
-publisher -> a three-server ZooKeeper ensemble -> two `marathon-sidecar --source zookeeper`
-processes with their real HAProxy, bound to 127.0.0.2 and 127.0.0.3.
+"""ZooKeeper mode end to end, under load: Marathon (the emulator, real echo tasks) -> a
+`marathon-publisher` process -> a three-server ZooKeeper ensemble -> two
+`marathon-sidecar --source zookeeper` processes with their real HAProxy, bound to 127.0.0.2 and
+127.0.0.3. What the sidecars read is what the publisher wrote (both go through
+sidecar/sources/zookeeper/mapping.py).
 
 Each test sends a steady load (a new connection per request, from its own process) through both
 sidecars while something changes, and counts every failed request. Nothing is timed: every step
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
@@ -30,29 +33,36 @@ from sidecar.sources.zookeeper import layout, mapping
 from testkit.apps import echo_app
 from testkit.load_process import LoadProcess
 from testkit.ports import free_ports
+from testkit.publisher import PublisherProcess
 from testkit.waiting import wait_until
-from testkit.zk_mode import PublisherBridge, ZooKeeperSidecar
+from testkit.zk_mode import ZooKeeperSidecar
 from testkit.zookeeper import ZooKeeperEnsemble
 
-pytestmark = [pytest.mark.zookeeper, pytest.mark.haproxy, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]  # zookeeper and haproxy come from the fixtures
 
 BINDS = ("127.0.0.2", "127.0.0.3")
 RATE = 600.0  # requests per second over both sidecars, each on a new connection
 PHASE = 1200  # requests to wait for in each phase (about 2 s at RATE)
 LEGACY = "legacy"  # the nerve-registered service of the YAML services: map
+TEST_AGENT = "zk-system-test"  # the User-Agent of this test's own Marathon requests
 
 
 class ZooKeeperSystem:
     """The emulator, the publisher and two ZooKeeper-mode sidecars on one ensemble."""
 
-    def __init__(self, ensemble: ZooKeeperEnsemble, haproxy_bin: str) -> None:
+    def __init__(self, ensemble: ZooKeeperEnsemble, haproxy_bin: str, work: Path) -> None:
         self.ensemble = ensemble
         self.zk_path = f"/t/sidecar-system-{os.getpid()}/services"
         self.legacy_port = free_ports(1)[0]
         self.emulator = MarathonEmulator(run_tasks=True, kill_grace=0.5, heartbeat_interval=1.0)
         self.emulator.start()
-        self.client = MarathonClient(self.emulator.url)
-        self.bridge = PublisherBridge(self.emulator.url, ensemble.address, self.zk_path).start()
+        self.client = MarathonClient(self.emulator.url, user_agent=TEST_AGENT)
+        self.publisher = PublisherProcess(
+            work, "publisher", self.emulator.url, ensemble.address, self.zk_path,
+            "--zk-session-timeout", "10",  # one server of three killed must not end the session
+            "--empty-confirm", "30",
+        )  # fmt: skip
+        self.publisher.wait_health("to lead", role="leader")
         services = {LEGACY: {"port": self.legacy_port, "mode": "http"}}
         self.nodes = [
             ZooKeeperSidecar(bind, ensemble.address, self.zk_path, haproxy_bin, services)
@@ -64,7 +74,7 @@ class ZooKeeperSystem:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-        self.bridge.stop()
+        self.publisher.stop()
         self.client.close()
         self.emulator.stop()
 
@@ -102,8 +112,10 @@ class ZooKeeperSystem:
 
 
 @pytest.fixture(scope="module")
-def system(zk_ensemble: ZooKeeperEnsemble, haproxy_bin: str) -> Iterator[ZooKeeperSystem]:
-    made = ZooKeeperSystem(zk_ensemble, haproxy_bin)
+def system(
+    zk_ensemble: ZooKeeperEnsemble, haproxy_bin: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ZooKeeperSystem]:
+    made = ZooKeeperSystem(zk_ensemble, haproxy_bin, tmp_path_factory.mktemp("zk-system"))
     try:
         yield made
     finally:
@@ -175,6 +187,29 @@ def test_scale_up_kill_and_deploy_through_two_sidecars_lose_no_request(
         assert target["last_start"].get(victim, 0.0) < at, f"{bind} sent to {victim} after"
         assert set(target["by_task"]) >= new  # every new task served through both
     system.remove("/zks/web", port)
+
+
+def test_only_the_publisher_talks_to_marathon_the_sidecars_hold_no_connection(
+    system: ZooKeeperSystem, record_property: Callable[[str, object], None]
+) -> None:
+    port = system.deploy("/zks/quiet", 2)  # a change flowed to both sidecars
+    system.client.scale_app("/zks/quiet", 3)
+    system.wait_routed("/zks/quiet", port, 3)
+    marathon = system.emulator
+
+    assert marathon.event_stream_count() == 1  # the publisher's
+    assert system.publisher.marathon_connections(marathon.port) >= 1  # what the check sees
+    for node in system.nodes:
+        assert node.connections_to(marathon.port) == 0, node.bind
+    agents: dict[str, int] = {}
+    for request in marathon.requests:
+        agent = request.headers.get("User-Agent", "")
+        agents[agent] = agents.get(agent, 0) + 1
+    record_property("marathon_requests_by_agent", agents)
+    print(f"Marathon requests by User-Agent: {agents}")
+    strangers = {a for a in agents if a != TEST_AGENT and not a.startswith("marathon-publisher/")}
+    assert not strangers, agents
+    system.remove("/zks/quiet", port)
 
 
 def test_a_zookeeper_server_killed_loses_no_request_and_changes_keep_flowing(
