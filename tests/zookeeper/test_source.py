@@ -10,9 +10,20 @@ from typing import Any, Callable
 import pytest
 from kazoo.client import KazooClient
 
+from publisher.feed import CatalogSpecs
 from publisher.plan import ServiceSpec
 from publisher.publisher import Publisher
-from sidecar.catalog import ServiceOptions
+from sidecar.catalog import (
+    DRAIN,
+    READY,
+    Catalog,
+    DeploymentGroup,
+    HealthCheck,
+    Instance,
+    Service,
+    ServiceOptions,
+    service_key,
+)
 from sidecar.main import main
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.local_services import LocalService
@@ -100,6 +111,51 @@ def test_changes_arrive_as_catalogs_and_unchanged_services_keep_their_objects(
     publish(publisher, {"shop.web": spec("/shop/web", 10080, 3)})
     third = seen.wait_for(lambda c: set(c.services) == {WEB}, "api removed")
     assert third.services[WEB] is second.services[WEB]
+
+
+def test_what_the_publisher_writes_the_source_reads_back_as_the_same_services(
+    stack: Stack,
+) -> None:
+    """The publisher's path (CatalogSpecs -> Publisher) and the source's, through a real server:
+    every option and every instance in rotation come back; nothing else does."""
+    web_options = ServiceOptions(
+        10080, 10080, mode="http", balance="leastconn", vhosts=("web.example.com",), path="/shop",
+        groups=("internal",), sticky=True, route_weight=2,
+        deployment=DeploymentGroup("web", "2024-05-01T10:00:00.000Z", 20),
+        health_check=HealthCheck("http", "/ping", 5000, 2000, 3),
+    )  # fmt: skip
+    web = Service(
+        service_key("/shop/web", 1), "/shop/web", 1, web_options,
+        (
+            Instance("shop_web.1", "10.0.0.1", 31001, READY, "running", 1, "/shop/web", "v1"),
+            Instance("shop_web.2", "10.0.0.2", 31002, READY, "running", 3, "/shop/web", "v2"),
+            Instance("shop_web.3", "10.0.0.3", 31003, DRAIN, "killing", 1, "/shop/web", "v1"),
+        ),
+    )  # fmt: skip
+    db = Service(
+        service_key("/db", 0), "/db", 0, ServiceOptions(10090, 10090),
+        (Instance("db.1", "10.0.1.1", 31100, READY, "running", 1, "/db", "v9"),),
+    )  # fmt: skip
+    catalog = Catalog({web.key: web, db.key: db})
+    published = CatalogSpecs().publish(catalog)
+    assert set(published.specs) == {"shop_web:1", "db:0"} and not published.refused
+    publish(stack.publisher(), published.specs)
+
+    _, seen = stack.source()
+    read = seen.wait_for(lambda c: set(c.services) == set(catalog.services), "both services")
+    for key, original in catalog.services.items():
+        got = read.services[key]
+        assert (got.app_id, got.port_index, got.options) == (
+            original.app_id,
+            original.port_index,
+            original.options,
+        )
+        assert [(i.id, i.host, i.port, i.weight, i.version, i.state) for i in got.instances] == [
+            (i.id, i.host, i.port, i.weight, i.version, READY)
+            for i in original.instances
+            if i.state == READY
+        ]
+    assert not read.problems and not read.skipped
 
 
 def test_an_empty_catalog_after_a_full_one_is_believed_only_when_confirmed(stack: Stack) -> None:
