@@ -380,8 +380,17 @@ def test_a_nerve_registered_service_is_served_with_the_port_of_the_services_map(
         assert all(t["by_task"] == {"nerve-a": t["ok"]} for t in load.stats()["targets"].values())
         assert summary["requests"] >= PHASE
 
-        # the service node deleted and created again, with another instance: followed
+        # the service node deleted (believed: the service leaves both sidecars) and created
+        # again with another instance (followed); a Marathon app under load meanwhile loses
+        # no request
+        bystander_port = system.deploy("/zks/bystander", 2)
+        bystander = system.load(bystander_port)
         admin.delete(base, recursive=True)
+        wait_until(
+            lambda: all(not n.ready(LEGACY, port) for n in system.nodes),
+            60,
+            "the deleted service to leave both sidecars",
+        )
         admin.create(
             f"{base}/host-b_",
             b'{"host":"127.0.0.1","port":%d,"name":"host-b"}' % second,
@@ -394,4 +403,7 @@ def test_a_nerve_registered_service_is_served_with_the_port_of_the_services_map(
             60,
             "both sidecars to serve the recreated service",
         )
+        bystander.wait_for_requests(PHASE)
+        no_failures(bystander, record_property)
+        system.remove("/zks/bystander", bystander_port)
     admin.delete(base, recursive=True)
