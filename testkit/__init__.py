@@ -31,7 +31,7 @@ ZooKeeper
 - :mod:`testkit.zookeeper`: real ZooKeeper servers and ensembles, their fixtures.
 - :mod:`testkit.synapse_reader`: discovery the way synapse's ZooKeeper watcher does it.
 - :mod:`testkit.zk_catalog`: what a publisher writes (through the contract), a catalog listener.
-- :mod:`testkit.zk_mode`: the publisher following the emulator, ZooKeeper-mode sidecar processes.
+- :mod:`testkit.zk_mode`: ZooKeeper-mode sidecar processes (`--source zookeeper`, no Marathon URL).
 
 Test machinery
 - :mod:`testkit.markers`: the fixtures that mark a test (haproxy, browser, netns, ...).
