@@ -314,6 +314,7 @@ def test_the_sidecar_writes_a_config_once_from_zookeeper(
         "--zookeeper", zk_server.address,
         "--zk-path", zk_path,
         "--once",
+        "--output", str(tmp_path / "haproxy.cfg"),
         "--state-dir", str(tmp_path),
         "--haproxy-bin", haproxy_bin,
     ]  # fmt: skip
