@@ -368,8 +368,10 @@ class Daemon:
         if self._clock() >= self._next_server_poll:
             self._next_server_poll = self._clock() + SERVER_POLL_SECONDS
             self._observe_servers()
-        if self.source.health().connected:
+        health = self.source.health()
+        if health.connected:
             self.board.record_sync()
+        self.board.set_source_health(health)
         self.metrics.dns_failures.set(self.resolver.failures)
         if self.systemd is not None:
             self.systemd.report(self.board.readiness(), self.board.liveness(), self._clock())

@@ -73,6 +73,8 @@ def setup_logging(settings: CommonSettings, stream: Any = None) -> logging.Handl
     root.setLevel(settings.log_level)
     for noisy in ("urllib3", "requests"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # kazoo warns at every failed reconnect; the ZooKeeper source logs state changes itself
+    logging.getLogger("kazoo").setLevel(max(logging.ERROR, root.level))
     return handler
 
 

@@ -202,6 +202,7 @@ class SidecarMetrics(FollowerMetrics):
             p + "dns_failures", "Host name lookups that failed so far", registry=r
         )
         self._add_fd_budget()
+        self._add_zookeeper()
 
     def _add_fd_budget(self) -> None:
         """The descriptor budget's gauges (docs/operations.md, "Open files")."""
@@ -223,6 +224,34 @@ class SidecarMetrics(FollowerMetrics):
         self.maxconn_effective = Gauge(
             p + "maxconn_effective",
             "HAProxy's global maxconn in the running config (lowered to fit fd_limit)",
+            registry=r,
+        )
+
+    def _add_zookeeper(self) -> None:
+        """The collectors of ``--source zookeeper`` (registered in either mode, like the rest)."""
+        r = self.registry
+        p = PREFIX
+        self.zookeeper_connected = Gauge(
+            p + "zookeeper_connected", "1 while the ZooKeeper session is connected", registry=r
+        )
+        self.zookeeper_session_losses = Counter(
+            p + "zookeeper_session_losses",
+            "ZooKeeper sessions lost (expired); every watch is set again on the next",
+            registry=r,
+        )
+        self.zookeeper_heartbeat_age = Gauge(
+            p + "zookeeper_publisher_heartbeat_age_seconds",
+            "Age of the leading publisher's heartbeat as last seen (-1: none seen)",
+            registry=r,
+        )
+        self.zookeeper_heartbeat_age.set(-1)
+        self.zookeeper_updates = Counter(
+            p + "zookeeper_service_updates", "Changed services read from ZooKeeper", registry=r
+        )
+        self.zookeeper_problems = Gauge(
+            p + "zookeeper_problems",
+            "Entries read from ZooKeeper that were skipped or not honored (bad JSON, names or "
+            "options; services without options)",
             registry=r,
         )
 

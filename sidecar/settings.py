@@ -16,15 +16,22 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from sidecar.common_settings import CommonSettings, check_common, common
+from sidecar.common_settings import (
+    LOG_OPTION_NAMES,
+    ZOOKEEPER_OPTION_NAMES,
+    CommonSettings,
+    check_common,
+    common,
+)
 from sidecar.option_table import (
     Option,
     OptionTable,
     SettingsError,
     address,
     boolean,
+    choice,
     connections,
     optional_listen,
     optional_port,
@@ -33,17 +40,29 @@ from sidecar.option_table import (
     seconds,
     text,
 )
+from sidecar.sources.zookeeper.layout import DEFAULT_ZK_PATH
+from sidecar.sources.zookeeper.local_services import (
+    LocalService,
+    parse_local_services,
+)
+from sidecar.sources.zookeeper.local_services import as_dict as local_services_dict
 from sidecar.tuning import TUNING_OPTIONS, tuning_problem
 
 __all__ = ["OPTIONS", "Option", "Settings", "SettingsError", "build_parser", "load_settings"]
 
 ENV_PREFIX = "MARATHON_SIDECAR_"
+SOURCES = ("marathon", "zookeeper")
+SERVICES_KEY = "services"  # YAML only: how to serve nerve-registered services (ZooKeeper mode)
 
 
 @dataclass(frozen=True)
 class Settings(CommonSettings):
     """Everything the daemon needs to know, parsed and checked."""
 
+    source: str = "marathon"
+    zookeeper: tuple[str, ...] = ()  # HOST:PORT of each ZooKeeper server
+    zk_path: str = DEFAULT_ZK_PATH
+    services: tuple[LocalService, ...] = ()  # the YAML `services:` map
     haproxy_config: str = ""
     haproxy_bin: str = "haproxy"
     master_socket: Optional[str] = None
@@ -86,10 +105,24 @@ class Settings(CommonSettings):
         host = f"[{self.status_host}]" if ":" in self.status_host else self.status_host
         return f"{host}:{self.status_port}"
 
+    def public_dict(self) -> dict[str, Any]:
+        out = super().public_dict()
+        out["services"] = local_services_dict(self.services)
+        return out
+
 
 _SIDECAR_OPTIONS: dict[str, Option] = {
     o.name: o
     for o in (
+        Option(
+            "source",
+            "source",
+            choice(SOURCES),
+            "where the service catalog comes from: marathon (follow Marathon itself, the "
+            "default) or zookeeper (watch the catalog marathon-publisher writes; no Marathon "
+            "connection; needs --zookeeper)",
+            metavar="KIND",
+        ),
         Option(
             "haproxy-config",
             "haproxy_config",
@@ -227,10 +260,13 @@ def _own(*names: str) -> tuple[Option, ...]:
 
 TABLE = OptionTable(
     "marathon-sidecar",
-    "Follow Marathon and keep a node-local HAProxy in step: every app's service port answers on "
+    "Follow Marathon (or the catalog marathon-publisher writes into ZooKeeper) and keep a "
+    "node-local HAProxy in step: every app's service port answers on "
     "127.0.0.1:<servicePort>. Precedence: flags > environment > YAML file > defaults.",
     ENV_PREFIX,
     (
+        *_own("source"),
+        *common(*ZOOKEEPER_OPTION_NAMES),
         *common(
             "marathon", "user", "password", "token", "ca-bundle", "insecure", "marathon-timeout"
         ),
@@ -252,7 +288,7 @@ TABLE = OptionTable(
         *common("empty-confirm", "sync-max-age"),
         *TUNING_OPTIONS,
         *_own("once", "output", "strict"),
-        *common("log-format", "log-level"),
+        *common(*LOG_OPTION_NAMES),
     ),
 )
 OPTIONS: tuple[Option, ...] = TABLE.options
@@ -270,7 +306,12 @@ def load_settings(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> 
     ``--help`` and unknown flags exit through argparse (status 0 / 2); a bad value raises
     :class:`SettingsError`.
     """
-    values, _extra = TABLE.load(argv, environ)
+    values, extra = TABLE.load(argv, environ, extra_file_keys=frozenset({SERVICES_KEY}))
+    if SERVICES_KEY in extra:
+        try:
+            values["services"] = parse_local_services(extra[SERVICES_KEY])
+        except ValueError as exc:
+            raise SettingsError(f"{SERVICES_KEY} in the config file: {exc}") from None
     return _check(Settings(**values))
 
 
@@ -278,7 +319,13 @@ def _check(settings: Settings) -> Settings:
     settings = _absolute_paths(settings)
     _check_state_dir(settings.state_dir)
     _check_preview(settings)
-    check_common(settings)
+    zookeeper_mode = settings.source == "zookeeper"
+    check_common(settings, marathon_required=not zookeeper_mode)
+    if zookeeper_mode and not settings.zookeeper:
+        raise SettingsError(
+            "--zookeeper: at least one ZooKeeper server HOST:PORT is needed with "
+            f"--source zookeeper (env {ENV_PREFIX}ZOOKEEPER)"
+        )
     problem = tuning_problem(settings)
     if problem:
         raise SettingsError(problem)

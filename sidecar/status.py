@@ -43,6 +43,7 @@ from .probes import (
     evaluate_readiness,
 )
 from .services_view import services_view
+from .sources.base import SourceHealth
 from .status_http import TEXT, StatusHandler, StatusHTTPServer
 from .status_page import Listing, PageQuery, iso_time, parse_page_query, render_page, with_traffic
 from .traffic import TrafficReader, TrafficSnapshot, busiest, matches
@@ -75,6 +76,7 @@ class HealthReport:
     sync_age: Optional[float]
     haproxy_origin: Optional[str] = None  # "started" | "adopted" | "external" while it runs
     descriptors: Optional[Mapping[str, Any]] = None  # the open-files budget (FdBudget.as_dict)
+    source: Optional[Mapping[str, Any]] = None  # source_view() of the catalog source
 
     @property
     def http_status(self) -> int:
@@ -90,6 +92,8 @@ class HealthReport:
         }
         if self.descriptors is not None:  # once a config was applied
             out["descriptors"] = dict(self.descriptors)
+        if self.source is not None:  # once the daemon posted it
+            out["source"] = dict(self.source)
         return out
 
 
@@ -120,6 +124,20 @@ def evaluate_health(facts: HealthFacts) -> HealthReport:
     return HealthReport("ok", (), sync_age)
 
 
+def source_view(health: SourceHealth, now: float) -> dict[str, Any]:
+    """The catalog source's state for /health: link, sync, last contact, its own figures."""
+    contact = health.last_contact
+    return {
+        "name": health.name,
+        "mode": health.mode,
+        "connected": health.connected,
+        "synced": health.synced,
+        "last_contact_age_seconds": None if contact is None else round(max(0.0, now - contact), 3),
+        "last_error": health.last_error,
+        **health.details,
+    }
+
+
 @dataclass
 class _View:
     catalog: Optional[Catalog] = None
@@ -148,6 +166,7 @@ class _Facts:
     haproxy_down_since: Optional[float] = None
     catalog_served_at: Optional[float] = None
     apply_failing_since: Optional[float] = None
+    source: Optional[SourceHealth] = None
 
 
 class StatusBoard:
@@ -270,6 +289,10 @@ class StatusBoard:
             self._facts.budget = budget
         self.set_problem("descriptors", budget.reason() or None)
 
+    def set_source_health(self, health: SourceHealth) -> None:
+        with self._lock:
+            self._facts.source = health
+
     def set_view(self, catalog: Catalog, model: HAProxyModel, config_text: str) -> None:
         with self._lock:
             states = self._view.haproxy_states
@@ -300,8 +323,11 @@ class StatusBoard:
             )
             origin = f.haproxy_origin
             budget = f.budget
+            source = None if f.source is None else source_view(f.source, facts.now)
         descriptors = None if budget is None else budget.as_dict()
-        return replace(evaluate_health(facts), haproxy_origin=origin, descriptors=descriptors)
+        return replace(
+            evaluate_health(facts), haproxy_origin=origin, descriptors=descriptors, source=source
+        )
 
     def liveness(self) -> ProbeReport:
         """The /livez verdict (sidecar.probes)."""

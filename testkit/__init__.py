@@ -23,11 +23,15 @@ Sidecar and HAProxy
 - :mod:`testkit.system`: a whole node (emulator, sidecar, HAProxy) for zero-drop tests and benches.
 - :mod:`testkit.haproxy`: HAProxy processes and masters as /proc shows them.
 - :mod:`testkit.load`: the load generator (keep-alive and new-connection clients) and ``wrk``.
+- :mod:`testkit.load_process`: a steady new-connection load from its own process, to any
+  loopback address.
 - :mod:`testkit.clock`: a fake monotonic clock.
 
 ZooKeeper
 - :mod:`testkit.zookeeper`: real ZooKeeper servers and ensembles, their fixtures.
 - :mod:`testkit.synapse_reader`: discovery the way synapse's ZooKeeper watcher does it.
+- :mod:`testkit.zk_catalog`: what a publisher writes (through the contract), a catalog listener.
+- :mod:`testkit.zk_mode`: ZooKeeper-mode sidecar processes (`--source zookeeper`, no Marathon URL).
 
 Test machinery
 - :mod:`testkit.markers`: the fixtures that mark a test (haproxy, browser, netns, ...).

@@ -1,4 +1,5 @@
-"""The sidecar as a child process (``python -m sidecar``), and whether a process is alive.
+"""The sidecar as a child process (``python -m sidecar``), whether a process is alive, and the
+TCP connections it holds.
 
 A :class:`SidecarProcess` may be started, killed and started again on the same state directory
 (each run is kept); :meth:`SidecarProcess.stop` stops every run and any HAProxy master a killed
@@ -34,6 +35,35 @@ def pid_alive(pid: Optional[int]) -> bool:
     except OSError:
         return False
     return stat.split(") ", 1)[1][:1] != "Z"
+
+
+ESTABLISHED = "01"  # a TCP state in /proc/net/tcp
+
+
+def tcp_connections_to(pid: int, port: int) -> int:
+    """Established TCP connections that process ``pid`` holds to ``port`` on any address (read
+    from /proc: what it holds, not what it says)."""
+    inodes = _socket_inodes(pid)
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if inode in inodes and state == ESTABLISHED and int(remote.split(":")[1], 16) == port:
+                count += 1
+    return count
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
 
 
 def terminate(proc: subprocess.Popen[Any], grace: float = 30.0) -> None:

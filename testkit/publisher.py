@@ -9,7 +9,6 @@ that use them get the `zookeeper` marker through `zk_server` (testkit/markers.py
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,11 +24,9 @@ from marathon_bridge.testing.emulator import MarathonEmulator
 from sidecar.sources.zookeeper import layout
 from testkit.http import health_of, metric_sample, status_of
 from testkit.ports import free_port
-from testkit.process import terminate
+from testkit.process import tcp_connections_to, terminate
 from testkit.waiting import wait_until
 from testkit.zookeeper import ZooKeeperServer
-
-ESTABLISHED = "01"
 
 
 def publisher_command() -> str:
@@ -99,7 +96,7 @@ class PublisherProcess:
 
     def marathon_connections(self, port: int) -> int:
         """Established TCP connections of this process to 127.0.0.1:`port`."""
-        return len(list(_connections_to(self.pid, port)))
+        return tcp_connections_to(self.pid, port)
 
     def signal(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)
@@ -111,28 +108,6 @@ class PublisherProcess:
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            text = os.readlink(fd)
-        except OSError:
-            continue
-        if text.startswith("socket:["):
-            inodes.add(text[len("socket:[") : -1])
-    return inodes
-
-
-def _connections_to(pid: int, port: int) -> Iterator[str]:
-    inodes = _socket_inodes(pid)
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            remote, state, inode = fields[2], fields[3], fields[9]
-            if inode in inodes and state == ESTABLISHED and int(remote.split(":")[1], 16) == port:
-                yield inode
 
 
 # --- what ZooKeeper holds -----------------------------------------------------------------------

@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
 
 from sidecar.catalog import Catalog
 
@@ -38,6 +39,7 @@ class SourceHealth:
     synced: bool  # a catalog came from the source itself (not only one loaded from disk)
     last_contact: Optional[float]  # last good answer or sign of life
     last_error: Optional[str]
+    details: Mapping[str, Any] = field(default_factory=dict)  # the source's own figures (JSON)
 
 
 class CatalogListener(Protocol):

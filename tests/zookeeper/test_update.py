@@ -47,6 +47,7 @@ def test_a_bad_options_node_is_a_problem_of_the_service() -> None:
     problem = Problem("/marathon-bridge/x/options/web", "options are not JSON")
     update = assemble("web", ["a"], {"a": A}, {"port": 1}, problem, None)
     assert update.problems == (problem,) and update.options == {"port": 1}
+    assert update.options_problem == problem
 
 
 def test_a_deleted_service_is_believed() -> None:
@@ -59,3 +60,16 @@ def test_our_instances_wait_for_their_options_nerves_do_not() -> None:
     assert complete(assemble("web", ["c"], {"c": ours}, {"port": 1}, None, None))
     assert complete(assemble("legacy", ["a"], {"a": A}, None, None, None))
     assert complete(gone("web"))
+
+
+def test_our_instances_with_unreadable_options_are_delivered_to_be_reported() -> None:
+    ours = Instance.make("10.0.0.3", 80, "c", labels={"source": "marathon-bridge"})
+    problem = Problem("/marathon-bridge/x/options/web", "options are not JSON")
+    assert complete(assemble("web", ["c"], {"c": ours}, None, problem, None))
+
+
+def test_claimed_instances_without_any_options_node_are_delivered_not_held() -> None:
+    ours = Instance.make("10.0.0.3", 80, "c", labels={"source": "marathon-bridge"})
+    update = assemble("legacy", ["a", "c"], {"a": A, "c": ours}, None, None, None)
+    assert not complete(update)  # an options node may still be on its way
+    assert complete(update, options_expected=False)  # none listed: nothing to wait for

@@ -139,6 +139,26 @@ def test_nerve_registered_children_are_read_from_their_data(
     assert Instance.make("10.1.0.2", 8080, "hostB", 10, {"region:a": ""}) in update.instances
 
 
+def test_a_child_claiming_to_be_ours_does_not_freeze_a_nerve_service(
+    connect: Callable[..., KazooClient], watch: Callable[..., UpdateRecorder]
+) -> None:
+    admin = connect()
+    base = layout.service_path(ZK, "legacy")
+    admin.create(
+        f"{base}/hostA_",
+        b'{"host":"10.1.0.1","port":8080,"name":"hostA"}',
+        makepath=True,
+        sequence=True,
+    )
+    seen = watch()
+    seen.wait_for("legacy", lambda u: len(u.instances) == 1, "hostA")
+    claimed = task("web", 7)  # labelled source: marathon-bridge, but no options node anywhere
+    admin.create(f"{base}/{layout.child_name(claimed)}", layout.instance_json(claimed))
+    seen.wait_for("legacy", lambda u: claimed in u.instances, "the claimed child delivered")
+    admin.create(f"{base}/hostB_", b'{"host":"10.1.0.2","port":8080,"name":"hostB"}', sequence=True)
+    seen.wait_for("legacy", lambda u: len(u.instances) == 3, "hostB: the service still follows")
+
+
 def test_hostile_data_is_skipped_and_reported_and_the_rest_still_served(
     publisher: Publisher, connect: Callable[..., KazooClient], watch: Callable[..., UpdateRecorder]
 ) -> None:

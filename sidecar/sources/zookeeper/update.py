@@ -6,9 +6,13 @@
 - An empty list while the node exists (no children, or none valid) keeps the previous instances
   when `keep_on_empty` is set (synapse's `use_previous_backends`, on by default); the update says
   so (`kept_previous`).
-- Options are the last valid options node; a bad one is a problem and the previous stays.
+- Options are the last valid options node; a bad one is a problem (`options_problem`) and the
+  previous stays.
 - A service whose instances our publisher wrote is complete only with its options (written in
-  the same transaction, but seen through another watch): until then it is not delivered.
+  the same transaction, but seen through another watch) or a reason why they cannot be read:
+  until then it is not delivered. When no options node exists for it at all there is nothing
+  to wait for (instances that merely claim to be ours, in a service nerve registered, must not
+  freeze it): it is delivered, and the consumer serves or skips it by its own rules.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ class ServiceUpdate:
     options: Optional[Mapping[str, Any]] = None  # None: no options node (a nerve service)
     children: int = 0  # children listed, valid or not
     kept_previous: bool = False
-    problems: tuple[Problem, ...] = ()
+    problems: tuple[Problem, ...] = ()  # children skipped, and the options problem
+    options_problem: Optional[Problem] = None  # the options node cannot be read (also in problems)
 
 
 def gone(service: str) -> ServiceUpdate:
@@ -66,9 +71,16 @@ def assemble(
         children=len(names),
         kept_previous=kept,
         problems=tuple(problems),
+        options_problem=options_problem,
     )
 
 
-def complete(update: ServiceUpdate) -> bool:
-    """Deliverable: gone, a nerve service, or one of ours whose options were read."""
-    return update.options is not None or not any(i.owned for i in update.instances)
+def complete(update: ServiceUpdate, options_expected: bool = True) -> bool:
+    """Deliverable: gone, a nerve service, one of ours whose options were read (or found bad:
+    the consumer reports that), or one with no options node to wait for."""
+    return (
+        update.options is not None
+        or update.options_problem is not None
+        or not options_expected
+        or not any(i.owned for i in update.instances)
+    )

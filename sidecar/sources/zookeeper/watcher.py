@@ -8,8 +8,10 @@ Watches (never TreeCache, never a write: a missing path is waited for, not creat
 
 kazoo's callbacks only put the news on a queue. One worker thread takes everything queued,
 decodes `base64_` names locally, reads a plain (nerve) child's data once and caches it by name,
-and calls `on_update(ServiceUpdate)` for each service whose update changed. A slow callback
-delays later updates but never kazoo.
+and calls `on_update(ServiceUpdate)` for each service whose update changed, then `on_batch()`
+once for everything it took (a consumer builds one catalog per batch). A slow callback delays
+later updates but never kazoo. Each new problem of a child is logged once here; a bad options
+node is left to the consumer to report (it becomes the service's problem in the catalog).
 
 Through SUSPENDED and LOST nothing is delivered, so the consumer keeps the last instances; kazoo's
 recipes read again once connected (a new session included) and only differences are delivered.
@@ -68,12 +70,14 @@ class CatalogWatcher:
         on_update: Callable[[ServiceUpdate], None],
         keep_on_empty: bool = True,
         on_state: Optional[Callable[[str], None]] = None,
+        on_batch: Optional[Callable[[], None]] = None,
     ) -> None:
         self.client = client
         self.zk_path = layout.check_zk_path(zk_path)
         self.keep_on_empty = keep_on_empty
         self._on_update = on_update
         self._on_state = on_state
+        self._on_batch = on_batch
         self._queue: queue.Queue[Event] = queue.Queue()
         self._services: dict[str, _Service] = {}
         self._options: dict[str, _Options] = {}
@@ -118,6 +122,11 @@ class CatalogWatcher:
         for watch in self._roots:
             watch.cancel()
 
+    @property
+    def synced(self) -> bool:
+        """The first full read was delivered (see `wait_synced`)."""
+        return self._synced.is_set()
+
     def wait_synced(self, timeout: Optional[float] = None) -> bool:
         """Wait until the first full read is delivered: every service listed at start was read."""
         return self._synced.wait(timeout)
@@ -157,6 +166,7 @@ class CatalogWatcher:
                 self._refresh(service)
             if not self._synced.is_set() and self._first_read_done():
                 self._synced.set()
+            self._end_batch()
 
     def _first_read_done(self) -> bool:
         return (
@@ -295,8 +305,23 @@ class CatalogWatcher:
             previous,
             self.keep_on_empty,
         )
-        if update != previous and complete(update):
+        if update == previous:
+            return
+        if complete(update) or complete(update, self._options_expected(service)):
             self._deliver(update)
+
+    def _options_expected(self, service: str) -> bool:
+        """Whether to wait for `service`'s options: listed, or there (the listing can lag behind
+        the service's own children), or the service is going away with them (its removal
+        follows). Reads only for a service whose instances claim to be ours and has no options."""
+        if service in self._options:
+            return True
+        try:
+            if self.client.exists(layout.options_path(self.zk_path, service)) is not None:
+                return True
+            return self.client.exists(layout.service_path(self.zk_path, service)) is None
+        except KazooException:
+            return True  # cannot tell now: hold, as for a plain child's read
 
     def _read_children(self, record: _Service) -> bool:
         """Decode or read every new child; False when a read must wait for the connection."""
@@ -324,13 +349,21 @@ class CatalogWatcher:
         previous = self._delivered.get(update.service)
         old = set(previous.problems) if previous else set()
         for problem in update.problems:
-            if problem not in old:
+            if problem not in old and problem != update.options_problem:
                 log.warning(
                     "catalog entry skipped", extra={"path": problem.path, "error": problem.reason}
                 )
         with self._delivered_lock:
             self._delivered[update.service] = update
         self._call(self._on_update, update)
+
+    def _end_batch(self) -> None:
+        if self._on_batch is None:
+            return
+        try:
+            self._on_batch()
+        except Exception:
+            log.exception("watcher callback failed")
 
     def _call(self, function: Callable[[Any], None], argument: Any) -> None:
         try:
