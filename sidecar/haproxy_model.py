@@ -5,6 +5,12 @@
 models to decide between runtime API changes (servers only) and a reload (anything in
 :func:`listener_signature`).
 
+Models are values built copy-on-write, like catalogs: a backend that did not change is the very
+same :class:`BackendSpec` object in the next model, and the builder tags each model with the
+names of the backends it changed (:mod:`sidecar.changes`), so the applier compares only those
+(:func:`changed_backends`). :func:`patched_model` replaces the servers of a few backends and
+keeps what the model derived (its listener signature, where each backend is).
+
 Everything in the model that reaches the config file was derived and checked by the builder:
 proxy and server names are sanitized ids (:mod:`sidecar.names`), addresses are IP literals,
 numbers are ints, modes and algorithms are members of fixed sets, host names and paths passed the
@@ -13,10 +19,12 @@ grammars in :mod:`sidecar.grammar`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from sidecar.catalog import Problem, Skipped
+from sidecar.changes import Changes, changed_between, next_version
 
 if TYPE_CHECKING:
     from sidecar.fd_budget import FdBudget
@@ -116,11 +124,23 @@ class HAProxyModel:
     maxconn: Optional[int] = None  # global maxconn; None: the operator's (RenderSettings.maxconn)
     # why maxconn is what it is (sidecar.fd_budget.fit_model); not part of the config itself
     budget: Optional[FdBudget] = field(default=None, compare=False, repr=False)
+    # how the builder made it from its previous model (backend names); not part of its value
+    changes: Optional[Changes] = field(default=None, init=False, compare=False, repr=False)
+
+
+# what a model derived once (listener_signature, backend_positions), kept on the model itself
+_SIGNATURE, _POSITIONS = "_listener_signature", "_backend_positions"
 
 
 def listener_signature(model: HAProxyModel) -> tuple[Any, ...]:
     """Everything that needs a reload when it changes: frontends and backends minus servers,
-    and the global ``maxconn``."""
+    and the global ``maxconn``.
+
+    Worked out once per model (and shared by the models :func:`patched_model` makes from it).
+    """
+    known: Optional[tuple[Any, ...]] = model.__dict__.get(_SIGNATURE)
+    if known is not None:
+        return known
     frontends = tuple(
         (f.name, f.port, f.binds, f.mode, f.default_backend, f.routes) for f in model.frontends
     )
@@ -128,7 +148,55 @@ def listener_signature(model: HAProxyModel) -> tuple[Any, ...]:
         (b.name, b.mode, b.balance, b.sticky, b.health_check, b.passive_check)
         for b in model.backends
     )
-    return (frontends, backends, model.maxconn)
+    signature = (frontends, backends, model.maxconn)
+    object.__setattr__(model, _SIGNATURE, signature)
+    return signature
+
+
+def backend_positions(model: HAProxyModel) -> Mapping[str, int]:
+    """Backend name -> its index in ``model.backends`` (worked out once per model)."""
+    known: Optional[Mapping[str, int]] = model.__dict__.get(_POSITIONS)
+    if known is None:
+        known = {b.name: i for i, b in enumerate(model.backends)}
+        object.__setattr__(model, _POSITIONS, known)
+    return known
+
+
+def patched_model(model: HAProxyModel, backends: Mapping[str, BackendSpec]) -> HAProxyModel:
+    """``model`` with the backends of these names replaced by others that differ from them in
+    their servers only (the caller's promise): the listener signature and the positions carry
+    over, and the result is tagged with the names."""
+    if not backends:
+        return model
+    positions = backend_positions(model)
+    items = list(model.backends)
+    for name, backend in backends.items():
+        items[positions[name]] = backend
+    patched = replace(model, backends=tuple(items))  # every other field as it was
+    object.__setattr__(patched, _POSITIONS, positions)
+    object.__setattr__(patched, _SIGNATURE, listener_signature(model))
+    object.__setattr__(patched, "changes", next_version(model.changes, backends))
+    return patched
+
+
+def tagged_after(model: HAProxyModel, previous: Optional[HAProxyModel]) -> HAProxyModel:
+    """``model`` (new, built in full) tagged with the backends that differ from ``previous``,
+    the builder's model before it (found by walking both)."""
+    if previous is None:
+        return model
+    before = {b.name: b for b in previous.backends}
+    names = [b.name for b in model.backends if before.pop(b.name, None) is not b]
+    names.extend(before)  # removed
+    object.__setattr__(model, "changes", next_version(previous.changes, names))
+    return model
+
+
+def changed_backends(old: HAProxyModel, new: HAProxyModel) -> Optional[Collection[str]]:
+    """The names of the backends that may differ from ``old`` to ``new`` (superset), when the
+    builder's tags tell; ``None`` when they do not (compare every backend)."""
+    if old is new:
+        return ()
+    return changed_between(old.changes, new.changes)
 
 
 def in_rotation(model: HAProxyModel) -> frozenset[str]:

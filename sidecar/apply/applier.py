@@ -34,7 +34,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import replace
 from typing import Callable, NamedTuple, Optional
 
@@ -48,7 +48,15 @@ from sidecar.haproxy.runtime import (
     ServerState,
     parse_servers_state,
 )
-from sidecar.haproxy_model import BackendSpec, HAProxyModel, ServerSpec, listener_signature
+from sidecar.changes import Changes, changed_between
+from sidecar.haproxy_model import (
+    BackendSpec,
+    HAProxyModel,
+    ServerSpec,
+    backend_positions,
+    changed_backends,
+    listener_signature,
+)
 from sidecar.render import server_line_options
 
 from .config_file import ConfigFile
@@ -141,6 +149,9 @@ class Applier:
         self._running_binds: Optional[frozenset[tuple[str, int]]] = None
         self._model: Optional[HAProxyModel] = None  # the last model applied (after skips)
         self._synced: dict[str, BackendSpec] = {}  # backends whose runtime state matches
+        # the builder's tag of a model all of whose backends are in _synced: the next model's
+        # tag says which backends to compare (None: compare them all)
+        self._synced_changes: Optional[Changes] = None
         self._failed: Optional[tuple[str, float, str]] = None  # text, when, error
         self._unconfirmed = False
         self._dirty_since: Optional[float] = None  # runtime changed, file not rewritten yet
@@ -216,12 +227,16 @@ class Applier:
         )
 
     def _needs_reload_for_servers(self, model: HAProxyModel) -> bool:
-        previous = {b.name: b for b in self._model.backends} if self._model else {}
-        for backend in model.backends:
+        """A backend whose balance algorithm cannot take dynamic servers gets a new one."""
+        last = self._model
+        names = changed_backends(last, model) if last is not None else None
+        backends = model.backends if names is None else _backends_named(model, names)
+        at = backend_positions(last) if last is not None else {}
+        for backend in backends:
             if supports_dynamic_servers(backend):
                 continue
-            before = previous.get(backend.name)
-            known = {s.name for s in before.servers} if before else set()
+            i = at.get(backend.name)
+            known = {s.name for s in last.backends[i].servers} if last and i is not None else ()
             if any(s.state == "ready" and s.name not in known for s in backend.servers):
                 return True
         return False
@@ -260,8 +275,9 @@ class Applier:
         )
 
     def _sync_runtime(self, model: HAProxyModel, only_changed: bool) -> int:
-        backends = [b for b in model.backends if not only_changed or self._synced.get(b.name) != b]
+        backends = self._backends_to_sync(model) if only_changed else list(model.backends)
         if not backends:
+            self._synced_changes = model.changes
             return 0
         running = self._servers_state([b.name for b in backends], everything=not only_changed)
         commands: list[str] = []
@@ -275,15 +291,28 @@ class Applier:
             errors = [e for e in self.runtime.write_many(commands) if e is not None]
             self.counters.runtime_ops += len(commands) - len(errors)
             if errors:
-                self._synced = {}
+                self._forget_synced()
                 raise errors[0]
         for backend, going in drains:
             self.drains.start(backend, going)
         for backend in backends:
             self._synced[backend.name] = backend
+        self._synced_changes = model.changes
         if commands:
             log.info("runtime changes applied", extra={"commands": len(commands)})
         return len(commands)
+
+    def _backends_to_sync(self, model: HAProxyModel) -> list[BackendSpec]:
+        """The backends of ``model`` whose runtime state may not match: those the builder
+        changed since the model synced last, or every one that differs when it cannot tell."""
+        synced = self._synced
+        names = changed_between(self._synced_changes, model.changes)
+        backends = model.backends if names is None else _backends_named(model, names)
+        return [b for b in backends if synced.get(b.name) is not b and synced.get(b.name) != b]
+
+    def _forget_synced(self) -> None:
+        self._synced = {}
+        self._synced_changes = None
 
     def _servers_state(
         self, names: Sequence[str], everything: bool
@@ -317,7 +346,7 @@ class Applier:
     def _after_restart(self) -> None:
         """HAProxy was restarted from the file: check every backend against the model again."""
         self._starts_seen = self.haproxy.starts
-        self._synced = {}
+        self._forget_synced()
         self.drains.forget_tombstones()  # the file it started from has none
         if self._model is not None:
             self._sync_runtime(self._model, only_changed=False)
@@ -442,7 +471,7 @@ class Applier:
         self._running_signature = self.signature(model)
         self._running_binds = model_binds(model)
         self._model = model
-        self._synced = {}
+        self._forget_synced()
         self._failed = None
         self._forget_server_state()
         self._starts_seen = self.haproxy.starts
@@ -456,7 +485,7 @@ class Applier:
             self._rewrite_config(model)
         except RuntimeAPIError as exc:
             log.warning("runtime sync after reload failed", extra={"error": str(exc)})
-            self._synced = {}
+            self._forget_synced()
         return ApplyResult(
             True,
             "start" if started else "reload",
@@ -556,3 +585,10 @@ class Applier:
             log.warning("apply failed", extra={"error": result.error[:2000]})
         if result.ok and result.skipped:
             c.last_error = "; ".join(f"{s.app_id}: {s.reason}" for s in result.skipped)[:2000]
+
+
+def _backends_named(model: HAProxyModel, names: Collection[str]) -> list[BackendSpec]:
+    """The backends of ``model`` with these names (in the model's order); unknown names skipped."""
+    at = backend_positions(model)
+    found = sorted(at[name] for name in names if name in at)
+    return [model.backends[i] for i in found]
