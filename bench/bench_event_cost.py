@@ -223,10 +223,13 @@ def main() -> int:
             command.append("--profile")
         out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
         results.append(json.loads(out.stdout))
-    print(f"median CPU ms per event over {args.events} events; 3 tasks per app; "
-          f"load {load_average()}")
-    print("apps    source  build   apply   daemon  total   cmds/ev  resync_ms  resync_cpu_ms  "
-          "resync_cmds  resync_reloads")
+    print(
+        f"median CPU ms per event over {args.events} events; 3 tasks per app; load {load_average()}"
+    )
+    print(
+        "apps    source  build   apply   daemon  total   cmds/ev  resync_ms  resync_cpu_ms  "
+        "resync_cmds  resync_reloads"
+    )
     for r in results:
         ms = {stage: r[stage] * 1000 for stage in STAGES}
         print(

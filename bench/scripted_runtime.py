@@ -42,7 +42,9 @@ class ScriptedRuntime(RuntimeAPI):
         """What HAProxy has after loading the config of ``model`` (a reload)."""
         self.backends = {
             b.name: {
-                s.name: _Server(s.address, s.port, ADMIN["ready" if s.state == "ready" else "drain"], s.weight)
+                s.name: _Server(
+                    s.address, s.port, ADMIN["ready" if s.state == "ready" else "drain"], s.weight
+                )
                 for s in b.servers
             }
             for b in model.backends

@@ -129,6 +129,7 @@ class BuildCache:
         self._settings: Optional[RenderSettings] = None
         self._entries: dict[str, _Entry] = {}
         self._resolved: dict[str, Optional[str]] = {}  # host -> address in the last build
+        self._answers: dict[str, Optional[str]] = {}  # host name -> what resolve() answered
         self._catalog: Optional[Catalog] = None  # the last catalog built
         self._model: Optional[HAProxyModel] = None  # and its model
         self._owners: dict[str, str] = {}  # service key -> the backend built from it alone
@@ -149,12 +150,21 @@ class BuildCache:
         """Remember the catalog and model of a build (the model tagged after the last one)."""
         tagged_after(model, self._model)
         self._catalog, self._model = catalog, model
-        self._resolved = dict(context.addresses.known)
+        self._remember_hosts(context.addresses)
         return model
 
+    def _remember_hosts(self, addresses: _AddressMemo) -> None:
+        self._resolved = dict(addresses.known)
+        self._answers = dict(addresses.answers)
+
     def _hosts_changed(self, addresses: _AddressMemo) -> bool:
-        """Whether any host of the last build resolves differently now (one lookup per host)."""
-        return any(addresses.get(host) != address for host, address in self._resolved.items())
+        """Whether any host name of the last build resolves differently now (one lookup per
+        name); when none does, ``addresses`` starts from the last build's addresses."""
+        for host, answer in self._answers.items():
+            if addresses.answer(host) != answer:
+                return True
+        addresses.known.update(self._resolved)
+        return False
 
 
 class _Context:
@@ -288,7 +298,7 @@ def _patched(cache: BuildCache, catalog: Catalog, context: _Context) -> Optional
         updates[key] = updated
     cache._entries.update(updates)
     cache._catalog, cache.rebuilt = catalog, tuple(updates)
-    cache._resolved = dict(context.addresses.known)
+    cache._remember_hosts(context.addresses)
     cache._model = patched_model(model, backends)
     return cache._model
 
@@ -464,26 +474,31 @@ class _AddressMemo:
     def __init__(self, resolve: Resolver) -> None:
         self._resolve = resolve
         self.known: dict[str, Optional[str]] = {}
+        self.answers: dict[str, Optional[str]] = {}  # host name -> what resolve() answered
 
     def get(self, host: str) -> Optional[str]:
         try:
             return self.known[host]
         except KeyError:
-            address = self.known[host] = _address(host, self._resolve)
+            address = self.known[host] = self._address(host)
             return address
 
+    def _address(self, host: str) -> Optional[str]:
+        literal = ip_literal(host)
+        if literal is not None:
+            return literal
+        if not isinstance(host, str) or not _HOST_TEXT_RE.fullmatch(host):
+            return None
+        return ip_literal(self.answer(host))
 
-def _address(host: str, resolve: Resolver) -> Optional[str]:
-    literal = ip_literal(host)
-    if literal is not None:
-        return literal
-    if not isinstance(host, str) or not _HOST_TEXT_RE.fullmatch(host):
-        return None
-    try:
-        resolved = resolve(host)
-    except Exception:  # the resolver is the daemon's; a failure there is just "no address"
-        return None
-    return ip_literal(resolved)
+    def answer(self, host: str) -> Optional[str]:
+        """What ``resolve`` says about a host name now (remembered in :attr:`answers`)."""
+        try:
+            answer = self._resolve(host)
+        except Exception:  # the resolver is the daemon's; a failure there is just "no address"
+            answer = None
+        self.answers[host] = answer
+        return answer
 
 
 def _health_check(options: ServiceOptions, settings: RenderSettings) -> Optional[HealthCheckSpec]:

@@ -39,6 +39,7 @@ from dataclasses import replace
 from typing import Callable, NamedTuple, Optional
 
 from sidecar.catalog import Skipped
+from sidecar.changes import Changes, changed_between
 from sidecar.files import write_atomically
 from sidecar.haproxy.process import HAProxyControl, HAProxyError
 from sidecar.haproxy.runtime import (
@@ -48,7 +49,6 @@ from sidecar.haproxy.runtime import (
     ServerState,
     parse_servers_state,
 )
-from sidecar.changes import Changes, changed_between
 from sidecar.haproxy_model import (
     BackendSpec,
     HAProxyModel,
