@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from sidecar.catalog import Problem, Skipped
-from sidecar.changes import Changes, changed_between, next_version
+from sidecar.changes import Changes, changed_between, first_version, next_version
 
 if TYPE_CHECKING:
     from sidecar.fd_budget import FdBudget
@@ -183,6 +183,7 @@ def tagged_after(model: HAProxyModel, previous: Optional[HAProxyModel]) -> HAPro
     """``model`` (new, built in full) tagged with the backends that differ from ``previous``,
     the builder's model before it (found by walking both)."""
     if previous is None:
+        object.__setattr__(model, "changes", first_version())
         return model
     before = {b.name: b for b in previous.backends}
     names = [b.name for b in model.backends if before.pop(b.name, None) is not b]

@@ -189,7 +189,7 @@ class MarathonTranslator:
         ):
             return entry
         new = self._translate(app_id, definition, tasks, entry, memo)
-        if entry is None or new.services is not entry.services or new.plan is not entry.plan:
+        if entry is None or new.services is not entry.services or _notes_differ(entry, new):
             changed.append((entry, new))
         return new
 
@@ -216,6 +216,13 @@ class MarathonTranslator:
             services = entry.services  # the same verdicts: keep the very objects
         settled = ready == prev_ready
         return _Entry(plan, tasks, services, settled)
+
+
+def _notes_differ(old: _Entry, new: _Entry) -> bool:
+    """Whether the problems or skipped ports of an app differ (a definition read anew)."""
+    if old.plan is new.plan:
+        return False
+    return old.plan.problems != new.plan.problems or old.plan.skipped != new.plan.skipped
 
 
 def catalog_from_apps(
