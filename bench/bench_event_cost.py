@@ -46,7 +46,7 @@ from sidecar.resolve import Resolver
 from sidecar.settings import Settings
 from sidecar.sources.marathon.follower import _Event
 from sidecar.sources.marathon.source import MarathonSource
-from testkit.cluster import AGENTS, generated_cluster
+from testkit.cluster import AGENT_COUNT, AGENTS, generated_cluster
 from testkit.fakes import FakeHAProxy, FakeMarathonClient
 from testkit.machine import load_average
 
@@ -139,7 +139,7 @@ class Bench:
             "appId": app_id,
             "taskId": f"{app_id.strip('/').replace('/', '_')}.bench-{self.serial}",
             "taskStatus": "TASK_RUNNING",
-            "host": f"agent-{self.serial % len(AGENTS)}.example.com",
+            "host": f"agent-{self.serial % AGENT_COUNT}.example.com",
             "ports": [32000 + self.serial % 1000],
             "version": "2021-02-10T11:59:59.000Z",
         }

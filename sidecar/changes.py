@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple, Optional
 
-KEYS_LIMIT = 256
+KEYS_LIMIT = 64  # a consumer checks at most this many keys, or walks every key once
 
 
 class Lineage:

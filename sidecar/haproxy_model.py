@@ -189,6 +189,10 @@ def tagged_after(model: HAProxyModel, previous: Optional[HAProxyModel]) -> HAPro
     names = [b.name for b in model.backends if before.pop(b.name, None) is not b]
     names.extend(before)  # removed
     object.__setattr__(model, "changes", next_version(previous.changes, names))
+    known = previous.__dict__.get(_SIGNATURE)
+    if known is not None and listener_signature(model) == known:
+        # the same listeners: the very same signature, so comparing it later costs nothing
+        object.__setattr__(model, _SIGNATURE, known)
     return model
 
 

@@ -200,3 +200,14 @@ def test_a_server_left_out_takes_the_full_build_and_matches_it() -> None:
     assert cache.patched == patched_before  # the skipped list changes: full build
     assert any(s.task_id == "new.task" for s in model.skipped)
     assert model == build_model(after, SETTINGS, AGENTS.get)
+
+
+def test_undo_of_an_incremental_translation_restores_the_touched_apps() -> None:
+    state, translator, before = cluster()
+    entries = dict(translator._entries)
+    app_id = app_of(state, 4)
+    outcome = kill_first_task(state, app_id)
+    assert translator.translate(outcome.state, outcome.apps) is not before
+    translator.undo()
+    assert translator._entries == entries and translator._entries[app_id] is entries[app_id]
+    assert translator.translate(state, {app_id}) is before  # nothing differs from it again

@@ -120,7 +120,8 @@ class MarathonTranslator:
         self._entries: dict[str, _Entry] = {}
         self._seeded: dict[str, frozenset[str]] = {}
         self._catalog = Catalog()
-        self._before: Optional[tuple[Any, ...]] = None  # what undo() restores
+        # what undo() restores: all entries (a full translation) or the touched ones
+        self._before: Optional[tuple[Any, ...]] = None
 
     def seed(self, catalog: Catalog) -> None:
         """Take the verdicts of ``catalog`` (e.g. loaded from disk) as "in rotation before"."""
@@ -136,7 +137,14 @@ class MarathonTranslator:
         """Forget the last :meth:`translate` (its catalog was not accepted): the verdicts of the
         one before stay the memory of "in rotation before"."""
         if self._before is not None:
-            self._entries, self._seeded, self._catalog = self._before
+            entries, touched, self._seeded, self._catalog = self._before
+            if entries is not None:
+                self._entries = entries
+            for app_id, entry in touched.items():  # the apps an incremental one changed
+                if entry is None:
+                    self._entries.pop(app_id, None)
+                else:
+                    self._entries[app_id] = entry
             self._before = None
 
     def translate(self, state: MarathonState, apps: Optional[Iterable[str]] = None) -> Catalog:
@@ -146,18 +154,19 @@ class MarathonTranslator:
         which apps an event touched); the others are not looked at. ``None``: every app.
         """
         before = self._entries
-        self._before = (self._entries, self._seeded, self._catalog)
         changed: list[tuple[Optional[_Entry], Optional[_Entry]]] = []
         memo: LabelMemo = {}
         if apps is None:
+            self._before = (before, {}, self._seeded, self._catalog)
             entries: dict[str, _Entry] = {}
             for app_id in state.apps:
                 entries[app_id] = self._entry(state, app_id, before.get(app_id), changed, memo)
             changed.extend((e, None) for app_id, e in before.items() if app_id not in entries)
-        else:
-            entries = dict(before)
-            for app_id in apps:
-                old = before.get(app_id)
+        else:  # the entries change in place; undo() puts the touched ones back
+            entries = before
+            touched = {app_id: before.get(app_id) for app_id in apps}
+            self._before = (None, touched, self._seeded, self._catalog)
+            for app_id, old in touched.items():
                 if app_id in state.apps:
                     entries[app_id] = self._entry(state, app_id, old, changed, memo)
                 elif old is not None:
