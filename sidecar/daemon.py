@@ -57,6 +57,7 @@ RETRY_FIRST = 1.0  # seconds before a failed apply is retried; doubles up to RET
 RETRY_MAX = 30.0
 DNS_REFRESH_SECONDS = 60.0  # rebuild this often when host names are in use (resolver TTL)
 SERVER_POLL_SECONDS = 5.0  # how often HAProxy's own server states are read for /metrics
+SERVER_POLL_COST_FACTOR = 40.0  # a read that took over 0.05 s waits this many times that
 PORT_RETRY_SECONDS = 2.0  # apps left out because their port was taken are tried again this often
 
 
@@ -373,8 +374,11 @@ class Daemon:
             if self.resolver.cached():
                 self._rebuild("dns refresh")  # stale names are looked up again in the background
         if self._clock() >= self._next_server_poll:
-            self._next_server_poll = self._clock() + SERVER_POLL_SECONDS
-            self._observe_servers()
+            started = self._clock()
+            self._observe_servers()  # a big HAProxy (30k servers: 0.2 s) is read less often
+            cost = self._clock() - started
+            wait = SERVER_POLL_COST_FACTOR * cost if cost > 0.05 else 0.0
+            self._next_server_poll = started + max(SERVER_POLL_SECONDS, wait)
         health = self.source.health()
         if health.connected:
             self.board.record_sync()

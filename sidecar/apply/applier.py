@@ -12,9 +12,9 @@ Decision per call of :meth:`Applier.apply`:
   (validated with ``haproxy -c``, atomic rename, no reload), draining servers included until
   they are finished. The rewrite waits ``config_write_delay`` (default 1 s; done by
   :meth:`Applier.tick`) so a burst of changes shares one ``haproxy -c``; 0 writes at once. A
-  big config waits longer: at least ``WRITE_COST_FACTOR`` times what the last rewrite cost
-  (``haproxy -c`` of 10k services takes about 0.4 s of CPU), so a storm of server changes
-  spends at most a few percent of the time rewriting a file that only a restart reads. If
+  big config waits longer: at least ``WRITE_COST_FACTOR`` times the CPU the last rewrite cost
+  (``haproxy -c`` of 10k services takes about 0.4 s), so a storm of server changes spends
+  about 2 % of the time rewriting a file that only a restart reads. If
   HAProxy restarts in between, :meth:`Applier.tick` re-checks every backend against the model.
   Any unexpected runtime failure falls back to a validated reload.
 * **listeners changed** (or first start, or a backend whose balance algorithm cannot take dynamic
@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Collection, Hashable, Sequence
@@ -85,8 +86,10 @@ log = logging.getLogger(__name__)
 # TIDY_RELOAD_QUIET seconds
 TOMBSTONE_LIMIT = 50
 TIDY_RELOAD_QUIET = 60.0
-# a deferred config rewrite waits at least this many times what the last one cost
-WRITE_COST_FACTOR = 20.0
+# a deferred config rewrite that cost more than WRITE_COST_FLOOR seconds of CPU (``haproxy -c``
+# included) waits at least WRITE_COST_FACTOR times that before the next one
+WRITE_COST_FACTOR = 50.0
+WRITE_COST_FLOOR = 0.05
 
 Signature = Callable[[HAProxyModel], Hashable]
 
@@ -341,18 +344,20 @@ class Applier:
     def _rewrite_config(self, model: HAProxyModel) -> Rewrite:
         """Write the effective config if it changed (checked first)."""
         self._dirty_since = None
-        started = self.clock()
+        started = cpu_seconds()
         text = self.render(self.drains.effective(model))
         if text == self.config.read():
             return Rewrite(False, "")
         error = self.validator.install(text)
-        self._write_cost = self.clock() - started
+        self._write_cost = cpu_seconds() - started
         return Rewrite(not error, error)
 
     def _write_due(self) -> bool:
         if self._dirty_since is None:
             return False
-        delay = max(self.config_write_delay, WRITE_COST_FACTOR * self._write_cost)
+        delay = self.config_write_delay
+        if self._write_cost >= WRITE_COST_FLOOR:  # a big config: ~2 % of the time at most
+            delay = max(delay, WRITE_COST_FACTOR * self._write_cost)
         return self.clock() - self._dirty_since >= delay
 
     def _after_restart(self) -> None:
@@ -604,3 +609,9 @@ def _backends_named(model: HAProxyModel, names: Collection[str]) -> list[Backend
     at = backend_positions(model)
     found = sorted(at[name] for name in names if name in at)
     return [model.backends[i] for i in found]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (``haproxy -c``)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
