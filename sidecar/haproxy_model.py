@@ -162,6 +162,12 @@ def backend_positions(model: HAProxyModel) -> Mapping[str, int]:
     return known
 
 
+def backends_named(model: HAProxyModel, names: Collection[str]) -> list[BackendSpec]:
+    """The backends of ``model`` with these names, in the model's order (others ignored)."""
+    at = backend_positions(model)
+    return [model.backends[i] for i in sorted(at[name] for name in names if name in at)]
+
+
 def patched_model(model: HAProxyModel, backends: Mapping[str, BackendSpec]) -> HAProxyModel:
     """``model`` with the backends of these names replaced by others that differ from them in
     their servers only (the caller's promise): the listener signature and the positions carry

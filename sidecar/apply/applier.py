@@ -38,7 +38,7 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from typing import Callable, NamedTuple, Optional
 
@@ -58,6 +58,7 @@ from sidecar.haproxy_model import (
     HAProxyModel,
     ServerSpec,
     backend_positions,
+    backends_named,
     changed_backends,
     listener_signature,
 )
@@ -242,7 +243,7 @@ class Applier:
         """A backend whose balance algorithm cannot take dynamic servers gets a new one."""
         last = self._model
         names = changed_backends(last, model) if last is not None else None
-        backends = model.backends if names is None else _backends_named(model, names)
+        backends = model.backends if names is None else backends_named(model, names)
         at = backend_positions(last) if last is not None else {}
         for backend in backends:
             if supports_dynamic_servers(backend):
@@ -319,7 +320,7 @@ class Applier:
         changed since the model synced last, or every one that differs when it cannot tell."""
         synced = self._synced
         names = changed_between(self._synced_changes, model.changes)
-        backends = model.backends if names is None else _backends_named(model, names)
+        backends = model.backends if names is None else backends_named(model, names)
         return [b for b in backends if synced.get(b.name) is not b and synced.get(b.name) != b]
 
     def _forget_synced(self) -> None:
@@ -602,13 +603,6 @@ class Applier:
             log.warning("apply failed", extra={"error": result.error[:2000]})
         if result.ok and result.skipped:
             c.last_error = "; ".join(f"{s.app_id}: {s.reason}" for s in result.skipped)[:2000]
-
-
-def _backends_named(model: HAProxyModel, names: Collection[str]) -> list[BackendSpec]:
-    """The backends of ``model`` with these names (in the model's order); unknown names skipped."""
-    at = backend_positions(model)
-    found = sorted(at[name] for name in names if name in at)
-    return [model.backends[i] for i in found]
 
 
 def cpu_seconds() -> float:
