@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from sidecar.apply.model_subsets import without_frontends
-from sidecar.haproxy_model import BackendSpec, HAProxyModel
+from sidecar.haproxy_model import BackendSpec, HAProxyModel, model_counts, with_fit
 
 HAPROXY_OWN = 20  # HAProxy's own reserve (standard streams, the poller's bookkeeping...)
 MASTER_WORKER = 1  # -W: the socket pair between the master and its worker
@@ -180,10 +180,9 @@ def template_needs(config_text: str) -> tuple[int, int]:
 
 def count_needs(model: HAProxyModel, facts: BudgetFacts) -> FdNeeds:
     """What ``model`` (rendered with the template of ``facts``) holds besides connections."""
-    listeners = facts.template_listeners + sum(len(f.binds) for f in model.frontends)
-    checks = facts.template_checks + sum(
-        len(b.servers) for b in model.backends if b.health_check or b.passive_check
-    )
+    binds, checked = model_counts(model)  # once per model (patched models adjust them)
+    listeners = facts.template_listeners + binds
+    checks = facts.template_checks + checked
     return FdNeeds(listeners, checks, facts.threads, facts.master_sockets)
 
 
@@ -218,15 +217,15 @@ def fit_model(
         reserved_checks=reserve,
     )
     if facts.limit is None:
-        return replace(model, maxconn=wanted, budget=budget), budget
+        return with_fit(model, wanted, budget), budget
     room = (facts.limit - with_reserve) // 2
     if room >= floor:
         effective = min(wanted, room)
         budget = replace(budget, effective=effective, needed=needs.total(effective))
-        return replace(model, maxconn=effective, budget=budget), budget
+        return with_fit(model, effective, budget), budget
     fitted, budget = _give_up_parts(model, facts, budget, floor)
     budget = replace(budget, needed=needs.total(budget.effective))
-    return replace(fitted, maxconn=budget.effective, budget=budget), budget
+    return with_fit(fitted, budget.effective, budget), budget
 
 
 def _give_up_parts(

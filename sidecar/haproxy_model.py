@@ -128,29 +128,54 @@ class HAProxyModel:
     changes: Optional[Changes] = field(default=None, init=False, compare=False, repr=False)
 
 
-# what a model derived once (listener_signature, backend_positions), kept on the model itself
-_SIGNATURE, _POSITIONS = "_listener_signature", "_backend_positions"
+# what a model derived once, kept on the model itself: its listeners apart from maxconn
+# (listener_signature), where each backend is (backend_positions), its counts (model_counts)
+_LISTENERS, _POSITIONS, _COUNTS = "_listeners", "_backend_positions", "_counts"
 
 
 def listener_signature(model: HAProxyModel) -> tuple[Any, ...]:
     """Everything that needs a reload when it changes: frontends and backends minus servers,
     and the global ``maxconn``.
 
-    Worked out once per model (and shared by the models :func:`patched_model` makes from it).
+    The frontends and backends are worked out once per model (and shared by the models
+    :func:`patched_model` and :func:`with_fit` make from it).
     """
-    known: Optional[tuple[Any, ...]] = model.__dict__.get(_SIGNATURE)
-    if known is not None:
-        return known
-    frontends = tuple(
-        (f.name, f.port, f.binds, f.mode, f.default_backend, f.routes) for f in model.frontends
-    )
-    backends = tuple(
-        (b.name, b.mode, b.balance, b.sticky, b.health_check, b.passive_check)
-        for b in model.backends
-    )
-    signature = (frontends, backends, model.maxconn)
-    object.__setattr__(model, _SIGNATURE, signature)
-    return signature
+    known: Optional[tuple[Any, Any]] = model.__dict__.get(_LISTENERS)
+    if known is None:
+        frontends = tuple(
+            (f.name, f.port, f.binds, f.mode, f.default_backend, f.routes) for f in model.frontends
+        )
+        backends = tuple(
+            (b.name, b.mode, b.balance, b.sticky, b.health_check, b.passive_check)
+            for b in model.backends
+        )
+        known = (frontends, backends)
+        object.__setattr__(model, _LISTENERS, known)
+    return (*known, model.maxconn)
+
+
+def _checked(backend: BackendSpec) -> int:
+    return len(backend.servers) if backend.health_check or backend.passive_check else 0
+
+
+def model_counts(model: HAProxyModel) -> tuple[int, int]:
+    """(bind addresses of every frontend, servers with a check): worked out once per model."""
+    known: Optional[tuple[int, int]] = model.__dict__.get(_COUNTS)
+    if known is None:
+        binds = sum(len(f.binds) for f in model.frontends)
+        known = (binds, sum(_checked(b) for b in model.backends))
+        object.__setattr__(model, _COUNTS, known)
+    return known
+
+
+def with_fit(model: HAProxyModel, maxconn: Optional[int], budget: Any) -> HAProxyModel:
+    """``model`` with this ``maxconn`` and descriptor budget, keeping what it derived."""
+    fitted = replace(model, maxconn=maxconn, budget=budget)
+    for name in (_LISTENERS, _POSITIONS, _COUNTS):
+        if name in model.__dict__:
+            object.__setattr__(fitted, name, model.__dict__[name])
+    object.__setattr__(fitted, "changes", model.changes)
+    return fitted
 
 
 def backend_positions(model: HAProxyModel) -> Mapping[str, int]:
@@ -180,7 +205,13 @@ def patched_model(model: HAProxyModel, backends: Mapping[str, BackendSpec]) -> H
         items[positions[name]] = backend
     patched = replace(model, backends=tuple(items))  # every other field as it was
     object.__setattr__(patched, _POSITIONS, positions)
-    object.__setattr__(patched, _SIGNATURE, listener_signature(model))
+    listener_signature(model)
+    object.__setattr__(patched, _LISTENERS, model.__dict__[_LISTENERS])
+    if _COUNTS in model.__dict__:
+        binds, checked = model.__dict__[_COUNTS]
+        for name, backend in backends.items():
+            checked += _checked(backend) - _checked(model.backends[positions[name]])
+        object.__setattr__(patched, _COUNTS, (binds, checked))
     object.__setattr__(patched, "changes", next_version(model.changes, backends))
     return patched
 
@@ -195,10 +226,10 @@ def tagged_after(model: HAProxyModel, previous: Optional[HAProxyModel]) -> HAPro
     names = [b.name for b in model.backends if before.pop(b.name, None) is not b]
     names.extend(before)  # removed
     object.__setattr__(model, "changes", next_version(previous.changes, names))
-    known = previous.__dict__.get(_SIGNATURE)
-    if known is not None and listener_signature(model) == known:
-        # the same listeners: the very same signature, so comparing it later costs nothing
-        object.__setattr__(model, _SIGNATURE, known)
+    known = previous.__dict__.get(_LISTENERS)
+    if known is not None and listener_signature(model)[:2] == known:
+        # the same listeners: the very same parts, so comparing them later costs nothing
+        object.__setattr__(model, _LISTENERS, known)
     return model
 
 

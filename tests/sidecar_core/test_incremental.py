@@ -3,12 +3,18 @@ backend only; an unchanged snapshot changes nothing (plain data, no I/O)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, Optional
 
 from sidecar.catalog import Catalog, Instance, changed_services, updated_catalog
 from sidecar.changes import KEYS_LIMIT, changed_between, first_version, next_version
 from sidecar.desired import BuildCache, build_model
-from sidecar.haproxy_model import HAProxyModel, changed_backends, listener_signature
+from sidecar.haproxy_model import (
+    HAProxyModel,
+    changed_backends,
+    listener_signature,
+    model_counts,
+)
 from sidecar.render_settings import RenderSettings
 from sidecar.sources.base import CatalogKeeper
 from sidecar.sources.marathon.model import MarathonState
@@ -16,6 +22,7 @@ from sidecar.sources.marathon.translate import MarathonTranslator
 from testkit.cluster import AGENTS, generated_cluster
 
 SETTINGS = RenderSettings()
+SETTINGS_CHECKED = RenderSettings(passive_checks=True)
 APPS = 50
 
 
@@ -124,39 +131,42 @@ def test_an_unchanged_snapshot_is_the_same_catalog_and_reaches_nobody() -> None:
 # --- the builder --------------------------------------------------------------------------------
 
 
-def build(catalog: Catalog, cache: BuildCache) -> HAProxyModel:
-    return build_model(catalog, SETTINGS, AGENTS.get, cache)
+def build(
+    catalog: Catalog, settings: RenderSettings = SETTINGS, cache: Optional[BuildCache] = None
+) -> HAProxyModel:
+    return build_model(catalog, settings, AGENTS.get, cache)
 
 
 def test_an_event_rebuilds_one_backend_and_reuses_the_others() -> None:
     state, translator, catalog = cluster()
     cache = BuildCache()
-    first = build(catalog, cache)
+    first = build(catalog, cache=cache)
     app_id = app_of(state, 9)
     outcome = kill_first_task(state, app_id)
     after = translator.translate(outcome.state, outcome.apps)
     patched_before = cache.patched
-    model = build(after, cache)
+    model = build(after, cache=cache)
     assert cache.patched == patched_before + 1 and cache.rebuilt == (f"{app_id}:0",)
     changed = [b.name for b in model.backends if b.app_id == app_id]
     assert set(changed_backends(first, model) or ()) == set(changed)
     for old, new in zip(first.backends, model.backends):
         assert (old is new) == (new.app_id != app_id)
     assert model.frontends is first.frontends
-    assert listener_signature(model) is listener_signature(first)
+    shared = zip(listener_signature(model)[:2], listener_signature(first)[:2])
+    assert all(mine is theirs for mine, theirs in shared)  # worked out once, not per event
     assert model == build_model(after, SETTINGS, AGENTS.get)  # what a full build gives
 
 
 def test_coalesced_events_patch_every_backend_they_touched() -> None:
     state, translator, catalog = cluster()
     cache = BuildCache()
-    first = build(catalog, cache)
+    first = build(catalog, cache=cache)
     touched = {app_of(state, n) for n in (3, 11, 30)}
     for app_id in sorted(touched):  # three catalogs; the builder sees the last one only
         outcome = kill_first_task(state, app_id)
         state = outcome.state
         catalog = translator.translate(state, outcome.apps)
-    model = build(catalog, cache)
+    model = build(catalog, cache=cache)
     assert set(cache.rebuilt) == {f"{a}:0" for a in touched}
     assert {b.app_id for b in model.backends if b not in first.backends} == touched
     assert model == build_model(catalog, SETTINGS, AGENTS.get)
@@ -165,12 +175,12 @@ def test_coalesced_events_patch_every_backend_they_touched() -> None:
 def test_a_new_service_takes_the_full_build() -> None:
     state, translator, catalog = cluster()
     cache = BuildCache()
-    first = build(catalog, cache)
+    first = build(catalog, cache=cache)
     extra = generated_cluster(APPS + 1)[-1]
     state = state.with_app(extra)
     grown = translator.translate(state, {extra["id"]})
     patched_before = cache.patched
-    model = build(grown, cache)
+    model = build(grown, cache=cache)
     assert cache.patched == patched_before and cache.rebuilt == (f"{extra['id']}:0",)
     assert len(model.backends) == len(first.backends) + 1
     added = {b.name for b in model.backends if b.app_id == extra["id"]}
@@ -181,22 +191,22 @@ def test_a_new_service_takes_the_full_build() -> None:
 def test_an_unchanged_catalog_gives_the_very_same_model() -> None:
     _state, _translator, catalog = cluster()
     cache = BuildCache()
-    first = build(catalog, cache)
+    first = build(catalog, cache=cache)
     copy = Catalog(dict(catalog.services), catalog.problems, catalog.skipped)  # untagged
-    assert build(copy, cache) is first
+    assert build(copy, cache=cache) is first
     assert changed_backends(first, first) == ()
 
 
 def test_a_server_left_out_takes_the_full_build_and_matches_it() -> None:
     _state, _translator, catalog = cluster()
     cache = BuildCache()
-    build(catalog, cache)
+    build(catalog, cache=cache)
     key = sorted(catalog.services)[5]
     service = catalog.services[key]
     homeless = Instance("new.task", "", None, "ready", "running", app_id=service.app_id)
     after = updated_catalog(catalog, {key: service._replace(instances=(homeless,))})
     patched_before = cache.patched
-    model = build(after, cache)
+    model = build(after, cache=cache)
     assert cache.patched == patched_before  # the skipped list changes: full build
     assert any(s.task_id == "new.task" for s in model.skipped)
     assert model == build_model(after, SETTINGS, AGENTS.get)
@@ -211,3 +221,15 @@ def test_undo_of_an_incremental_translation_restores_the_touched_apps() -> None:
     translator.undo()
     assert translator._entries == entries and translator._entries[app_id] is entries[app_id]
     assert translator.translate(state, {app_id}) is before  # nothing differs from it again
+
+
+def test_a_patched_model_counts_its_checked_servers_from_the_change() -> None:
+    state, translator, catalog = cluster()
+    cache = BuildCache()
+    first = build(catalog, SETTINGS_CHECKED, cache=cache)
+    assert model_counts(first) == (APPS, APPS * 3)
+    app_id = app_of(state, 12)
+    outcome = kill_first_task(state, app_id)
+    model = build(translator.translate(outcome.state, outcome.apps), SETTINGS_CHECKED, cache=cache)
+    assert model_counts(model) == (APPS, APPS * 3 - 1)
+    assert model_counts(replace(model)) == model_counts(model)  # counted anew: the same
