@@ -33,7 +33,7 @@ from .apply.results import ApplierControl, ApplyResult
 from .catalog import Catalog, Problem, Skipped
 from .debounce import Coalescer, Pending
 from .desired import BuildCache, build_model
-from .fd_budget import BudgetFacts, FdBudget, fit_model
+from .fd_budget import BudgetFacts, FdBudget, FitCache, fit_model
 from .gc_pause import collector_paused
 from .haproxy.process import HAProxyControl
 from .haproxy.runtime import ServerState
@@ -115,6 +115,7 @@ class Daemon:
         self._coalescer: Coalescer[Catalog] = Coalescer(settings.debounce)
         self._build_lock = threading.Lock()
         self._build_cache = BuildCache()
+        self._fit_cache = FitCache()
         self._logged_problems: frozenset[Problem] = frozenset()
         self._problems_seen: tuple[Problem, ...] = ()
         self.catalog: Optional[Catalog] = None  # the catalog of the last successful apply
@@ -422,12 +423,13 @@ class Daemon:
         started = self._clock()
         try:
             # the cache reuses what unchanged services derived last time
+            running = self.model.budget if self.model is not None else None
             with self._build_lock, collector_paused():
                 model = build_model(
                     catalog, self.render_settings, self.resolver, cache=self._build_cache
                 )
-            running = self.model.budget if self.model is not None else None
-            return fit_model(model, self._fd_facts(), running)[0]  # the maxconn that fits
+                fitted = fit_model(model, self._fd_facts(), running, self._fit_cache)
+            return fitted[0]  # the maxconn that fits
         finally:
             self.metrics.render_seconds.observe(self._clock() - started)
 

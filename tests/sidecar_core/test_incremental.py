@@ -9,6 +9,7 @@ from typing import Any, Optional
 from sidecar.catalog import Catalog, Instance, changed_services, updated_catalog
 from sidecar.changes import KEYS_LIMIT, changed_between, first_version, next_version
 from sidecar.desired import BuildCache, build_model
+from sidecar.fd_budget import BudgetFacts, FitCache, fit_model
 from sidecar.haproxy_model import (
     HAProxyModel,
     changed_backends,
@@ -233,3 +234,21 @@ def test_a_patched_model_counts_its_checked_servers_from_the_change() -> None:
     model = build(translator.translate(outcome.state, outcome.apps), SETTINGS_CHECKED, cache=cache)
     assert model_counts(model) == (APPS, APPS * 3 - 1)
     assert model_counts(replace(model)) == model_counts(model)  # counted anew: the same
+
+
+def test_a_fit_that_gives_up_checks_patches_the_last_fit_as_a_full_fit_would_do() -> None:
+    state, translator, catalog = cluster()
+    cache, fits = BuildCache(), FitCache()
+    limit = BudgetFacts(limit=600, wanted=4096, threads=2)  # the floor fits only without checks
+    first, budget = fit_model(build(catalog, SETTINGS_CHECKED, cache=cache), limit, None, fits)
+    assert budget.left_out and all(not b.passive_check for b in first.backends)
+    app_id = app_of(state, 21)
+    outcome = kill_first_task(state, app_id)
+    model = build(translator.translate(outcome.state, outcome.apps), SETTINGS_CHECKED, cache=cache)
+    fitted, again = fit_model(model, limit, budget, fits)
+    assert (fitted, again) == fit_model(model, limit, budget)  # what a fit from scratch gives
+    for old, new in zip(first.backends, fitted.backends):  # the others were not stripped again
+        assert (old is new) == (new.app_id != app_id)
+    assert set(changed_backends(first, fitted) or ()) == {
+        b.name for b in fitted.backends if b.app_id == app_id
+    }
