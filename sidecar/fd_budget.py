@@ -317,8 +317,10 @@ def _patched_strip(
     for name in names:
         if name not in at or name not in old_at:
             return None
-        changed[name], lost = _strip(model.backends[at[name]], keep_active)
-        unchecked += lost - _strip(before.backends[old_at[name]], keep_active)[1]
+        backend, old = model.backends[at[name]], before.backends[old_at[name]]
+        if backend is not old:  # the names are a superset
+            changed[name], lost = _strip(backend, keep_active)
+            unchecked += lost - _strip(old, keep_active)[1]
     return patched_model(stripped, changed), unchecked
 
 

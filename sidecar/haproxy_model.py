@@ -171,6 +171,7 @@ def model_counts(model: HAProxyModel) -> tuple[int, int]:
 def with_fit(model: HAProxyModel, maxconn: Optional[int], budget: Any) -> HAProxyModel:
     """``model`` with this ``maxconn`` and descriptor budget, keeping what it derived."""
     fitted = replace(model, maxconn=maxconn, budget=budget)
+    listener_signature(model)  # worked out on the model, so both share it
     for name in (_LISTENERS, _POSITIONS, _COUNTS):
         if name in model.__dict__:
             object.__setattr__(fitted, name, model.__dict__[name])
