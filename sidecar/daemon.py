@@ -114,19 +114,16 @@ class Daemon:
         self._lock = threading.Lock()  # guards the coalescer (the source's threads offer to it)
         self._coalescer: Coalescer[Catalog] = Coalescer(settings.debounce)
         self._build_lock = threading.Lock()
-        self._build_cache = BuildCache()
-        self._fit_cache = FitCache()
+        self._build_cache, self._fit_cache = BuildCache(), FitCache()
         self._logged_problems: frozenset[Problem] = frozenset()
         self._problems_seen: tuple[Problem, ...] = ()
         self.catalog: Optional[Catalog] = None  # the catalog of the last successful apply
         self.model: Optional[HAProxyModel] = None
         self._last_signature: Optional[tuple[Any, ...]] = None
         self._last_reload_at: Optional[float] = None
-        self._failures = 0
-        self._next_server_poll = 0.0
-        self._next_model_record = 0.0  # model figures for /metrics: see _record_model
-        self._model_record_due = False
-        self._config_writes_seen = 0
+        self._failures = self._config_writes_seen = 0
+        self._next_server_poll = self._next_model_record = 0.0  # reads for /metrics
+        self._model_record_due = False  # model figures for /metrics: see _record_model
         self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
 
     # --- lifecycle -------------------------------------------------------------------------------
