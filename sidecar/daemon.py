@@ -109,8 +109,7 @@ class Daemon:
         self.status_server: Optional[StatusServer] = None
         self.probe_server: Optional[StatusServer] = None  # --probe-listen
         self._saver = ThrottledSaver(state_store, self._saved, clock=clock)
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
+        self._wake, self._stopping = threading.Event(), threading.Event()
         self._lock = threading.Lock()  # guards the coalescer (the source's threads offer to it)
         self._coalescer: Coalescer[Catalog] = Coalescer(settings.debounce)
         self._build_lock = threading.Lock()
