@@ -10,6 +10,9 @@ instance left out).
 
 Catalogs are values. A source builds the next catalog copy-on-write: a service that did not
 change keeps the very same :class:`Service` object, so consumers may cache by identity.
+:func:`updated_catalog` does that and tags the new catalog with the keys it changed
+(:mod:`sidecar.changes`), so a consumer learns which services to look at with
+:func:`changed_services` without walking them all.
 
 Every catalog converts to plain JSON data and back (:meth:`Catalog.to_dict`,
 :func:`catalog_from_dict`); reading back checks every field against :mod:`sidecar.grammar`
@@ -19,12 +22,13 @@ service, so a reader can skip a bad service and keep the others.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Optional
 
 from marathon_bridge.errors import MarathonBridgeError
 from sidecar import grammar
+from sidecar.changes import Changes, changed_between, next_version
 
 READY, DRAIN, OUT = "ready", "drain", "out"
 INSTANCE_STATES = (READY, DRAIN, OUT)
@@ -135,6 +139,8 @@ class Catalog:
     services: Mapping[str, Service] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
     skipped: tuple[Skipped, ...] = ()
+    # how it was made from an earlier catalog (set by updated_catalog); not part of its value
+    changes: Optional[Changes] = field(default=None, init=False, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.services)
@@ -159,6 +165,44 @@ class Catalog:
             "problems": [vars(p).copy() for p in self.problems],
             "skipped": [vars(s).copy() for s in self.skipped],
         }
+
+
+def updated_catalog(
+    previous: Catalog,
+    changed: Mapping[str, Optional[Service]],
+    problems: Optional[tuple[Problem, ...]] = None,
+    skipped: Optional[tuple[Skipped, ...]] = None,
+) -> Catalog:
+    """``previous`` with the services in ``changed`` replaced (``None``: removed), copy-on-write
+    and tagged with their keys; ``problems`` and ``skipped`` replace the previous ones if given."""
+    services = dict(previous.services)
+    for key, service in changed.items():
+        if service is None:
+            services.pop(key, None)
+        else:
+            services[key] = service
+    catalog = Catalog(
+        services,
+        previous.problems if problems is None else problems,
+        previous.skipped if skipped is None else skipped,
+    )
+    object.__setattr__(catalog, "changes", next_version(previous.changes, changed))
+    return catalog
+
+
+def changed_services(old: Catalog, new: Catalog) -> Collection[str]:
+    """The keys of the services that may differ from ``old`` to ``new`` (added, removed or
+    replaced): from the tags when ``new`` was made from ``old`` (directly or not), else by
+    walking both. A superset: compare the services found under them."""
+    if old is new:
+        return ()
+    keys = changed_between(old.changes, new.changes)
+    if keys is not None:
+        return keys
+    before, after = old.services, new.services
+    found = {key for key, service in after.items() if before.get(key) is not service}
+    found.update(key for key in before if key not in after)
+    return found
 
 
 def service_to_dict(service: Service) -> dict[str, Any]:

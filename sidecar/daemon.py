@@ -4,9 +4,9 @@
 
 1. the catalog source (:class:`~sidecar.sources.base.CatalogSource`, its own threads) publishes
    new catalogs to the daemon, its listener;
-2. the loop coalesces bursts (:class:`~sidecar.debounce.Coalescer`: a lone change is applied at
-   once when it changes servers only; a burst waits for its end; a change that needs a reload
-   waits like the rest of its burst and keeps ``min_reload_interval`` since the last reload);
+2. the loop coalesces bursts (:class:`~sidecar.debounce.Coalescer`: server changes are applied
+   at once, at most once per ``debounce`` under a storm; a change that needs a reload waits for
+   the end of its burst and keeps ``min_reload_interval`` since the last reload);
 3. it builds the model (:func:`~sidecar.desired.build_model`, with the caching resolver and the
    garbage collector paused) and hands it to the applier (render, validate, swap, reload or
    runtime API);
@@ -33,7 +33,7 @@ from .apply.results import ApplierControl, ApplyResult
 from .catalog import Catalog, Problem, Skipped
 from .debounce import Coalescer, Pending
 from .desired import BuildCache, build_model
-from .fd_budget import BudgetFacts, FdBudget, fit_model
+from .fd_budget import BudgetFacts, FdBudget, FitCache, fit_model
 from .gc_pause import collector_paused
 from .haproxy.process import HAProxyControl
 from .haproxy.runtime import ServerState
@@ -57,6 +57,7 @@ RETRY_FIRST = 1.0  # seconds before a failed apply is retried; doubles up to RET
 RETRY_MAX = 30.0
 DNS_REFRESH_SECONDS = 60.0  # rebuild this often when host names are in use (resolver TTL)
 SERVER_POLL_SECONDS = 5.0  # how often HAProxy's own server states are read for /metrics
+SERVER_POLL_COST_FACTOR = 40.0  # a read that took over 0.05 s waits this many times that
 PORT_RETRY_SECONDS = 2.0  # apps left out because their port was taken are tried again this often
 
 
@@ -108,19 +109,20 @@ class Daemon:
         self.status_server: Optional[StatusServer] = None
         self.probe_server: Optional[StatusServer] = None  # --probe-listen
         self._saver = ThrottledSaver(state_store, self._saved, clock=clock)
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
+        self._wake, self._stopping = threading.Event(), threading.Event()
         self._lock = threading.Lock()  # guards the coalescer (the source's threads offer to it)
         self._coalescer: Coalescer[Catalog] = Coalescer(settings.debounce)
         self._build_lock = threading.Lock()
-        self._build_cache = BuildCache()
+        self._build_cache, self._fit_cache = BuildCache(), FitCache()
         self._logged_problems: frozenset[Problem] = frozenset()
+        self._problems_seen: tuple[Problem, ...] = ()
         self.catalog: Optional[Catalog] = None  # the catalog of the last successful apply
         self.model: Optional[HAProxyModel] = None
         self._last_signature: Optional[tuple[Any, ...]] = None
         self._last_reload_at: Optional[float] = None
-        self._failures = 0
-        self._next_server_poll = 0.0
+        self._failures = self._config_writes_seen = 0
+        self._next_server_poll = self._next_model_record = 0.0  # reads for /metrics
+        self._model_record_due = False  # model figures for /metrics: see _record_model
         self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -231,7 +233,7 @@ class Daemon:
     def apply_pending(self) -> None:
         """Build the pending catalog and apply it, unless it has to wait (see the module doc)."""
         with self._lock:
-            pending = self._coalescer.take()
+            pending = self._coalescer.take(self._clock())
         if pending is None:
             return
         try:
@@ -253,7 +255,7 @@ class Daemon:
     def _must_wait(self, pending: Pending[Catalog], model: HAProxyModel) -> bool:
         """A reload waits for the end of its burst and the minimum interval since the last."""
         reload = listener_signature(model) != self._last_signature
-        if pending.leading and reload:  # a deploy sends several events: one reload for all
+        if reload and not pending.settle:  # a deploy sends several events: one reload for all
             with self._lock:
                 self._coalescer.wait_for_burst(pending)
             return True
@@ -326,9 +328,9 @@ class Daemon:
             model = running  # what HAProxy runs: apps it refused are left out (and listed)
         self._last_signature = signature
         self.catalog, self.model = catalog, model
-        self.metrics.record_model(model, catalog)
         self._report_budget(model.budget)
-        self._log_new_problems(model)
+        self._log_new_problems(model)  # before the metrics count them (tests wait on those)
+        self._record_model(now=reloaded)
         self.board.set_view(catalog, model, self._config_text(result))
         if self.source.health().synced:  # not what was only loaded from disk
             self._saver.offer(catalog)
@@ -359,6 +361,9 @@ class Daemon:
         except Exception:
             log.exception("applier tick failed")
         self.metrics.sync_apply_counters(self.applier.counters)
+        if self._model_record_due:
+            self._record_model(now=True)
+        self._refresh_config_text()
         self._supervise_haproxy()
         self._saver.flush_if_due()
         if self._clock() >= self._next_dns_refresh:
@@ -366,8 +371,11 @@ class Daemon:
             if self.resolver.cached():
                 self._rebuild("dns refresh")  # stale names are looked up again in the background
         if self._clock() >= self._next_server_poll:
-            self._next_server_poll = self._clock() + SERVER_POLL_SECONDS
-            self._observe_servers()
+            started = self._clock()
+            self._observe_servers()  # a big HAProxy (30k servers: 0.2 s) is read less often
+            cost = self._clock() - started
+            wait = SERVER_POLL_COST_FACTOR * cost if cost > 0.05 else 0.0
+            self._next_server_poll = started + max(SERVER_POLL_SECONDS, wait)
         health = self.source.health()
         if health.connected:
             self.board.record_sync()
@@ -411,12 +419,13 @@ class Daemon:
         started = self._clock()
         try:
             # the cache reuses what unchanged services derived last time
+            running = self.model.budget if self.model is not None else None
             with self._build_lock, collector_paused():
                 model = build_model(
                     catalog, self.render_settings, self.resolver, cache=self._build_cache
                 )
-            running = self.model.budget if self.model is not None else None
-            return fit_model(model, self._fd_facts(), running)[0]  # the maxconn that fits
+                fitted = fit_model(model, self._fd_facts(), running, self._fit_cache)
+            return fitted[0]  # the maxconn that fits
         finally:
             self.metrics.render_seconds.observe(self._clock() - started)
 
@@ -448,7 +457,7 @@ class Daemon:
         if not self.haproxy.running():
             self.board.set_haproxy_starting()
         with self._lock:
-            pending = self._coalescer.take()
+            pending = self._coalescer.take(self._clock())
         if pending is not None:
             self.apply_catalog(pending.item, pending.reason)
         else:
@@ -485,6 +494,9 @@ class Daemon:
             log.info("open-files budget", extra=numbers)
 
     def _log_new_problems(self, model: HAProxyModel) -> None:
+        if self.model is not None and model.problems is self._problems_seen:
+            return  # the same tuple: nothing new (the builder keeps it while it holds)
+        self._problems_seen = model.problems
         problems = frozenset(model.problems)
         for problem in sorted(problems - self._logged_problems, key=repr):  # each one once
             log.warning(
@@ -503,13 +515,38 @@ class Daemon:
             self.board.set_problem("state_dir", f"last known state not saved: {error}")
 
     def _config_text(self, result: ApplyResult) -> str:
+        """The text on disk after an apply: the one it wrote, else what the board shows (a
+        deferred rewrite reaches the board on the tick, :meth:`_refresh_config_text`)."""
         if result.config_text is not None:
             return result.config_text
+        return self.board.config_text() or self._read_config()
+
+    def _read_config(self) -> str:
+        self._config_writes_seen = self.applier.counters.config_writes
         try:
             with open(self.settings.haproxy_config_path, encoding="utf-8") as fh:
                 return fh.read()
         except OSError:
             return ""
+
+    def _refresh_config_text(self) -> None:
+        """The applier rewrote the file on its own (a deferred write): show the new text."""
+        if self.applier.counters.config_writes == self._config_writes_seen:
+            return
+        text = self._read_config()
+        if self.catalog is not None and self.model is not None:
+            self.board.set_view(self.catalog, self.model, text)
+
+    def _record_model(self, now: bool) -> None:
+        """Model figures for /metrics (a walk of every server): at once after a reload, else
+        at most once per tick, so a storm of server changes does not pay it per change."""
+        due = now or self._clock() >= self._next_model_record
+        if self.model is None or self.catalog is None or not due:
+            self._model_record_due = self.model is not None
+            return
+        self.metrics.record_model(self.model, self.catalog)
+        self._model_record_due = False
+        self._next_model_record = self._clock() + TICK_SECONDS
 
     def _shutdown(self) -> None:
         log.info("stopping")

@@ -1,19 +1,19 @@
 """Coalescing bursts of catalog changes: when the newest one is due (pure, no clock of its own).
 
 A :class:`Coalescer` holds the newest change not applied yet (:class:`Pending`) and says when it
-is due (:meth:`Coalescer.due_at`), with a leading-edge debounce:
+is due (:meth:`Coalescer.due_at`):
 
-- a change that comes after a quiet period (no change for ``debounce`` seconds) is *leading*:
-  due at once (the caller applies it at once when it changes servers only);
-- a change that follows another within ``debounce`` waits until ``debounce`` passes without
-  another, never longer than ``max_coalesce`` after the first of the burst. So a burst costs at
-  most two applies (its first change, then the rest) and a steady stream one per
-  ``max_coalesce``;
-- a leading change that needs a reload waits like the rest of its burst
-  (:meth:`Coalescer.wait_for_burst`: a deploy's events share one reload), and a reload keeps a
-  minimum interval from the last one (:meth:`Coalescer.hold`);
-- a change that turned out to change nothing HAProxy runs does not end the quiet period
-  (:meth:`Coalescer.forget_no_op`).
+- a change that changes servers only (as far as is known) is a *throttled* one: due at once when
+  no change was taken for ``debounce`` seconds, else ``debounce`` after the last one taken. A
+  lone change goes at once; a storm is applied every ``debounce`` with everything that came
+  meanwhile, so no change waits longer than ``debounce`` however long the storm lasts;
+- a change that needs a reload *settles* (:meth:`Coalescer.wait_for_burst`, once a build showed
+  it): due when ``debounce`` passes without another change, never longer than ``max_coalesce``
+  after the first of its burst, so a deploy's events share one reload; a reload also keeps a
+  minimum interval from the last one (:meth:`Coalescer.hold`). The changes that join it wait
+  with it;
+- a change that turned out to change nothing HAProxy runs does not count as taken
+  (:meth:`Coalescer.forget_no_op`): the next change that matters is not held back by it.
 
 Times are whatever clock the caller passes (monotonic seconds); the caller serializes calls.
 """
@@ -25,7 +25,7 @@ from typing import Generic, Optional, TypeVar
 
 T = TypeVar("T")
 INF = float("inf")
-MAX_COALESCE = 1.0  # a steady stream of changes still gets applied at least this often
+MAX_COALESCE = 1.0  # a settling burst is applied at the latest this long after its first change
 
 
 @dataclass
@@ -38,8 +38,9 @@ class Pending(Generic[T]):
     last_at: float  # the newest change
     not_before: float = 0.0  # a reload waits for the minimum interval since the last one
     again: bool = False  # apply even when it looks unchanged (apps left out for a port)
-    leading: bool = False  # the first change after a quiet period: due at once
-    change_before: float = -INF  # the change before this one (see forget_no_op)
+    settle: bool = False  # needs a reload: due when the burst settles
+    taken_at: float = -INF  # when it was taken (see forget_no_op)
+    taken_before: float = -INF  # when the change before it was taken
 
 
 class Coalescer(Generic[T]):
@@ -49,29 +50,18 @@ class Coalescer(Generic[T]):
         self.debounce = debounce
         self.max_coalesce = max_coalesce
         self.pending: Optional[Pending[T]] = None
-        self.last_change_at = -INF  # when the last change was offered
+        self.last_taken_at = -INF  # when a change was last taken to be applied
 
     def offer(self, item: T, reason: str, now: float) -> None:
         """A new change: it replaces the pending one and joins (or starts) a burst."""
-        before = self.last_change_at
-        quiet = now - before >= self.debounce
-        self.last_change_at = now
         old = self.pending
         if old is None:
-            self.pending = Pending(item, reason, now, now, leading=quiet, change_before=before)
+            self.pending = Pending(item, reason, now, now)
         elif old.again:  # a newer change does not wait for the retry time
-            self.pending = Pending(
-                item, reason, now, now, again=True, leading=quiet, change_before=before
-            )
+            self.pending = Pending(item, reason, now, now, again=True)
         else:
             self.pending = Pending(
-                item,
-                reason,
-                old.first_at,
-                now,
-                old.not_before,
-                leading=old.leading,
-                change_before=old.change_before,
+                item, reason, old.first_at, now, old.not_before, settle=old.settle
             )
 
     def due_at(self) -> float:
@@ -79,22 +69,28 @@ class Coalescer(Generic[T]):
         pending = self.pending
         if pending is None:
             return INF
-        if pending.leading:
-            settled = pending.first_at
+        if pending.settle:
+            due = min(pending.last_at + self.debounce, pending.first_at + self.max_coalesce)
         else:
-            settled = min(pending.last_at + self.debounce, pending.first_at + self.max_coalesce)
-        return max(settled, pending.not_before)
+            due = max(pending.first_at, self.last_taken_at + self.debounce)
+        return max(due, pending.not_before)
 
-    def take(self) -> Optional[Pending[T]]:
+    def take(self, now: float) -> Optional[Pending[T]]:
         """The pending change, to apply now (nothing is pending afterwards)."""
         pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.taken_at, pending.taken_before = now, self.last_taken_at
+            self.last_taken_at = now
         return pending
 
     def wait_for_burst(self, pending: Pending[T]) -> None:
-        """A leading change that needs a reload: due at the end of its burst instead."""
+        """A change that needs a reload: due when its burst settles (a newer change pending
+        carries it, and waits so too)."""
         if self.pending is None:
-            pending.leading = False
+            pending.settle = True
             self.pending = pending
+        else:
+            self.pending.settle = True
 
     def hold(self, pending: Pending[T], not_before: float) -> None:
         """Not before ``not_before`` (a reload's minimum interval): this change, or a newer one."""
@@ -111,7 +107,7 @@ class Coalescer(Generic[T]):
 
     def forget_no_op(self, pending: Pending[T]) -> None:
         """The change ``pending`` turned out to change nothing HAProxy runs (deployment events,
-        instance counts...): it does not end the quiet period, so the next change that matters
-        is still leading."""
-        if self.last_change_at == pending.last_at:  # nothing newer arrived meanwhile
-            self.last_change_at = pending.change_before
+        instance counts...): it does not count as taken, so the next change that matters is
+        not held back by it."""
+        if self.last_taken_at == pending.taken_at:  # nothing taken since
+            self.last_taken_at = pending.taken_before

@@ -16,7 +16,12 @@ whatever source produced it:
 - the shared vhost frontend (``--vhost-port``): one route per http service with vhosts.
 
 A :class:`BuildCache` keeps what each service derived; a service that is the same object as in
-the last build (catalogs are copy-on-write) is not derived again.
+the last build (catalogs are copy-on-write) is not derived again. With a cache, a catalog whose
+changed services (:func:`~sidecar.catalog.changed_services`) differ in their instances only is
+not built again at all: the last model is patched (:func:`~sidecar.haproxy_model.patched_model`)
+with the backends of those services rebuilt, so an event costs what it changed. Anything else
+(services added or removed, options, deployment groups, port conflicts, settings, a host that
+resolves differently, servers left out) takes the full build.
 """
 
 from __future__ import annotations
@@ -27,7 +32,16 @@ from dataclasses import replace
 from operator import attrgetter
 from typing import Callable, NamedTuple, Optional
 
-from sidecar.catalog import DRAIN, READY, Catalog, Problem, Service, ServiceOptions, Skipped
+from sidecar.catalog import (
+    DRAIN,
+    READY,
+    Catalog,
+    Problem,
+    Service,
+    ServiceOptions,
+    Skipped,
+    changed_services,
+)
 from sidecar.deployment_groups import Claim, MergePlan, merge_servers, plan_merges
 from sidecar.grammar import ip_literal
 from sidecar.haproxy_model import (
@@ -37,6 +51,8 @@ from sidecar.haproxy_model import (
     HealthCheckSpec,
     RouteSpec,
     ServerSpec,
+    patched_model,
+    tagged_after,
 )
 from sidecar.names import (
     MAX_NAME_LEN,
@@ -113,6 +129,12 @@ class BuildCache:
         self._settings: Optional[RenderSettings] = None
         self._entries: dict[str, _Entry] = {}
         self._resolved: dict[str, Optional[str]] = {}  # host -> address in the last build
+        self._answers: dict[str, Optional[str]] = {}  # host name -> what resolve() answered
+        self._catalog: Optional[Catalog] = None  # the last catalog built
+        self._model: Optional[HAProxyModel] = None  # and its model
+        self._owners: dict[str, str] = {}  # service key -> the backend built from it alone
+        self.patched = 0  # builds that patched the last model (the rest were full builds)
+        self.rebuilt: tuple[str, ...] = ()  # keys of the services the last build derived anew
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -121,11 +143,28 @@ class BuildCache:
         if settings != self._settings:
             self._entries = {}
             self._settings = settings
+            self._catalog = self._model = None
         return self._entries
 
+    def _built(self, catalog: Catalog, model: HAProxyModel, context: _Context) -> HAProxyModel:
+        """Remember the catalog and model of a build (the model tagged after the last one)."""
+        tagged_after(model, self._model)
+        self._catalog, self._model = catalog, model
+        self._remember_hosts(context.addresses)
+        return model
+
+    def _remember_hosts(self, addresses: _AddressMemo) -> None:
+        self._resolved = dict(addresses.known)
+        self._answers = dict(addresses.answers)
+
     def _hosts_changed(self, addresses: _AddressMemo) -> bool:
-        """Whether any host of the last build resolves differently now (one lookup per host)."""
-        return any(addresses.get(host) != address for host, address in self._resolved.items())
+        """Whether any host name of the last build resolves differently now (one lookup per
+        name); when none does, ``addresses`` starts from the last build's addresses."""
+        for host, answer in self._answers.items():
+            if addresses.answer(host) != answer:
+                return True
+        addresses.known.update(self._resolved)
+        return False
 
 
 class _Context:
@@ -157,6 +196,7 @@ class _Parts:
         self.skipped: list[Skipped] = list(catalog.skipped)
         self.problems: list[Problem] = list(catalog.problems)
         self.used_names: set[str] = set()
+        self.owners: dict[str, str] = {}  # service key -> a backend built from it alone
 
     def model(self) -> HAProxyModel:
         return HAProxyModel(
@@ -179,14 +219,21 @@ def build_model(
     into addresses (IP literals pass through). ``cache`` (optional) only makes builds faster.
     """
     context = _Context(settings, resolve if resolve is not None else _no_lookup)
+    if cache is not None:
+        patched = _patched(cache, catalog, context)
+        if patched is not None:
+            cache.patched += 1
+            return patched
     known = cache._start(settings) if cache is not None else {}
     entries: dict[str, _Entry] = {}
     parts = _Parts(catalog)
     candidates: list[_Candidate] = []
+    rebuilt: list[str] = []
     for key, service in catalog.services.items():
         entry = known.get(key)
         if entry is None or entry.service is not service:
             entry = _entry(service, context)
+            rebuilt.append(key)
         entries[key] = entry
         if entry.candidate is not None:
             candidates.append(entry.candidate)
@@ -211,9 +258,49 @@ def build_model(
         parts.skipped.append(Skipped(lost.service.app_id, reason, lost.service.port_index))
     if settings.vhost_port is not None:
         parts.frontends.append(_vhost_frontend(settings, winners, parts.backends))
-    if cache is not None:
-        cache._resolved = dict(context.addresses.known)
-    return parts.model()
+    if cache is None:
+        return parts.model()
+    cache._owners, cache.rebuilt = parts.owners, tuple(rebuilt)
+    return cache._built(catalog, parts.model(), context)
+
+
+def _patched(cache: BuildCache, catalog: Catalog, context: _Context) -> Optional[HAProxyModel]:
+    """The last model with the backends of the changed services rebuilt, when they changed
+    in their instances only; ``None``: a full build is needed (see the module doc)."""
+    last, model = cache._catalog, cache._model
+    if last is None or model is None or context.settings != cache._settings:
+        return None
+    if catalog.problems != last.problems or catalog.skipped != last.skipped:
+        return None
+    if cache._hosts_changed(context.addresses):
+        return None
+    updates: dict[str, _Entry] = {}
+    backends: dict[str, BackendSpec] = {}
+    for key in changed_services(last, catalog):
+        old, new = last.services.get(key), catalog.services.get(key)
+        if old is new:
+            continue
+        entry = cache._entries.get(key)
+        if old is None or new is None or entry is None or entry.service is not old:
+            return None
+        if new.options != old.options or new.options.deployment is not None:
+            return None
+        updated = _Entry(new, None, entry.skip, entry.problem)
+        if entry.candidate is not None:  # served here, or lost its port to another service
+            updated.candidate = _Candidate(new, entry.candidate.binds)
+        name = cache._owners.get(key)
+        if name is not None and updated.candidate is not None and entry.backend is not None:
+            built = _build_backend(updated.candidate, name, context)
+            if built.skipped != entry.backend.skipped:
+                return None
+            updated.backend, updated.frontend = built, entry.frontend
+            backends[name] = built.backend
+        updates[key] = updated
+    cache._entries.update(updates)
+    cache._catalog, cache.rebuilt = catalog, tuple(updates)
+    cache._remember_hosts(context.addresses)
+    cache._model = patched_model(model, backends)
+    return cache._model
 
 
 def _no_lookup(_host: str) -> Optional[str]:
@@ -290,6 +377,8 @@ def _serve(
         parts.skipped.extend(built.skipped)
     if cand.claim_key in plan.backend_names:  # a deployment group's primary
         backend = _merge_members(cand, backend, plan, joined, context, parts)
+    else:
+        parts.owners[cand.service.key] = name
     parts.backends.append(backend)
     frontend = entry.frontend
     if frontend is None or frontend.default_backend != name or frontend.binds != cand.binds:
@@ -385,26 +474,31 @@ class _AddressMemo:
     def __init__(self, resolve: Resolver) -> None:
         self._resolve = resolve
         self.known: dict[str, Optional[str]] = {}
+        self.answers: dict[str, Optional[str]] = {}  # host name -> what resolve() answered
 
     def get(self, host: str) -> Optional[str]:
         try:
             return self.known[host]
         except KeyError:
-            address = self.known[host] = _address(host, self._resolve)
+            address = self.known[host] = self._address(host)
             return address
 
+    def _address(self, host: str) -> Optional[str]:
+        literal = ip_literal(host)
+        if literal is not None:
+            return literal
+        if not isinstance(host, str) or not _HOST_TEXT_RE.fullmatch(host):
+            return None
+        return ip_literal(self.answer(host))
 
-def _address(host: str, resolve: Resolver) -> Optional[str]:
-    literal = ip_literal(host)
-    if literal is not None:
-        return literal
-    if not isinstance(host, str) or not _HOST_TEXT_RE.fullmatch(host):
-        return None
-    try:
-        resolved = resolve(host)
-    except Exception:  # the resolver is the daemon's; a failure there is just "no address"
-        return None
-    return ip_literal(resolved)
+    def answer(self, host: str) -> Optional[str]:
+        """What ``resolve`` says about a host name now (remembered in :attr:`answers`)."""
+        try:
+            answer = self._resolve(host)
+        except Exception:  # the resolver is the daemon's; a failure there is just "no address"
+            answer = None
+        self.answers[host] = answer
+        return answer
 
 
 def _health_check(options: ServiceOptions, settings: RenderSettings) -> Optional[HealthCheckSpec]:

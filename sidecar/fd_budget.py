@@ -35,7 +35,16 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from sidecar.apply.model_subsets import without_frontends
-from sidecar.haproxy_model import BackendSpec, HAProxyModel
+from sidecar.haproxy_model import (
+    BackendSpec,
+    HAProxyModel,
+    backend_positions,
+    changed_backends,
+    listener_signature,
+    model_counts,
+    patched_model,
+    with_fit,
+)
 
 HAPROXY_OWN = 20  # HAProxy's own reserve (standard streams, the poller's bookkeeping...)
 MASTER_WORKER = 1  # -W: the socket pair between the master and its worker
@@ -180,10 +189,9 @@ def template_needs(config_text: str) -> tuple[int, int]:
 
 def count_needs(model: HAProxyModel, facts: BudgetFacts) -> FdNeeds:
     """What ``model`` (rendered with the template of ``facts``) holds besides connections."""
-    listeners = facts.template_listeners + sum(len(f.binds) for f in model.frontends)
-    checks = facts.template_checks + sum(
-        len(b.servers) for b in model.backends if b.health_check or b.passive_check
-    )
+    binds, checked = model_counts(model)  # once per model (patched models adjust them)
+    listeners = facts.template_listeners + binds
+    checks = facts.template_checks + checked
     return FdNeeds(listeners, checks, facts.threads, facts.master_sockets)
 
 
@@ -195,8 +203,20 @@ def check_reserve(checks: int, previous: Optional[int] = None) -> int:
     return (checks // CHECK_RESERVE_STEP + 1) * CHECK_RESERVE_STEP
 
 
+class FitCache:
+    """The last model stripped of its checks, per kind (what went in, what came out, servers
+    unchecked): the next model patched from that input is stripped by patching the output, so
+    an event costs what it changed. Optional; one per daemon."""
+
+    def __init__(self) -> None:
+        self.stripped: dict[bool, tuple[HAProxyModel, HAProxyModel, int]] = {}
+
+
 def fit_model(
-    model: HAProxyModel, facts: BudgetFacts, previous: Optional[FdBudget] = None
+    model: HAProxyModel,
+    facts: BudgetFacts,
+    previous: Optional[FdBudget] = None,
+    cache: Optional[FitCache] = None,
 ) -> tuple[HAProxyModel, FdBudget]:
     """``model`` with the ``maxconn`` that fits ``facts.limit`` (parts given up when even the
     floor does not fit), and the budget that explains it."""
@@ -218,26 +238,30 @@ def fit_model(
         reserved_checks=reserve,
     )
     if facts.limit is None:
-        return replace(model, maxconn=wanted, budget=budget), budget
+        return with_fit(model, wanted, budget), budget
     room = (facts.limit - with_reserve) // 2
     if room >= floor:
         effective = min(wanted, room)
         budget = replace(budget, effective=effective, needed=needs.total(effective))
-        return replace(model, maxconn=effective, budget=budget), budget
-    fitted, budget = _give_up_parts(model, facts, budget, floor)
+        return with_fit(model, effective, budget), budget
+    fitted, budget = _give_up_parts(model, facts, budget, floor, cache)
     budget = replace(budget, needed=needs.total(budget.effective))
-    return replace(fitted, maxconn=budget.effective, budget=budget), budget
+    return with_fit(fitted, budget.effective, budget), budget
 
 
 def _give_up_parts(
-    model: HAProxyModel, facts: BudgetFacts, budget: FdBudget, floor: int
+    model: HAProxyModel,
+    facts: BudgetFacts,
+    budget: FdBudget,
+    floor: int,
+    cache: Optional[FitCache] = None,
 ) -> tuple[HAProxyModel, FdBudget]:
     """Even the floor does not fit: passive checks go, then active ones, then listeners; once
     one step fits, the room it leaves goes to maxconn."""
     assert facts.limit is not None
     budget = replace(budget, effective=floor)
     for left_out, keep_active in ((PASSIVE, True), (CHECKS, False)):
-        fitted, unchecked = _without_checks(model, keep_active)
+        fitted, unchecked = _without_checks(model, keep_active, cache)
         needs = count_needs(fitted, facts)
         budget = replace(budget, left_out=left_out, unchecked_servers=unchecked)
         room = (facts.limit - needs.total(0, check_reserve(needs.checked_servers))) // 2
@@ -246,22 +270,58 @@ def _give_up_parts(
     return _fit_listeners(fitted, facts, budget, floor)
 
 
-def _without_checks(model: HAProxyModel, keep_active: bool) -> tuple[HAProxyModel, int]:
+def _without_checks(
+    model: HAProxyModel, keep_active: bool, cache: Optional[FitCache] = None
+) -> tuple[HAProxyModel, int]:
     """``model`` without passive checks (and without active ones unless ``keep_active``);
     the number of servers that lost their check."""
-    backends: list[BackendSpec] = []
-    unchecked = 0
-    for b in model.backends:
-        active = b.health_check if keep_active else None
-        if b.passive_check is None and active is b.health_check:
-            backends.append(b)
-            continue
-        servers = b.servers
-        if active is None:
-            unchecked += len(servers)
-            servers = tuple(s._replace(check=False) for s in servers)
-        backends.append(replace(b, health_check=active, passive_check=None, servers=servers))
-    return replace(model, backends=tuple(backends)), unchecked
+    last = cache.stripped.get(keep_active) if cache is not None else None
+    result = _patched_strip(model, keep_active, last) if last is not None else None
+    if result is None:
+        backends: list[BackendSpec] = []
+        unchecked = 0
+        for b in model.backends:
+            stripped, lost = _strip(b, keep_active)
+            backends.append(stripped)
+            unchecked += lost
+        result = replace(model, backends=tuple(backends)), unchecked
+    if cache is not None:
+        cache.stripped[keep_active] = (model, *result)
+    return result
+
+
+def _strip(backend: BackendSpec, keep_active: bool) -> tuple[BackendSpec, int]:
+    """One backend without its checks; the number of servers that lost theirs."""
+    active = backend.health_check if keep_active else None
+    if backend.passive_check is None and active is backend.health_check:
+        return backend, 0
+    if active is not None:
+        return replace(backend, passive_check=None), 0
+    servers = tuple(s._replace(check=False) for s in backend.servers)
+    stripped = replace(backend, health_check=None, passive_check=None, servers=servers)
+    return stripped, len(servers)
+
+
+def _patched_strip(
+    model: HAProxyModel, keep_active: bool, last: tuple[HAProxyModel, HAProxyModel, int]
+) -> Optional[tuple[HAProxyModel, int]]:
+    """The last stripped model with the backends the builder changed since stripped again,
+    when only servers changed (the same listeners); ``None`` otherwise."""
+    before, stripped, unchecked = last
+    names = changed_backends(before, model)
+    parts, old_parts = listener_signature(model)[:2], listener_signature(before)[:2]
+    if names is None or any(a is not b for a, b in zip(parts, old_parts)):
+        return None
+    at, old_at = backend_positions(model), backend_positions(before)
+    changed: dict[str, BackendSpec] = {}
+    for name in names:
+        if name not in at or name not in old_at:
+            return None
+        backend, old = model.backends[at[name]], before.backends[old_at[name]]
+        if backend is not old:  # the names are a superset
+            changed[name], lost = _strip(backend, keep_active)
+            unchecked += lost - _strip(old, keep_active)[1]
+    return patched_model(stripped, changed), unchecked
 
 
 def _fit_listeners(

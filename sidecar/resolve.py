@@ -103,6 +103,12 @@ class Resolver:
     def resolve(self, host: str) -> Optional[str]:
         if not host:
             return None
+        with self._lock:  # only host names are cached: a hit needs no other check
+            entry = self._cache.get(host)
+            if entry is not None:
+                if self._is_stale(entry):
+                    self._start_lookup(host)
+                return entry.address
         if is_ip_literal(host):
             return host.strip("[]")
         if not is_host_name(host):
@@ -110,8 +116,6 @@ class Resolver:
         with self._lock:
             entry = self._cache.get(host)
             if entry is not None:
-                if self._is_stale(entry):
-                    self._start_lookup(host)
                 return entry.address
             future = self._start_lookup(host)
         try:

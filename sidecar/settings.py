@@ -217,7 +217,8 @@ _SIDECAR_OPTIONS: dict[str, Option] = {
             "debounce",
             "debounce",
             seconds,
-            "wait this long for a burst of changes to settle before applying (default 0.05)",
+            "server changes are applied at most once per S during a storm; a change that "
+            "needs a reload waits for S without changes (default 0.05)",
             metavar="S",
         ),
         Option(

@@ -11,7 +11,10 @@ Decision per call of :meth:`Applier.apply`:
   seamless tidy-up reload of the running model. The config file is rewritten to match
   (validated with ``haproxy -c``, atomic rename, no reload), draining servers included until
   they are finished. The rewrite waits ``config_write_delay`` (default 1 s; done by
-  :meth:`Applier.tick`) so a burst of changes shares one ``haproxy -c``; 0 writes at once. If
+  :meth:`Applier.tick`) so a burst of changes shares one ``haproxy -c``; 0 writes at once. A
+  big config waits longer: at least ``WRITE_COST_FACTOR`` times the CPU the last rewrite cost
+  (``haproxy -c`` of 10k services takes about 0.4 s), so a storm of server changes spends
+  about 2 % of the time rewriting a file that only a restart reads. If
   HAProxy restarts in between, :meth:`Applier.tick` re-checks every backend against the model.
   Any unexpected runtime failure falls back to a validated reload.
 * **listeners changed** (or first start, or a backend whose balance algorithm cannot take dynamic
@@ -32,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Hashable, Sequence
@@ -39,6 +43,7 @@ from dataclasses import replace
 from typing import Callable, NamedTuple, Optional
 
 from sidecar.catalog import Skipped
+from sidecar.changes import Changes, changed_between
 from sidecar.files import write_atomically
 from sidecar.haproxy.process import HAProxyControl, HAProxyError
 from sidecar.haproxy.runtime import (
@@ -48,7 +53,15 @@ from sidecar.haproxy.runtime import (
     ServerState,
     parse_servers_state,
 )
-from sidecar.haproxy_model import BackendSpec, HAProxyModel, ServerSpec, listener_signature
+from sidecar.haproxy_model import (
+    BackendSpec,
+    HAProxyModel,
+    ServerSpec,
+    backend_positions,
+    backends_named,
+    changed_backends,
+    listener_signature,
+)
 from sidecar.render import server_line_options
 
 from .config_file import ConfigFile
@@ -74,6 +87,10 @@ log = logging.getLogger(__name__)
 # TIDY_RELOAD_QUIET seconds
 TOMBSTONE_LIMIT = 50
 TIDY_RELOAD_QUIET = 60.0
+# a deferred config rewrite that cost more than WRITE_COST_FLOOR seconds of CPU (``haproxy -c``
+# included) waits at least WRITE_COST_FACTOR times that before the next one
+WRITE_COST_FACTOR = 50.0
+WRITE_COST_FLOOR = 0.05
 
 Signature = Callable[[HAProxyModel], Hashable]
 
@@ -141,9 +158,13 @@ class Applier:
         self._running_binds: Optional[frozenset[tuple[str, int]]] = None
         self._model: Optional[HAProxyModel] = None  # the last model applied (after skips)
         self._synced: dict[str, BackendSpec] = {}  # backends whose runtime state matches
+        # the builder's tag of a model all of whose backends are in _synced: the next model's
+        # tag says which backends to compare (None: compare them all)
+        self._synced_changes: Optional[Changes] = None
         self._failed: Optional[tuple[str, float, str]] = None  # text, when, error
         self._unconfirmed = False
         self._dirty_since: Optional[float] = None  # runtime changed, file not rewritten yet
+        self._write_cost = 0.0  # seconds the last checked rewrite took (render, check, write)
         self._starts_seen = haproxy.starts
 
     # -- public
@@ -176,7 +197,10 @@ class Applier:
             except RuntimeAPIError as exc:
                 log.warning("applier tick failed", extra={"error": str(exc)})
                 return 0
-            due = self._model is not None and (deleted or self._write_due())
+            if deleted and self.config_write_delay > 0 and self._dirty_since is None:
+                self._dirty_since = self.clock()  # the file follows when a write is due
+            immediate = deleted and self.config_write_delay <= 0
+            due = self._model is not None and (immediate or self._write_due())
             if due and self._model is not None and self._rewrite_config(self._model).error:
                 # the next apply takes the long way: validate, drop bad apps, reload
                 self._running_signature = None
@@ -216,12 +240,16 @@ class Applier:
         )
 
     def _needs_reload_for_servers(self, model: HAProxyModel) -> bool:
-        previous = {b.name: b for b in self._model.backends} if self._model else {}
-        for backend in model.backends:
+        """A backend whose balance algorithm cannot take dynamic servers gets a new one."""
+        last = self._model
+        names = changed_backends(last, model) if last is not None else None
+        backends = model.backends if names is None else backends_named(model, names)
+        at = backend_positions(last) if last is not None else {}
+        for backend in backends:
             if supports_dynamic_servers(backend):
                 continue
-            before = previous.get(backend.name)
-            known = {s.name for s in before.servers} if before else set()
+            i = at.get(backend.name)
+            known = {s.name for s in last.backends[i].servers} if last and i is not None else ()
             if any(s.state == "ready" and s.name not in known for s in backend.servers):
                 return True
         return False
@@ -260,8 +288,9 @@ class Applier:
         )
 
     def _sync_runtime(self, model: HAProxyModel, only_changed: bool) -> int:
-        backends = [b for b in model.backends if not only_changed or self._synced.get(b.name) != b]
+        backends = self._backends_to_sync(model) if only_changed else list(model.backends)
         if not backends:
+            self._synced_changes = model.changes
             return 0
         running = self._servers_state([b.name for b in backends], everything=not only_changed)
         commands: list[str] = []
@@ -275,15 +304,28 @@ class Applier:
             errors = [e for e in self.runtime.write_many(commands) if e is not None]
             self.counters.runtime_ops += len(commands) - len(errors)
             if errors:
-                self._synced = {}
+                self._forget_synced()
                 raise errors[0]
         for backend, going in drains:
             self.drains.start(backend, going)
         for backend in backends:
             self._synced[backend.name] = backend
+        self._synced_changes = model.changes
         if commands:
             log.info("runtime changes applied", extra={"commands": len(commands)})
         return len(commands)
+
+    def _backends_to_sync(self, model: HAProxyModel) -> list[BackendSpec]:
+        """The backends of ``model`` whose runtime state may not match: those the builder
+        changed since the model synced last, or every one that differs when it cannot tell."""
+        synced = self._synced
+        names = changed_between(self._synced_changes, model.changes)
+        backends = model.backends if names is None else backends_named(model, names)
+        return [b for b in backends if synced.get(b.name) is not b and synced.get(b.name) != b]
+
+    def _forget_synced(self) -> None:
+        self._synced = {}
+        self._synced_changes = None
 
     def _servers_state(
         self, names: Sequence[str], everything: bool
@@ -303,21 +345,26 @@ class Applier:
     def _rewrite_config(self, model: HAProxyModel) -> Rewrite:
         """Write the effective config if it changed (checked first)."""
         self._dirty_since = None
+        started = cpu_seconds()
         text = self.render(self.drains.effective(model))
         if text == self.config.read():
             return Rewrite(False, "")
         error = self.validator.install(text)
+        self._write_cost = cpu_seconds() - started
         return Rewrite(not error, error)
 
     def _write_due(self) -> bool:
-        return self._dirty_since is not None and (
-            self.clock() - self._dirty_since >= self.config_write_delay
-        )
+        if self._dirty_since is None:
+            return False
+        delay = self.config_write_delay
+        if self._write_cost >= WRITE_COST_FLOOR:  # a big config: ~2 % of the time at most
+            delay = max(delay, WRITE_COST_FACTOR * self._write_cost)
+        return self.clock() - self._dirty_since >= delay
 
     def _after_restart(self) -> None:
         """HAProxy was restarted from the file: check every backend against the model again."""
         self._starts_seen = self.haproxy.starts
-        self._synced = {}
+        self._forget_synced()
         self.drains.forget_tombstones()  # the file it started from has none
         if self._model is not None:
             self._sync_runtime(self._model, only_changed=False)
@@ -442,7 +489,7 @@ class Applier:
         self._running_signature = self.signature(model)
         self._running_binds = model_binds(model)
         self._model = model
-        self._synced = {}
+        self._forget_synced()
         self._failed = None
         self._forget_server_state()
         self._starts_seen = self.haproxy.starts
@@ -456,7 +503,7 @@ class Applier:
             self._rewrite_config(model)
         except RuntimeAPIError as exc:
             log.warning("runtime sync after reload failed", extra={"error": str(exc)})
-            self._synced = {}
+            self._forget_synced()
         return ApplyResult(
             True,
             "start" if started else "reload",
@@ -556,3 +603,9 @@ class Applier:
             log.warning("apply failed", extra={"error": result.error[:2000]})
         if result.ok and result.skipped:
             c.last_error = "; ".join(f"{s.app_id}: {s.reason}" for s in result.skipped)[:2000]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (``haproxy -c``)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime

@@ -351,13 +351,13 @@ def stepped(tmp_path: Path) -> Any:
 def test_a_lone_server_change_is_applied_at_once_and_a_burst_waits(stepped: Any) -> None:
     daemon, applier, clock = stepped
     daemon.catalog_changed(catalog_from_apps([app("/web", 10001, "web.1", "web.2")]), "lone")
-    assert daemon.apply_due_at() == clock.now  # leading: due at once
+    assert daemon.apply_due_at() == clock.now  # nothing taken lately: due at once
     daemon.apply_pending()
     assert servers(applier.last()) == {"web.1", "web.2"} and applier.count() == 2
     three = app("/web", 10001, "web.1", "web.2", "web.3")
     daemon.catalog_changed(catalog_from_apps([three]), "burst")
     daemon.catalog_changed(catalog_from_apps([{**three, "id": "/web"}]), "burst")
-    assert daemon.apply_due_at() == clock.now + 0.5  # within the debounce: the trailing edge
+    assert daemon.apply_due_at() == clock.now + 0.5  # one debounce after the last one taken
 
 
 def test_a_change_that_needs_a_reload_waits_for_its_burst_and_the_reload_interval(
@@ -389,7 +389,7 @@ def test_a_change_haproxy_does_not_see_does_not_end_the_quiet_period(stepped: An
     assert applier.count() == 1  # nothing new for HAProxy
     clock.now += 0.1
     daemon.catalog_changed(catalog_from_apps([app("/web", 10001, "web.1", "web.2")]), "a join")
-    assert daemon.apply_due_at() == clock.now  # still leading
+    assert daemon.apply_due_at() == clock.now  # the no-op does not count
 
 
 def test_label_problems_are_counted_and_logged_once(run_daemon: Any, caplog: Any) -> None:

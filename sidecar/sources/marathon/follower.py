@@ -355,7 +355,11 @@ class MarathonFollower:
             self._schedule(0.0, f"event {item.type}")
         if outcome.changed or state is not outcome.state:
             self._state = state
-            self.keeper.offer_change(self.translator.translate(state), f"event {item.type}")
+            # only these apps can differ (every app when the outcome does not say)
+            known = outcome.apps or not outcome.changed
+            touched = outcome.apps | outcome.fetch_apps if known else None
+            catalog = self.translator.translate(state, touched)
+            self.keeper.offer_change(catalog, f"event {item.type}")
 
     def _fetch_apps(self, state: MarathonState, app_ids: frozenset[str]) -> MarathonState:
         for app_id in sorted(app_ids):

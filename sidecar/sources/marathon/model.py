@@ -48,6 +48,7 @@ class EventOutcome:
     changed: bool
     fetch_apps: frozenset[str] = frozenset()  # re-read these with GET /v2/apps/{id}
     resync: bool = False  # the event could not be used: take a full snapshot
+    apps: frozenset[str] = frozenset()  # when changed: the apps whose definition or tasks did
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def _status_update(state: MarathonState, data: Mapping[str, Any]) -> EventOutcom
         if known is None:
             return EventOutcome(state, False)
         remaining = {k: v for k, v in app_tasks.items() if k != task_id}
-        return EventOutcome(state._put_tasks(app_id, remaining), True)
+        return EventOutcome(state._put_tasks(app_id, remaining), True, apps=frozenset({app_id}))
     if known is None and status not in ADDABLE_STATES:
         return EventOutcome(state, False)
     task = dict(known) if known is not None else {"id": task_id, "appId": app_id}
@@ -153,7 +154,7 @@ def _status_update(state: MarathonState, data: Mapping[str, Any]) -> EventOutcom
         return EventOutcome(state, False)
     updated = dict(app_tasks)
     updated[task_id] = task
-    return EventOutcome(state._put_tasks(app_id, updated), True)
+    return EventOutcome(state._put_tasks(app_id, updated), True, apps=frozenset({app_id}))
 
 
 def _update_task_from_event(task: dict[str, Any], status: str, data: Mapping[str, Any]) -> None:
@@ -218,7 +219,9 @@ def _set_health(state: MarathonState, raw_app: Any, raw_instance: Any, alive: An
     checks = state.apps[app_id].get("healthChecks")
     several = isinstance(checks, list) and len(checks) > 1
     new_state = state._put_tasks(app_id, updated) if changed else state
-    return EventOutcome(new_state, changed, fetch_apps=fetch if several else frozenset())
+    return EventOutcome(
+        new_state, changed, fetch_apps=fetch if several else frozenset(), apps=frozenset({app_id})
+    )
 
 
 def _api_post(state: MarathonState, data: Mapping[str, Any]) -> EventOutcome:
@@ -231,7 +234,7 @@ def _api_post(state: MarathonState, data: Mapping[str, Any]) -> EventOutcome:
     if state.apps.get(app_id) == new_definition:
         return EventOutcome(state, False, fetch_apps=fetch)
     new_state = state._put(app_id, new_definition, state.app_tasks(app_id))
-    return EventOutcome(new_state, True, fetch_apps=fetch)
+    return EventOutcome(new_state, True, fetch_apps=fetch, apps=frozenset({app_id}))
 
 
 def _has_unassigned_port(app: Mapping[str, Any]) -> bool:
@@ -247,7 +250,7 @@ def _app_terminated(state: MarathonState, data: Mapping[str, Any]) -> EventOutco
         return EventOutcome(state, False, resync=True)
     if app_id not in state.apps:
         return EventOutcome(state, False)
-    return EventOutcome(state.without_app(app_id), True)
+    return EventOutcome(state.without_app(app_id), True, apps=frozenset({app_id}))
 
 
 def _deployment(state: MarathonState, data: Mapping[str, Any]) -> EventOutcome:

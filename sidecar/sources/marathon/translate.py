@@ -39,6 +39,7 @@ from sidecar.catalog import (
     ServiceOptions,
     Skipped,
     service_key,
+    updated_catalog,
 )
 
 from .deployment_labels import membership, names_deployment_group
@@ -119,7 +120,8 @@ class MarathonTranslator:
         self._entries: dict[str, _Entry] = {}
         self._seeded: dict[str, frozenset[str]] = {}
         self._catalog = Catalog()
-        self._before: Optional[tuple[Any, ...]] = None  # what undo() restores
+        # what undo() restores: all entries (a full translation) or the touched ones
+        self._before: Optional[tuple[Any, ...]] = None
 
     def seed(self, catalog: Catalog) -> None:
         """Take the verdicts of ``catalog`` (e.g. loaded from disk) as "in rotation before"."""
@@ -135,41 +137,70 @@ class MarathonTranslator:
         """Forget the last :meth:`translate` (its catalog was not accepted): the verdicts of the
         one before stay the memory of "in rotation before"."""
         if self._before is not None:
-            self._entries, self._seeded, self._catalog = self._before
+            entries, touched, self._seeded, self._catalog = self._before
+            if entries is not None:
+                self._entries = entries
+            for app_id, entry in touched.items():  # the apps an incremental one changed
+                if entry is None:
+                    self._entries.pop(app_id, None)
+                else:
+                    self._entries[app_id] = entry
             self._before = None
 
-    def translate(self, state: MarathonState) -> Catalog:
-        """The catalog of ``state``; the previous catalog object itself when nothing changed."""
+    def translate(self, state: MarathonState, apps: Optional[Iterable[str]] = None) -> Catalog:
+        """The catalog of ``state``; the previous catalog object itself when nothing changed.
+
+        ``apps``: only these apps may differ from the state translated last (the follower knows
+        which apps an event touched); the others are not looked at. ``None``: every app.
+        """
         before = self._entries
-        self._before = (self._entries, self._seeded, self._catalog)
-        entries: dict[str, _Entry] = {}
-        changed: list[tuple[Optional[_Entry], _Entry]] = []
+        changed: list[tuple[Optional[_Entry], Optional[_Entry]]] = []
         memo: LabelMemo = {}
-        tasks_of = state.tasks.get
-        for app_id, definition in state.apps.items():
-            tasks = tasks_of(app_id, _NO_TASKS)
-            entry = before.get(app_id)
-            if (
-                entry is None
-                or entry.tasks is not tasks
-                or entry.plan.definition is not definition
-                or not entry.settled
-            ):
-                new = self._translate(app_id, definition, tasks, entry, memo)
-                if (
-                    entry is None
-                    or new.services is not entry.services
-                    or new.plan is not entry.plan
-                ):
-                    changed.append((entry, new))
-                entry = new
-            entries[app_id] = entry
-        removed = [e for app_id, e in before.items() if app_id not in entries]
+        if apps is None:
+            self._before = (before, {}, self._seeded, self._catalog)
+            entries: dict[str, _Entry] = {}
+            for app_id in state.apps:
+                entries[app_id] = self._entry(state, app_id, before.get(app_id), changed, memo)
+            changed.extend((e, None) for app_id, e in before.items() if app_id not in entries)
+        else:  # the entries change in place; undo() puts the touched ones back
+            entries = before
+            touched = {app_id: before.get(app_id) for app_id in apps}
+            self._before = (None, touched, self._seeded, self._catalog)
+            for app_id, old in touched.items():
+                if app_id in state.apps:
+                    entries[app_id] = self._entry(state, app_id, old, changed, memo)
+                elif old is not None:
+                    del entries[app_id]
+                    changed.append((old, None))
         self._entries = entries
-        if changed or removed:
+        if changed:
             self._seeded = {}  # every app has its own history now
-            self._catalog = _next_catalog(self._catalog, changed, removed, entries)
+            self._catalog = _next_catalog(self._catalog, changed, entries)
         return self._catalog
+
+    def _entry(
+        self,
+        state: MarathonState,
+        app_id: str,
+        entry: Optional[_Entry],
+        changed: list[tuple[Optional[_Entry], Optional[_Entry]]],
+        memo: LabelMemo,
+    ) -> _Entry:
+        """The translation of one app, the very entry when its inputs are the same objects;
+        a new one is listed in ``changed`` when its services or plan differ."""
+        definition = state.apps[app_id]
+        tasks = state.tasks.get(app_id, _NO_TASKS)
+        if (
+            entry is not None
+            and entry.tasks is tasks
+            and entry.plan.definition is definition
+            and entry.settled
+        ):
+            return entry
+        new = self._translate(app_id, definition, tasks, entry, memo)
+        if entry is None or new.services is not entry.services or _notes_differ(entry, new):
+            changed.append((entry, new))
+        return new
 
     def _translate(
         self,
@@ -194,6 +225,13 @@ class MarathonTranslator:
             services = entry.services  # the same verdicts: keep the very objects
         settled = ready == prev_ready
         return _Entry(plan, tasks, services, settled)
+
+
+def _notes_differ(old: _Entry, new: _Entry) -> bool:
+    """Whether the problems or skipped ports of an app differ (a definition read anew)."""
+    if old.plan is new.plan:
+        return False
+    return old.plan.problems != new.plan.problems or old.plan.skipped != new.plan.skipped
 
 
 def catalog_from_apps(
@@ -221,23 +259,22 @@ def catalog_of(state: MarathonState, previously_in: frozenset[str] = frozenset()
 
 def _next_catalog(
     previous: Catalog,
-    changed: list[tuple[Optional[_Entry], _Entry]],
-    removed: list[_Entry],
+    changed: list[tuple[Optional[_Entry], Optional[_Entry]]],
     entries: Mapping[str, _Entry],
 ) -> Catalog:
     """``previous`` with the services of changed and removed apps replaced (copy-on-write)."""
-    services = dict(previous.services)
+    services: dict[str, Optional[Service]] = {}
     notes_changed = False
-    for old in [old for old, _new in changed if old is not None] + removed:
-        for service in old.services:
-            del services[service.key]
-        notes_changed = notes_changed or bool(old.plan.problems or old.plan.skipped)
+    for old, _new in changed:
+        if old is not None:
+            services.update(dict.fromkeys(s.key for s in old.services))
+            notes_changed = notes_changed or bool(old.plan.problems or old.plan.skipped)
     for _old, new in changed:
-        for service in new.services:
-            services[service.key] = service
-        notes_changed = notes_changed or bool(new.plan.problems or new.plan.skipped)
+        if new is not None:
+            services.update((s.key, s) for s in new.services)
+            notes_changed = notes_changed or bool(new.plan.problems or new.plan.skipped)
     if not notes_changed:
-        return Catalog(services, previous.problems, previous.skipped)
+        return updated_catalog(previous, services)
     problems: list[Problem] = []
     skipped: list[Skipped] = []
     for entry in entries.values():
@@ -247,7 +284,7 @@ def _next_catalog(
             skipped.extend(entry.plan.skipped)
     problems.sort(key=lambda p: (p.app_id, p.label, p.reason))
     skipped.sort(key=lambda s: (s.app_id, -1 if s.port_index is None else s.port_index, s.reason))
-    return Catalog(services, tuple(problems), tuple(skipped))
+    return updated_catalog(previous, services, tuple(problems), tuple(skipped))
 
 
 # --- what the definition decides --------------------------------------------------------------
