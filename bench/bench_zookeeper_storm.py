@@ -1,7 +1,7 @@
 """Reconnect storm: the leader of a three-server ensemble restarted under 500 watchers (issue 11).
 
 Run from the repository root: ``python -m bench.bench_zookeeper_storm [--watchers 500]
-[--processes 10] [--restarts 3] [--services 20] [--tick-ms 500]``.
+[--processes 10] [--restarts 3] [--services 5] [--tick-ms 500]``.
 
 The set-up of the fan-out bench (bench_zookeeper_fanout): a three-server ensemble on
 127.0.1.1-3, a `Publisher` in this process, `--watchers` real `CatalogWatcher`s (each its own
@@ -15,7 +15,10 @@ sampler asks every running server for `mntr` every `--sample` seconds: reads are
 `zk_cnt_readlatency` (one per read request served), summed over the ensemble. Printed per restart:
 reads per second at baseline and at the busiest second, reads in the 20 s after the stop (and per
 watcher), how long until every watcher that lost its connection is connected again, how long
-until every watcher has the change, and how many sessions expired (LOST).
+until every watcher has the change, how many sessions expired (LOST), and the worker processes'
+threads before and at the peak. kazoo's recipes read again after a reconnect on one new thread per
+watch (three per service per watcher), so `--services` is kept small: 500 watchers on 2 cores
+are 500 nodes' threads on one machine.
 """
 
 from __future__ import annotations
@@ -59,8 +62,10 @@ class ReadSampler:
     """Read requests served by the ensemble, per sampling interval (a restarted server counts
     from zero again: its first sample after the restart is taken whole)."""
 
-    def __init__(self, ensemble: ZooKeeperEnsemble, interval: float) -> None:
+    def __init__(self, ensemble: ZooKeeperEnsemble, fleet: WatcherFleet, interval: float) -> None:
         self.ensemble = ensemble
+        self.fleet = fleet
+        self.threads: list[tuple[float, int]] = []  # (time, threads of the fleet)
         self.interval = interval
         self.samples: list[tuple[float, int]] = []  # (time, reads since the previous sample)
         self._last: dict[int, int] = {}
@@ -84,10 +89,15 @@ class ReadSampler:
                 previous = self._last.get(index, 0)
                 total += count - previous if count >= previous else count
                 self._last[index] = count
-            self.samples.append((time.monotonic(), total))
+            now = time.monotonic()
+            self.samples.append((now, total))
+            self.threads.append((now, self.fleet.threads()))
 
     def reads_between(self, start: float, end: float) -> int:
         return sum(n for t, n in self.samples if start < t <= end)
+
+    def most_threads(self, start: float, end: float) -> int:
+        return max((n for t, n in self.threads if start < t <= end), default=0)
 
     def busiest_second(self, start: float, end: float) -> int:
         """The most reads in any one-second stretch of samples in [start, end]."""
@@ -123,6 +133,9 @@ def one_restart(
         "busiest_second_reads": sampler.busiest_second(stopped, stopped + WINDOW),
         "reads_in_window": storm,
         "reads_per_watcher": storm / fleet.watchers,
+        "extra_reads_per_watcher": (storm - baseline * WINDOW) / fleet.watchers,
+        "fleet_threads_before": sampler.most_threads(stopped - BASELINE, stopped),
+        "fleet_threads_peak": sampler.most_threads(stopped, stopped + WINDOW),
         "disconnected": counts.get("SUSPENDED", 0),
         "sessions_lost": counts.get("LOST", 0),
         "all_reconnected_s": (max(reconnected) - stopped) if reconnected else 0.0,
@@ -144,7 +157,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--watchers", type=int, default=500)
     parser.add_argument("--processes", type=int, default=10)
     parser.add_argument("--restarts", type=int, default=3)
-    parser.add_argument("--services", type=int, default=20)
+    parser.add_argument("--services", type=int, default=5)
     parser.add_argument("--tick-ms", type=int, default=500)
     parser.add_argument("--sample", type=float, default=0.25, help="seconds between mntr samples")
     args = parser.parse_args(argv)
@@ -156,7 +169,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         client.start(timeout=30)
         publisher = Publisher(client, ZK_PATH, "bench")
         fleet = WatcherFleet(ensemble.address, ZK_PATH, args.watchers, args.processes)
-        sampler = ReadSampler(ensemble, args.sample)
+        sampler = ReadSampler(ensemble, fleet, args.sample)
         try:
             publisher.start()
             wanted = catalog(args.services, TASKS)

@@ -89,6 +89,7 @@ def _worker(
     import logging
 
     from kazoo.client import KazooClient
+    from kazoo.retry import KazooRetry
 
     from sidecar.sources.zookeeper.watcher import CatalogWatcher
 
@@ -106,7 +107,9 @@ def _worker(
 
     clients, watchers = [], []
     for watcher_id in range(first_id, first_id + count):
-        client = KazooClient(hosts=hosts, timeout=session_timeout)
+        # as the sidecar's client: reconnect attempts every 2 s at most, forever
+        retry = KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=2.0)
+        client = KazooClient(hosts=hosts, timeout=session_timeout, connection_retry=retry)
         client.add_listener(on_state(watcher_id))
         client.start(timeout=120)
         watcher = CatalogWatcher(client, zk_path, on_update(watcher_id))
@@ -174,6 +177,16 @@ class WatcherFleet:
             worker.start()
         self._wait(lambda: self.log.ready >= self.watchers, timeout, "every watcher synced")
         return time.monotonic() - started
+
+    def threads(self) -> int:
+        """Threads of all worker processes right now (kazoo's recipes spawn one per watch to
+        read again after a reconnect)."""
+        total = 0
+        for worker in self._workers:
+            with contextlib.suppress(OSError, ValueError):
+                status = Path(f"/proc/{worker.pid}/status").read_text()
+                total += int(status.split("Threads:", 1)[1].split()[0])
+        return total
 
     def cpu_seconds(self) -> float:
         """User plus system CPU the worker processes used so far (their threads included)."""
