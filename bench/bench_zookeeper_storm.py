@@ -73,6 +73,8 @@ class ReadSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
+        for index, server in enumerate(self.ensemble.servers):  # count from now on
+            self._last[index] = reads_served(server) or 0
         self._thread.start()
 
     def stop(self) -> None:
