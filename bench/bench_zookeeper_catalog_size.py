@@ -73,7 +73,13 @@ def report_catalog(server: ZooKeeperServer, reader: KazooClient, apps: int) -> N
     options = [len(reader.get(layout.options_path(ZK_PATH, s))[0]) for s in sample]
     per_service = [len(reader.get_children(f"{ZK_PATH}/{s}")) for s in sample]
     print(f"children per service: median {statistics.median(per_service):g}")
-    print(f"instance child name (= its data): median {statistics.median(map(len, names)):g} bytes")
+    first = services[0]
+    data = [
+        len(reader.get(f"{ZK_PATH}/{first}/{n}")[0])
+        for n in reader.get_children(f"{ZK_PATH}/{first}")
+    ]
+    print(f"instance child name: median {statistics.median(map(len, names)):g} bytes; "
+          f"its data (the JSON): median {statistics.median(data):g} bytes")  # fmt: skip
     print(f"options node: median {statistics.median(options):g} bytes")
     one = reader.get_children(f"{ZK_PATH}/{services[0]}")
     print(limit_line("getChildren of one service", children_response_bytes(one)))
