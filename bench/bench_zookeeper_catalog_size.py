@@ -126,10 +126,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--apps", type=int, default=10000)
     parser.add_argument("--tasks", type=int, default=3)
     parser.add_argument("--big", type=int, default=3000, help="tasks of the one big app")
+    parser.add_argument("--heap-mb", type=int, default=512, help="the ZooKeeper JVM's -Xmx")
     args = parser.parse_args(argv)
     print(f"load average at start: {load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
-        server = ZooKeeperServer(Path(tmp), tick_ms=500)
+        # 10k apps are ~50k znodes and 25 MB of paths and data: more than the tests' 64 MB heap
+        server = ZooKeeperServer(Path(tmp), tick_ms=500, heap_mb=args.heap_mb)
         server.start()
         client = KazooClient(hosts=server.address)
         client.start(timeout=30)
