@@ -88,9 +88,7 @@ def _worker(
 ) -> None:
     import logging
 
-    from kazoo.client import KazooClient
-    from kazoo.retry import KazooRetry
-
+    from sidecar.sources.zookeeper.source import make_client
     from sidecar.sources.zookeeper.watcher import CatalogWatcher
 
     logging.getLogger("kazoo").setLevel(logging.ERROR)  # disconnections are counted instead
@@ -107,9 +105,7 @@ def _worker(
 
     clients, watchers = [], []
     for watcher_id in range(first_id, first_id + count):
-        # as the sidecar's client: reconnect attempts every 2 s at most, forever
-        retry = KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=2.0)
-        client = KazooClient(hosts=hosts, timeout=session_timeout, connection_retry=retry)
+        client = make_client([hosts], session_timeout)  # the sidecar's own client settings
         client.add_listener(on_state(watcher_id))
         client.start(timeout=120)
         watcher = CatalogWatcher(client, zk_path, on_update(watcher_id))
