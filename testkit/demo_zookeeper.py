@@ -114,7 +114,8 @@ class ZooKeeperDemo(Demo):
             [
                 super().summary(),
                 f"  Marathon event streams:        {streams} (the publisher's; sidecars hold none)",
-                f"  sidecars:                      {len(self.sidecars)} ({', '.join(NODES)})",
+                f"  sidecars:                      {len(self.sidecars)} ({', '.join(NODES)}; "
+                "reloads and runtime changes above add up both)",
             ]
         )
 
