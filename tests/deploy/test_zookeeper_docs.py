@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from sidecar.catalog import HealthCheck, Service, ServiceOptions, service_key
 from sidecar.settings import load_settings
 from sidecar.sources.zookeeper import layout, mapping
 
@@ -84,3 +85,13 @@ def test_the_instance_json_shown_has_the_fields_the_publisher_writes() -> None:
 def test_the_files_it_names_exist() -> None:
     for name in re.findall(r"`((?:deploy|bench|testkit|tests)/[\w./-]+)`", text()):
         assert (ROOT / name).exists(), name
+
+
+def test_the_options_example_is_what_the_publisher_writes_for_that_service() -> None:
+    (example,) = [b for b in blocks("json") if '"port_index"' in b]
+    document = json.loads(example)
+    check = HealthCheck("http", "/health", 5000, 2000, 3)
+    options = ServiceOptions(10000, 10000, mode="http", vhosts=("shop.example.com",),
+                             groups=("external",), health_check=check)  # fmt: skip
+    service = Service(service_key("/shop/web", 0), "/shop/web", 0, options)
+    assert document == mapping.options_document(service)
