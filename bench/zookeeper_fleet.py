@@ -85,8 +85,11 @@ def _worker(
     session_timeout: float,
     reports: Any,
     stop: Any,
+    niceness: int = 0,
 ) -> None:
     import logging
+
+    os.nice(niceness)  # before any thread: kazoo's and the watcher's threads inherit it
 
     from sidecar.sources.zookeeper.source import make_client
     from sidecar.sources.zookeeper.watcher import CatalogWatcher
@@ -146,8 +149,13 @@ class WatcherFleet:
         watchers: int = 500,
         processes: int = 10,
         session_timeout: float = 10.0,
+        probe_niceness: Optional[int] = None,
     ) -> None:
-        self.watchers = watchers
+        """With `probe_niceness`, the `watchers` run at niceness 10 and one more watcher, the
+        probe (id `watchers`), runs alone in a process of that niceness: a node that has its CPU
+        to itself while the others compete for the rest (root may give it a negative one)."""
+        self.probe = watchers if probe_niceness is not None else None
+        self.watchers = watchers + (probe_niceness is not None)
         context = multiprocessing.get_context("spawn")
         self._reports: Any = context.Queue()
         self._stop = context.Event()
@@ -156,13 +164,14 @@ class WatcherFleet:
         self._collector = threading.Thread(target=self._collect, daemon=True)
         share = [watchers // processes + (i < watchers % processes) for i in range(processes)]
         starts = [sum(share[:i]) for i in range(processes)]
+        fleet_niceness = 0 if probe_niceness is None else 10
+        plan = [(start, n, fleet_niceness) for start, n in zip(starts, share)]
+        if probe_niceness is not None:
+            plan.append((watchers, 1, probe_niceness))
+        common = (hosts, zk_path, session_timeout, self._reports, self._stop)
         self._workers = [
-            context.Process(
-                target=_worker,
-                args=(start, n, hosts, zk_path, session_timeout, self._reports, self._stop),
-                daemon=True,
-            )
-            for start, n in zip(starts, share)
+            context.Process(target=_worker, args=(start, n, *common, nice), daemon=True)
+            for start, n, nice in plan
         ]
 
     def start(self, timeout: float = 600.0) -> float:
@@ -238,6 +247,11 @@ class WatcherFleet:
                    f"{service} {version} at every watcher")  # fmt: skip
         with self._cond:
             return sorted(self.log.seen[key].values())
+
+    def probe_time(self, service: str, version: str) -> Optional[float]:
+        """When the probe watcher delivered `service` at `version` (None: no probe, or not yet)."""
+        with self._cond:
+            return None if self.probe is None else self.log.seen[(service, version)].get(self.probe)
 
     def wait_connected(self, since: float, timeout: float = 120.0) -> list[float]:
         """Wait until every watcher that lost its connection after `since` is connected again;
