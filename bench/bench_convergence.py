@@ -1,6 +1,6 @@
 """Convergence: from the emulator publishing an event to HAProxy routing accordingly.
 
-Run: ``python -m bench.bench_convergence [--quick] [--changes 204] [--debounce S]``.
+Run: ``python -m bench.bench_convergence [--quick] [--changes 204] [--debounce S] [--zookeeper]``.
 
 One node: the Marathon emulator (real echo tasks) in this process, the sidecar as a child process
 (``python -m sidecar``, so this process's polling does not share its interpreter) and the HAProxy
@@ -19,6 +19,10 @@ routing time is the first ``show servers state <backend>`` on HAProxy's admin so
 (kills, health-down). Between changes the bench waits until HAProxy's ready servers equal the
 app's healthy tasks again, so changes do not overlap. Prints p50/p90/p99/max per kind and overall,
 the reloads seen during the run (should be 0) and the machine.
+
+``--zookeeper``: the node is in ZooKeeper mode (``testkit.system``'s ``source="zookeeper"``): the
+event goes through a ``marathon-publisher`` process, a ZooKeeper server and the sidecar's watch
+before it reaches HAProxy; measured the same way, from the emulator's publish to HAProxy.
 """
 
 from __future__ import annotations
@@ -210,8 +214,8 @@ def summarize(values: list[float]) -> dict[str, float]:
     }
 
 
-def run(changes: int, debounce: float, poll_ms: float) -> dict[str, Any]:
-    options = SystemOptions(in_process=False, kill_grace=0.3, debounce=debounce)
+def run(changes: int, debounce: float, poll_ms: float, source: str = "marathon") -> dict[str, Any]:
+    options = SystemOptions(in_process=False, kill_grace=0.3, debounce=debounce, source=source)
     with System(options) as system:
         (port,) = free_ports(1)
         system.deploy(echo_app(APP_ID, port, INSTANCES))
@@ -225,6 +229,7 @@ def run(changes: int, debounce: float, poll_ms: float) -> dict[str, Any]:
         status = system.show_proc()
         everything = [v for values in driver.samples.values() for v in values]
         return {
+            "source": source,
             "changes": len(everything),
             "seconds": round(elapsed, 1),
             "debounce_s": debounce,
@@ -244,10 +249,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--debounce", type=float, default=None, help="sidecar --debounce (default: its default)"
     )
     parser.add_argument("--poll-ms", type=float, default=1.0, help="admin socket poll period")
+    parser.add_argument(
+        "--zookeeper", action="store_true", help="the node in ZooKeeper mode (via the publisher)"
+    )
     args = parser.parse_args(argv)
     changes = 30 if args.quick else args.changes
     debounce = args.debounce if args.debounce is not None else SystemOptions().debounce
-    result = run(changes, debounce, args.poll_ms)
+    result = run(changes, debounce, args.poll_ms, "zookeeper" if args.zookeeper else "marathon")
     overall = result["overall_ms"]
     result["goal"] = f"p50 <= {GOAL_P50_MS} ms, p99 <= {GOAL_P99_MS} ms"
     result["goal_met"] = overall["p50"] <= GOAL_P50_MS and overall["p99"] <= GOAL_P99_MS

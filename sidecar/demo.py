@@ -93,10 +93,12 @@ def free_service_ports(count: int, start: int = 10000) -> list[int]:
     return found
 
 
-def ask(conn: Optional[http.client.HTTPConnection], port: int) -> tuple[Optional[str], str]:
+def ask(
+    conn: Optional[http.client.HTTPConnection], port: int, host: str = "127.0.0.1"
+) -> tuple[Optional[str], str]:
     """One GET / through HAProxy: (task id, "") or (None, what went wrong)."""
     own = conn is None
-    connection = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection = conn or http.client.HTTPConnection(host, port, timeout=5)
     try:
         headers = {} if not own else {"Connection": "close"}
         connection.request("GET", "/", headers=headers)
@@ -113,11 +115,13 @@ def ask(conn: Optional[http.client.HTTPConnection], port: int) -> tuple[Optional
             connection.close()
 
 
-def traffic_loop(port: int, keep_alive: bool, stats: TrafficStats, stop: threading.Event) -> None:
-    """Requests back to back (with a short pause) until ``stop`` is set."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5) if keep_alive else None
+def traffic_loop(
+    port: int, keep_alive: bool, stats: TrafficStats, stop: threading.Event, host: str = "127.0.0.1"
+) -> None:
+    """Requests to ``host:port`` back to back (with a short pause) until ``stop`` is set."""
+    conn = http.client.HTTPConnection(host, port, timeout=5) if keep_alive else None
     while not stop.is_set():
-        answer, error = ask(conn, port)
+        answer, error = ask(conn, port, host)
         stats.record(answer, error)
         stop.wait(0.01)
     if conn is not None:
@@ -151,6 +155,10 @@ class Demo:
         self.emulator.start()
         self.client = MarathonClient(self.emulator.url, timeout=(3.0, 10.0))
         self.say(f"Marathon emulator on {self.emulator.url} (tasks are real local processes)")
+        self.start_nodes()
+
+    def start_nodes(self) -> None:
+        """The sidecar (in this process) that follows the emulator and drives HAProxy."""
         settings = Settings(
             marathon_urls=(self.emulator.url,),
             state_dir=self.state_dir,
@@ -176,17 +184,17 @@ class Demo:
             f"{app['portDefinitions'][0]['port']}"
         )
 
-    def start_traffic(self, port: int) -> None:
+    def start_traffic(self, port: int, host: str = "127.0.0.1") -> None:
         for keep_alive in (True, True, False):
             thread = threading.Thread(
                 target=traffic_loop,
-                args=(port, keep_alive, self.stats, self.stop_traffic),
-                name=f"traffic-{port}",
+                args=(port, keep_alive, self.stats, self.stop_traffic, host),
+                name=f"traffic-{host}:{port}",
                 daemon=True,
             )
             thread.start()
             self.threads.append(thread)
-        self.say(f"traffic: 2 keep-alive clients and 1 new-connection client on 127.0.0.1:{port}")
+        self.say(f"traffic: 2 keep-alive clients and 1 new-connection client on {host}:{port}")
 
     def services(self) -> list[dict[str, Any]]:
         assert self.daemon is not None
@@ -232,14 +240,7 @@ class Demo:
             time.sleep(0.05)
 
     def print_table(self) -> None:
-        lines = ["", "  service port  app          task                                     state"]
-        for service in self.services():
-            for endpoint in service["endpoints"]:
-                state = "in" if endpoint["in_rotation"] else f"out ({endpoint['reason']})"
-                lines.append(
-                    f"  {service['service_port']:<12}  {service['app_id']:<11}  "
-                    f"{endpoint['task_id'][-40:]:<40} {state}"
-                )
+        lines = ["", *service_rows(self.services())]
         with self.stats.lock:
             lines.append(
                 f"  traffic so far: {self.stats.requests} requests, {self.stats.errors} errors"
@@ -254,19 +255,22 @@ class Demo:
             return 0.0
         return self.daemon.metrics.registry.get_sample_value(name) or 0.0
 
-    def summary(self) -> str:
-        with self.stats.lock:
-            requests, errors = self.stats.requests, self.stats.errors
-            spread = dict(self.stats.by_task)
-            last = list(self.stats.last_errors)
-        reloads = self.metric("marathon_sidecar_haproxy_reloads_total")
-        runtime = sum(
+    def runtime_changes(self) -> float:
+        """Server changes sent through HAProxy's runtime API (every kind of operation)."""
+        return sum(
             sample.value
             for metric in (self.daemon.metrics.registry.collect() if self.daemon else [])
             if metric.name == "marathon_sidecar_haproxy_runtime_ops"
             for sample in metric.samples
             if sample.name.endswith("_total")
         )
+
+    def summary(self) -> str:
+        with self.stats.lock:
+            requests, errors = self.stats.requests, self.stats.errors
+            spread = dict(self.stats.by_task)
+            last = list(self.stats.last_errors)
+        reloads = self.metric("marathon_sidecar_haproxy_reloads_total")
         lines = [
             "Summary",
             f"  requests sent through HAProxy: {requests}",
@@ -274,7 +278,7 @@ class Demo:
             f"  tasks that answered:           {len(spread)}",
             f"  changes made in Marathon:      {len(self.changes)} ({', '.join(self.changes)})",
             f"  HAProxy reloads:               {int(reloads)} (new listeners only)",
-            f"  runtime API server changes:    {int(runtime)}",
+            f"  runtime API server changes:    {int(self.runtime_changes())}",
         ]
         return "\n".join(lines)
 
@@ -290,6 +294,19 @@ class Demo:
             self.client.close()
         self.emulator.stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def service_rows(services: list[dict[str, Any]]) -> list[str]:
+    """The table of services and endpoints a sidecar's /services lists."""
+    lines = ["  service port  app          task                                     state"]
+    for service in services:
+        for endpoint in service["endpoints"]:
+            state = "in" if endpoint["in_rotation"] else f"out ({endpoint['reason']})"
+            lines.append(
+                f"  {service['service_port']:<12}  {service['app_id']:<11}  "
+                f"{endpoint['task_id'][-40:]:<40} {state}"
+            )
+    return lines
 
 
 def run_script(demo: Demo) -> None:
@@ -339,12 +356,35 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--pace", type=float, default=2.0, help="seconds to pause between steps (default 2)"
     )
+    parser.add_argument(
+        "--zookeeper",
+        action="store_true",
+        help="ZooKeeper mode: a ZooKeeper server, marathon-publisher and two sidecars on "
+        "127.0.0.2 and 127.0.0.3 (runs from a clone of the repository: it uses the test kit)",
+    )
+    parser.add_argument(
+        "--zookeeper-hosts",
+        default=None,
+        help="with --zookeeper: use this running ZooKeeper (HOST:PORT) instead of starting one",
+    )
     return parser.parse_args(argv)
+
+
+def make_demo(args: argparse.Namespace, out: TextIO) -> Demo:
+    if not args.zookeeper:
+        return Demo(args.haproxy_bin, out, args.pace)
+    try:
+        from testkit.demo_zookeeper import ZooKeeperDemo
+    except ImportError as exc:
+        raise SystemExit(
+            f"--zookeeper runs from a clone of the repository (it needs the test kit): {exc}"
+        ) from None
+    return ZooKeeperDemo(args.haproxy_bin, out, args.pace, args.zookeeper_hosts)
 
 
 @contextlib.contextmanager
 def running_demo(args: argparse.Namespace, out: TextIO) -> Iterator[Demo]:
-    demo = Demo(args.haproxy_bin, out, args.pace)
+    demo = make_demo(args, out)
     try:
         demo.start()
         yield demo

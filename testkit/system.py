@@ -2,8 +2,10 @@
 
 A :class:`System` is the Marathon emulator running real echo tasks, one sidecar (the daemon in a
 thread, or ``python -m sidecar`` as a child process) and the real HAProxy it starts, everything
-on OS-chosen loopback ports under a private temporary directory. It is read from outside: the
-status server, HAProxy's runtime API and master CLI, the emulator's tasks.
+on OS-chosen loopback ports under a private temporary directory. With ``source="zookeeper"`` the
+sidecar (a child process) watches ZooKeeper instead: a ZooKeeper server and a
+``marathon-publisher`` process following the emulator stand between the two. It is read from
+outside: the status server, HAProxy's runtime API and master CLI, the emulator's tasks.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ from testkit.node import (
 )
 from testkit.ports import free_port
 from testkit.process import SidecarProcess
+from testkit.publisher import PublisherProcess
 from testkit.waiting import wait_until
+from testkit.zookeeper import ZooKeeperServer
 
 LOG_KEEP_DIR = "/tmp/zero-drop-last-logs"
+ZK_PATH = "/smartstack/services"
 
 EventRecorder = Callable[[str, dict[str, Any]], None]
 
@@ -56,6 +61,9 @@ class SystemOptions:
     log_errors: bool = False
     # extra lines for the template's "defaults" section (e.g. a retry-on policy)
     extra_defaults: tuple[str, ...] = ()
+    # "zookeeper": emulator -> marathon-publisher -> ZooKeeper -> the sidecar (needs in_process
+    # False); resync_interval is then the publisher's
+    source: str = "marathon"
 
     def settings_values(self) -> dict[str, Any]:
         """The sidecar settings these options set (as ``Settings`` fields)."""
@@ -82,6 +90,8 @@ class System:
         self.marathon: Optional[MarathonClient] = None
         self.node: Optional[SidecarNode] = None
         self.process: Optional[SidecarProcess] = None
+        self.zookeeper: Optional[ZooKeeperServer] = None
+        self.publisher: Optional[PublisherProcess] = None
         self.status_port = 0
 
     # -- lifecycle
@@ -120,7 +130,10 @@ class System:
         )
 
     def _start_subprocess(self) -> None:
-        args = ["--marathon", self.emu.url]
+        if self.options.source == "zookeeper":
+            args = self._start_publishing()
+        else:
+            args = ["--marathon", self.emu.url]
         for name, value in self.options.settings_values().items():
             args += ["--" + name.replace("_", "-"), str(value)]
         if self.options.log_errors:
@@ -130,6 +143,20 @@ class System:
         args += ["--log-level", self.options.log_level, "--log-format", "json"]
         self.process = SidecarProcess(args, self.state_dir, self.status_port, self.haproxy_bin)
         self.process.start()
+
+    def _start_publishing(self) -> list[str]:
+        """A ZooKeeper server and a publisher that leads; the sidecar's source flags."""
+        work = Path(self.state_dir)
+        self.zookeeper = ZooKeeperServer(work / "zookeeper", tick_ms=500)
+        self.zookeeper.start()
+        resync = str(self.options.resync_interval)
+        extra = ("--resync-interval", resync, "--log-level", self.options.log_level)
+        self.publisher = PublisherProcess(
+            work, "publisher", self.emu.url, self.zookeeper.address, ZK_PATH, *extra
+        )
+        self.publisher.wait_health("the publisher to lead", role="leader")
+        zookeeper = self.zookeeper.address
+        return ["--source", "zookeeper", "--zookeeper", zookeeper, "--zk-path", ZK_PATH]
 
     def _experiment_template(self) -> str:
         """The built-in template plus ``option dontlog-normal`` (only abnormal requests in the
@@ -160,6 +187,12 @@ class System:
         if self.process is not None:
             self.process.stop()
             self.process = None
+        if self.publisher is not None:
+            self.publisher.stop()
+            self.publisher = None
+        if self.zookeeper is not None:
+            self.zookeeper.stop()
+            self.zookeeper = None
         if self.marathon is not None:
             self.marathon.close()
             self.marathon = None

@@ -42,9 +42,9 @@ ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 # lands in the data dir's zookeeper.log; without it slf4j falls back to printing nothing.
 SLF4J_SIMPLE_JAR = Path("/usr/share/java/slf4j-simple.jar")
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+DEFAULT_HEAP_MB = 64
 JVM_OPTIONS = (
     "-Xms16m",
-    "-Xmx64m",
     "-Xss512k",
     "-XX:+UseSerialGC",
     "-XX:TieredStopAtLevel=1",
@@ -83,8 +83,10 @@ class ZooKeeperServer:
         host: str = "127.0.0.1",
         tick_ms: int = DEFAULT_TICK_MS,
         server_id: Optional[int] = None,
+        heap_mb: int = DEFAULT_HEAP_MB,
     ) -> None:
         self.workdir = workdir
+        self.heap_mb = heap_mb  # the JVM's -Xmx: the tests' catalogs fit in the default
         self.host = host
         self.port, quorum_port, election_port = free_ports(3, host)
         self.tick_ms = tick_ms
@@ -131,7 +133,8 @@ class ZooKeeperServer:
         classpath = [str(ZOOKEEPER_JAR)]
         if SLF4J_SIMPLE_JAR.exists():
             classpath.append(str(SLF4J_SIMPLE_JAR))
-        command = [java_binary(), *JVM_OPTIONS, "-cp", ":".join(classpath), MAIN_CLASS]
+        heap = f"-Xmx{self.heap_mb}m"
+        command = [java_binary(), heap, *JVM_OPTIONS, "-cp", ":".join(classpath), MAIN_CLASS]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [*command, str(self.config_path)],

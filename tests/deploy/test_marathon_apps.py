@@ -37,6 +37,7 @@ from sidecar.sources.marathon.translate import catalog_from_apps
 ROOT = Path(__file__).resolve().parents[2]
 MARATHON = ROOT / "deploy" / "marathon"
 SIDECAR_APP = MARATHON / "marathon-sidecar.json"
+SIDECAR_ZOOKEEPER_APP = MARATHON / "marathon-sidecar-zookeeper.json"
 PUBLISHER_APP = MARATHON / "marathon-publisher.json"
 EXAMPLES = MARATHON / "examples"
 APP_FILES = sorted(p for p in MARATHON.rglob("*") if p.suffix in (".json", ".yaml", ".yml"))
@@ -44,6 +45,11 @@ APP_FILES = sorted(p for p in MARATHON.rglob("*") if p.suffix in (".json", ".yam
 
 def sidecar_app() -> dict[str, Any]:
     app: dict[str, Any] = json.loads(SIDECAR_APP.read_text(encoding="utf-8"))
+    return app
+
+
+def sidecar_zookeeper_app() -> dict[str, Any]:
+    app: dict[str, Any] = json.loads(SIDECAR_ZOOKEEPER_APP.read_text(encoding="utf-8"))
     return app
 
 
@@ -76,7 +82,12 @@ def loopback_port(address: str) -> int:
 
 def test_there_are_app_definitions_to_check() -> None:
     names = {p.name for p in APP_FILES}
-    assert {"marathon-sidecar.json", "marathon-publisher.json", "shop.yaml"} <= names
+    assert {
+        "marathon-sidecar.json",
+        "marathon-sidecar-zookeeper.json",
+        "marathon-publisher.json",
+        "shop.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", APP_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -250,6 +261,35 @@ def test_publishers_and_sidecars_can_share_a_node() -> None:
     sidecar_ports = {p["port"] for p in sidecar_app()["portDefinitions"]}
     publisher_ports = {p["port"] for p in publisher_app()["portDefinitions"]}
     assert sidecar_ports and publisher_ports and sidecar_ports.isdisjoint(publisher_ports)
+
+
+# --- the sidecar's app in ZooKeeper mode --------------------------------------------------------
+
+
+def test_zookeeper_mode_is_the_same_sidecar_app_with_another_command_line() -> None:
+    """Same id, placement, ports, volume and health check: switching modes is a rolling upgrade
+    of one app, never two sidecars on a node."""
+    zookeeper, direct = sidecar_zookeeper_app(), sidecar_app()
+    assert zookeeper["args"] != direct["args"]
+    for key in set(direct) | set(zookeeper):
+        if key != "args":
+            assert zookeeper.get(key) == direct.get(key), key
+
+
+def test_zookeeper_mode_sidecar_watches_the_publishers_catalog_and_not_marathon() -> None:
+    app = sidecar_zookeeper_app()
+    _, unknown = build_parser().parse_known_args(app["args"])
+    assert unknown == []
+    settings = load_settings(app["args"], app.get("env", {}))
+    publishers = publisher_settings.load_settings(publisher_app()["args"], {})
+    assert settings.source == "zookeeper"
+    assert settings.marathon_urls == ()
+    assert not any(arg.startswith(("--marathon", "--resync", "--poll")) for arg in app["args"])
+    assert settings.zookeeper == publishers.zookeeper
+    assert settings.zk_path == publishers.zk_path
+    assert settings.state_dir in {v["containerPath"] for v in app["container"]["volumes"]}
+    status = next(p for p in app["portDefinitions"] if p["name"] == "status")
+    assert (settings.status_host, settings.status_port) == ("127.0.0.1", status["port"])
 
 
 # --- the example apps --------------------------------------------------------------------------

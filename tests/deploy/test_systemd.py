@@ -35,6 +35,7 @@ UNIT = SYSTEMD / "marathon-sidecar.service"
 DROP_IN = SYSTEMD / "haproxy.service.d" / "marathon-sidecar.conf"
 BOOTSTRAP = SYSTEMD / "haproxy-bootstrap.cfg"
 SIDECAR_YAML = SYSTEMD / "sidecar.yaml"
+SIDECAR_ZOOKEEPER_YAML = SYSTEMD / "sidecar-zookeeper.yaml"
 PUBLISHER_UNIT = SYSTEMD / "marathon-publisher.service"
 PUBLISHER_YAML = SYSTEMD / "publisher.yaml"
 SETTINGS_FILES = [(SIDECAR_YAML, OPTIONS), (PUBLISHER_YAML, publisher_settings.OPTIONS)]
@@ -175,6 +176,75 @@ def test_commented_defaults_match_the_real_defaults() -> None:
     assert examples["status-listen"] == defaults.status_listen
     assert examples["log-level"] == defaults.log_level
     assert examples["poll"] is defaults.poll and examples["once"] is defaults.once
+
+
+# --- sidecar-zookeeper.yaml: the same unit, ZooKeeper mode ---------------------------------------
+
+# The options that mean something in ZooKeeper mode: the file names each of them.
+ZOOKEEPER_MODE_OPTIONS = {
+    "source", "zookeeper", "zk-path", "haproxy-config", "haproxy-bin", "master-socket",
+    "state-dir", "bind", "group", "vhost-port", "status-listen", "empty-confirm",
+    "min-reload-interval", "debounce", "drain-timeout", "log-format", "log-level",
+}  # fmt: skip
+
+
+def zookeeper_yaml_settings() -> Settings:
+    return load_settings(["--config", str(SIDECAR_ZOOKEEPER_YAML)], {})
+
+
+def test_zookeeper_yaml_watches_zookeeper_and_fits_the_same_unit() -> None:
+    settings, direct = zookeeper_yaml_settings(), yaml_settings()
+    assert settings.source == "zookeeper"
+    assert len(settings.zookeeper) == 3 and settings.marathon_urls == ()
+    assert settings.zk_path == publisher_yaml_settings().zk_path
+    # the unit and the haproxy.service drop-in are shared: same files and sockets
+    assert settings.master_socket == direct.master_socket
+    assert settings.haproxy_config_path == direct.haproxy_config_path
+    assert settings.state_dir == direct.state_dir
+
+
+def test_zookeeper_yaml_documents_its_options_with_their_environment_variables() -> None:
+    lines = SIDECAR_ZOOKEEPER_YAML.read_text(encoding="utf-8").splitlines()
+    by_name = {o.name: o for o in OPTIONS}
+    found = set()
+    for i, line in enumerate(lines):
+        match = re.match(r"^(?:# )?([a-z-]+):", line)
+        if not match or match.group(1) not in by_name:
+            continue
+        found.add(match.group(1))
+        comment = " ".join(lines[j] for j in range(max(0, i - 4), i) if lines[j].startswith("# "))
+        assert f"(env: {by_name[match.group(1)].env_var}" in comment, match.group(1)
+    assert found == ZOOKEEPER_MODE_OPTIONS
+
+
+def commented_services_map(path: Path) -> dict[str, Any]:
+    """The commented-out ``# services:`` block, uncommented."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = lines.index("# services:")
+    block = [lines[start][2:]]
+    for line in lines[start + 1 :]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[2:])
+    loaded: dict[str, Any] = yaml.safe_load("\n".join(block))
+    return loaded
+
+
+def test_zookeeper_yaml_examples_are_valid_including_the_services_map(tmp_path: Path) -> None:
+    examples = commented_examples(SIDECAR_ZOOKEEPER_YAML)
+    by_name = {o.name: o for o in OPTIONS}
+    for name, value in examples.items():
+        option = by_name[name]
+        for item in value if option.repeatable else [value]:
+            option.parse(item)
+    assert examples["zk-path"] == Settings().zk_path
+    config = yaml.safe_load(SIDECAR_ZOOKEEPER_YAML.read_text(encoding="utf-8"))
+    config.update(commented_services_map(SIDECAR_ZOOKEEPER_YAML))
+    uncommented = tmp_path / "sidecar.yaml"
+    uncommented.write_text(yaml.safe_dump(config), encoding="utf-8")
+    settings = load_settings(["--config", str(uncommented)], {})
+    ports = {entry.name: entry.options.service_port for entry in settings.services}
+    assert ports == {"legacy-api": 10100, "search": 10101}
 
 
 # --- the sidecar's unit ------------------------------------------------------------------------
