@@ -1,0 +1,371 @@
+"""Event storm on a big cluster: the sidecar's CPU per event and a probe app's event-to-routing
+latency, measured from outside.
+
+Run: ``python -m bench.bench_big_storm [--apps 10000] [--rate 100] [--seconds 60]
+[--kinds health,kill] [--probe-every 1.5] [--profile]``.
+
+The node is :class:`~testkit.big_cluster.BigCluster`: the emulator with ``--apps`` apps x 3
+simulated tasks and a probe app of 4 real echo tasks, the sidecar (``python -m sidecar``) and its
+HAProxy. For ``--seconds`` the storm makes ``--rate`` changes per second, in turn, to random
+tasks of random apps through the emulator, which publishes them on the real event stream:
+
+* ``health-down`` / ``health-up``: a task's health check fails (it leaves rotation) / the
+  oldest failed one passes again;
+* ``kill``: ``TASK_KILLING``, then ``TASK_KILLED`` and Marathon's replacement (staging, running,
+  healthy): one kill brings several events.
+
+Meanwhile one client process (:mod:`testkit.probe_traffic`) asks the probe app's port as fast as
+it answers, and every ``--probe-every`` seconds one probe task changes, in turn: its health
+fails (latency: from the event to the start of the last request it answered), passes again
+(to the first request it answers), it is killed (to the last request it answered) and its
+replacement turns healthy (to the first request it answers). Event times are taken inside the
+emulator as it publishes.
+
+CPU: user + system time of the sidecar process (every thread) from /proc over the storm and
+2 s after it, divided by the events the sidecar received (its ``marathon_events_total``); also
+net of its idle rate, measured for 10 s before. ``--profile`` samples the sidecar with
+``py-spy`` during the storm and prints the top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from testkit.apps import served_by_healthy
+from testkit.big_cluster import PROBE_APP, BigCluster, BigClusterOptions
+from testkit.event_clock import EventClock
+from testkit.http import metric_sample, metric_sum
+from testkit.machine import load_average, machine_facts, percentile
+from testkit.probe_traffic import Answer, ProbeTraffic, first_reached, last_reached
+from testkit.proc_usage import cpu_seconds, total_cpu_seconds
+from testkit.py_spy import PySpy
+from testkit.waiting import wait_until
+
+GOAL_CPU_MS = 2.0
+GOAL_P99_MS = 100.0
+IDLE_SECONDS = 10.0
+DRAIN_SECONDS = 2.0
+PROBE_INSTANCES = 4
+STORM_KINDS = ("health-down", "health-up", "kill")
+
+
+class TaskPool:
+    """The running tasks of the big apps (not the probe's), kept from the emulator's events;
+    a storm picks its victims here."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        self._ids = list(task_ids)
+        self._index = {t: i for i, t in enumerate(self._ids)}
+        self._lock = threading.Lock()
+
+    def record(self, event_type: str, payload: dict[str, Any]) -> None:
+        if event_type != "status_update_event" or payload.get("appId") == PROBE_APP:
+            return
+        if payload.get("taskStatus") == "TASK_RUNNING":
+            self.add(str(payload["taskId"]))
+        else:
+            self.discard(str(payload["taskId"]))
+
+    def add(self, task_id: str) -> None:
+        with self._lock:
+            if task_id not in self._index:
+                self._index[task_id] = len(self._ids)
+                self._ids.append(task_id)
+
+    def discard(self, task_id: str) -> None:
+        with self._lock:
+            index = self._index.pop(task_id, None)
+            if index is None:
+                return
+            last = self._ids.pop()
+            if index < len(self._ids):
+                self._ids[index] = last
+                self._index[last] = index
+
+    def pick(self, rng: random.Random) -> str:
+        with self._lock:
+            return self._ids[rng.randrange(len(self._ids))]
+
+
+class Storm(threading.Thread):
+    """``rate`` changes per second for ``seconds``, cycling over ``kinds`` (module doc)."""
+
+    def __init__(
+        self, cluster: BigCluster, pool: TaskPool, rate: float, seconds: float, kinds: list[str]
+    ) -> None:
+        super().__init__(name="storm", daemon=True)
+        self.cluster = cluster
+        self.pool = pool
+        self.rate = rate
+        self.seconds = seconds
+        self.kinds = kinds
+        self.rng = random.Random(12)
+        self.unhealthy: deque[str] = deque()
+        self.done: dict[str, int] = {k: 0 for k in kinds}
+        self.missed = 0  # victims gone before the change reached them
+        self.started_at = 0.0
+        self.ended_at = 0.0
+        self.late = 0.0  # how far behind its schedule the storm fell, at most
+
+    def run(self) -> None:
+        emu = self.cluster.emu
+        self.started_at = time.monotonic()
+        count = int(self.rate * self.seconds)
+        for n in range(count):
+            due = self.started_at + n / self.rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # the schedule itself: a storm paced in time
+            self.late = max(self.late, -pause)
+            kind = self.kinds[n % len(self.kinds)]
+            try:
+                self._change(emu, kind)
+                self.done[kind] += 1
+            except KeyError:
+                self.missed += 1
+        self.ended_at = time.monotonic()
+
+    def _change(self, emu: Any, kind: str) -> None:
+        if kind == "health-down" or (kind == "health-up" and not self.unhealthy):
+            task_id = self.pool.pick(self.rng)
+            emu.set_task_health(task_id, False)
+            self.unhealthy.append(task_id)
+        elif kind == "health-up":
+            emu.set_task_health(self.unhealthy.popleft(), True)
+        else:
+            emu.kill_task(self.pool.pick(self.rng))
+
+
+@dataclass
+class ProbeChange:
+    kind: str  # health-down, health-up, kill, new
+    task_id: str
+    event_at: float  # monotonic, in the emulator
+
+
+class ProbeDriver:
+    """Changes one probe task at a time (module doc) and remembers when each event went out."""
+
+    def __init__(self, cluster: BigCluster, clock: EventClock) -> None:
+        self.cluster = cluster
+        self.clock = clock
+        self.initial = cluster.probe_tasks()
+        self.prefix = next(iter(self.initial)).split(".instance-")[0] + ".instance-"
+        self.changes: list[ProbeChange] = []
+        self.turn = 0
+        self.down: Optional[str] = None
+
+    def step(self) -> None:
+        kind = ("health-down", "health-up", "kill")[self.turn % 3]
+        self.turn += 1
+        emu = self.cluster.emu
+        healthy = sorted(self.cluster.probe_tasks())
+        since = time.monotonic()
+        if kind == "health-down":
+            self.down = healthy[0]
+            emu.set_task_health(self.down, False)
+            self._note(kind, self.down, self.clock.alive_at(self.down, False, since))
+        elif kind == "health-up" and self.down is not None:
+            emu.set_task_health(self.down, True)
+            self._note(kind, self.down, self.clock.alive_at(self.down, True, since))
+            self.down = None
+        elif kind == "kill":
+            emu.kill_task(healthy[-1])
+            self._note(kind, healthy[-1], self.clock.killing_at(healthy[-1]))
+
+    def _note(self, kind: str, task_id: str, at: Optional[float]) -> None:
+        assert at is not None, f"no event for {kind} of {task_id}"
+        self.changes.append(ProbeChange(kind, task_id, at))
+
+    def replacements(self, since: float) -> list[ProbeChange]:
+        """The probe's new tasks, each at its first alive event after ``since``."""
+        first: dict[str, float] = {}
+        for task_id, at in self.clock.running_since(since, self.prefix):
+            if task_id not in self.initial:
+                first.setdefault(task_id, at)
+        return [ProbeChange("new", task_id, at) for task_id, at in first.items()]
+
+
+def latencies_ms(
+    changes: list[ProbeChange], answers: list[Answer], kill_grace: float
+) -> dict[str, list[float]]:
+    """Event -> routing delay per kind, from what the probe traffic saw (module doc)."""
+    out: dict[str, list[float]] = {}
+    for change in changes:
+        if change.kind == "health-down":
+            until = _back_up_at(changes, change)
+            routed: Optional[float] = last_reached(answers, change.task_id, change.event_at, until)
+        elif change.kind == "kill":
+            until = change.event_at + kill_grace  # then the task gets SIGTERM
+            routed = last_reached(answers, change.task_id, change.event_at, until)
+        else:
+            routed = first_reached(answers, change.task_id, change.event_at)
+        if routed is not None:
+            out.setdefault(change.kind, []).append((routed - change.event_at) * 1000.0)
+    return out
+
+
+def _back_up_at(changes: list[ProbeChange], down: ProbeChange) -> float:
+    """When a task that turned unhealthy passed its check again (its first health-up after)."""
+    ups = [
+        c.event_at
+        for c in changes
+        if c.kind == "health-up" and c.task_id == down.task_id and c.event_at > down.event_at
+    ]
+    return min(ups, default=down.event_at + 30.0)
+
+
+@dataclass
+class Counters:
+    """What the sidecar and HAProxy did so far, read from outside."""
+
+    at: float
+    sidecar_cpu: float
+    haproxy_cpu: float
+    events: float
+    runtime_ops: float
+    reloads: float
+    haproxy_reloads: int
+
+    @classmethod
+    def read(cls, cluster: BigCluster) -> Counters:
+        text = cluster.metrics_text()
+        return cls(
+            time.monotonic(),
+            cpu_seconds(cluster.sidecar_pid),
+            total_cpu_seconds(cluster.haproxy_pids()),
+            metric_sum(text, "marathon_sidecar_marathon_events_total"),
+            metric_sample(text, "marathon_sidecar_haproxy_runtime_ops_total", {"op": "server"}),
+            metric_sample(text, "marathon_sidecar_haproxy_reloads_total"),
+            cluster.show_proc().reloads,
+        )
+
+
+def idle_cpu_rate(cluster: BigCluster, seconds: float) -> float:
+    """The sidecar's CPU seconds per second with no change at all."""
+    start, cpu = time.monotonic(), cpu_seconds(cluster.sidecar_pid)
+    threading.Event().wait(seconds)
+    return (cpu_seconds(cluster.sidecar_pid) - cpu) / (time.monotonic() - start)
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 50), 1),
+        "p99": round(percentile(values, 99), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def storm_figures(
+    before: Counters, after: Counters, idle_rate: float, storm: Storm
+) -> dict[str, Any]:
+    events = after.events - before.events
+    cpu = after.sidecar_cpu - before.sidecar_cpu
+    window = after.at - before.at
+    net = cpu - idle_rate * window
+    return {
+        "changes": storm.done,
+        "changes_missed": storm.missed,
+        "changes_per_s": round(sum(storm.done.values()) / (storm.ended_at - storm.started_at), 1),
+        "storm_late_max_s": round(storm.late, 3),
+        "events_received": int(events),
+        "window_s": round(window, 1),
+        "sidecar_cpu_s": round(cpu, 2),
+        "sidecar_idle_cpu_per_s": round(idle_rate, 4),
+        "cpu_ms_per_event": round(cpu * 1000 / max(events, 1), 3),
+        "cpu_ms_per_event_net_of_idle": round(net * 1000 / max(events, 1), 3),
+        "cpu_ms_per_change": round(cpu * 1000 / max(sum(storm.done.values()), 1), 3),
+        "sidecar_cpu_share": round(cpu / window, 3),
+        "haproxy_cpu_s": round(after.haproxy_cpu - before.haproxy_cpu, 2),
+        "runtime_ops": int(after.runtime_ops - before.runtime_ops),
+        "sidecar_reloads": int(after.reloads - before.reloads),
+        "haproxy_reloads": after.haproxy_reloads - before.haproxy_reloads,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    options = BigClusterOptions(
+        apps=args.apps, probe_instances=PROBE_INSTANCES, sidecar_args=tuple(args.sidecar_arg)
+    )
+    with BigCluster(options) as cluster, tempfile.TemporaryDirectory() as scratch:
+        cluster.start_sidecar()
+        cluster.wait_served(300)
+        emu = cluster.emu
+        wait_until(lambda: served_by_healthy(emu, PROBE_APP, cluster.probe_port), 120)
+        clock = EventClock()
+        pool = TaskPool([t["id"] for t in emu.tasks() if t["appId"] != PROBE_APP])
+        emu.on_event(clock.record)
+        emu.on_event(pool.record)
+        idle_rate = idle_cpu_rate(cluster, IDLE_SECONDS)
+        traffic = ProbeTraffic(cluster.probe_port, Path(scratch) / "answers").start()
+        profiler = PySpy(cluster.sidecar_pid, Path(scratch)).start() if args.profile else None
+        storm = Storm(cluster, pool, args.rate, args.seconds, args.kinds.split(","))
+        probe = ProbeDriver(cluster, clock)
+        before = Counters.read(cluster)
+        load_before = load_average()
+        storm.start()
+        while storm.is_alive():
+            storm.join(args.probe_every)
+            if storm.is_alive():
+                probe.step()
+        threading.Event().wait(DRAIN_SECONDS)  # the sidecar catches up on the last events
+        after = Counters.read(cluster)
+        profile = profiler.stop() if profiler is not None else None
+        wait_until(lambda: len(probe.replacements(before.at)) >= _kills(probe), 60)
+        threading.Event().wait(1.0)  # traffic reaches the last replacement
+        answers = traffic.stop()
+    changes = probe.changes + probe.replacements(before.at)
+    by_kind = latencies_ms(changes, answers, options.kill_grace)
+    everything = [v for values in by_kind.values() for v in values]
+    result: dict[str, Any] = {"apps": args.apps, "tasks": args.apps * options.tasks_per_app}
+    result["loadavg_before"] = load_before
+    result["storm"] = storm_figures(before, after, idle_rate, storm)
+    result["probe_latency_ms"] = summarize(everything)
+    result["probe_latency_by_kind_ms"] = {k: summarize(v) for k, v in sorted(by_kind.items())}
+    result["probe_requests"] = len(answers)
+    result["probe_failed_requests"] = sum(1 for a in answers if not a.ok)
+    if profile is not None:
+        result["profile"] = profile
+    return result
+
+
+def _kills(probe: ProbeDriver) -> int:
+    return sum(1 for c in probe.changes if c.kind == "kill")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--apps", type=int, default=10_000, help="apps of 3 tasks each")
+    parser.add_argument("--rate", type=float, default=100.0, help="changes per second")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long the storm lasts")
+    parser.add_argument(
+        "--kinds", default=",".join(STORM_KINDS), help="the storm's changes, in turn"
+    )
+    parser.add_argument("--probe-every", type=float, default=1.5, help="seconds between probes")
+    parser.add_argument("--profile", action="store_true", help="sample the sidecar (py-spy)")
+    parser.add_argument(
+        "--sidecar-arg", action="append", default=[], help="one more sidecar flag (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    result = run(args)
+    storm, latency = result["storm"], result["probe_latency_ms"]
+    result["goal"] = f"<= {GOAL_CPU_MS} ms CPU per event, p99 <= {GOAL_P99_MS} ms"
+    result["goal_met"] = storm["cpu_ms_per_event"] <= GOAL_CPU_MS and latency["p99"] <= GOAL_P99_MS
+    result["machine"] = machine_facts()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
