@@ -21,10 +21,13 @@ fails (latency: from the event to the start of the last request it answered), pa
 replacement turns healthy (to the first request it answers). Event times are taken inside the
 emulator as it publishes.
 
-CPU: user + system time of the sidecar process (every thread) from /proc over the storm and
-2 s after it, divided by the events the sidecar received (its ``marathon_events_total``); also
-net of its idle rate, measured for 10 s before. ``--profile`` samples the sidecar with
-``py-spy`` during the storm and prints the top functions.
+CPU: user + system time of the sidecar process (every thread) from /proc, from the storm's start
+until the sidecar has handled every event the emulator sent it (its ``marathon_events_total``
+catches up with the count of published events of the types it subscribes to; how long that
+took after the storm is printed: a sidecar slower than the storm falls behind), divided by
+those events; also net of its idle rate, measured for 10 s before. ``--profile`` samples the
+sidecar with ``py-spy`` (``pip install py-spy``) over the same window and prints the top
+functions.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from sidecar.sources.marathon.follower import EVENT_TYPES
 from testkit.apps import served_by_healthy
 from testkit.big_cluster import PROBE_APP, BigCluster, BigClusterOptions
 from testkit.event_clock import EventClock
@@ -54,7 +58,7 @@ from testkit.waiting import wait_until
 GOAL_CPU_MS = 2.0
 GOAL_P99_MS = 100.0
 IDLE_SECONDS = 10.0
-DRAIN_SECONDS = 2.0
+DRAIN_TIMEOUT = 900.0  # a sidecar that fell behind handles its backlog in this time
 PROBE_INSTANCES = 4
 STORM_KINDS = ("health-down", "health-up", "kill")
 
@@ -198,9 +202,11 @@ class ProbeDriver:
 
 def latencies_ms(
     changes: list[ProbeChange], answers: list[Answer], kill_grace: float
-) -> dict[str, list[float]]:
-    """Event -> routing delay per kind, from what the probe traffic saw (module doc)."""
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Event -> routing delay per kind, from what the probe traffic saw (module doc); and per
+    kind the new or restored tasks no request reached before the traffic stopped."""
     out: dict[str, list[float]] = {}
+    unrouted: dict[str, int] = {}
     for change in changes:
         if change.kind == "health-down":
             until = _back_up_at(changes, change)
@@ -210,9 +216,11 @@ def latencies_ms(
             routed = last_reached(answers, change.task_id, change.event_at, until)
         else:
             routed = first_reached(answers, change.task_id, change.event_at)
-        if routed is not None:
+        if routed is None:
+            unrouted[change.kind] = unrouted.get(change.kind, 0) + 1
+        else:
             out.setdefault(change.kind, []).append((routed - change.event_at) * 1000.0)
-    return out
+    return out, unrouted
 
 
 def _back_up_at(changes: list[ProbeChange], down: ProbeChange) -> float:
@@ -267,25 +275,41 @@ def summarize(values: list[float]) -> dict[str, float]:
     }
 
 
+class SentEvents:
+    """How many events the emulator published of the types the sidecar subscribes to."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def record(self, event_type: str, payload: dict[str, Any]) -> None:
+        if event_type in EVENT_TYPES:
+            with self._lock:
+                self.count += 1
+
+
 def storm_figures(
-    before: Counters, after: Counters, idle_rate: float, storm: Storm
+    before: Counters, at_end: Counters, after: Counters, sent: int, idle_rate: float, storm: Storm
 ) -> dict[str, Any]:
-    events = after.events - before.events
+    """``before`` the storm, ``at_end`` of it, ``after`` the sidecar handled every event."""
     cpu = after.sidecar_cpu - before.sidecar_cpu
     window = after.at - before.at
     net = cpu - idle_rate * window
+    changes = sum(storm.done.values())
     return {
         "changes": storm.done,
         "changes_missed": storm.missed,
-        "changes_per_s": round(sum(storm.done.values()) / (storm.ended_at - storm.started_at), 1),
+        "changes_per_s": round(changes / (storm.ended_at - storm.started_at), 1),
         "storm_late_max_s": round(storm.late, 3),
-        "events_received": int(events),
+        "events_sent": sent,
+        "events_handled_by_storm_end": int(at_end.events - before.events),
+        "backlog_drained_s_after_storm": round(after.at - storm.ended_at, 1),
         "window_s": round(window, 1),
         "sidecar_cpu_s": round(cpu, 2),
         "sidecar_idle_cpu_per_s": round(idle_rate, 4),
-        "cpu_ms_per_event": round(cpu * 1000 / max(events, 1), 3),
-        "cpu_ms_per_event_net_of_idle": round(net * 1000 / max(events, 1), 3),
-        "cpu_ms_per_change": round(cpu * 1000 / max(sum(storm.done.values()), 1), 3),
+        "cpu_ms_per_event": round(cpu * 1000 / max(sent, 1), 3),
+        "cpu_ms_per_event_net_of_idle": round(net * 1000 / max(sent, 1), 3),
+        "cpu_ms_per_change": round(cpu * 1000 / max(changes, 1), 3),
         "sidecar_cpu_share": round(cpu / window, 3),
         "haproxy_cpu_s": round(after.haproxy_cpu - before.haproxy_cpu, 2),
         "runtime_ops": int(after.runtime_ops - before.runtime_ops),
@@ -303,45 +327,61 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cluster.wait_served(300)
         emu = cluster.emu
         wait_until(lambda: served_by_healthy(emu, PROBE_APP, cluster.probe_port), 120)
-        clock = EventClock()
-        pool = TaskPool([t["id"] for t in emu.tasks() if t["appId"] != PROBE_APP])
-        emu.on_event(clock.record)
-        emu.on_event(pool.record)
         idle_rate = idle_cpu_rate(cluster, IDLE_SECONDS)
         traffic = ProbeTraffic(cluster.probe_port, Path(scratch) / "answers").start()
         profiler = PySpy(cluster.sidecar_pid, Path(scratch)).start() if args.profile else None
-        storm = Storm(cluster, pool, args.rate, args.seconds, args.kinds.split(","))
-        probe = ProbeDriver(cluster, clock)
-        before = Counters.read(cluster)
-        load_before = load_average()
-        storm.start()
-        while storm.is_alive():
-            storm.join(args.probe_every)
-            if storm.is_alive():
-                probe.step()
-        threading.Event().wait(DRAIN_SECONDS)  # the sidecar catches up on the last events
-        after = Counters.read(cluster)
-        profile = profiler.stop() if profiler is not None else None
-        wait_until(lambda: len(probe.replacements(before.at)) >= _kills(probe), 60)
-        threading.Event().wait(1.0)  # traffic reaches the last replacement
-        answers = traffic.stop()
+        result = storm_phase(cluster, args, idle_rate, traffic, profiler)
+    result["apps"] = args.apps
+    result["tasks"] = args.apps * options.tasks_per_app
+    return result
+
+
+def storm_phase(
+    cluster: BigCluster,
+    args: argparse.Namespace,
+    idle_rate: float,
+    traffic: ProbeTraffic,
+    profiler: Optional[PySpy],
+) -> dict[str, Any]:
+    """The storm with the probe's changes; then until the sidecar has handled every event and
+    the probe app is served by its healthy tasks again; the figures."""
+    emu = cluster.emu
+    clock, sent = EventClock(), SentEvents()
+    pool = TaskPool([t["id"] for t in emu.tasks() if t["appId"] != PROBE_APP])
+    for listener in (clock.record, sent.record, pool.record):
+        emu.on_event(listener)
+    storm = Storm(cluster, pool, args.rate, args.seconds, args.kinds.split(","))
+    probe = ProbeDriver(cluster, clock)
+    result: dict[str, Any] = {"loadavg_before": load_average()}
+    before = Counters.read(cluster)
+    storm.start()
+    while storm.is_alive():
+        storm.join(args.probe_every)
+        if storm.is_alive():
+            probe.step()
+    at_end = Counters.read(cluster)
+    wait_until(
+        lambda: Counters.read(cluster).events - before.events >= sent.count,
+        DRAIN_TIMEOUT,
+        "the sidecar handled every event",
+        interval=1.0,
+    )
+    after = Counters.read(cluster)
+    profile = profiler.stop() if profiler is not None else None
+    wait_until(lambda: served_by_healthy(emu, PROBE_APP, cluster.probe_port), 120)
+    answers = traffic.stop()
     changes = probe.changes + probe.replacements(before.at)
-    by_kind = latencies_ms(changes, answers, options.kill_grace)
+    by_kind, unrouted = latencies_ms(changes, answers, cluster.options.kill_grace)
     everything = [v for values in by_kind.values() for v in values]
-    result: dict[str, Any] = {"apps": args.apps, "tasks": args.apps * options.tasks_per_app}
-    result["loadavg_before"] = load_before
-    result["storm"] = storm_figures(before, after, idle_rate, storm)
+    result["storm"] = storm_figures(before, at_end, after, sent.count, idle_rate, storm)
     result["probe_latency_ms"] = summarize(everything)
     result["probe_latency_by_kind_ms"] = {k: summarize(v) for k, v in sorted(by_kind.items())}
+    result["probe_changes_never_routed"] = unrouted
     result["probe_requests"] = len(answers)
     result["probe_failed_requests"] = sum(1 for a in answers if not a.ok)
     if profile is not None:
         result["profile"] = profile
     return result
-
-
-def _kills(probe: ProbeDriver) -> int:
-    return sum(1 for c in probe.changes if c.kind == "kill")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -85,7 +85,6 @@ class BigCluster:
             kill_grace=options.kill_grace,
             health_interval=1.0,  # only the probe's tasks are probed; the pass is over all tasks
             host_port_range=TASK_HOST_PORTS,
-            max_outstanding=100_000,
         ).start()
         self.client = MarathonClient(self.emu.url, timeout=(3.0, 60.0))
         self.first_port = free_port_block(options.apps + 1)
