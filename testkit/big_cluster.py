@@ -25,13 +25,14 @@ import requests
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing import MarathonEmulator
-from sidecar.haproxy.runtime import MasterCLI, ProcStatus
+from sidecar.haproxy.runtime import MasterCLI, ProcStatus, RuntimeAPI
+from sidecar.names import backend_name, server_name
 from testkit.apps import echo_app, healthy_task_ids
 from testkit.cluster import emulator_apps
 from testkit.haproxy import haproxy_processes
 from testkit.http import ask, metric_sample, metric_sum, status_of
 from testkit.machine import find_haproxy
-from testkit.node import short_state_dir
+from testkit.node import ready_server_names, short_state_dir
 from testkit.ports import free_port, free_port_block
 from testkit.process import SidecarProcess
 from testkit.waiting import wait_until
@@ -103,6 +104,12 @@ class BigCluster:
 
     def probe_tasks(self) -> set[str]:
         return healthy_task_ids(self.emu, PROBE_APP)
+
+    def probe_routed(self) -> set[str]:
+        """The probe's healthy tasks that HAProxy has ready now (its admin socket)."""
+        runtime = RuntimeAPI(str(Path(self.process.state_dir) / "run" / "admin.sock"))
+        ready = ready_server_names(runtime, backend_name(PROBE_APP, self.probe_port))
+        return {t for t in self.probe_tasks() if server_name(t) in ready}
 
     def probe_served(self) -> bool:
         """A new connection to the probe's port is answered by one of its healthy tasks."""
