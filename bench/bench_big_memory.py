@@ -9,7 +9,7 @@ quiet for ``QUIET_SECONDS``. Read from /proc:
 
 * the sidecar: ``VmRSS`` now and ``VmHWM`` (its peak so far: the start's snapshot and first
   build);
-* HAProxy: ``VmRSS`` of the master and of each worker (the sum counts shared pages twice).
+* HAProxy: ``VmRSS`` of the master and of each worker (shared pages count in each).
 
 The emulator's (this process's) RSS is printed too, for reference only.
 """
@@ -48,14 +48,15 @@ def measure(apps: int, sidecar_args: list[str]) -> dict[str, Any]:
         )
         threading.Event().wait(QUIET_SECONDS)
         pid = cluster.sidecar_pid
-        haproxy = {p: mib(memory_kib(p)) for p in cluster.haproxy_pids()}
+        master = cluster.haproxy_master_pid()
+        workers = [mib(memory_kib(p)) for p in cluster.haproxy_pids() if p != master]
         return {
             "apps": apps,
             "tasks": tasks,
             "sidecar_rss_mib": mib(memory_kib(pid)),
             "sidecar_peak_rss_mib": mib(memory_kib(pid, "VmHWM")),
-            "haproxy_rss_mib": sorted(haproxy.values(), reverse=True),
-            "haproxy_rss_total_mib": round(sum(haproxy.values()), 1),
+            "haproxy_master_rss_mib": mib(memory_kib(master)),
+            "haproxy_worker_rss_mib": workers,
             "emulator_rss_mib": mib(memory_kib(os.getpid())),
             "loadavg": load_average(),
         }

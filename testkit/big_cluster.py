@@ -5,8 +5,8 @@ each (:func:`~testkit.cluster.emulator_apps`: simulated tasks, no process, a COM
 that tests set), created in one ``PUT /v2/apps``, plus one probe app of real echo tasks
 (:data:`PROBE_APP`, HTTP) whose routing a benchmark watches with traffic. The sidecar runs as a
 child process (``python -m sidecar``) with its real HAProxy, every service port on 127.0.0.1;
-the apps take consecutive service ports from the first free block at 10000 and up, the probe
-app the one after them. Everything is read from outside: /proc, the status server's /metrics,
+the apps take consecutive service ports, the first free block from 2000 up, the probe app the
+one after them. Everything is read from outside: /proc, the status server's /metrics,
 the sidecar's JSON log, HAProxy's sockets.
 """
 
@@ -29,7 +29,7 @@ from sidecar.haproxy.runtime import MasterCLI, ProcStatus, RuntimeAPI
 from sidecar.names import backend_name, server_name
 from testkit.apps import echo_app, healthy_task_ids
 from testkit.cluster import emulator_apps
-from testkit.haproxy import haproxy_processes
+from testkit.haproxy import haproxy_masters, haproxy_processes
 from testkit.http import ask, metric_sample, metric_sum, status_of
 from testkit.machine import find_haproxy
 from testkit.node import ready_server_names, short_state_dir
@@ -144,6 +144,10 @@ class BigCluster:
     def haproxy_pids(self) -> list[int]:
         """The HAProxy master and its workers started by the sidecar."""
         return sorted(haproxy_processes(self.process.state_dir))
+
+    def haproxy_master_pid(self) -> int:
+        (master,) = haproxy_masters(self.process.state_dir)
+        return master
 
     def wait_served(self, timeout: float) -> None:
         """Wait until the probe app answers through HAProxy (the sidecar must stay up)."""

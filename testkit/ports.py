@@ -38,7 +38,7 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_port_block(count: int, low: int = 10000, high: int = EMULATOR_TASK_PORTS[0]) -> int:
+def free_port_block(count: int, low: int = 2000, high: int = EMULATOR_TASK_PORTS[0]) -> int:
     """The first of ``count`` consecutive ports in [low, high) that nothing on 127.0.0.1 listens
     on now (for a cluster whose apps take service ports one after the other)."""
     run = 0
