@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
-TOP = 15
+TOP = 30
 
 
 class PySpy:
