@@ -213,25 +213,37 @@ def latencies_ms(
 ) -> tuple[dict[str, list[float]], dict[str, int]]:
     """Event -> routing delay per kind, from what the probe traffic saw (module doc); and per
     kind the changes that did not reach HAProxy in time: a task that turned unhealthy still
-    answered when its health came back, a killed one when it got SIGTERM, a new or restored
-    one answered nothing before the traffic stopped."""
+    answered when its health came back (its health-up then measures nothing and counts here
+    too), a killed one when it got SIGTERM, a new or restored one answered nothing before the
+    traffic stopped."""
     out: dict[str, list[float]] = {}
     late: dict[str, int] = {}
-    for change in changes:
-        routed: Optional[float] = None
-        if change.kind in ("health-down", "kill"):
-            until = change.event_at + kill_grace  # a killed task gets SIGTERM then
-            if change.kind == "health-down":
-                until = _back_up_at(changes, change)
-            last = last_reached(answers, change.task_id, change.event_at, until)
-            routed = last if last < until - STILL_ROUTED else None
-        else:
-            routed = first_reached(answers, change.task_id, change.event_at)
+    never_left: set[str] = set()
+    for change in sorted(changes, key=lambda c: c.event_at):
+        routed = _routed_at(change, changes, answers, kill_grace)
+        if change.kind == "health-down" and routed is None:
+            never_left.add(change.task_id)
+        elif change.kind == "health-up" and change.task_id in never_left:
+            never_left.discard(change.task_id)
+            routed = None
         if routed is None:
             late[change.kind] = late.get(change.kind, 0) + 1
         else:
             out.setdefault(change.kind, []).append((routed - change.event_at) * 1000.0)
     return out, late
+
+
+def _routed_at(
+    change: ProbeChange, changes: list[ProbeChange], answers: list[Answer], kill_grace: float
+) -> Optional[float]:
+    """When HAProxy's routing followed the change (None: not in time)."""
+    if change.kind not in ("health-down", "kill"):
+        return first_reached(answers, change.task_id, change.event_at)
+    until = change.event_at + kill_grace  # a killed task gets SIGTERM then
+    if change.kind == "health-down":
+        until = _back_up_at(changes, change)
+    last = last_reached(answers, change.task_id, change.event_at, until)
+    return last if last < until - STILL_ROUTED else None
 
 
 def _back_up_at(changes: list[ProbeChange], down: ProbeChange) -> float:
