@@ -5,7 +5,8 @@ request and when the request started, to see from outside when HAProxy's routing
 client on 127.0.0.1:PORT, as fast as answers come; an echo task answers with its task id) and,
 once stopped, reads back its :class:`Answer` records. Times are ``time.monotonic()`` of the
 benchmark's process too (the same system-wide clock), so they compare with the emulator's event
-times. Its own process keeps the client off the interpreter that runs the emulator.
+times. Its own process keeps the client off the interpreter that runs the emulator. Unlike
+:mod:`testkit.load_process` (a steady rate, figures per task) it keeps every request.
 
 :func:`last_reached` and :func:`first_reached` read the records: when requests stopped reaching
 a task, and when they started to.
