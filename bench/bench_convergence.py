@@ -31,14 +31,13 @@ import argparse
 import json
 import statistics
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from sidecar.haproxy.runtime import RuntimeAPI
 from sidecar.names import backend_name, server_name
 from testkit.apps import echo_app
+from testkit.event_clock import EventClock
 from testkit.machine import machine_facts, percentile
 from testkit.ports import free_ports
 from testkit.system import System, SystemOptions
@@ -48,42 +47,6 @@ APP_ID = "/bench/conv"
 INSTANCES = 4
 GOAL_P50_MS = 30.0
 GOAL_P99_MS = 100.0
-
-
-@dataclass
-class EventClock:
-    """Publish times (monotonic) of the events a change waits for, keyed by what they say."""
-
-    killing: dict[str, float] = field(default_factory=dict)  # task id -> TASK_KILLING
-    alive: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)  # task id -> flips
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def record(self, event_type: str, payload: dict[str, Any]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if event_type == "status_update_event" and payload.get("taskStatus") == "TASK_KILLING":
-                self.killing.setdefault(str(payload["taskId"]), now)
-            elif event_type == "health_status_changed_event":
-                task_id = f"{payload['instanceId']}._app.1"
-                self.alive.setdefault(task_id, []).append((now, bool(payload["alive"])))
-
-    def killing_at(self, task_id: str) -> Optional[float]:
-        with self._lock:
-            return self.killing.get(task_id)
-
-    def alive_at(self, task_id: str, alive: bool, after: float = 0.0) -> Optional[float]:
-        with self._lock:
-            for at, value in self.alive.get(task_id, []):
-                if value == alive and at >= after:
-                    return at
-        return None
-
-    def killed_since(self, since: float, among: set[str]) -> Optional[str]:
-        with self._lock:
-            for task_id, at in self.killing.items():
-                if at >= since and task_id in among:
-                    return task_id
-        return None
 
 
 class ChangeDriver:

@@ -5,7 +5,8 @@ root as modules (``python -m bench.bench_render``). One module per need:
 
 Waiting, ports, HTTP
 - :mod:`testkit.waiting`: ``wait_until``, the one way to wait for a condition.
-- :mod:`testkit.ports`: ``free_port`` / ``free_ports``, loopback ports chosen by the OS.
+- :mod:`testkit.ports`: ``free_port`` / ``free_ports``, loopback ports chosen by the OS, and a
+  block of consecutive free ports for a big cluster.
 - :mod:`testkit.http`: a GET by URL or to a loopback port, "which task answered", /health.
 
 Marathon side
@@ -16,6 +17,7 @@ Marathon side
 - :mod:`testkit.relay`: a TCP relay a test can cut, restore or silence.
 - :mod:`testkit.examples`: Marathon's example documents (tests/fixtures) and shape comparison.
 - :mod:`testkit.sse`: a raw SSE client that records every byte.
+- :mod:`testkit.event_clock`: when the emulator published the events a benchmark waits for.
 
 Sidecar and HAProxy
 - :mod:`testkit.node`: a sidecar daemon in a thread (``start_sidecar``, ``SidecarNode``).
@@ -25,6 +27,10 @@ Sidecar and HAProxy
 - :mod:`testkit.load`: the load generator (keep-alive and new-connection clients) and ``wrk``.
 - :mod:`testkit.load_process`: a steady new-connection load from its own process, to any
   loopback address.
+- :mod:`testkit.probe_traffic`: one keep-alive client in its own process that keeps every
+  request (start time, answering task): when routing to a task stopped or began.
+- :mod:`testkit.big_cluster`: a node on a big cluster (10k apps x 3 simulated tasks, a probe app
+  of echo tasks, the sidecar as a process) for the big-cluster benchmarks.
 - :mod:`testkit.clock`: a fake monotonic clock.
 
 ZooKeeper
@@ -39,6 +45,8 @@ Test machinery
 - :mod:`testkit.fuzz`: hypothesis profiles and hostile-text strategies.
 - :mod:`testkit.chromium`, :mod:`testkit.status_page`: headless Chromium and the status page's DOM.
 - :mod:`testkit.machine`: what a benchmark prints about the machine.
+- :mod:`testkit.proc_usage`: a process's CPU seconds and resident memory from /proc.
+- :mod:`testkit.py_spy`: sampling a running sidecar with py-spy, its top functions.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ gives them) for render tests and benchmarks; agents' names resolve through :data
   and bad values, raw template and not-honored labels, health checks of each protocol, task
   states and health results, hosts that do not resolve, IPv6, odd task ids, port and name
   collisions.
+- :func:`emulator_apps`: definitions for the emulator (simulated tasks), the same shape.
 - :func:`wire_tasks`: a big ``GET /v2/tasks`` list shaped like Marathon 1.10's.
 """
 
@@ -396,6 +397,34 @@ def generated_cluster(
         app["id"] = f"/team-{i // 100}/svc-{i}"
         app["instances"] = tasks_per_app
         app["tasks"] = [_running_task(app["id"], i, t, mixed) for t in range(tasks_per_app)]
+        apps.append(app)
+    return apps
+
+
+# Marathon-level health checks the emulator does not probe: it reports them passing once a task
+# runs, and a test sets them with ``set_task_health`` (simulated tasks run no process)
+COMMAND_HEALTH_CHECK: dict[str, Any] = {
+    "protocol": "COMMAND",
+    "command": {"value": "true"},
+    "gracePeriodSeconds": 10,
+    "intervalSeconds": 30,
+    "maxConsecutiveFailures": 0,
+}
+
+
+def emulator_apps(count: int, *, first_port: int, instances: int = 3) -> list[dict[str, Any]]:
+    """``count`` app definitions for the emulator, shaped as :func:`generated_cluster`'s (host
+    networking, the same labels), on service ports ``first_port`` and up: ``args`` and no ``cmd``
+    (the emulator runs only a ``cmd``: these tasks are simulated) and a COMMAND health check
+    (:data:`COMMAND_HEALTH_CHECK`)."""
+    apps = []
+    for i in range(count):
+        app = _host_shape(i, unique_labels=False)
+        app["portDefinitions"][0]["port"] = first_port + i
+        app["id"] = f"/team-{i // 100}/svc-{i}"
+        app["instances"] = instances
+        app["args"] = ["sleep", "infinity"]
+        app["healthChecks"] = [dict(COMMAND_HEALTH_CHECK)]
         apps.append(app)
     return apps
 

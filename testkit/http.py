@@ -77,3 +77,15 @@ def metric_sample(text: str, name: str, labels: Optional[dict[str, str]] = None)
             if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
                 return float(sample.value)
     return 0.0
+
+
+def metric_sum(text: str, name: str) -> float:
+    """Every sample called ``name`` of a Prometheus text exposition, summed over its labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )

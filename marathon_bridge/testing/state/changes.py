@@ -94,7 +94,10 @@ class StateChanges(StateCore):
         self, app: Json, previous: Optional[Json], version: str, config_changed: bool
     ) -> Json:
         """Assign service ports, stamp version/versionInfo, remember the version."""
-        used = self._used_service_ports([app["id"]])
+        # the other apps' ports matter only for a port to assign (a walk over every app: a
+        # cluster created app by app would cost time quadratic in its size)
+        to_assign = not all(appmodel.service_ports(app))
+        used = self._used_service_ports([app["id"]]) if to_assign else set()
         try:
             stored = appmodel.assign_service_ports(
                 app, previous, used, self.options.service_port_min, self.options.service_port_max
