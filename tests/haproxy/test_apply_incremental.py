@@ -65,3 +65,38 @@ def test_an_event_touches_its_backend_only_and_an_unchanged_catalog_nothing(
     again = applier.apply(build_model(snapshot, SETTINGS, cache=cache))
     assert again.ok and again.action == "none" and not again.reloaded, again.error
     assert recorder.sent == [] and applier.counters.reloads == 0
+
+
+class StateReadsRecorder(RecordingRuntime):
+    """Also keeps the whole-dump reads (``show servers state`` for every backend)."""
+
+    def __init__(self, socket_path: str) -> None:
+        super().__init__(socket_path)
+        self.full_dumps = 0
+
+    def show_servers_state(self, backend: str | None = None) -> list[Any]:
+        self.full_dumps += backend is None
+        return super().show_servers_state(backend)
+
+
+def test_a_batch_touching_some_backends_reads_only_their_servers_state(
+    make_applier: Any, kit: Any, backends: Any
+) -> None:
+    task = backends("t")
+    ports = free_ports(200)
+    catalog = Catalog(
+        {s.key: s for s in (service(f"/s{i}", p, {"t": task}) for i, p in enumerate(ports))}
+    )
+    cache = BuildCache()
+    applier = make_applier()
+    assert applier.apply(build_model(catalog, SETTINGS, cache=cache)).started
+    recorder = StateReadsRecorder(str(kit.paths.admin_socket))
+    applier.runtime = applier.drains.runtime = recorder
+
+    extra = backends("extra")
+    touched = {f"/s{i}:0": service(f"/s{i}", ports[i], {"t": task, "x": extra}) for i in range(20)}
+    result = applier.apply(build_model(updated_catalog(catalog, touched), SETTINGS, cache=cache))
+    assert result.ok and not result.reloaded, result.error
+    reads = [c for c in recorder.sent if c.startswith("show servers state ")]
+    assert recorder.full_dumps == 0  # 20 of 200 backends: not the dump of every server
+    assert sorted(reads) == sorted(f"show servers state be_s{i}_{ports[i]}" for i in range(20))
