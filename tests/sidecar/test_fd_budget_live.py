@@ -27,7 +27,7 @@ from sidecar.fd_budget import MAXCONN_FLOOR
 from sidecar.haproxy.runtime import RuntimeAPI
 from testkit import free_port, wait_until
 from testkit.http import ask
-from testkit.ports import free_port_block
+from testkit.ports import EMULATOR_TASK_PORTS, free_port_block
 from testkit.process import SidecarProcess
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
@@ -178,7 +178,11 @@ def test_5000_listeners_serve_under_an_8000_descriptor_limit(
     # the bulk apps' service ports: a block free now, not Marathon's 10000 up (something else
     # on this machine, e.g. a benchmark, may listen there and HAProxy would leave those out)
     first = free_port_block(BULK_APPS)
-    with MarathonEmulator(service_port_range=(first, first + BULK_APPS - 1)) as marathon:
+    # the tasks' host ports (the probe's are bound here): below Linux's ephemeral range, where
+    # every connection on this machine takes its local port, and where free_port never picks
+    with MarathonEmulator(
+        service_port_range=(first, first + BULK_APPS - 1), host_port_range=EMULATOR_TASK_PORTS
+    ) as marathon:
         client = MarathonClient(marathon.url)
         create_apps(client, probe_port)
 
