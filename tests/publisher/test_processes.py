@@ -13,6 +13,7 @@ import signal
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
+import orjson
 import pytest
 from kazoo.client import KazooClient
 
@@ -173,6 +174,8 @@ def test_a_leader_paused_past_its_session_cannot_write_when_it_wakes(
     assert paused.metric("marathon_publisher_zk_transactions_total") == transactions
     assert children_stats(reader, zk_path, SERVICE) == before
     assert published_ids(reader, zk_path) == task_ids(marathon)
+    heartbeat = orjson.loads(reader.get(layout.heartbeat_path(zk_path))[0])
+    assert heartbeat["leader"] == other.health()["identifier"]
     wait_until(lambda: paused.marathon_connections(marathon.port) == 0, 30, "a to close Marathon")
     assert other.role() == "leader"
 

@@ -155,7 +155,9 @@ def test_a_publisher_that_leads_again_writes_nothing_until_its_source_speaks(
     only = nodes("a")
     wait_until(only.leads, 30, "a to lead")
     only.sources[0].offer(web(1, 2))
-    wait_until(lambda: len(instances(reader, zk_path, "web:0")) == 2, 30, "the first term's write")
+    # written, not only visible: the reader can see the nodes before the writer counts its commit
+    wait_until(only.daemon.publisher.written, 30, "the first term's write")
+    assert len(instances(reader, zk_path, "web:0")) == 2
     transactions = only.daemon.publisher.writer.counters.transactions
 
     expire_session(only.client)

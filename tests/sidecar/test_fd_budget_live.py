@@ -27,6 +27,7 @@ from sidecar.fd_budget import MAXCONN_FLOOR
 from sidecar.haproxy.runtime import RuntimeAPI
 from testkit import free_port, wait_until
 from testkit.http import ask
+from testkit.ports import EMULATOR_TASK_PORTS, free_port_block
 from testkit.process import SidecarProcess
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
@@ -174,7 +175,14 @@ def test_5000_listeners_serve_under_an_8000_descriptor_limit(
 ) -> None:
     probe_port = free_port()
     probe = ProbeTasks()
-    with MarathonEmulator() as marathon:
+    # the bulk apps' service ports: a block free now, not Marathon's 10000 up (something else
+    # on this machine, e.g. a benchmark, may listen there and HAProxy would leave those out)
+    first = free_port_block(BULK_APPS)
+    # the tasks' host ports (the probe's are bound here): below Linux's ephemeral range, where
+    # every connection on this machine takes its local port, and where free_port never picks
+    with MarathonEmulator(
+        service_port_range=(first, first + BULK_APPS - 1), host_port_range=EMULATOR_TASK_PORTS
+    ) as marathon:
         client = MarathonClient(marathon.url)
         create_apps(client, probe_port)
 
@@ -204,6 +212,6 @@ def test_5000_listeners_serve_under_an_8000_descriptor_limit(
                     .show_stat(types=1) if row.get("svname") == "FRONTEND"
                 ]  # fmt: skip
                 served = metric(sidecar, "marathon_sidecar_services")
-                assert len(frontends) == served >= 4990  # a few ports may be taken here
+                assert len(frontends) == served >= 4990  # a few may be taken since the probe
         finally:
             probe.close()

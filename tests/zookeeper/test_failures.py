@@ -1,18 +1,13 @@
-"""ZooKeeper failing under the publisher and the watcher: restarts, a leader kill, session expiry,
-and a publisher paused past its session that must not write when it wakes."""
+"""ZooKeeper failing under the publisher and the watcher: restarts, a leader kill, session expiry.
+
+A publisher process paused past its session (it must not write when it wakes) is
+tests/publisher/test_processes.py's, through testkit.publisher.PublisherProcess."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Callable
 
-import orjson
 import pytest
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
@@ -31,7 +26,6 @@ from testkit.zookeeper import (
 )
 
 ZK = layout.DEFAULT_ZK_PATH
-DRIVER = Path(__file__).with_name("publisher_process.py")
 
 
 def task(n: int, version: str) -> Instance:
@@ -135,84 +129,3 @@ def test_session_expiry_reestablishes_every_watch(
     seen.wait_for("api", lambda u: not u.exists, "api removed after expiry")
     publisher.publish({"web": spec("v2", 3), "api": spec("v3", 1)})
     seen.wait_for("api", has_version("v3"), "a service created after expiry")
-
-
-class PublisherProcess:
-    """tests/zookeeper/publisher_process.py in a child process, its events collected."""
-
-    def __init__(self, hosts: str, identifier: str, session_timeout: float) -> None:
-        command = [sys.executable, str(DRIVER), hosts, ZK, identifier, str(session_timeout)]
-        root = str(Path(__file__).resolve().parents[2])
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": root},
-        )
-        self.events: list[dict[str, Any]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.events.append(orjson.loads(line))
-
-    def publish(self, catalog: dict[str, ServiceSpec]) -> None:
-        assert self.process.stdin is not None
-        document = {
-            s: [orjson.loads(layout.instance_json(i)) for i in spec.instances]
-            for s, spec in catalog.items()
-        }
-        self.process.stdin.write(orjson.dumps(document) + b"\n")
-        self.process.stdin.flush()
-
-    def wait_event(self, what: str, **fields: Any) -> dict[str, Any]:
-        def found() -> Any:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the publisher process exited ({self.process.returncode})")
-            return next((e for e in self.events if fields.items() <= e.items()), None)
-
-        return wait_until(found, 60, f"{what} (events: {self.events})")
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-        self.process.kill()
-        self.process.wait()
-
-
-def test_a_publisher_paused_past_its_session_cannot_write_when_it_wakes(
-    zk_server: ZooKeeperServer,
-    kazoo_client_factory: Callable[..., KazooClient],
-    zk_chroot: str,
-) -> None:
-    hosts = zk_server.address + zk_chroot
-    kazoo_client_factory(zk_server.address, chroot=zk_chroot)  # creates the chroot
-    paused = PublisherProcess(hosts, "paused", session_timeout=1.0)
-    try:
-        paused.wait_event("the first process to lead", role="leader")
-        paused.publish({"web": spec("v1")})
-        paused.wait_event("v1 written", written=1)
-        standby = Publisher(kazoo_client_factory(hosts), ZK, identifier="standby")
-        standby.start()
-        standby.publish({"web": spec("v2")})
-        assert standby.role == "standby"
-
-        paused.process.send_signal(signal.SIGSTOP)
-        wait_until(lambda: standby.role == "leader", 60, "the standby to lead")
-        assert standby.wait_written(1, 30)
-        paused.publish({"web": spec("v3")})  # waits in the pipe until it wakes
-        paused.process.send_signal(signal.SIGCONT)
-
-        paused.wait_event("the woken publisher to take catalog 2", published=2)
-        deposed = paused.wait_event("the woken publisher to step down", role="standby")
-        reader = kazoo_client_factory(hosts)
-        names = reader.get_children(layout.service_path(ZK, "web"))
-        assert {layout.decode_child_name("", n) for n in names} == set(spec("v2").instances)
-        assert deposed["role"] == "standby"
-        assert {"written": 2} not in paused.events
-        heartbeat = orjson.loads(reader.get(layout.heartbeat_path(ZK))[0])
-        assert heartbeat["leader"] == "standby"
-        standby.stop()
-    finally:
-        paused.close()
