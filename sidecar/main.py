@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 from marathon_bridge.logs import FieldsFormatter, JSONFormatter, RedactingFilter
 
@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from .traffic_poller import TrafficPoller
 
 log = logging.getLogger("sidecar")
+
+# the settings type a command loads (sidecar or publisher)
+LoadedSettings = TypeVar("LoadedSettings", bound=CommonSettings)
 
 
 def secrets_of(settings: CommonSettings) -> list[str]:
@@ -80,7 +83,13 @@ def setup_logging(settings: CommonSettings, stream: Any = None) -> logging.Handl
 
 def prepare_directories(settings: Settings) -> str:
     """Create --state-dir (mode 700) and the config file's folder; "" or what went wrong."""
-    wanted = [(Path(settings.state_dir), 0o700), (Path(settings.haproxy_config_path).parent, 0o755)]
+    return make_folders(
+        [(Path(settings.state_dir), 0o700), (Path(settings.haproxy_config_path).parent, 0o755)]
+    )
+
+
+def make_folders(wanted: Sequence[tuple[Path, int]]) -> str:
+    """Create each folder with its mode unless it exists; "" or what went wrong with the first."""
     for folder, mode in wanted:
         try:
             folder.mkdir(mode=mode, parents=True, exist_ok=True)
@@ -93,17 +102,31 @@ def prepare_directories(settings: Settings) -> str:
     return ""
 
 
-def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
-    """Entry point of ``marathon-sidecar``."""
+def settings_or_exit_code(
+    prog: str,
+    load: Callable[[list[str], Mapping[str, str]], LoadedSettings],
+    argv: Optional[Sequence[str]],
+    environ: Optional[Mapping[str, str]],
+) -> Union[LoadedSettings, int]:
+    """Settings from the command line (``sys.argv`` by default) and the environment, or the exit
+    code: 2 for bad settings (the message, naming the option, on stderr), argparse's own for
+    ``--help``, ``--version`` (0) or an unknown flag (2)."""
     args = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
     try:
-        settings = load_settings(args, env)
+        return load(args, env)
     except SettingsError as exc:
-        print(f"marathon-sidecar: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    except SystemExit as exc:  # argparse: --help (0) or an unknown flag (2)
+    except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
+
+
+def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
+    """Entry point of ``marathon-sidecar``."""
+    settings = settings_or_exit_code("marathon-sidecar", load_settings, argv, environ)
+    if isinstance(settings, int):
+        return settings
     setup_logging(settings)
     if settings.once:
         return preview(settings)
