@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Optional
 
 from marathon_bridge import __version__
 from publisher.settings import PublisherSettings, load_settings
-from sidecar.main import make_folders, settings_or_exit_code, setup_logging
+from sidecar.main import (
+    install_signal_handlers,
+    make_folders,
+    settings_or_exit_code,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from publisher.daemon import PublisherDaemon
@@ -48,25 +51,13 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     try:
         daemon = build_daemon(settings)
         log.info("starting", extra={"settings": json.dumps(settings.public_dict(), sort_keys=True)})
-        _install_signal_handlers(daemon)
+        install_signal_handlers(
+            daemon, log, "SIGHUP: taking a fresh Marathon snapshot (when leading)"
+        )
         return daemon.run()
     except Exception as exc:
         log.error("cannot run", extra={"error": str(exc)[:500]})
         return 1
-
-
-def _install_signal_handlers(daemon: PublisherDaemon) -> None:
-    def handle(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("signal received; stopping", extra={"signal": signal.Signals(signum).name})
-        daemon.stop()
-
-    def resync(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("SIGHUP: taking a fresh Marathon snapshot (when leading)")
-        daemon.resync()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGHUP, resync)
 
 
 # --- wiring: imported inside the functions, so --help and --version stay fast -------------------

@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar, Union
 
 from marathon_bridge.logs import FieldsFormatter, JSONFormatter, RedactingFilter
 
@@ -140,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         log.error("cannot start", extra={"error": str(exc)[:500]})
         return 1
     log.info("starting", extra={"settings": json.dumps(settings.public_dict(), sort_keys=True)})
-    _install_signal_handlers(daemon)
+    install_signal_handlers(daemon, log, "SIGHUP: taking a fresh snapshot of the source")
     try:
         return daemon.run()
     except Exception as exc:
@@ -164,13 +164,23 @@ def preview(settings: Settings) -> int:
     return run_preview(settings, source, render_settings, render)
 
 
-def _install_signal_handlers(daemon: Daemon) -> None:
+class Stoppable(Protocol):
+    """What the signal handlers drive: a daemon that stops and takes a fresh snapshot."""
+
+    def stop(self) -> None: ...
+
+    def resync(self) -> None: ...
+
+
+def install_signal_handlers(daemon: Stoppable, logger: logging.Logger, resync_note: str) -> None:
+    """SIGTERM and SIGINT stop the daemon, SIGHUP resyncs it; each logged on ``logger``."""
+
     def handle(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("signal received; stopping", extra={"signal": signal.Signals(signum).name})
+        logger.info("signal received; stopping", extra={"signal": signal.Signals(signum).name})
         daemon.stop()
 
     def resync(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("SIGHUP: taking a fresh snapshot of the source")
+        logger.info(resync_note)
         daemon.resync()
 
     signal.signal(signal.SIGTERM, handle)
