@@ -36,23 +36,14 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from marathon_bridge.definitions.normalize import MARATHON_OWNED
 from marathon_bridge.errors import DefinitionError, Issue
 
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "marathon-python is not installed: pip install 'marathon-bridge[marathon-python]'"
-READ_ONLY = (
-    "tasks",
-    "tasksStaged",
-    "tasksRunning",
-    "tasksHealthy",
-    "tasksUnhealthy",
-    "deployments",
-    "lastTaskFailure",
-    "taskStats",
-    "tasksStats",
-    "readinessCheckResults",
-)
+# What Marathon derives and never reads back, but for the version fields, which the models carry.
+READ_ONLY = tuple(f for f in MARATHON_OWNED if f not in ("version", "versionInfo"))
 
 
 def _marathon_models() -> Any:

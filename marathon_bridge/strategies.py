@@ -104,6 +104,17 @@ class Report:
 # --- the runner -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _RunOptions:
+    """How every run waits and reports: the keyword options the public functions share."""
+
+    timeout: float
+    drain_delay: float
+    progress: Optional[Progress]
+    poll_interval: float
+    sleep: Callable[[float], None]
+
+
 class _Run:
     """One blue/green or canary run; every Marathon change goes through here and is reported."""
 
@@ -111,20 +122,15 @@ class _Run:
         self,
         client: StrategyClient,
         report: Report,
-        *,
-        timeout: float,
-        drain_delay: float,
-        progress: Optional[Progress],
-        poll_interval: float,
-        sleep: Callable[[float], None],
+        options: _RunOptions,
     ) -> None:
         self.client = client
         self.report = report
-        self.timeout = timeout
-        self.drain_delay = drain_delay
-        self.progress = progress
-        self.poll_interval = poll_interval
-        self.sleep = sleep
+        self.timeout = options.timeout
+        self.drain_delay = options.drain_delay
+        self.progress = options.progress
+        self.poll_interval = options.poll_interval
+        self.sleep = options.sleep
 
     def say(self, text: str) -> None:
         self.report.steps.append(text)
@@ -193,8 +199,8 @@ def _members(client: StrategyClient, group: str) -> list[dict[str, Any]]:
     return order_members(apps)
 
 
-def _runner(client: StrategyClient, group: str, **kwargs: Any) -> _Run:
-    return _Run(client, Report(group=group), **kwargs)
+def _runner(client: StrategyClient, group: str, options: _RunOptions) -> _Run:
+    return _Run(client, Report(group=group), options)
 
 
 def canary_deploy(
@@ -221,15 +227,7 @@ def canary_deploy(
     after a rollback; returns the report when the run completed.
     """
     group = group_of(app)
-    run = _runner(
-        client,
-        group,
-        timeout=timeout,
-        drain_delay=drain_delay,
-        progress=progress,
-        poll_interval=poll_interval,
-        sleep=sleep,
-    )
+    run = _runner(client, group, _RunOptions(timeout, drain_delay, progress, poll_interval, sleep))
     target = int(app.get("instances", 1))
     plan = canary_plan(target, steps)
     old = _running_version(client, group, target, min_healthy)
@@ -378,17 +376,6 @@ def _interrupted(client: StrategyClient, group: str) -> tuple[dict[str, Any], di
     return members[0], members[1]
 
 
-def _take_over(
-    client: StrategyClient, group: str, **run_options: Any
-) -> tuple[_Run, dict[str, Any], dict[str, Any], int]:
-    """An interrupted run's two apps, a runner that reports on them, and its target instances."""
-    old, new = _interrupted(client, group)
-    run = _runner(client, group, **run_options)
-    run.report.old_app, run.report.new_app = str(old["id"]), str(new["id"])
-    target = label_int(new, TARGET_INSTANCES_LABEL, int(new.get("instances", 1)))
-    return run, old, new, target
-
-
 def resume(
     client: StrategyClient,
     group: str,
@@ -400,22 +387,8 @@ def resume(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
     """Finish an interrupted run: the newer app to its target instances, then retire the older."""
-    run, old, new, target = _take_over(
-        client,
-        group,
-        timeout=timeout,
-        drain_delay=drain_delay,
-        progress=progress,
-        poll_interval=poll_interval,
-        sleep=sleep,
-    )
-    try:
-        run.scale(str(new["id"]), target)
-    except MarathonBridgeError as error:
-        _undo(run, str(old["id"]), str(new["id"]), _old_target(old, target), error)
-    run.settle("every sidecar has the new instances in rotation")
-    run.retire(str(old["id"]))
-    return run.finish("completed")
+    options = _RunOptions(timeout, drain_delay, progress, poll_interval, sleep)
+    return _end_interrupted(client, group, options, finish=True)
 
 
 def rollback(
@@ -429,19 +402,31 @@ def rollback(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
     """Undo an interrupted run: the older app back to its instances, the newer app retired."""
-    run, old, new, target = _take_over(
-        client,
-        group,
-        timeout=timeout,
-        drain_delay=drain_delay,
-        progress=progress,
-        poll_interval=poll_interval,
-        sleep=sleep,
-    )
-    run.scale(str(old["id"]), _old_target(old, target))
-    run.settle("every sidecar has the old instances in rotation")
-    run.retire(str(new["id"]))
-    return run.finish("rolled back")
+    options = _RunOptions(timeout, drain_delay, progress, poll_interval, sleep)
+    return _end_interrupted(client, group, options, finish=False)
+
+
+def _end_interrupted(
+    client: StrategyClient, group: str, options: _RunOptions, *, finish: bool
+) -> Report:
+    """An interrupted run's two apps: finish it (the newer one serves) or undo it (the older)."""
+    old, new = _interrupted(client, group)
+    run = _runner(client, group, options)
+    old_id, new_id = str(old["id"]), str(new["id"])
+    run.report.old_app, run.report.new_app = old_id, new_id
+    target = label_int(new, TARGET_INSTANCES_LABEL, int(new.get("instances", 1)))
+    if not finish:
+        run.scale(old_id, _old_target(old, target))
+        run.settle("every sidecar has the old instances in rotation")
+        run.retire(new_id)
+        return run.finish("rolled back")
+    try:
+        run.scale(new_id, target)
+    except MarathonBridgeError as error:
+        _undo(run, old_id, new_id, _old_target(old, target), error)
+    run.settle("every sidecar has the new instances in rotation")
+    run.retire(old_id)
+    return run.finish("completed")
 
 
 def _old_target(old: Mapping[str, Any], fallback: int) -> int:

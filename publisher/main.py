@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Optional
 
 from marathon_bridge import __version__
 from publisher.settings import PublisherSettings, load_settings
-from sidecar.main import setup_logging
-from sidecar.option_table import SettingsError
+from sidecar.main import (
+    install_signal_handlers,
+    make_folders,
+    settings_or_exit_code,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from publisher.daemon import PublisherDaemon
@@ -34,27 +35,14 @@ PROG = "marathon-publisher"
 
 def prepare_state_dir(state_dir: str) -> str:
     """Create --state-dir (mode 700); "" or what went wrong."""
-    folder = Path(state_dir)
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"cannot create {folder}: {exc.strerror or exc} (create it, writable by this user)"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"{folder} is not writable by this user"
-    return ""
+    return make_folders([(Path(state_dir), 0o700)])
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
     """Entry point of ``marathon-publisher``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    env = os.environ if environ is None else environ
-    try:
-        settings = load_settings(args, env)
-    except SettingsError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # argparse: --help, --version (0) or an unknown flag (2)
-        return int(exc.code) if isinstance(exc.code, int) else 2
+    settings = settings_or_exit_code(PROG, load_settings, argv, environ)
+    if isinstance(settings, int):
+        return settings
     setup_logging(settings)
     problem = prepare_state_dir(settings.state_dir)
     if problem:
@@ -63,25 +51,13 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     try:
         daemon = build_daemon(settings)
         log.info("starting", extra={"settings": json.dumps(settings.public_dict(), sort_keys=True)})
-        _install_signal_handlers(daemon)
+        install_signal_handlers(
+            daemon, log, "SIGHUP: taking a fresh Marathon snapshot (when leading)"
+        )
         return daemon.run()
     except Exception as exc:
         log.error("cannot run", extra={"error": str(exc)[:500]})
         return 1
-
-
-def _install_signal_handlers(daemon: PublisherDaemon) -> None:
-    def handle(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("signal received; stopping", extra={"signal": signal.Signals(signum).name})
-        daemon.stop()
-
-    def resync(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("SIGHUP: taking a fresh Marathon snapshot (when leading)")
-        daemon.resync()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGHUP, resync)
 
 
 # --- wiring: imported inside the functions, so --help and --version stay fast -------------------

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, TextIO
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.deploy import deploy_apps
 from marathon_bridge.testing import MarathonEmulator
-from marathon_bridge.testing.tasks import echo_server_cmd
+from marathon_bridge.testing.tasks import echo_health_check, echo_server_cmd
 
 from .daemon import Daemon
 from .main import build_daemon
@@ -64,17 +64,7 @@ def echo_app(app_id: str, service_port: int, instances: int) -> dict[str, Any]:
         "mem": 16,
         "portDefinitions": [{"port": service_port, "protocol": "tcp", "name": "http"}],
         "labels": {"HAPROXY_0_MODE": "http"},
-        "healthChecks": [
-            {
-                "protocol": "HTTP",
-                "path": "/health",
-                "portIndex": 0,
-                "gracePeriodSeconds": 10,
-                "intervalSeconds": 1,
-                "timeoutSeconds": 1,
-                "maxConsecutiveFailures": 0,
-            }
-        ],
+        "healthChecks": [echo_health_check()],
     }
 
 

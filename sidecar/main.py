@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar, Union
 
 from marathon_bridge.logs import FieldsFormatter, JSONFormatter, RedactingFilter
 
@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from .traffic_poller import TrafficPoller
 
 log = logging.getLogger("sidecar")
+
+# the settings type a command loads (sidecar or publisher)
+LoadedSettings = TypeVar("LoadedSettings", bound=CommonSettings)
 
 
 def secrets_of(settings: CommonSettings) -> list[str]:
@@ -80,7 +83,13 @@ def setup_logging(settings: CommonSettings, stream: Any = None) -> logging.Handl
 
 def prepare_directories(settings: Settings) -> str:
     """Create --state-dir (mode 700) and the config file's folder; "" or what went wrong."""
-    wanted = [(Path(settings.state_dir), 0o700), (Path(settings.haproxy_config_path).parent, 0o755)]
+    return make_folders(
+        [(Path(settings.state_dir), 0o700), (Path(settings.haproxy_config_path).parent, 0o755)]
+    )
+
+
+def make_folders(wanted: Sequence[tuple[Path, int]]) -> str:
+    """Create each folder with its mode unless it exists; "" or what went wrong with the first."""
     for folder, mode in wanted:
         try:
             folder.mkdir(mode=mode, parents=True, exist_ok=True)
@@ -93,17 +102,31 @@ def prepare_directories(settings: Settings) -> str:
     return ""
 
 
-def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
-    """Entry point of ``marathon-sidecar``."""
+def settings_or_exit_code(
+    prog: str,
+    load: Callable[[list[str], Mapping[str, str]], LoadedSettings],
+    argv: Optional[Sequence[str]],
+    environ: Optional[Mapping[str, str]],
+) -> Union[LoadedSettings, int]:
+    """Settings from the command line (``sys.argv`` by default) and the environment, or the exit
+    code: 2 for bad settings (the message, naming the option, on stderr), argparse's own for
+    ``--help``, ``--version`` (0) or an unknown flag (2)."""
     args = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
     try:
-        settings = load_settings(args, env)
+        return load(args, env)
     except SettingsError as exc:
-        print(f"marathon-sidecar: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    except SystemExit as exc:  # argparse: --help (0) or an unknown flag (2)
+    except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
+
+
+def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
+    """Entry point of ``marathon-sidecar``."""
+    settings = settings_or_exit_code("marathon-sidecar", load_settings, argv, environ)
+    if isinstance(settings, int):
+        return settings
     setup_logging(settings)
     if settings.once:
         return preview(settings)
@@ -117,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         log.error("cannot start", extra={"error": str(exc)[:500]})
         return 1
     log.info("starting", extra={"settings": json.dumps(settings.public_dict(), sort_keys=True)})
-    _install_signal_handlers(daemon)
+    install_signal_handlers(daemon, log, "SIGHUP: taking a fresh snapshot of the source")
     try:
         return daemon.run()
     except Exception as exc:
@@ -141,13 +164,23 @@ def preview(settings: Settings) -> int:
     return run_preview(settings, source, render_settings, render)
 
 
-def _install_signal_handlers(daemon: Daemon) -> None:
+class Stoppable(Protocol):
+    """What the signal handlers drive: a daemon that stops and takes a fresh snapshot."""
+
+    def stop(self) -> None: ...
+
+    def resync(self) -> None: ...
+
+
+def install_signal_handlers(daemon: Stoppable, logger: logging.Logger, resync_note: str) -> None:
+    """SIGTERM and SIGINT stop the daemon, SIGHUP resyncs it; each logged on ``logger``."""
+
     def handle(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("signal received; stopping", extra={"signal": signal.Signals(signum).name})
+        logger.info("signal received; stopping", extra={"signal": signal.Signals(signum).name})
         daemon.stop()
 
     def resync(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("SIGHUP: taking a fresh snapshot of the source")
+        logger.info(resync_note)
         daemon.resync()
 
     signal.signal(signal.SIGTERM, handle)

@@ -6,23 +6,11 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Optional
 
 from marathon_bridge.testing import MarathonEmulator
-from marathon_bridge.testing.tasks import echo_server_cmd
+from marathon_bridge.testing.tasks import echo_health_check, echo_server_cmd
 from testkit.http import ask
-
-# checked every second from the start: a task counts as healthy about a second after it runs
-HTTP_HEALTH_CHECK: dict[str, Any] = {
-    "protocol": "HTTP",
-    "path": "/health",
-    "portIndex": 0,
-    "gracePeriodSeconds": 10,
-    "intervalSeconds": 1,
-    "timeoutSeconds": 1,
-    "maxConsecutiveFailures": 0,
-}
 
 
 def echo_app(
@@ -37,8 +25,8 @@ def echo_app(
 ) -> dict[str, Any]:
     """Echo tasks on one service port; ``mode`` is ``HAPROXY_0_MODE`` (``None``: no label,
     the sidecar's default), ``group`` its ``HAPROXY_GROUP`` (served only by the sidecar of
-    that group), ``health`` adds :data:`HTTP_HEALTH_CHECK`; ``extra`` fields are set last
-    (``labels`` replaces the labels above)."""
+    that group), ``health`` adds :func:`~marathon_bridge.testing.tasks.echo_health_check`;
+    ``extra`` fields are set last (``labels`` replaces the labels above)."""
     app: dict[str, Any] = {
         "id": app_id,
         "cmd": echo_server_cmd(),
@@ -53,7 +41,7 @@ def echo_app(
     if labels:
         app["labels"] = labels
     if health:
-        app["healthChecks"] = [copy.deepcopy(HTTP_HEALTH_CHECK)]
+        app["healthChecks"] = [echo_health_check()]
     app.update(extra)
     return app
 

@@ -33,6 +33,20 @@ def echo_server_cmd(*args: str) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def echo_health_check() -> dict[str, object]:
+    """A Marathon HTTP health check on the echo server's ``/health``, every second from the
+    start: a task counts as healthy about a second after it runs. A fresh dict each call."""
+    return {
+        "protocol": "HTTP",
+        "path": "/health",
+        "portIndex": 0,
+        "gracePeriodSeconds": 10,
+        "intervalSeconds": 1,
+        "timeoutSeconds": 1,
+        "maxConsecutiveFailures": 0,
+    }
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when nothing listens on host:port (we can bind it ourselves)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -165,6 +165,15 @@ class StateChanges(StateCore):
             body_out["deployments"] = [{"id": dep.id}]
             return body_out, dep.id
 
+    def _about_to_change(self, app_id: str, force: bool) -> tuple[AppState, str, Json]:
+        """An existing, unlocked app (404 or 409 otherwise): its state, the new version and its
+        definition before the change. Called with the lock held."""
+        state = self.apps.get(app_id)
+        if state is None:
+            raise not_found_app(app_id)
+        self._check_lock([app_id], force)
+        return state, timestamp(), copy.deepcopy(state.app)
+
     def _merge_update(
         self, app_id: str, body: Any, partial: bool, existing: Optional[AppState]
     ) -> Json:
@@ -296,12 +305,7 @@ class StateChanges(StateCore):
     def delete_app(self, app_id: str, force: bool) -> DeploymentResult:
         """DELETE /v2/apps/{id}: the app disappears now; its tasks are killed."""
         with self.lock:
-            state = self.apps.get(app_id)
-            if state is None:
-                raise not_found_app(app_id)
-            self._check_lock([app_id], force)
-            version = timestamp()
-            original = copy.deepcopy(state.app)
+            _state, version, original = self._about_to_change(app_id, force)
             del self.apps[app_id]
             self.root_version = version
             dep = self._new_deployment(
@@ -314,12 +318,7 @@ class StateChanges(StateCore):
     def restart_app(self, app_id: str, force: bool) -> DeploymentResult:
         """POST /v2/apps/{id}/restart: a new config version, every task replaced."""
         with self.lock:
-            state = self.apps.get(app_id)
-            if state is None:
-                raise not_found_app(app_id)
-            self._check_lock([app_id], force)
-            version = timestamp()
-            original = copy.deepcopy(state.app)
+            state, version, original = self._about_to_change(app_id, force)
             app = {k: v for k, v in state.app.items() if k not in ("version", "versionInfo")}
             self._store(app, state.app, version, config_changed=True)
             dep = self._new_deployment(

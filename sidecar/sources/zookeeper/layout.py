@@ -259,14 +259,7 @@ def _decode_encoded_name(name: str) -> bytes:
 
 def parse_instance(data: bytes) -> Instance:
     """Validate nerve's instance JSON; raises LayoutError naming the field."""
-    if len(data) > MAX_INSTANCE_BYTES:
-        raise LayoutError(f"instance JSON is {len(data)} bytes, more than {MAX_INSTANCE_BYTES}")
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise LayoutError(f"instance is not JSON ({exc})") from exc
-    if not isinstance(document, dict):
-        raise LayoutError(f"instance JSON is a {type(document).__name__}, not an object")
+    document = _json_object(data, MAX_INSTANCE_BYTES, "instance", "instance is not JSON")
     unknown = sorted(set(document) - KNOWN_KEYS)
     if unknown:
         raise LayoutError(f"unknown field {unknown[0]!r} in instance JSON")
@@ -344,12 +337,18 @@ def parse_options(data: Optional[bytes]) -> dict[str, Any]:
     """
     if not data:
         raise LayoutError("options node has no data")
-    if len(data) > MAX_OPTIONS_BYTES:
-        raise LayoutError(f"options JSON is {len(data)} bytes, more than {MAX_OPTIONS_BYTES}")
+    return _json_object(data, MAX_OPTIONS_BYTES, "options", "options are not JSON")
+
+
+def _json_object(data: bytes, limit: int, what: str, not_json: str) -> dict[str, Any]:
+    """``data`` as one JSON object of at most ``limit`` bytes; LayoutError says which rule broke,
+    each message opening with ``what`` (or ``not_json`` when it does not parse)."""
+    if len(data) > limit:
+        raise LayoutError(f"{what} JSON is {len(data)} bytes, more than {limit}")
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise LayoutError(f"options are not JSON ({exc})") from exc
+        raise LayoutError(f"{not_json} ({exc})") from exc
     if not isinstance(document, dict):
-        raise LayoutError(f"options JSON is a {type(document).__name__}, not an object")
+        raise LayoutError(f"{what} JSON is a {type(document).__name__}, not an object")
     return document
