@@ -1,7 +1,7 @@
 """The container image, built and run for real: buildah, no Docker engine.
 
 The base is Debian bookworm minbase made by mmdebstrap (cached between runs, see
-``image_support.py``); ``deploy/docker/Dockerfile`` is built on it with buildah and run with
+``testkit/image.py``); ``deploy/docker/Dockerfile`` is built on it with buildah and run with
 ``buildah run --isolation chroot --network host`` against the Marathon emulator on loopback, with
 the state directory as a host volume owned by the image's account, as deploy/ documents.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +24,12 @@ from typing import Any
 
 import pytest
 
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-from image_support import (  # noqa: E402
+from marathon_bridge.client import MarathonClient
+from marathon_bridge.testing.emulator import MarathonEmulator
+from marathon_bridge.testing.tasks import echo_server_cmd
+from testkit import WaitTimeout, free_port, wait_until
+from testkit.http import ask, status_of
+from testkit.image import (
     Container,
     ImageError,
     build_image,
@@ -42,12 +42,6 @@ from image_support import (  # noqa: E402
     process_uids,
     socket_owners,
 )
-
-from marathon_bridge.client import MarathonClient  # noqa: E402
-from marathon_bridge.testing.emulator import MarathonEmulator  # noqa: E402
-from marathon_bridge.testing.tasks import echo_server_cmd  # noqa: E402
-from testkit import WaitTimeout, free_port, wait_until  # noqa: E402
-from testkit.http import ask, status_of  # noqa: E402
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
