@@ -319,6 +319,13 @@ class System:
             timeout,
             f"{app_id}: HAProxy routes to its healthy tasks",
         )
+        wait_until(  # Marathon ends a deployment after its tasks are healthy; until then, 409
+            lambda: (
+                not any(app_id in d.get("affectedApps", ()) for d in self.client.list_deployments())
+            ),
+            timeout,
+            f"{app_id}: no deployment left",
+        )
 
 
 @contextlib.contextmanager
