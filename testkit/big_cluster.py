@@ -139,6 +139,9 @@ class BigCluster:
 
     def _start_publishing(self, publisher_args: list[str]) -> list[str]:
         work = Path(tempfile.mkdtemp(prefix="big-zk-"))
+        # the publisher's default session timeout: the test kit's 1 s expires under the first
+        # writes of 10,000 services on this machine
+        publisher_args = [*publisher_args, "--zk-session-timeout", "10"]
         self.publishing = Publishing(
             work, self.emu.url, *publisher_args, heap_mb=self.options.zk_heap_mb, lead_timeout=600
         )
