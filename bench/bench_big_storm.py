@@ -2,7 +2,7 @@
 latency, measured from outside.
 
 Run: ``python -m bench.bench_big_storm [--apps 10000] [--rate 100] [--seconds 60]
-[--kinds health,kill] [--probe-every 1.5] [--profile]``.
+[--kinds health,kill] [--probe-every 1.5] [--profile] [--zookeeper]``.
 
 The node is :class:`~testkit.big_cluster.BigCluster`: the emulator with ``--apps`` apps x 3
 simulated tasks and a probe app of 4 real echo tasks, the sidecar (``python -m sidecar``) and its
@@ -31,6 +31,13 @@ took after the storm is printed: a sidecar slower than the storm falls behind), 
 those events; also net of its idle rate, measured for 10 s before. ``--profile`` samples the
 sidecar with ``py-spy`` (``pip install py-spy``) over the same window and prints the top
 functions.
+
+``--zookeeper``: the same storm in ZooKeeper mode. A ``marathon-publisher`` follows the emulator
+and writes the catalog into a real ZooKeeper (500 ms tick, 512 MiB heap); the sidecar runs
+``--source zookeeper``. The publisher is then the one that must handle every Marathon event (its
+``marathon_events_total``); the sidecar has caught up when, after that, its count of service
+updates read from ZooKeeper stays the same for ``QUIET_SECONDS``. CPU per event is given for
+both processes, each over the same window and the same Marathon events.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ DRAIN_TIMEOUT = 900.0  # a sidecar that fell behind handles its backlog in this 
 PROBE_INSTANCES = 4
 STILL_ROUTED = 0.05  # a task that answered this close to the end of its window never left
 STORM_KINDS = ("health-down", "health-up", "kill")
+QUIET_SECONDS = 2.0  # ZooKeeper mode: the sidecar read no update for this long: it caught up
 
 
 class TaskPool:
@@ -263,30 +271,40 @@ class Counters:
     at: float
     sidecar_cpu: float
     haproxy_cpu: float
-    events: float
+    events: float  # Marathon events handled by the follower: the sidecar's, or the publisher's
     runtime_ops: float
     reloads: float
     haproxy_reloads: int
+    publisher_cpu: float = 0.0  # ZooKeeper mode
+    zk_updates: float = 0.0  # ZooKeeper mode: service updates the sidecar read
 
     @classmethod
     def read(cls, cluster: BigCluster) -> Counters:
         text = cluster.metrics_text()
+        events = metric_sum(text, "marathon_sidecar_marathon_events_total")
+        publisher_cpu = 0.0
+        if cluster.publishing is not None:
+            publisher = cluster.publisher_metrics_text()
+            events = metric_sum(publisher, "marathon_publisher_marathon_events_total")
+            publisher_cpu = cpu_seconds(cluster.publisher_pid)
         return cls(
             time.monotonic(),
             cpu_seconds(cluster.sidecar_pid),
             total_cpu_seconds(cluster.haproxy_pids()),
-            metric_sum(text, "marathon_sidecar_marathon_events_total"),
+            events,
             metric_sample(text, "marathon_sidecar_haproxy_runtime_ops_total", {"op": "server"}),
             metric_sample(text, "marathon_sidecar_haproxy_reloads_total"),
             cluster.show_proc().reloads,
+            publisher_cpu,
+            metric_sample(text, "marathon_sidecar_zookeeper_service_updates_total"),
         )
 
 
-def idle_cpu_rate(cluster: BigCluster, seconds: float) -> float:
-    """The sidecar's CPU seconds per second with no change at all."""
-    start, cpu = time.monotonic(), cpu_seconds(cluster.sidecar_pid)
+def idle_cpu_rate(pid: int, seconds: float) -> float:
+    """A process's CPU seconds per second with no change at all."""
+    start, cpu = time.monotonic(), cpu_seconds(pid)
     threading.Event().wait(seconds)
-    return (cpu_seconds(cluster.sidecar_pid) - cpu) / (time.monotonic() - start)
+    return (cpu_seconds(pid) - cpu) / (time.monotonic() - start)
 
 
 def summarize(values: list[float]) -> dict[str, float]:
@@ -334,6 +352,7 @@ def storm_figures(
         "cpu_ms_per_event_net_of_idle": round(net * 1000 / max(sent, 1), 3),
         "cpu_ms_per_change": round(cpu * 1000 / max(changes, 1), 3),
         "sidecar_cpu_share": round(cpu / window, 3),
+        **publisher_figures(before, after, sent),
         "haproxy_cpu_s": round(after.haproxy_cpu - before.haproxy_cpu, 2),
         "runtime_ops": int(after.runtime_ops - before.runtime_ops),
         "sidecar_reloads": int(after.reloads - before.reloads),
@@ -341,19 +360,57 @@ def storm_figures(
     }
 
 
+def publisher_figures(before: Counters, after: Counters, sent: int) -> dict[str, Any]:
+    """ZooKeeper mode: the publisher's CPU over the window (nothing in Marathon mode)."""
+    if not after.publisher_cpu:
+        return {}
+    cpu = after.publisher_cpu - before.publisher_cpu
+    return {
+        "publisher_cpu_s": round(cpu, 2),
+        "publisher_cpu_ms_per_event": round(cpu * 1000 / max(sent, 1), 3),
+        "sidecar_zookeeper_updates": int(after.zk_updates - before.zk_updates),
+    }
+
+
+def wait_caught_up(cluster: BigCluster, before: Counters, sent: int) -> None:
+    """Until every Marathon event was handled (module doc); in ZooKeeper mode, and then until
+    the sidecar read no new update for ``QUIET_SECONDS``."""
+    wait_until(
+        lambda: Counters.read(cluster).events - before.events >= sent,
+        DRAIN_TIMEOUT,
+        "every Marathon event was handled",
+        interval=1.0,
+    )
+    if cluster.publishing is None:
+        return
+    last = [Counters.read(cluster)]
+
+    def quiet() -> bool:
+        now = Counters.read(cluster)
+        if now.zk_updates != last[0].zk_updates:
+            last[0] = now
+        return now.at - last[0].at >= QUIET_SECONDS
+
+    wait_until(quiet, DRAIN_TIMEOUT, "the sidecar read every update", interval=0.5)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     options = BigClusterOptions(
-        apps=args.apps, probe_instances=PROBE_INSTANCES, sidecar_args=tuple(args.sidecar_arg)
+        apps=args.apps,
+        probe_instances=PROBE_INSTANCES,
+        sidecar_args=tuple(args.sidecar_arg),
+        source="zookeeper" if args.zookeeper else "marathon",
     )
     with BigCluster(options) as cluster, tempfile.TemporaryDirectory() as scratch:
         cluster.start_sidecar()
-        cluster.wait_served(300)
+        cluster.wait_served(600 if args.zookeeper else 300)
         emu = cluster.emu
         wait_until(lambda: served_by_healthy(emu, PROBE_APP, cluster.probe_port), 120)
-        idle_rate = idle_cpu_rate(cluster, IDLE_SECONDS)
+        idle_rate = idle_cpu_rate(cluster.sidecar_pid, IDLE_SECONDS)
         traffic = ProbeTraffic(cluster.probe_port, Path(scratch) / "answers").start()
         profiler = PySpy(cluster.sidecar_pid, Path(scratch)).start() if args.profile else None
         result = storm_phase(cluster, args, idle_rate, traffic, profiler)
+    result["source"] = options.source
     result["apps"] = args.apps
     result["tasks"] = args.apps * options.tasks_per_app
     return result
@@ -383,12 +440,7 @@ def storm_phase(
         if storm.is_alive():
             probe.step()
     at_end = Counters.read(cluster)
-    wait_until(
-        lambda: Counters.read(cluster).events - before.events >= sent.count,
-        DRAIN_TIMEOUT,
-        "the sidecar handled every event",
-        interval=1.0,
-    )
+    wait_caught_up(cluster, before, sent.count)
     after = Counters.read(cluster)
     profile = profiler.stop() if profiler is not None else None
     wait_until(lambda: served_by_healthy(emu, PROBE_APP, cluster.probe_port), 120)
@@ -420,6 +472,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--profile", action="store_true", help="sample the sidecar (py-spy)")
     parser.add_argument(
         "--sidecar-arg", action="append", default=[], help="one more sidecar flag (repeatable)"
+    )
+    parser.add_argument(
+        "--zookeeper", action="store_true", help="ZooKeeper mode: publisher, ZooKeeper, sidecar"
     )
     args = parser.parse_args(argv)
     result = run(args)

@@ -6,8 +6,10 @@ that tests set), created in one ``PUT /v2/apps``, plus one probe app of real ech
 (:data:`PROBE_APP`, HTTP) whose routing a benchmark watches with traffic. The sidecar runs as a
 child process (``python -m sidecar``) with its real HAProxy, every service port on 127.0.0.1;
 the apps take consecutive service ports, the first free block from 2000 up, the probe app the
-one after them. Everything is read from outside: /proc, the status server's /metrics,
-the sidecar's JSON log, HAProxy's sockets.
+one after them. With ``source="zookeeper"`` a ZooKeeper server and a ``marathon-publisher``
+following the emulator stand between it and the sidecar (:class:`~testkit.publisher.Publishing`).
+Everything is read from outside: /proc, the status server's /metrics, the sidecar's JSON log,
+HAProxy's sockets.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +38,7 @@ from testkit.machine import find_haproxy
 from testkit.node import ready_server_names, short_state_dir
 from testkit.ports import free_port, free_port_block
 from testkit.process import SidecarProcess
+from testkit.publisher import Publishing
 from testkit.waiting import wait_until
 
 PROBE_APP = "/bench/probe"
@@ -51,6 +55,8 @@ class BigClusterOptions:
     kill_grace: float = 1.0  # TASK_KILLING -> SIGTERM (probe tasks) or TASK_KILLED (simulated)
     resync_interval: float = 3600.0  # a benchmark asks for resyncs itself
     sidecar_args: tuple[str, ...] = ()  # more flags for ``python -m sidecar``
+    source: str = "marathon"  # "zookeeper": emulator -> publisher -> ZooKeeper -> sidecar
+    zk_heap_mb: int = 512  # the ZooKeeper JVM's heap (30,000 instance nodes at 10k apps)
 
     def settle_timeout(self) -> float:
         """How long the emulator may take to start every task (a few ms each when loaded)."""
@@ -65,6 +71,7 @@ class BigCluster:
         self.emulator: Optional[MarathonEmulator] = None
         self.client: Optional[MarathonClient] = None
         self.sidecar: Optional[SidecarProcess] = None
+        self.publishing: Optional[Publishing] = None
         self.first_port = 0
 
     # -- Marathon side
@@ -118,13 +125,36 @@ class BigCluster:
     # -- the sidecar
 
     def start_sidecar(self) -> SidecarProcess:
-        """Start ``python -m sidecar`` on a new state directory (its HAProxy comes later)."""
-        args = ["--marathon", self.emu.url]
-        args += ["--resync-interval", str(self.options.resync_interval)]
+        """Start ``python -m sidecar`` on a new state directory (its HAProxy comes later); in
+        ZooKeeper mode, first ZooKeeper and the publisher, which takes the resync interval."""
+        resync = ["--resync-interval", str(self.options.resync_interval)]
+        if self.options.source == "zookeeper":
+            args = self._start_publishing(resync)
+        else:
+            args = ["--marathon", self.emu.url, *resync]
         args += ["--log-level", "INFO", "--log-format", "json", *self.options.sidecar_args]
         state_dir = short_state_dir("big-")
         self.sidecar = SidecarProcess(args, state_dir, free_port(), find_haproxy())
         return self.sidecar.start()
+
+    def _start_publishing(self, publisher_args: list[str]) -> list[str]:
+        work = Path(tempfile.mkdtemp(prefix="big-zk-"))
+        # the publisher's default session timeout: the test kit's 1 s expires under the first
+        # writes of 10,000 services on this machine
+        publisher_args = [*publisher_args, "--zk-session-timeout", "10"]
+        self.publishing = Publishing(
+            work, self.emu.url, *publisher_args, heap_mb=self.options.zk_heap_mb, lead_timeout=600
+        )
+        return self.publishing.sidecar_args()
+
+    @property
+    def publisher_pid(self) -> int:
+        assert self.publishing is not None, "not in ZooKeeper mode"
+        return self.publishing.publisher.pid
+
+    def publisher_metrics_text(self) -> str:
+        assert self.publishing is not None, "not in ZooKeeper mode"
+        return self.publishing.publisher.metrics_text()
 
     @property
     def process(self) -> SidecarProcess:
@@ -164,6 +194,10 @@ class BigCluster:
             self.sidecar.stop()
             shutil.rmtree(self.sidecar.state_dir, ignore_errors=True)
             self.sidecar = None
+        if self.publishing is not None:
+            self.publishing.stop()
+            shutil.rmtree(self.publishing.zookeeper.workdir.parent, ignore_errors=True)
+            self.publishing = None
 
     def stop(self) -> None:
         self.stop_sidecar()

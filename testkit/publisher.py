@@ -26,7 +26,9 @@ from testkit.http import health_of, metric_sample, status_of
 from testkit.ports import free_port
 from testkit.process import tcp_connections_to, terminate
 from testkit.waiting import wait_until
-from testkit.zookeeper import ZooKeeperServer
+from testkit.zookeeper import DEFAULT_HEAP_MB, ZooKeeperServer
+
+PUBLISHING_ZK_PATH = "/smartstack/services"
 
 
 def publisher_command() -> str:
@@ -108,6 +110,41 @@ class PublisherProcess:
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+class Publishing:
+    """ZooKeeper mode's middle on loopback: a ZooKeeper server (ticking every ``tick_ms``) and a
+    leading publisher following ``marathon``, under ``work``; :meth:`sidecar_args` are the flags
+    of a sidecar that watches what it writes."""
+
+    def __init__(
+        self,
+        work: Path,
+        marathon: str,
+        *publisher_args: str,
+        tick_ms: int = 500,
+        heap_mb: int = DEFAULT_HEAP_MB,
+        lead_timeout: float = 60.0,
+    ) -> None:
+        self.zookeeper = ZooKeeperServer(work / "zookeeper", tick_ms=tick_ms, heap_mb=heap_mb)
+        self.zookeeper.start()
+        try:
+            self.publisher = PublisherProcess(
+                work, "publisher", marathon, self.zookeeper.address, PUBLISHING_ZK_PATH,
+                *publisher_args,
+            )  # fmt: skip
+            self.publisher.wait_health("the publisher to lead", lead_timeout, role="leader")
+        except BaseException:
+            self.zookeeper.stop()
+            raise
+
+    def sidecar_args(self) -> list[str]:
+        address = self.zookeeper.address
+        return ["--source", "zookeeper", "--zookeeper", address, "--zk-path", PUBLISHING_ZK_PATH]
+
+    def stop(self) -> None:
+        self.publisher.stop()
+        self.zookeeper.stop()
 
 
 # --- what ZooKeeper holds -----------------------------------------------------------------------

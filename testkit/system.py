@@ -33,12 +33,11 @@ from testkit.node import (
 )
 from testkit.ports import free_port
 from testkit.process import SidecarProcess
-from testkit.publisher import PublisherProcess
+from testkit.publisher import PublisherProcess, Publishing
 from testkit.waiting import wait_until
 from testkit.zookeeper import ZooKeeperServer
 
 LOG_KEEP_DIR = "/tmp/zero-drop-last-logs"
-ZK_PATH = "/smartstack/services"
 
 EventRecorder = Callable[[str, dict[str, Any]], None]
 
@@ -146,17 +145,11 @@ class System:
 
     def _start_publishing(self) -> list[str]:
         """A ZooKeeper server and a publisher that leads; the sidecar's source flags."""
-        work = Path(self.state_dir)
-        self.zookeeper = ZooKeeperServer(work / "zookeeper", tick_ms=500)
-        self.zookeeper.start()
         resync = str(self.options.resync_interval)
         extra = ("--resync-interval", resync, "--log-level", self.options.log_level)
-        self.publisher = PublisherProcess(
-            work, "publisher", self.emu.url, self.zookeeper.address, ZK_PATH, *extra
-        )
-        self.publisher.wait_health("the publisher to lead", role="leader")
-        zookeeper = self.zookeeper.address
-        return ["--source", "zookeeper", "--zookeeper", zookeeper, "--zk-path", ZK_PATH]
+        publishing = Publishing(Path(self.state_dir), self.emu.url, *extra)
+        self.zookeeper, self.publisher = publishing.zookeeper, publishing.publisher
+        return publishing.sidecar_args()
 
     def _experiment_template(self) -> str:
         """The built-in template plus ``option dontlog-normal`` (only abnormal requests in the

@@ -131,6 +131,19 @@ def test_staging_then_running_keeps_health_results() -> None:
     assert state.tasks["/web"]["n"]["healthCheckResults"][0]["alive"] is True
 
 
+def test_an_event_leaves_the_state_it_was_applied_to_as_it_was() -> None:
+    apps = [app(f"/a{n}", 10000 + n, [running(f"a{n}.1", appId=f"/a{n}")]) for n in range(400)]
+    state = MarathonState.from_apps(apps)
+    killed = state.apply_event("status_update_event", status("a7.1", "TASK_KILLED", "/a7")).state
+    added = killed.apply_event("status_update_event", status("a9.2", "TASK_RUNNING", "/a9")).state
+    assert list(state.tasks["/a7"]) == ["a7.1"] and list(state.tasks["/a9"]) == ["a9.1"]
+    assert killed.tasks["/a7"] == {} and list(killed.tasks["/a9"]) == ["a9.1"]
+    assert sorted(added.tasks["/a9"]) == ["a9.1", "a9.2"] and added.tasks["/a7"] == {}
+    assert len(state.tasks) == len(added.tasks) == 400
+    untouched = [f"/a{n}" for n in range(400) if n not in (7, 9)]
+    assert all(added.tasks[a] is state.tasks[a] for a in untouched)
+
+
 def test_repeated_status_is_not_a_change() -> None:
     state = base_state().apply_event("status_update_event", status("n", "TASK_RUNNING")).state
     out = state.apply_event("status_update_event", status("n", "TASK_RUNNING"))

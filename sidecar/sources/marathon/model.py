@@ -5,7 +5,10 @@ built from a snapshot (``GET /v2/apps?embed=apps.tasks``) and advanced by Marath
 :meth:`MarathonState.apply_event`, which never raises: an event it cannot use asks for a re-read of
 the apps it names (``fetch_apps``) or, when nothing usable is in it, a full snapshot (``resync``).
 
-States are treated as immutable: an update copies the outer mappings and the one app it touches.
+States are immutable: an update copies the one app it touches, and the outer mappings (app id ->
+definition, app id -> tasks) are :class:`~sidecar.persistent_map.ShardedMap` objects whose
+one-key update shares all but a shard of the old map (about ``sqrt(apps)`` entries copied, not
+every app), so the state an event started from stays intact.
 A fetched app that Marathon answers with 404 should be dropped with :meth:`without_app`.
 """
 
@@ -18,6 +21,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Optional
 
 from marathon_bridge.services import port_specs
+from sidecar.persistent_map import ShardedMap
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ class MarathonState:
                 app_id, definition, app_tasks = split
                 apps[app_id] = definition
                 tasks[app_id] = app_tasks
-        return cls(apps=apps, tasks=tasks)
+        return cls(apps=ShardedMap(apps), tasks=ShardedMap(tasks))
 
     def with_app(self, app_with_tasks: Mapping[str, Any]) -> MarathonState:
         """This state with one app (definition and tasks) replaced, e.g. after GET /v2/apps/{id}."""
@@ -80,8 +84,8 @@ class MarathonState:
     def without_app(self, app_id: str) -> MarathonState:
         if app_id not in self.apps:
             return self
-        apps = {k: v for k, v in self.apps.items() if k != app_id}
-        tasks = {k: v for k, v in self.tasks.items() if k != app_id}
+        apps = ShardedMap.of(self.apps).remove(app_id)
+        tasks = ShardedMap.of(self.tasks).remove(app_id)
         return replace(self, apps=apps, tasks=tasks)
 
     def apps_with_tasks(self) -> list[dict[str, Any]]:
@@ -113,16 +117,12 @@ class MarathonState:
     # --- helpers used by the handlers ----------------------------------------------------------
 
     def _put(self, app_id: str, definition: Mapping[str, Any], app_tasks: TaskMap) -> MarathonState:
-        apps = dict(self.apps)
-        apps[app_id] = definition
-        tasks = dict(self.tasks)
-        tasks[app_id] = app_tasks
+        apps = ShardedMap.of(self.apps).set(app_id, definition)
+        tasks = ShardedMap.of(self.tasks).set(app_id, app_tasks)
         return replace(self, apps=apps, tasks=tasks)
 
     def _put_tasks(self, app_id: str, app_tasks: TaskMap) -> MarathonState:
-        tasks = dict(self.tasks)
-        tasks[app_id] = app_tasks
-        return replace(self, tasks=tasks)
+        return MarathonState(self.apps, ShardedMap.of(self.tasks).set(app_id, app_tasks))
 
 
 # --- event handlers ---------------------------------------------------------------------------
