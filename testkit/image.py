@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]  # the repository (testkit/..)
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 CACHE_ENV = "MB_IMAGE_CACHE"
 DEFAULT_CACHE = Path("/var/tmp/marathon-bridge-image-cache")
