@@ -450,6 +450,8 @@ def storm_phase(
     everything = [v for values in by_kind.values() for v in values]
     result["storm"] = storm_figures(before, at_end, after, sent.count, idle_rate, storm)
     result["probe_latency_ms"] = summarize(everything)
+    result["probe_latency_slowest_ms"] = [round(v, 1) for v in sorted(everything)[-5:]]
+    result["probe_latency_over_goal"] = sum(1 for v in everything if v > GOAL_P99_MS)
     result["probe_latency_by_kind_ms"] = {k: summarize(v) for k, v in sorted(by_kind.items())}
     result["probe_changes_not_routed_in_time"] = late
     result["probe_turns_skipped"] = probe.skipped

@@ -556,6 +556,7 @@ class Daemon:
         if self.traffic is not None:
             self.traffic.stop()
         self._saver.close()
+        self.applier.close()
         try:
             self.haproxy.stop()
         except Exception:

@@ -330,6 +330,7 @@ def make_applier(
         haproxy_bin=settings.haproxy_bin,
         state_file=render_settings.server_state_file,
         drain_timeout=settings.drain_timeout,
+        background_rewrites=True,  # a 10k-service rewrite must not hold back the loop
     )
 
 

@@ -68,6 +68,7 @@ from .config_file import ConfigFile
 from .drains import DrainRegistry
 from .ports import binds_in_config, leave_out_taken_ports, model_binds, taken_ports
 from .results import ApplyCounters, ApplyResult
+from .rewriter import ConfigRewriter, RewriteJob, RewriteOutcome
 from .runtime_plan import (
     ServerOptions,
     options_text,
@@ -130,6 +131,7 @@ class Applier:
         tombstone_limit: int = TOMBSTONE_LIMIT,
         tidy_reload_quiet: float = TIDY_RELOAD_QUIET,
         on_started: Optional[Callable[[], None]] = None,
+        background_rewrites: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.haproxy = haproxy
@@ -165,6 +167,14 @@ class Applier:
         self._unconfirmed = False
         self._dirty_since: Optional[float] = None  # runtime changed, file not rewritten yet
         self._write_cost = 0.0  # seconds the last checked rewrite took (render, check, write)
+        self._file_epoch = 0  # counts the times the file's text was decided here (not deferred)
+        self.rewriter = ConfigRewriter(
+            render,
+            self.validator,
+            self.config,
+            self._finish_rewrite,
+            background=background_rewrites,
+        )
         self._starts_seen = haproxy.starts
 
     # -- public
@@ -200,13 +210,15 @@ class Applier:
             if deleted and self.config_write_delay > 0 and self._dirty_since is None:
                 self._dirty_since = self.clock()  # the file follows when a write is due
             immediate = deleted and self.config_write_delay <= 0
-            due = self._model is not None and (immediate or self._write_due())
-            if due and self._model is not None and self._rewrite_config(self._model).error:
-                # the next apply takes the long way: validate, drop bad apps, reload
-                self._running_signature = None
+            if self._model is not None and (immediate or self._write_due()):
+                self._start_rewrite(self._model)
             if self._tidy_due():
                 self._tidy_reload()
             return deleted
+
+    def close(self) -> None:
+        """Stop the background rewriter (a rewrite it runs finishes first)."""
+        self.rewriter.close()
 
     @property
     def running_config(self) -> Optional[HAProxyModel]:
@@ -351,6 +363,7 @@ class Applier:
     def _rewrite_config(self, model: HAProxyModel) -> Rewrite:
         """Write the effective config if it changed (checked first)."""
         self._dirty_since = None
+        self._file_epoch += 1  # a deferred rewrite of an older model must not follow
         started = cpu_seconds()
         text = self.render(self.drains.effective(model))
         if text == self.config.read():
@@ -358,6 +371,35 @@ class Applier:
         error = self.validator.install(text)
         self._write_cost = cpu_seconds() - started
         return Rewrite(not error, error)
+
+    def _start_rewrite(self, model: HAProxyModel) -> None:
+        """The deferred rewrite of the running model (:mod:`.rewriter`), unless one runs."""
+        if self.rewriter.busy:
+            return  # the file stays dirty: the next tick tries again
+        self._dirty_since = None
+        self.rewriter.submit(RewriteJob(self.drains.effective(model), self._file_epoch))
+
+    def _finish_rewrite(self, outcome: RewriteOutcome) -> None:
+        """Install a deferred rewrite, unless the file was decided since it was taken."""
+        with self._lock:
+            self._write_cost = outcome.cost
+            if outcome.unchanged:
+                return
+            self.counters.validations += 1
+            current = outcome.job.epoch == self._file_epoch
+            if outcome.error:
+                self.counters.validation_failures += 1
+                self.counters.last_error = outcome.error
+                if current:  # the next apply takes the long way: validate, drop bad apps, reload
+                    self._running_signature = None
+                return
+            assert outcome.candidate is not None
+            if not current:
+                self.config.discard(outcome.candidate)
+                return
+            self.config.install(outcome.candidate)
+            self._file_epoch += 1
+            self.counters.config_writes += 1
 
     def _write_due(self) -> bool:
         if self._dirty_since is None:
@@ -431,6 +473,7 @@ class Applier:
         if refusal:
             return self._failure(checked, refusal)
         previous_text = self.config.read()
+        self._file_epoch += 1
         if running:
             self._dump_server_state(self.drains.effective(model))
         self.config.install(checked.candidate)

@@ -78,3 +78,6 @@ class ApplierControl(Protocol):
     def apply(self, model: HAProxyModel) -> ApplyResult: ...
 
     def tick(self) -> int: ...
+
+    def close(self) -> None:
+        """Stop its background work (on shutdown)."""

@@ -236,6 +236,10 @@ class Validator:
             return None, "validation budget exhausted"
         budget.used += 1
         self.counters.validations += 1
+        return self.candidate_for(text)
+
+    def candidate_for(self, text: str) -> tuple[Optional[str], str]:
+        """A checked candidate of ``text`` (nothing counted: any thread may call it)."""
         candidate = self.config.write_candidate(text)
         error = self._haproxy_check(candidate)
         if not error:

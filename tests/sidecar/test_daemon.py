@@ -91,6 +91,9 @@ class FakeApplier:
         self.ticks += 1
         return 0
 
+    def close(self) -> None:
+        pass
+
     def count(self) -> int:
         with self.lock:
             return len(self.models)
