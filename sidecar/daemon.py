@@ -36,12 +36,12 @@ from .desired import BuildCache, build_model
 from .fd_budget import BudgetFacts, FdBudget, FitCache, fit_model
 from .gc_pause import collector_paused
 from .haproxy.process import HAProxyControl
-from .haproxy.runtime import ServerState
 from .haproxy_model import HAProxyModel, listener_signature
 from .metrics import SidecarMetrics
 from .option_table import parse_listen
 from .render_settings import RenderSettings
 from .resolve import Resolver
+from .server_poller import ServerStatePoller, ServerStatuses
 from .settings import Settings
 from .sources.base import CatalogSource
 from .state_store import StateStore, ThrottledSaver
@@ -56,8 +56,6 @@ STARTUP_WAIT = 10.0  # how long to wait for a first snapshot before using the ca
 RETRY_FIRST = 1.0  # seconds before a failed apply is retried; doubles up to RETRY_MAX
 RETRY_MAX = 30.0
 DNS_REFRESH_SECONDS = 60.0  # rebuild this often when host names are in use (resolver TTL)
-SERVER_POLL_SECONDS = 5.0  # how often HAProxy's own server states are read for /metrics
-SERVER_POLL_COST_FACTOR = 40.0  # a read that took over 0.05 s waits this many times that
 PORT_RETRY_SECONDS = 2.0  # apps left out because their port was taken are tried again this often
 
 
@@ -105,6 +103,9 @@ class Daemon:
             self.board.master_alive = haproxy.running
         self.traffic = traffic
         self.board.traffic = traffic
+        self.server_states = ServerStatePoller(  # HAProxy's view, for /metrics and /services
+            applier.runtime.show_servers_state, haproxy.running, self._record_servers
+        )
         self.systemd = systemd
         self.status_server: Optional[StatusServer] = None
         self.probe_server: Optional[StatusServer] = None  # --probe-listen
@@ -121,8 +122,6 @@ class Daemon:
         self._last_signature: Optional[tuple[Any, ...]] = None
         self._last_reload_at: Optional[float] = None
         self._failures = self._config_writes_seen = 0
-        self._next_server_poll = self._next_model_record = 0.0  # reads for /metrics
-        self._model_record_due = False  # model figures for /metrics: see _record_model
         self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -165,6 +164,7 @@ class Daemon:
             self._wait_for_first_catalog()
             if not self.stopping:
                 self._start_haproxy()
+                self.server_states.start()
                 self._loop()
         finally:
             self._shutdown()
@@ -330,7 +330,7 @@ class Daemon:
         self.catalog, self.model = catalog, model
         self._report_budget(model.budget)
         self._log_new_problems(model)  # before the metrics count them (tests wait on those)
-        self._record_model(now=reloaded)
+        self.metrics.record_model(model, catalog)  # counted when /metrics is read
         self.board.set_view(catalog, model, self._config_text(result))
         if self.source.health().synced:  # not what was only loaded from disk
             self._saver.offer(catalog)
@@ -361,8 +361,6 @@ class Daemon:
         except Exception:
             log.exception("applier tick failed")
         self.metrics.sync_apply_counters(self.applier.counters)
-        if self._model_record_due:
-            self._record_model(now=True)
         self._refresh_config_text()
         self._supervise_haproxy()
         self._saver.flush_if_due()
@@ -370,12 +368,6 @@ class Daemon:
             self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
             if self.resolver.cached():
                 self._rebuild("dns refresh")  # stale names are looked up again in the background
-        if self._clock() >= self._next_server_poll:
-            started = self._clock()
-            self._observe_servers()  # a big HAProxy (30k servers: 0.2 s) is read less often
-            cost = self._clock() - started
-            wait = SERVER_POLL_COST_FACTOR * cost if cost > 0.05 else 0.0
-            self._next_server_poll = started + max(SERVER_POLL_SECONDS, wait)
         health = self.source.health()
         if health.connected:
             self.board.record_sync()
@@ -401,16 +393,8 @@ class Daemon:
         if status is not None:
             self.metrics.old_workers.set(len(status.old_workers))
 
-    def _observe_servers(self) -> None:
-        """Read HAProxy's view of its servers (up/down/drain/maint) for /metrics and /services."""
-        if not self.haproxy.running():
-            return
-        try:
-            states = self.applier.runtime.show_servers_state()
-        except Exception as exc:
-            log.debug("server states unavailable", extra={"error": str(exc)[:200]})
-            return
-        seen = {(s.backend, s.name): server_status(s) for s in states}
+    def _record_servers(self, seen: ServerStatuses) -> None:
+        """HAProxy's view of its servers (the poller's thread)."""
         self.metrics.record_haproxy_servers(seen)
         self.board.set_haproxy_states(seen)
 
@@ -537,17 +521,6 @@ class Daemon:
         if self.catalog is not None and self.model is not None:
             self.board.set_view(self.catalog, self.model, text)
 
-    def _record_model(self, now: bool) -> None:
-        """Model figures for /metrics (a walk of every server): at once after a reload, else
-        at most once per tick, so a storm of server changes does not pay it per change."""
-        due = now or self._clock() >= self._next_model_record
-        if self.model is None or self.catalog is None or not due:
-            self._model_record_due = self.model is not None
-            return
-        self.metrics.record_model(self.model, self.catalog)
-        self._model_record_due = False
-        self._next_model_record = self._clock() + TICK_SECONDS
-
     def _shutdown(self) -> None:
         log.info("stopping")
         if self.systemd is not None:
@@ -555,6 +528,7 @@ class Daemon:
         self.source.stop()
         if self.traffic is not None:
             self.traffic.stop()
+        self.server_states.stop()
         self._saver.close()
         self.applier.close()
         try:
@@ -566,15 +540,6 @@ class Daemon:
                 server.stop()
         self.status_server = self.probe_server = None
         self.resolver.close()
-
-
-def server_status(server: ServerState) -> str:
-    """``maint``, ``drain``, ``up`` or ``down`` for one ``show servers state`` line."""
-    if server.in_maintenance:
-        return "maint"
-    if server.draining:
-        return "drain"
-    return "up" if server.operational == "running" else "down"
 
 
 def describe_skipped(skipped: Sequence[Skipped], limit: int = 5) -> str:

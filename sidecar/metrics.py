@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from sidecar.model_figures import ServedModel
+
 PREFIX = "marathon_sidecar_"
 # where the running HAProxy came from (sidecar.haproxy.process.ORIGIN_*)
 HAPROXY_ORIGINS = ("started", "adopted", "external")
@@ -195,6 +197,8 @@ class SidecarMetrics(FollowerMetrics):
             "Labels not (fully) honored: bad values, raw templates, unsupported marathon-lb labels",
             registry=r,
         )
+        self._served = ServedModel()
+        self._count_on_scrape()
         self.state_write_errors = Counter(
             p + "state_write_errors", "Failures writing the last-known-good state file", registry=r
         )
@@ -281,16 +285,18 @@ class SidecarMetrics(FollowerMetrics):
         self.old_workers.set(counters.old_workers)
 
     def record_model(self, model: HAProxyModel, catalog: Catalog) -> None:
-        """What the running config serves, and the catalog's instances out of rotation."""
-        self.services.set(len(model.backends))
-        ready = sum(1 for b in model.backends for s in b.servers if s.state == "ready")
-        drain = sum(1 for b in model.backends for s in b.servers if s.state != "ready")
-        self.servers.labels(state="ready").set(ready)
-        self.servers.labels(state="drain").set(drain)
-        self.skipped_apps.set(len(model.skipped))
-        self.label_problems.set(len(set(model.problems)))
-        out = {i.id for _s, i in catalog.instances() if i.state != "ready"}
-        self.tasks_out.set(len(out - catalog.in_rotation()))
+        """What the running config serves, and the catalog's instances out of rotation (counted
+        when /metrics is read: :mod:`sidecar.model_figures`)."""
+        self._served.set(model, catalog)
+
+    def _count_on_scrape(self) -> None:
+        figures = self._served.figures
+        self.services.set_function(lambda: figures().services)
+        self.servers.labels(state="ready").set_function(lambda: figures().ready)
+        self.servers.labels(state="drain").set_function(lambda: figures().drain)
+        self.skipped_apps.set_function(lambda: figures().skipped)
+        self.label_problems.set_function(lambda: figures().problems)
+        self.tasks_out.set_function(lambda: figures().tasks_out)
 
     def record_budget(self, budget: FdBudget) -> None:
         """The descriptor budget of the running config (sidecar.fd_budget)."""
