@@ -277,6 +277,9 @@ class Counters:
     haproxy_reloads: int
     publisher_cpu: float = 0.0  # ZooKeeper mode
     zk_updates: float = 0.0  # ZooKeeper mode: service updates the sidecar read
+    full_gcs: float = 0.0  # the sidecar's full collections (generation 2)...
+    full_gc_seconds: float = 0.0  # ... the time they took...
+    full_gcs_fast: float = 0.0  # ... and those that took at most 50 ms
 
     @classmethod
     def read(cls, cluster: BigCluster) -> Counters:
@@ -297,7 +300,18 @@ class Counters:
             cluster.show_proc().reloads,
             publisher_cpu,
             metric_sample(text, "marathon_sidecar_zookeeper_service_updates_total"),
+            *full_collections(text),
         )
+
+
+def full_collections(text: str) -> tuple[float, float, float]:
+    """The sidecar's full garbage collections: count, seconds, count of those <= 50 ms."""
+    name, full = "marathon_sidecar_gc_pause_seconds", {"generation": "2"}
+    return (
+        metric_sample(text, name + "_count", full),
+        metric_sample(text, name + "_sum", full),
+        metric_sample(text, name + "_bucket", {**full, "le": "0.05"}),
+    )
 
 
 def idle_cpu_rate(pid: int, seconds: float) -> float:
@@ -357,6 +371,11 @@ def storm_figures(
         "runtime_ops": int(after.runtime_ops - before.runtime_ops),
         "sidecar_reloads": int(after.reloads - before.reloads),
         "haproxy_reloads": after.haproxy_reloads - before.haproxy_reloads,
+        "sidecar_full_gcs": int(after.full_gcs - before.full_gcs),
+        "sidecar_full_gc_s": round(after.full_gc_seconds - before.full_gc_seconds, 3),
+        "sidecar_full_gcs_over_50ms": int(
+            (after.full_gcs - after.full_gcs_fast) - (before.full_gcs - before.full_gcs_fast)
+        ),
     }
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar, Un
 from marathon_bridge.logs import FieldsFormatter, JSONFormatter, RedactingFilter
 
 from .common_settings import CommonSettings
+from .gc_pause import CollectionTimer
 from .option_table import parse_listen
 from .settings import Settings, SettingsError, load_settings
 
@@ -141,11 +142,15 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         return 1
     log.info("starting", extra={"settings": json.dumps(settings.public_dict(), sort_keys=True)})
     install_signal_handlers(daemon, log, "SIGHUP: taking a fresh snapshot of the source")
+    collections = CollectionTimer(daemon.metrics.observe_gc_pause)
+    collections.install()
     try:
         return daemon.run()
     except Exception as exc:
         log.exception("stopped by an error", extra={"error": str(exc)[:500]})
         return 1
+    finally:
+        collections.remove()
 
 
 def preview(settings: Settings) -> int:

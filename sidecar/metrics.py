@@ -176,6 +176,13 @@ class SidecarMetrics(FollowerMetrics):
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.gc_pause_seconds = Histogram(
+            p + "gc_pause_seconds",
+            "Runs of Python's cyclic garbage collector, by generation (2: a full collection)",
+            ["generation"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.services = Gauge(p + "services", "Service ports served", registry=r)
         self.servers = Gauge(
             p + "servers", "Servers in the running config, by state", ["state"], registry=r
@@ -297,6 +304,9 @@ class SidecarMetrics(FollowerMetrics):
         self.skipped_apps.set_function(lambda: figures().skipped)
         self.label_problems.set_function(lambda: figures().problems)
         self.tasks_out.set_function(lambda: figures().tasks_out)
+
+    def observe_gc_pause(self, generation: int, seconds: float) -> None:
+        self.gc_pause_seconds.labels(generation=str(generation)).observe(seconds)
 
     def record_budget(self, budget: FdBudget) -> None:
         """The descriptor budget of the running config (sidecar.fd_budget)."""
