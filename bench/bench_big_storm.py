@@ -50,7 +50,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -58,7 +58,7 @@ from sidecar.sources.marathon.follower import EVENT_TYPES
 from testkit.apps import served_by_healthy
 from testkit.big_cluster import PROBE_APP, BigCluster, BigClusterOptions
 from testkit.event_clock import EventClock
-from testkit.http import metric_sample, metric_sum
+from testkit.http import histogram_buckets, metric_sample, metric_sum
 from testkit.machine import load_average, machine_facts, percentile
 from testkit.probe_traffic import Answer, ProbeTraffic, first_reached, last_reached
 from testkit.proc_usage import cpu_seconds, total_cpu_seconds
@@ -72,6 +72,10 @@ DRAIN_TIMEOUT = 900.0  # a sidecar that fell behind handles its backlog in this 
 PROBE_INSTANCES = 4
 STILL_ROUTED = 0.05  # a task that answered this close to the end of its window never left
 STORM_KINDS = ("health-down", "health-up", "kill")
+PREFIX = "marathon_sidecar_"
+# the sidecar's own timings: change to HAProxy, build (model + render), apply
+TIMINGS = ("change_to_haproxy_seconds", "render_duration_seconds", "apply_duration_seconds")
+SLOW_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0)
 QUIET_SECONDS = 2.0  # ZooKeeper mode: the sidecar read no update for this long: it caught up
 
 
@@ -280,6 +284,7 @@ class Counters:
     full_gcs: float = 0.0  # the sidecar's full collections (generation 2)...
     full_gc_seconds: float = 0.0  # ... the time they took...
     full_gcs_fast: float = 0.0  # ... and those that took at most 50 ms
+    timings: dict[str, dict[float, float]] = field(default_factory=dict)  # sidecar histograms
 
     @classmethod
     def read(cls, cluster: BigCluster) -> Counters:
@@ -301,6 +306,7 @@ class Counters:
             publisher_cpu,
             metric_sample(text, "marathon_sidecar_zookeeper_service_updates_total"),
             *full_collections(text),
+            {name: histogram_buckets(text, PREFIX + name) for name in TIMINGS},
         )
 
 
@@ -373,10 +379,24 @@ def storm_figures(
         "haproxy_reloads": after.haproxy_reloads - before.haproxy_reloads,
         "sidecar_full_gcs": int(after.full_gcs - before.full_gcs),
         "sidecar_full_gc_s": round(after.full_gc_seconds - before.full_gc_seconds, 3),
+        "sidecar_timings_over_s": {
+            name: slower_than(before.timings[name], after.timings[name]) for name in TIMINGS
+        },
         "sidecar_full_gcs_over_50ms": int(
             (after.full_gcs - after.full_gcs_fast) - (before.full_gcs - before.full_gcs_fast)
         ),
     }
+
+
+def slower_than(before: dict[float, float], after: dict[float, float]) -> dict[str, int]:
+    """How many of a histogram's observations between two reads took longer than each bound."""
+    inf = float("inf")
+    count = after.get(inf, 0.0) - before.get(inf, 0.0)
+    over = {"n": int(count)}
+    for bound in SLOW_BOUNDS:
+        done = after.get(bound, 0.0) - before.get(bound, 0.0)
+        over[f">{bound:g}"] = int(count - done)
+    return over
 
 
 def publisher_figures(before: Counters, after: Counters, sent: int) -> dict[str, Any]:

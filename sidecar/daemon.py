@@ -250,7 +250,8 @@ class Daemon:
             return
         if self._must_wait(pending, model):
             return
-        self.apply_catalog(pending.item, pending.reason, model=model)
+        if self.apply_catalog(pending.item, pending.reason, model=model):
+            self.metrics.change_latency_seconds.observe(self._clock() - pending.first_at)
 
     def _must_wait(self, pending: Pending[Catalog], model: HAProxyModel) -> bool:
         """A reload waits for the end of its burst and the minimum interval since the last."""

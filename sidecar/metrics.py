@@ -176,6 +176,13 @@ class SidecarMetrics(FollowerMetrics):
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.change_latency_seconds = Histogram(
+            p + "change_to_haproxy_seconds",
+            "From a catalog change reaching the sidecar to HAProxy running it (the first change "
+            "of a coalesced burst; debounce, build and apply)",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.gc_pause_seconds = Histogram(
             p + "gc_pause_seconds",
             "Runs of Python's cyclic garbage collector, by generation (2: a full collection)",

@@ -89,3 +89,15 @@ def metric_sum(text: str, name: str) -> float:
         for sample in family.samples
         if sample.name == name
     )
+
+
+def histogram_buckets(text: str, name: str) -> dict[float, float]:
+    """A Prometheus histogram's cumulative counts by upper bound (``le``; +Inf included)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        float(sample.labels["le"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name + "_bucket"
+    }

@@ -406,3 +406,17 @@ def test_label_problems_are_counted_and_logged_once(run_daemon: Any, caplog: Any
     logged = [r for r in caplog.records if r.getMessage() == "label not honored"]
     assert len(logged) == 1
     assert logged[0].label == "HAPROXY_0_BALANCE" and "evil" not in logged[0].reason
+
+
+def test_the_time_from_a_change_to_haproxy_is_observed_from_the_burst_start(stepped: Any) -> None:
+    daemon, _applier, clock = stepped
+    metric = "marathon_sidecar_change_to_haproxy_seconds"
+    sample = daemon.metrics.registry.get_sample_value
+    web = app("/web", 10001, "web.1", "web.2")
+    daemon.catalog_changed(catalog_from_apps([web]), "first of the burst")
+    clock.now += 0.3
+    daemon.catalog_changed(catalog_from_apps([{**web, "id": "/web"}]), "second")
+    daemon.apply_pending()
+    assert sample(metric + "_count") == 1
+    assert sample(metric + "_bucket", {"le": "0.25"}) == 0  # 0.3 s: from the burst's first
+    assert sample(metric + "_bucket", {"le": "0.5"}) == 1
