@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from marathon_bridge import jsonfast
-from sidecar.catalog import Catalog, CatalogError, catalog_from_dict
+from sidecar.catalog import (
+    FORMAT,
+    Catalog,
+    CatalogError,
+    Service,
+    catalog_from_dict,
+    service_to_dict,
+)
 from sidecar.files import write_atomically
 
 if TYPE_CHECKING:
@@ -59,6 +66,7 @@ class StateStore:
         self.path = Path(state_dir) / FILE_NAME
         self._legacy = legacy
         self._lock = threading.Lock()
+        self._encoder = CatalogEncoder()
         self.write_errors = 0
         self.last_error: Optional[str] = None
         self.last_saved_at: Optional[float] = None
@@ -69,7 +77,7 @@ class StateStore:
         now = time.time()
         with self._lock:
             try:
-                body = jsonfast.dumps(catalog.to_dict())
+                body = self._encoder.encode(catalog)
                 if body == self._last_body and self.last_error is None:
                     return True  # unchanged: no need to wear the disk
                 head = f'{{"version":{FORMAT_VERSION},"saved_at":{now!r},"catalog":'
@@ -120,6 +128,33 @@ class StateStore:
         if version == LEGACY_VERSION and self._legacy is not None and _app_list(apps):
             return self._legacy(apps)
         raise ValueError(f"unknown state file version {json.dumps(version)}")
+
+
+class CatalogEncoder:
+    """:meth:`Catalog.to_dict` as JSON bytes, reusing the bytes of every service object met in
+    the last catalog: catalogs are copy-on-write, so at 10k services a save encodes only what
+    changed since the one before (the whole catalog took about 0.2 s of the GIL)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[Service, bytes]] = {}
+
+    def encode(self, catalog: Catalog) -> bytes:
+        made: dict[str, tuple[Service, bytes]] = {}
+        for key, service in sorted(catalog.services.items()):
+            hit = self._last.get(key)
+            if hit is None or hit[0] is not service:
+                hit = (service, jsonfast.dumps(service_to_dict(service)))
+            made[key] = hit
+        self._last = made
+        rest = jsonfast.dumps(
+            {
+                "problems": [vars(p).copy() for p in catalog.problems],
+                "skipped": [vars(s).copy() for s in catalog.skipped],
+            }
+        )
+        services = b",".join(body for _service, body in made.values())
+        head = b'{"format":' + jsonfast.dumps(FORMAT) + b',"services":['
+        return head + services + b"]," + rest[1:]
 
 
 class ThrottledSaver:

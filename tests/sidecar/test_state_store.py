@@ -7,9 +7,19 @@ import json
 import stat
 from pathlib import Path
 
-from sidecar.catalog import READY, Catalog, Instance, Service, ServiceOptions
+from sidecar.catalog import (
+    DRAIN,
+    READY,
+    Catalog,
+    Instance,
+    Problem,
+    Service,
+    ServiceOptions,
+    Skipped,
+    updated_catalog,
+)
 from sidecar.sources.marathon.translate import catalog_from_apps
-from sidecar.state_store import StateStore
+from sidecar.state_store import CatalogEncoder, StateStore
 
 APPS = [
     {
@@ -82,3 +92,18 @@ def test_recovers_after_a_failed_write(tmp_path: Path) -> None:
     assert store.last_error is None
     loaded = store.load()
     assert loaded is not None and loaded.catalog == CATALOG
+
+
+def test_the_encoder_writes_what_to_dict_says_as_catalogs_change() -> None:
+    encoder = CatalogEncoder()
+    api = SERVICE._replace(key="/api:0", app_id="/api", instances=())
+    first = updated_catalog(Catalog({}), {SERVICE.key: SERVICE, api.key: api})
+    drained = SERVICE._replace(instances=(SERVICE.instances[0]._replace(state=DRAIN),))
+    second = updated_catalog(
+        first,
+        {SERVICE.key: drained, api.key: None},
+        problems=(Problem("/web", "HAPROXY_0_X", "unknown"),),
+        skipped=(Skipped("/bad", "no ports"),),
+    )
+    for catalog in (first, second, second, CATALOG):
+        assert json.loads(encoder.encode(catalog)) == catalog.to_dict()
