@@ -45,6 +45,17 @@ PROBE_APP = "/bench/probe"
 # host ports the emulator hands out: its simulated tasks bind nothing, so the range only has to
 # be wide (3 tasks x 10k apps); the probe's real tasks get ports that are free when they start
 TASK_HOST_PORTS = (21000, 65000)
+EPHEMERAL_PORTS_START = 32768  # Linux's default ip_local_port_range
+
+
+def service_port_block(count: int) -> int:
+    """Consecutive free service ports: below the emulator's task ports, or (when another big
+    cluster holds those, e.g. a second benchmark on the machine) up to the ephemeral range,
+    where this cluster's tasks bind nothing (only the probe's real tasks bind, on free ports)."""
+    try:
+        return free_port_block(count)
+    except RuntimeError:
+        return free_port_block(count, low=TASK_HOST_PORTS[0], high=EPHEMERAL_PORTS_START)
 
 
 @dataclass
@@ -95,7 +106,7 @@ class BigCluster:
             host_port_range=TASK_HOST_PORTS,
         ).start()
         self.client = MarathonClient(self.emu.url, timeout=(3.0, 60.0))
-        self.first_port = free_port_block(options.apps + 1)
+        self.first_port = service_port_block(options.apps + 1)
         apps = emulator_apps(
             options.apps, first_port=self.first_port, instances=options.tasks_per_app
         )
