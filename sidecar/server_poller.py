@@ -9,12 +9,12 @@ next, so a big HAProxy is read less often (about 2.5 % of the poller's time at m
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Mapping
-from typing import Callable, Optional
+from typing import Callable
 
 from .haproxy.runtime import ServerState
+from .periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +58,13 @@ class ServerStatePoller:
         self.interval = interval
         self.cost_factor = cost_factor
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread = Periodic("server-states", self._poll_and_wait, interval)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="server-states", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._thread.stop()
 
     def poll(self) -> bool:
         """One read; ``False`` when HAProxy does not run or cannot be read."""
@@ -82,9 +78,8 @@ class ServerStatePoller:
         self._record({(s.backend, s.name): server_status(s) for s in states})
         return True
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            started = self._clock()
-            self.poll()
-            cost = self._clock() - started
-            self._stop.wait(max(0.0, next_wait(cost, self.interval, self.cost_factor) - cost))
+    def _poll_and_wait(self) -> float:
+        started = self._clock()
+        self.poll()
+        cost = self._clock() - started
+        return next_wait(cost, self.interval, self.cost_factor) - cost

@@ -65,7 +65,7 @@ from sidecar.haproxy_model import (
 from sidecar.render import server_line_options
 
 from .config_file import ConfigFile
-from .drains import DrainRegistry
+from .drains import DrainCheck, DrainRegistry
 from .ports import binds_in_config, leave_out_taken_ports, model_binds, taken_ports
 from .results import ApplyCounters, ApplyResult
 from .rewriter import ConfigRewriter, RewriteJob, RewriteOutcome
@@ -168,6 +168,7 @@ class Applier:
         self._dirty_since: Optional[float] = None  # runtime changed, file not rewritten yet
         self._write_cost = 0.0  # seconds the last checked rewrite took (render, check, write)
         self._file_epoch = 0  # counts the times the file's text was decided here (not deferred)
+        self._generation = 0  # counts the reloads and restarts HAProxy made here
         self.rewriter = ConfigRewriter(
             render,
             self.validator,
@@ -196,17 +197,14 @@ class Applier:
         deferred config file, resync everything after HAProxy was restarted, tidy-up reload when
         tombstones pile up. Returns the number of drained servers finished (deleted or
         tombstoned)."""
+        checked = self._check_drains()
+        if checked is None:
+            return 0
+        check, generation = checked
         with self._lock:
-            if not self.haproxy.running():
-                return 0
-            deleted = 0
-            try:
-                if self.haproxy.starts != self._starts_seen:
-                    self._after_restart()
-                deleted = self.drains.advance()
-            except RuntimeAPIError as exc:
-                log.warning("applier tick failed", extra={"error": str(exc)})
-                return 0
+            if generation != self._generation:
+                return 0  # HAProxy reloaded or restarted meanwhile: the answer is stale
+            deleted = self.drains.finish(check) if check is not None else 0
             if deleted and self.config_write_delay > 0 and self._dirty_since is None:
                 self._dirty_since = self.clock()  # the file follows when a write is due
             immediate = deleted and self.config_write_delay <= 0
@@ -215,6 +213,25 @@ class Applier:
             if self._tidy_due():
                 self._tidy_reload()
             return deleted
+
+    def _check_drains(self) -> Optional[tuple[Optional[DrainCheck], int]]:
+        """HAProxy's answer on the draining servers, asked without the lock (applies go on
+        meanwhile), and the reload generation it belongs to; None when HAProxy cannot tell."""
+        with self._lock:
+            if not self.haproxy.running():
+                return None
+            try:
+                if self.haproxy.starts != self._starts_seen:
+                    self._after_restart()
+            except RuntimeAPIError as exc:
+                log.warning("applier tick failed", extra={"error": str(exc)})
+                return None
+            asked, generation = self.drains.backends_to_check(), self._generation
+        try:
+            return (self.drains.check(asked) if asked[0] else None), generation
+        except RuntimeAPIError as exc:
+            log.warning("applier tick failed", extra={"error": str(exc)})
+            return None
 
     def close(self) -> None:
         """Stop the background rewriter (a rewrite it runs finishes first)."""
@@ -272,7 +289,6 @@ class Applier:
         """Servers through the runtime API, then the file rewritten to match (no reload)."""
         try:
             ops = self._sync_runtime(model, only_changed=True)
-            deleted = self.drains.advance()
         except RuntimeAPIError as exc:
             self.counters.runtime_failures += 1
             log.warning("runtime API failed; reloading instead", extra={"error": str(exc)})
@@ -281,7 +297,7 @@ class Applier:
         self._model = model
         if self.config_write_delay > 0 and self._running_signature is not None:
             # the file follows on a later tick; bursts of server changes share one write
-            if (ops or deleted) and self._dirty_since is None:
+            if ops and self._dirty_since is None:
                 self._dirty_since = self.clock()
             return ApplyResult(True, "runtime" if ops else "none", runtime_ops=ops)
         rewrite = self._rewrite_config(model)
@@ -412,6 +428,7 @@ class Applier:
     def _after_restart(self) -> None:
         """HAProxy was restarted from the file: check every backend against the model again."""
         self._starts_seen = self.haproxy.starts
+        self._generation += 1
         self._forget_synced()
         self.drains.forget_tombstones()  # the file it started from has none
         if self._model is not None:
@@ -538,6 +555,7 @@ class Applier:
         self._running_signature = self.signature(model)
         self._running_binds = model_binds(model)
         self._model = model
+        self._generation += 1
         self._forget_synced()
         self._failed = None
         self._forget_server_state()

@@ -38,6 +38,18 @@ class DrainEntry:
     weight: int
     started_at: float
     task_id: str = ""
+    serial: int = 0  # the order of registration (see DrainCheck)
+
+
+@dataclass(frozen=True)
+class DrainCheck:
+    """What HAProxy said of the draining servers' backends (``show stat``), and which entries
+    that answer can finish: those registered before it was asked (``serial`` at most
+    ``last_serial``); one drained later may have taken sessions the answer does not show."""
+
+    backends: frozenset[str]
+    rows: Mapping[Key, Mapping[str, str]]
+    last_serial: int
 
 
 class DrainRegistry:
@@ -57,6 +69,7 @@ class DrainRegistry:
         self.draining: dict[Key, DrainEntry] = {}
         # (backend, server) -> when it went to MAINT for good; dropped by the next reload
         self.tombstones: dict[Key, float] = {}
+        self._serial = 0
 
     def __bool__(self) -> bool:
         return bool(self.draining)
@@ -75,8 +88,16 @@ class DrainRegistry:
             if key in self.draining or key in self.tombstones:
                 continue
             task_id = next((s.task_id for s in backend.servers if s.name == state.name), "")
+            self._serial += 1
             self.draining[key] = DrainEntry(
-                backend.name, state.name, state.address, state.port, state.uweight, now, task_id
+                backend.name,
+                state.name,
+                state.address,
+                state.port,
+                state.uweight,
+                now,
+                task_id,
+                self._serial,
             )
             self.counters.drains_started += 1
 
@@ -92,13 +113,30 @@ class DrainRegistry:
         """
         if not self.draining:
             return 0
-        names = sorted({be for be, _ in self.draining})
-        answers = self.runtime.execute_many([f"show stat {be} 4 -1" for be in names])
+        return self.finish(self.check(self.backends_to_check()))
+
+    def backends_to_check(self) -> tuple[frozenset[str], int]:
+        """The backends with draining servers, and the last registration so far."""
+        return frozenset(be for be, _ in self.draining), self._serial
+
+    def check(self, asked: tuple[frozenset[str], int]) -> DrainCheck:
+        """Ask HAProxy about ``asked`` (from :meth:`backends_to_check`). It reads only, so the
+        caller may run it without the applier's lock: each ``show stat <backend>`` walks every
+        proxy (about 4 ms at 10k services) and must not hold back applies."""
+        names, last_serial = asked
+        ordered = sorted(names)
+        answers = self.runtime.execute_many([f"show stat {be} 4 -1" for be in ordered])
         rows = {(r["pxname"], r["svname"]): r for a in answers for r in parse_csv_stat(a)}
+        return DrainCheck(names, rows, last_serial)
+
+    def finish(self, check: DrainCheck) -> int:
+        """Finish the servers ``check`` shows drained (or timed out): see :meth:`advance`."""
         now = self.clock()
         finished = 0
         for key, entry in sorted(self.draining.items()):
-            row = rows.get(key)
+            if key[0] not in check.backends or entry.serial > check.last_serial:
+                continue  # registered after the check: the next one decides
+            row = check.rows.get(key)
             if row is None:
                 del self.draining[key]  # gone already (reload, restart, someone else)
                 continue

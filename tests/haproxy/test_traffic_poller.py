@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.haproxy.process import HAProxyProcess
-from sidecar.haproxy.runtime import RuntimeAPI
+from sidecar.haproxy.runtime import RuntimeAPI, parse_csv_stat
 from sidecar.traffic_poller import TrafficPoller
-from testkit import free_port
+from testkit import free_port, wait_until
 
 
 def start_two_services(
@@ -26,8 +26,17 @@ def start_two_services(
 
 
 def send(kit: Any, port: int, count: int) -> None:
+    """``count`` requests, then wait until HAProxy ended their streams: it counts a request
+    when its stream ends, which may be just after the client read the answer."""
     for _ in range(count):
         assert kit.get(port)[0] == 200
+    admin = RuntimeAPI(str(kit.paths.admin_socket))
+
+    def streams_ended() -> bool:
+        (row,) = parse_csv_stat(admin.execute(f"show stat be_{port} 2 -1"))
+        return row["scur"] == "0"
+
+    wait_until(streams_ended, message="HAProxy ended the streams")
 
 
 def test_counts_equal_the_requests_sent_across_a_reload(
