@@ -76,7 +76,7 @@ class Settings(CommonSettings):
     vhost_port: Optional[int] = None
     maxconn: int = 4096
     min_reload_interval: float = 1.0
-    debounce: float = 0.05
+    debounce: float = 0.02
     drain_timeout: float = 30.0
     once: bool = False
     output: Optional[str] = None  # --once: write here instead of stdout
@@ -218,7 +218,7 @@ _SIDECAR_OPTIONS: dict[str, Option] = {
             "debounce",
             seconds,
             "server changes are applied at most once per S during a storm; a change that "
-            "needs a reload waits for S without changes (default 0.05)",
+            "needs a reload waits for S without changes (default 0.02)",
             metavar="S",
         ),
         Option(
