@@ -104,12 +104,7 @@ class Daemon:
             self.board.master_alive = haproxy.running
         self.traffic = traffic
         self.board.traffic = traffic
-        self.server_states = ServerStatePoller(  # HAProxy's view, for /metrics and /services
-            applier.runtime.show_servers_state, haproxy.running, self._record_servers
-        )
-        # the applier's periodic work (drains, the deferred file) asks HAProxy about every
-        # draining backend: 4 ms each at 10k services, off the loop that applies changes
-        self._applier_ticks = Periodic("applier-tick", self._tick_applier, TICK_SECONDS)
+        self.server_states, self._applier_ticks = self._background_work()
         self.systemd = systemd
         self.status_server: Optional[StatusServer] = None
         self.probe_server: Optional[StatusServer] = None  # --probe-listen
@@ -127,6 +122,15 @@ class Daemon:
         self._last_reload_at: Optional[float] = None
         self._failures = self._config_writes_seen = 0
         self._next_dns_refresh = self._clock() + DNS_REFRESH_SECONDS
+
+    def _background_work(self) -> tuple[ServerStatePoller, Periodic]:
+        """HAProxy's view of its servers (for /metrics and /services), and the applier's
+        periodic work (drains, the deferred file: it asks HAProxy about every draining backend,
+        4 ms each at 10k services), each in a thread of its own, off the loop that applies."""
+        server_states = ServerStatePoller(
+            self.applier.runtime.show_servers_state, self.haproxy.running, self._record_servers
+        )
+        return server_states, Periodic("applier-tick", self._tick_applier, TICK_SECONDS)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -164,32 +164,6 @@ class SidecarMetrics(FollowerMetrics):
         self.old_workers = Gauge(
             p + "haproxy_old_workers", "Old HAProxy workers still finishing connections", registry=r
         )
-        self.render_seconds = Histogram(
-            p + "render_duration_seconds",
-            "Time to build the model and render haproxy.cfg",
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.apply_seconds = Histogram(
-            p + "apply_duration_seconds",
-            "Time to validate and apply a config (reload or runtime API)",
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.change_latency_seconds = Histogram(
-            p + "change_to_haproxy_seconds",
-            "From a catalog change reaching the sidecar to HAProxy running it (the first change "
-            "of a coalesced burst; debounce, build and apply)",
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.gc_pause_seconds = Histogram(
-            p + "gc_pause_seconds",
-            "Runs of Python's cyclic garbage collector, by generation (2: a full collection)",
-            ["generation"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
         self.services = Gauge(p + "services", "Service ports served", registry=r)
         self.servers = Gauge(
             p + "servers", "Servers in the running config, by state", ["state"], registry=r
@@ -219,8 +193,40 @@ class SidecarMetrics(FollowerMetrics):
         self.dns_failures = Gauge(
             p + "dns_failures", "Host name lookups that failed so far", registry=r
         )
+        self._add_timings()
         self._add_fd_budget()
         self._add_zookeeper()
+
+    def _add_timings(self) -> None:
+        """How long the sidecar's steps take, and the collector's pauses."""
+        r = self.registry
+        p = PREFIX
+        self.render_seconds = Histogram(
+            p + "render_duration_seconds",
+            "Time to build the model and render haproxy.cfg",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.apply_seconds = Histogram(
+            p + "apply_duration_seconds",
+            "Time to validate and apply a config (reload or runtime API)",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.change_latency_seconds = Histogram(
+            p + "change_to_haproxy_seconds",
+            "From a catalog change reaching the sidecar to HAProxy running it (the first change "
+            "of a coalesced burst; debounce, build and apply)",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.gc_pause_seconds = Histogram(
+            p + "gc_pause_seconds",
+            "Runs of Python's cyclic garbage collector, by generation (2: a full collection)",
+            ["generation"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
 
     def _add_fd_budget(self) -> None:
         """The descriptor budget's gauges (docs/operations.md, "Open files")."""

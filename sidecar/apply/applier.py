@@ -10,11 +10,12 @@ Decision per call of :meth:`Applier.apply`:
   reload happened for ``tidy_reload_quiet`` seconds, :meth:`Applier.tick` does a validated,
   seamless tidy-up reload of the running model. The config file is rewritten to match
   (validated with ``haproxy -c``, atomic rename, no reload), draining servers included until
-  they are finished. The rewrite waits ``config_write_delay`` (default 1 s; done by
+  they are finished. The rewrite waits ``config_write_delay`` (default 1 s; started by
   :meth:`Applier.tick`) so a burst of changes shares one ``haproxy -c``; 0 writes at once. A
-  big config waits longer: at least ``WRITE_COST_FACTOR`` times the CPU the last rewrite cost
-  (``haproxy -c`` of 10k services takes about 0.4 s), so a storm of server changes spends
-  about 2 % of the time rewriting a file that only a restart reads. If
+  big config waits longer (:class:`~sidecar.apply.rewriter.DeferredWrites`), so a storm of
+  server changes spends about 2 % of the time rewriting a file that only a restart reads; with
+  ``background_rewrites`` (the daemon's setting) it renders and checks in a thread of its own.
+  Draining servers are finished by the tick too, asking HAProxy without the lock. If
   HAProxy restarts in between, :meth:`Applier.tick` re-checks every backend against the model.
   Any unexpected runtime failure falls back to a validated reload.
 * **listeners changed** (or first start, or a backend whose balance algorithm cannot take dynamic
@@ -68,7 +69,7 @@ from .config_file import ConfigFile
 from .drains import DrainCheck, DrainRegistry
 from .ports import binds_in_config, leave_out_taken_ports, model_binds, taken_ports
 from .results import ApplyCounters, ApplyResult
-from .rewriter import ConfigRewriter, RewriteJob, RewriteOutcome
+from .rewriter import ConfigRewriter, DeferredWrites
 from .runtime_plan import (
     ServerOptions,
     options_text,
@@ -88,10 +89,6 @@ log = logging.getLogger(__name__)
 # TIDY_RELOAD_QUIET seconds
 TOMBSTONE_LIMIT = 50
 TIDY_RELOAD_QUIET = 60.0
-# a deferred config rewrite that cost more than WRITE_COST_FLOOR seconds of CPU (``haproxy -c``
-# included) waits at least WRITE_COST_FACTOR times that before the next one
-WRITE_COST_FACTOR = 50.0
-WRITE_COST_FLOOR = 0.05
 
 Signature = Callable[[HAProxyModel], Hashable]
 
@@ -144,7 +141,6 @@ class Applier:
         self.server_options = server_options
         self.signature = signature
         self.check_ports = check_ports
-        self.config_write_delay = config_write_delay
         self.tombstone_limit = tombstone_limit
         self.tidy_reload_quiet = tidy_reload_quiet
         self.on_started = on_started  # called once HAProxy we started or adopted serves
@@ -165,17 +161,8 @@ class Applier:
         self._synced_changes: Optional[Changes] = None
         self._failed: Optional[tuple[str, float, str]] = None  # text, when, error
         self._unconfirmed = False
-        self._dirty_since: Optional[float] = None  # runtime changed, file not rewritten yet
-        self._write_cost = 0.0  # seconds the last checked rewrite took (render, check, write)
-        self._file_epoch = 0  # counts the times the file's text was decided here (not deferred)
         self._generation = 0  # counts the reloads and restarts HAProxy made here
-        self.rewriter = ConfigRewriter(
-            render,
-            self.validator,
-            self.config,
-            self._finish_rewrite,
-            background=background_rewrites,
-        )
+        self.writes = self._deferred_writes(render, config_write_delay, background_rewrites)
         self._starts_seen = haproxy.starts
 
     # -- public
@@ -205,11 +192,11 @@ class Applier:
             if generation != self._generation:
                 return 0  # HAProxy reloaded or restarted meanwhile: the answer is stale
             deleted = self.drains.finish(check) if check is not None else 0
-            if deleted and self.config_write_delay > 0 and self._dirty_since is None:
-                self._dirty_since = self.clock()  # the file follows when a write is due
-            immediate = deleted and self.config_write_delay <= 0
-            if self._model is not None and (immediate or self._write_due()):
-                self._start_rewrite(self._model)
+            if deleted and self.writes.delay > 0:
+                self.writes.dirty()  # the file follows when a write is due
+            immediate = deleted and self.writes.delay <= 0
+            if self._model is not None and (immediate or self.writes.due()):
+                self.writes.start(self.drains.effective(self._model))
             if self._tidy_due():
                 self._tidy_reload()
             return deleted
@@ -235,7 +222,7 @@ class Applier:
 
     def close(self) -> None:
         """Stop the background rewriter (a rewrite it runs finishes first)."""
-        self.rewriter.close()
+        self.writes.close()
 
     @property
     def running_config(self) -> Optional[HAProxyModel]:
@@ -295,10 +282,10 @@ class Applier:
             self._running_signature = None
             return self._reload(model) if fallback else ApplyResult(False, "failed", error=str(exc))
         self._model = model
-        if self.config_write_delay > 0 and self._running_signature is not None:
+        if self.writes.delay > 0 and self._running_signature is not None:
             # the file follows on a later tick; bursts of server changes share one write
-            if ops and self._dirty_since is None:
-                self._dirty_since = self.clock()
+            if ops:
+                self.writes.dirty()
             return ApplyResult(True, "runtime" if ops else "none", runtime_ops=ops)
         rewrite = self._rewrite_config(model)
         if rewrite.error:
@@ -378,52 +365,32 @@ class Applier:
 
     def _rewrite_config(self, model: HAProxyModel) -> Rewrite:
         """Write the effective config if it changed (checked first)."""
-        self._dirty_since = None
-        self._file_epoch += 1  # a deferred rewrite of an older model must not follow
+        self.writes.decided(rewritten=True)  # a deferred rewrite of an older model must not follow
         started = cpu_seconds()
         text = self.render(self.drains.effective(model))
         if text == self.config.read():
             return Rewrite(False, "")
         error = self.validator.install(text)
-        self._write_cost = cpu_seconds() - started
+        self.writes.cost = cpu_seconds() - started
         return Rewrite(not error, error)
 
-    def _start_rewrite(self, model: HAProxyModel) -> None:
-        """The deferred rewrite of the running model (:mod:`.rewriter`), unless one runs."""
-        if self.rewriter.busy:
-            return  # the file stays dirty: the next tick tries again
-        self._dirty_since = None
-        self.rewriter.submit(RewriteJob(self.drains.effective(model), self._file_epoch))
+    def _deferred_writes(self, render: Renderer, delay: float, background: bool) -> DeferredWrites:
+        return DeferredWrites(
+            lambda finish: ConfigRewriter(
+                render, self.validator, self.config, finish, background=background
+            ),
+            self.config,
+            self.counters,
+            self._lock,
+            self._forget_running_config,
+            delay,
+            self.clock,
+        )
 
-    def _finish_rewrite(self, outcome: RewriteOutcome) -> None:
-        """Install a deferred rewrite, unless the file was decided since it was taken."""
-        with self._lock:
-            self._write_cost = outcome.cost
-            if outcome.unchanged:
-                return
-            self.counters.validations += 1
-            current = outcome.job.epoch == self._file_epoch
-            if outcome.error:
-                self.counters.validation_failures += 1
-                self.counters.last_error = outcome.error
-                if current:  # the next apply takes the long way: validate, drop bad apps, reload
-                    self._running_signature = None
-                return
-            assert outcome.candidate is not None
-            if not current:
-                self.config.discard(outcome.candidate)
-                return
-            self.config.install(outcome.candidate)
-            self._file_epoch += 1
-            self.counters.config_writes += 1
-
-    def _write_due(self) -> bool:
-        if self._dirty_since is None:
-            return False
-        delay = self.config_write_delay
-        if self._write_cost >= WRITE_COST_FLOOR:  # a big config: ~2 % of the time at most
-            delay = max(delay, WRITE_COST_FACTOR * self._write_cost)
-        return self.clock() - self._dirty_since >= delay
+    def _forget_running_config(self) -> None:
+        """HAProxy refused the file of the running model: the next apply takes the long way
+        (validate, drop the apps at fault, reload)."""
+        self._running_signature = None
 
     def _after_restart(self) -> None:
         """HAProxy was restarted from the file: check every backend against the model again."""
@@ -490,7 +457,7 @@ class Applier:
         if refusal:
             return self._failure(checked, refusal)
         previous_text = self.config.read()
-        self._file_epoch += 1
+        self.writes.decided(rewritten=False)
         if running:
             self._dump_server_state(self.drains.effective(model))
         self.config.install(checked.candidate)

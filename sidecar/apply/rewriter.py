@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple, Optional
 from sidecar.haproxy_model import HAProxyModel
 
 from .config_file import ConfigFile
+from .results import ApplyCounters
 from .validation import Renderer, Validator
 
 log = logging.getLogger(__name__)
@@ -135,3 +136,96 @@ class ConfigRewriter:
             finally:
                 with self._cond:
                     self._busy = self._job is not None
+
+
+# a deferred config rewrite that cost more than WRITE_COST_FLOOR seconds of CPU (``haproxy -c``
+# included) waits at least WRITE_COST_FACTOR times that before the next one
+WRITE_COST_FACTOR = 50.0
+WRITE_COST_FLOOR = 0.05
+
+
+class DeferredWrites:
+    """When the file follows runtime-only changes, and which write of it wins.
+
+    The applier marks the file :meth:`dirty` after runtime changes; a write is :meth:`due`
+    ``delay`` seconds later, or at least ``WRITE_COST_FACTOR`` times the CPU the last one cost
+    (about 2 % of the time for a big config). Every write the applier decides at once (a
+    reload, an immediate rewrite) calls :meth:`decided`: a deferred rewrite taken before is then
+    dropped when it comes back. ``lock`` is the applier's; ``on_refused`` runs under it when
+    ``haproxy -c`` refuses the current model's file."""
+
+    def __init__(
+        self,
+        rewriter: Callable[[Finish], ConfigRewriter],
+        config: ConfigFile,
+        counters: ApplyCounters,
+        lock: threading.RLock,
+        on_refused: Callable[[], None],
+        delay: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.rewriter = rewriter(self._finish)
+        self._config = config
+        self._counters = counters
+        self._lock = lock
+        self._on_refused = on_refused
+        self.delay = delay
+        self._clock = clock
+        self.dirty_since: Optional[float] = None  # runtime changed, file not rewritten yet
+        self.cost = 0.0  # CPU seconds the last checked rewrite took (render, check, write)
+        self._epoch = 0  # counts the writes decided at once
+
+    @property
+    def busy(self) -> bool:
+        return self.rewriter.busy
+
+    def dirty(self) -> None:
+        if self.dirty_since is None:
+            self.dirty_since = self._clock()
+
+    def decided(self, rewritten: bool) -> None:
+        """The applier writes the file itself now: nothing older may follow. ``rewritten``:
+        from the running model, so nothing is left to follow either."""
+        if rewritten:
+            self.dirty_since = None
+        self._epoch += 1
+
+    def due(self) -> bool:
+        if self.dirty_since is None:
+            return False
+        delay = self.delay
+        if self.cost >= WRITE_COST_FLOOR:
+            delay = max(delay, WRITE_COST_FACTOR * self.cost)
+        return self._clock() - self.dirty_since >= delay
+
+    def start(self, effective: HAProxyModel) -> None:
+        """Rewrite the file from ``effective`` (draining servers kept), unless one runs."""
+        if self.rewriter.busy:
+            return  # the file stays dirty: the next tick tries again
+        self.dirty_since = None
+        self.rewriter.submit(RewriteJob(effective, self._epoch))
+
+    def close(self) -> None:
+        self.rewriter.close()
+
+    def _finish(self, outcome: RewriteOutcome) -> None:
+        """Install a deferred rewrite, unless the file was decided since it was taken."""
+        with self._lock:
+            self.cost = outcome.cost
+            if outcome.unchanged:
+                return
+            self._counters.validations += 1
+            current = outcome.job.epoch == self._epoch
+            if outcome.error:
+                self._counters.validation_failures += 1
+                self._counters.last_error = outcome.error
+                if current:
+                    self._on_refused()
+                return
+            assert outcome.candidate is not None
+            if not current:
+                self._config.discard(outcome.candidate)
+                return
+            self._config.install(outcome.candidate)
+            self._epoch += 1
+            self._counters.config_writes += 1

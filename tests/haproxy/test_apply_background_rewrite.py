@@ -76,7 +76,7 @@ def test_runtime_changes_apply_while_a_rewrite_runs(
     held.release.set()
     wait_until(lambda: "server b " in config_text(kit), message="the rewrite installed")
     assert "server c " not in config_text(kit)  # its snapshot was taken before c came
-    wait_until(lambda: not applier.rewriter.busy, message="the rewriter idle")
+    wait_until(lambda: not applier.writes.busy, message="the rewriter idle")
     clock.now += 1.0
     applier.tick()  # c made the file dirty again
     wait_until(lambda: "server c " in config_text(kit), message="the second rewrite")
@@ -101,6 +101,6 @@ def test_a_rewrite_overtaken_by_a_reload_is_dropped(
     after_reload = config_text(kit)
     assert f":{other_port}" in after_reload
     held.release.set()
-    wait_until(lambda: not applier.rewriter.busy, message="the rewrite ended")
+    wait_until(lambda: not applier.writes.busy, message="the rewrite ended")
     assert config_text(kit) == after_reload
     assert set(kit.answers(other_port, 3)) == {"c"}
