@@ -49,6 +49,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sidecar")
 
+# how long a thread may hold the interpreter lock while another waits for it (Python's default
+# is 5 ms): the loop that applies changes gives the lock up at every HAProxy round trip, and
+# under an event storm the event reader, the pollers and the writers take it meanwhile. With 1 ms,
+# two A/B pairs of the 10k storm: probe p99 180 / 191 ms against 299 / 355 ms, the applies more
+# than 100 ms after their change 3.8 / 2.4 % against 4.4 / 3.5 %, CPU per event the same
+THREAD_SWITCH_SECONDS = 0.001
+
 # the settings type a command loads (sidecar or publisher)
 LoadedSettings = TypeVar("LoadedSettings", bound=CommonSettings)
 
@@ -142,6 +149,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         return 1
     log.info("starting", extra={"settings": json.dumps(settings.public_dict(), sort_keys=True)})
     install_signal_handlers(daemon, log, "SIGHUP: taking a fresh snapshot of the source")
+    sys.setswitchinterval(THREAD_SWITCH_SECONDS)
     collections = CollectionTimer(daemon.metrics.observe_gc_pause)
     collections.install()
     try:
