@@ -178,7 +178,7 @@ class PublisherDaemon:
         if term.ended.is_set():
             return
         published = self._specs.publish(catalog)
-        if not self.publisher.publish(published.specs, term):
+        if not self.publisher.publish(published.specs, term, published.changes):
             return
         with self._lock:
             before, self._published = self._published, published

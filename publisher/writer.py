@@ -10,6 +10,11 @@ costs one transaction and no read; a failed transaction drops that service's cac
 service is read again before the retry; a lost connection drops the whole cache. It also keeps
 the spec it last handled per service: a spec that is the very same object again (an unchanged
 service of a copy-on-write catalog) is not planned again until the next full sync.
+
+A wanted catalog tagged with its changes (:mod:`sidecar.changes`, over service names) is synced
+by looking at the services changed since the catalog synced last, and at those whose last write
+did not settle (a conflict twice): a storm's catalog costs its changes, not the whole catalog.
+Without a tag that relates it to the last one, every wanted and cached service is looked at.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from publisher.plan import (
     plan_service,
     state_after,
 )
+from sidecar.changes import Changes, changed_between
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.layout import LayoutError
 
@@ -70,6 +76,8 @@ class CatalogWriter:
         self.counters = WriteCounters()
         self._cache: dict[str, ServiceState] = {}
         self._handled: dict[str, ServiceSpec] = {}  # the spec last written (or refused)
+        self._synced: Optional[Changes] = None  # the tag of the catalog synced last
+        self._unsettled: set[str] = set()  # services whose last sync gave up on a conflict
         self._heartbeat_exists: Optional[bool] = None
 
     def prepare(self) -> None:
@@ -81,6 +89,8 @@ class CatalogWriter:
         """Drop every cached state: the next sync reads before it writes."""
         self._cache.clear()
         self._handled.clear()
+        self._synced = None
+        self._unsettled.clear()
         self._heartbeat_exists = None
 
     def owned_services(self) -> list[str]:
@@ -105,21 +115,38 @@ class CatalogWriter:
             options = None
         return ServiceState(exists, children, options)
 
-    def sync(self, wanted: Mapping[str, ServiceSpec], fence: str, full: bool = False) -> int:
+    def sync(
+        self,
+        wanted: Mapping[str, ServiceSpec],
+        fence: str,
+        full: bool = False,
+        changes: Optional[Changes] = None,
+    ) -> int:
         """Make ZooKeeper hold `wanted` (services not in it and ours are removed).
 
-        `full` reads every service first (after an election or a reconnect). Returns the number
-        of operations committed. Raises Deposed when the fence fails.
+        `full` reads every service first (after an election or a reconnect). `changes` tags
+        `wanted` (module doc). Returns the number of operations committed. Raises Deposed when
+        the fence fails.
         """
         if full:
             self.forget()
-            services: Iterable[str] = set(wanted) | set(self.owned_services())
-        else:
-            services = set(wanted) | {s for s, st in self._cache.items() if st.options is not None}
+        services = self._to_look_at(wanted, full, changes)
+        self._synced = None
         committed = 0
         for service in sorted(services):
             committed += self._sync_service(service, wanted.get(service), fence)
+        self._synced = changes
         return committed
+
+    def _to_look_at(
+        self, wanted: Mapping[str, ServiceSpec], full: bool, changes: Optional[Changes]
+    ) -> Iterable[str]:
+        if full:
+            return set(wanted) | set(self.owned_services())
+        names = changed_between(self._synced, changes)
+        if names is not None:
+            return set(names) | self._unsettled
+        return set(wanted) | {s for s, st in self._cache.items() if st.options is not None}
 
     def _sync_service(self, service: str, spec: Optional[ServiceSpec], fence: str) -> int:
         if spec is not None and self._handled.get(service) is spec and service in self._cache:
@@ -132,14 +159,12 @@ class CatalogWriter:
                 ops = plan_service(self.zk_path, service, current, spec)
                 self.counters.problems.pop(service, None)
                 done = self._commit(service, current, ops, fence)
-                if spec is not None:
-                    self._handled[service] = spec
+                self._settled(service, spec)
                 return done
             except (LayoutError, TypeError) as exc:  # TypeError: options orjson cannot encode
                 self.counters.problems[service] = str(exc)
                 log.warning("service skipped", extra={"service": service, "error": str(exc)})
-                if spec is not None:
-                    self._handled[service] = spec
+                self._settled(service, spec)
                 return 0
             except Conflict as exc:
                 self.counters.conflicts += 1
@@ -148,7 +173,13 @@ class CatalogWriter:
                     "write conflict",
                     extra={"service": service, "attempt": attempt, "error": str(exc)},
                 )
+        self._unsettled.add(service)
         return 0
+
+    def _settled(self, service: str, spec: Optional[ServiceSpec]) -> None:
+        self._unsettled.discard(service)
+        if spec is not None:
+            self._handled[service] = spec
 
     def _commit(self, service: str, current: ServiceState, ops: list[Op], fence: str) -> int:
         base = layout.service_path(self.zk_path, service)
