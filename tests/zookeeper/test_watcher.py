@@ -211,6 +211,26 @@ def test_a_service_deleted_and_recreated_is_followed(
     seen.wait_for("web", has(task("web", 0, "v9")), "web recreated")
 
 
+def test_a_service_deleted_and_recreated_in_one_transaction_is_followed(
+    connect: Callable[..., KazooClient], watch: Callable[..., UpdateRecorder]
+) -> None:
+    """The catalog root lists the same names before and after: the service's own watch ended
+    with the node and is started again all the same."""
+    nerve = connect()
+    base = layout.service_path(ZK, "legacy")
+    nerve.ensure_path(base)
+    nerve.create(f"{base}/hostA", b'{"host":"10.1.0.1","port":8080,"name":"hostA"}')
+    seen = watch()
+    seen.wait_for("legacy", lambda u: {i.host for i in u.instances} == {"10.1.0.1"}, "hostA")
+    tx = nerve.transaction()
+    tx.delete(f"{base}/hostA")
+    tx.delete(base)
+    tx.create(base)
+    tx.create(f"{base}/hostB", b'{"host":"10.1.0.2","port":8080,"name":"hostB"}')
+    assert not any(isinstance(r, Exception) for r in tx.commit())
+    seen.wait_for("legacy", lambda u: {i.host for i in u.instances} == {"10.1.0.2"}, "hostB")
+
+
 def test_the_watcher_never_creates_paths_and_waits_for_the_catalog(
     connect: Callable[..., KazooClient], watch: Callable[..., UpdateRecorder]
 ) -> None:
