@@ -34,9 +34,10 @@ functions.
 
 ``--zookeeper``: the same storm in ZooKeeper mode. A ``marathon-publisher`` follows the emulator
 and writes the catalog into a real ZooKeeper (500 ms tick, 512 MiB heap); the sidecar runs
-``--source zookeeper``. The publisher is then the one that must handle every Marathon event (its
-``marathon_events_total``); the sidecar has caught up when, after that, its count of service
-updates read from ZooKeeper stays the same for ``QUIET_SECONDS``. CPU per event is given for
+``--source zookeeper``; the storm starts once the sidecar serves every app. The publisher is then
+the one that must handle every Marathon event (its ``marathon_events_total``); the sidecar has
+caught up when, after that, its count of service updates read from ZooKeeper stays the same for
+``QUIET_SECONDS``. CPU per event is given for
 both processes, each over the same window and the same Marathon events. ``--profile-publisher``
 samples the publisher with ``py-spy`` over the storm's window (printed as ``publisher_profile``).
 """
@@ -434,6 +435,18 @@ def wait_caught_up(cluster: BigCluster, before: Counters, sent: int) -> None:
     wait_until(quiet, DRAIN_TIMEOUT, "the sidecar read every update", interval=0.5)
 
 
+def wait_whole_catalog(cluster: BigCluster, timeout: float) -> None:
+    """ZooKeeper mode: until the sidecar serves every app. The probe is served as soon as the
+    publisher wrote it; the others follow one transaction each, and the storm waits for them."""
+    wanted = cluster.options.apps + 1
+    wait_until(
+        lambda: cluster.metric("marathon_sidecar_services") >= wanted,
+        timeout,
+        f"the sidecar serves all {wanted} apps",
+        interval=1.0,
+    )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     options = BigClusterOptions(
         apps=args.apps,
@@ -444,6 +457,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with BigCluster(options) as cluster, tempfile.TemporaryDirectory() as scratch:
         cluster.start_sidecar()
         cluster.wait_served(600 if args.zookeeper else 300)
+        if args.zookeeper:
+            wait_whole_catalog(cluster, 600)
         emu = cluster.emu
         wait_until(lambda: served_by_healthy(emu, PROBE_APP, cluster.probe_port), 120)
         idle_rate = idle_cpu_rate(cluster.sidecar_pid, IDLE_SECONDS)
