@@ -44,6 +44,8 @@ from sidecar.sources.zookeeper.layout import LayoutError
 
 log = logging.getLogger(__name__)
 
+READ_WINDOW = 200  # services whose reads are in flight at once when many are read
+
 
 class Deposed(Exception):
     """The fencing check failed: this publisher no longer holds the leader lock."""
@@ -115,6 +117,27 @@ class CatalogWriter:
             options = None
         return ServiceState(exists, children, options)
 
+    def read_services(self, services: Iterable[str]) -> dict[str, ServiceState]:
+        """`read_service` for many services, their requests pipelined `READ_WINDOW` services at
+        a time: a full sync of 10,000 services waits for some 50 round trips, not 20,000. A name
+        that makes no path is left out (writing it is refused, and reported, later)."""
+        paths = []
+        for name in sorted(services):
+            try:
+                base = layout.service_path(self.zk_path, name)
+                paths.append((name, base, layout.options_path(self.zk_path, name)))
+            except LayoutError:
+                continue
+        found: dict[str, ServiceState] = {}
+        for start in range(0, len(paths), READ_WINDOW):
+            window = [
+                (name, self.client.get_children_async(base), self.client.get_async(options))
+                for name, base, options in paths[start : start + READ_WINDOW]
+            ]
+            for name, children, options in window:
+                found[name] = _state_read(children, options)
+        return found
+
     def sync(
         self,
         wanted: Mapping[str, ServiceSpec],
@@ -131,6 +154,8 @@ class CatalogWriter:
         if full:
             self.forget()
         services = self._to_look_at(wanted, full, changes)
+        if full:
+            self._cache.update(self.read_services(services))
         self._synced = None
         committed = 0
         for service in sorted(services):
@@ -230,3 +255,16 @@ class CatalogWriter:
             self._heartbeat_exists = None
             raise
         self._heartbeat_exists = True
+
+
+def _state_read(children: Any, options: Any) -> ServiceState:
+    """A service's state from its pending reads (kazoo's async results)."""
+    try:
+        names, exists = frozenset(children.get()), True
+    except NoNodeError:
+        names, exists = frozenset(), False
+    try:
+        data: Optional[bytes] = options.get()[0]
+    except NoNodeError:
+        data = None
+    return ServiceState(exists, names, data)
