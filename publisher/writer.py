@@ -15,6 +15,9 @@ A wanted catalog tagged with its changes (:mod:`sidecar.changes`, over service n
 by looking at the services changed since the catalog synced last, and at those whose last write
 did not settle (a conflict twice): a storm's catalog costs its changes, not the whole catalog.
 Without a tag that relates it to the last one, every wanted and cached service is looked at.
+The transactions of cached services are sent `WRITE_WINDOW` at a time before their answers are
+awaited (each is still one service, fenced): a busy process pays a round trip per window, not
+per service. Reads for a full sync are pipelined likewise.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from kazoo.exceptions import BadVersionError, NoNodeError, RolledBackError
 
@@ -45,6 +48,17 @@ from sidecar.sources.zookeeper.layout import LayoutError
 log = logging.getLogger(__name__)
 
 READ_WINDOW = 200  # services whose reads are in flight at once when many are read
+WRITE_WINDOW = 100  # services whose transactions are in flight at once
+
+
+class _InFlight(NamedTuple):
+    """One service's transaction sent, its answer to come."""
+
+    service: str
+    spec: Optional[ServiceSpec]
+    current: ServiceState
+    batch: list[Op]
+    answer: Any  # kazoo's IAsyncResult
 
 
 class Deposed(Exception):
@@ -158,9 +172,63 @@ class CatalogWriter:
             self._cache.update(self.read_services(services))
         self._synced = None
         committed = 0
+        in_flight: list[_InFlight] = []
         for service in sorted(services):
-            committed += self._sync_service(service, wanted.get(service), fence)
+            spec = wanted.get(service)
+            if spec is not None and self._handled.get(service) is spec and service in self._cache:
+                continue
+            sent = self._send(service, spec, fence)
+            if sent is None:
+                committed += self._sync_service(service, spec, fence)
+            elif sent.batch:
+                in_flight.append(sent)
+            if len(in_flight) >= WRITE_WINDOW:
+                committed += self._receive(in_flight, fence)
+                in_flight = []
+        committed += self._receive(in_flight, fence)
         self._synced = changes
+        return committed
+
+    def _send(self, service: str, spec: Optional[ServiceSpec], fence: str) -> Optional[_InFlight]:
+        """Send a cached service's change in one transaction without waiting for the answer
+        (one with nothing to do is settled: no batch). None: it goes the long way (not cached,
+        several transactions, or a plan that fails and is reported there)."""
+        current = self._cache.get(service)
+        if current is None:
+            return None
+        try:
+            ops = plan_service(self.zk_path, service, current, spec)
+        except (LayoutError, TypeError):
+            return None
+        if len(batches(ops, self.max_transaction_bytes)) > 1:
+            return None
+        self._handled.pop(service, None)
+        self.counters.problems.pop(service, None)
+        if not ops:
+            self._settled(service, spec)
+            return _InFlight(service, spec, current, [], None)
+        answer = self._new_transaction(ops, fence).commit_async()
+        return _InFlight(service, spec, current, ops, answer)
+
+    def _receive(self, in_flight: list[_InFlight], fence: str) -> int:
+        """The answers of the transactions sent, in order; a conflict goes the long way."""
+        committed = 0
+        for sent in in_flight:
+            try:
+                self._check(sent.answer.get(), sent.batch, fence)
+            except Conflict as exc:
+                self.counters.conflicts += 1
+                self._cache.pop(sent.service, None)
+                log.info("write conflict", extra={"service": sent.service, "error": str(exc)})
+                committed += self._sync_service(sent.service, sent.spec, fence)
+                continue
+            base = layout.service_path(self.zk_path, sent.service)
+            current = state_after(sent.current, sent.batch, base)
+            self._cache[sent.service] = current
+            if current.options is None and not current.exists:
+                self._cache.pop(sent.service, None)
+            self._settled(sent.service, sent.spec)
+            committed += len(sent.batch)
         return committed
 
     def _to_look_at(
@@ -219,6 +287,9 @@ class CatalogWriter:
         return done
 
     def _transaction(self, batch: list[Op], fence: str, catalog: bool = True) -> None:
+        self._check(self._new_transaction(batch, fence).commit(), batch, fence, catalog)
+
+    def _new_transaction(self, batch: list[Op], fence: str) -> Any:
         tx = self.client.transaction()
         tx.check(fence, 0)
         for op in batch:
@@ -228,7 +299,10 @@ class CatalogWriter:
                 tx.delete(op.path)
             else:
                 tx.set_data(op.path, op.data)
-        results = tx.commit()
+        return tx
+
+    def _check(self, results: list[Any], batch: list[Op], fence: str, catalog: bool = True) -> None:
+        """Count a committed transaction; Deposed or Conflict when it failed."""
         failures = [r for r in results if isinstance(r, Exception)]
         if isinstance(results[0], (NoNodeError, BadVersionError)):
             raise Deposed(f"fencing check on {fence} failed: {type(results[0]).__name__}")
