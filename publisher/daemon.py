@@ -182,12 +182,14 @@ class PublisherDaemon:
             return
         with self._lock:
             before, self._published = self._published, published
-        for problem in set(published.refused) - set(before.refused):
-            log.warning(
-                "service not published",
-                extra={"app_id": problem.app_id, "reason": problem.reason},
-            )
-        log.info(
+        if published.refused is not before.refused:
+            for problem in set(published.refused) - set(before.refused):
+                log.warning(
+                    "service not published",
+                    extra={"app_id": problem.app_id, "reason": problem.reason},
+                )
+        log.log(
+            logging.DEBUG if reason.startswith("event") else logging.INFO,  # a storm: 100s a second
             "catalog handed to ZooKeeper",
             extra={"reason": reason, "services": len(published.specs)},
         )
