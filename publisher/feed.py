@@ -89,6 +89,9 @@ class CatalogSpecs:
             return False
         written = mapping.zookeeper_service(service, name)
         spec = ServiceSpec(written.instances, written.options)
+        if last is not None and spec == last[1]:  # e.g. a task that is not ready changed
+            self._made[name] = (service, last[1])
+            return False
         self._made[name] = (service, spec)
         self._instances += len(spec.instances) - (len(last[1].instances) if last else 0)
         return True

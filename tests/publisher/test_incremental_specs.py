@@ -124,3 +124,15 @@ def test_an_unchanged_catalog_changes_no_spec() -> None:
     again = specs.publish(updated_catalog(catalog, {}))
     assert again.specs is first.specs
     assert changed_between(first.changes, again.changes) == frozenset()
+
+
+def test_a_change_that_publishes_nothing_new_keeps_the_spec_and_tags_no_name() -> None:
+    web = make_service("/web:0", "/web", 0, 2, 0)
+    specs = CatalogSpecs()
+    catalog = updated_catalog(Catalog(), {web.key: web})
+    first = specs.publish(catalog)
+    draining = Instance("t9.0", "10.0.0.9", 31009, "drain", "killing")
+    with_drain = web._replace(instances=(*web.instances, draining))  # not written: not ready
+    again = specs.publish(updated_catalog(catalog, {web.key: with_drain}))
+    assert again.specs["web:0"] is first.specs["web:0"]
+    assert changed_between(first.changes, again.changes) == frozenset()
