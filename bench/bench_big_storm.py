@@ -2,7 +2,7 @@
 latency, measured from outside.
 
 Run: ``python -m bench.bench_big_storm [--apps 10000] [--rate 100] [--seconds 60]
-[--kinds health,kill] [--probe-every 1.5] [--profile] [--zookeeper]``.
+[--kinds health,kill] [--probe-every 1.5] [--profile] [--zookeeper [--profile-publisher]]``.
 
 The node is :class:`~testkit.big_cluster.BigCluster`: the emulator with ``--apps`` apps x 3
 simulated tasks and a probe app of 4 real echo tasks, the sidecar (``python -m sidecar``) and its
@@ -34,10 +34,12 @@ functions.
 
 ``--zookeeper``: the same storm in ZooKeeper mode. A ``marathon-publisher`` follows the emulator
 and writes the catalog into a real ZooKeeper (500 ms tick, 512 MiB heap); the sidecar runs
-``--source zookeeper``. The publisher is then the one that must handle every Marathon event (its
-``marathon_events_total``); the sidecar has caught up when, after that, its count of service
-updates read from ZooKeeper stays the same for ``QUIET_SECONDS``. CPU per event is given for
-both processes, each over the same window and the same Marathon events.
+``--source zookeeper``; the storm starts once the sidecar serves every app. The publisher is then
+the one that must handle every Marathon event (its ``marathon_events_total``); the sidecar has
+caught up when, after that, its count of service updates read from ZooKeeper stays the same for
+``QUIET_SECONDS``. CPU per event is given for
+both processes, each over the same window and the same Marathon events. ``--profile-publisher``
+samples the publisher with ``py-spy`` over the storm's window (printed as ``publisher_profile``).
 """
 
 from __future__ import annotations
@@ -433,6 +435,18 @@ def wait_caught_up(cluster: BigCluster, before: Counters, sent: int) -> None:
     wait_until(quiet, DRAIN_TIMEOUT, "the sidecar read every update", interval=0.5)
 
 
+def wait_whole_catalog(cluster: BigCluster, timeout: float) -> None:
+    """ZooKeeper mode: until the sidecar serves every app. The probe is served as soon as the
+    publisher wrote it; the others follow one transaction each, and the storm waits for them."""
+    wanted = cluster.options.apps + 1
+    wait_until(
+        lambda: cluster.metric("marathon_sidecar_services") >= wanted,
+        timeout,
+        f"the sidecar serves all {wanted} apps",
+        interval=1.0,
+    )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     options = BigClusterOptions(
         apps=args.apps,
@@ -443,12 +457,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with BigCluster(options) as cluster, tempfile.TemporaryDirectory() as scratch:
         cluster.start_sidecar()
         cluster.wait_served(600 if args.zookeeper else 300)
+        if args.zookeeper:
+            wait_whole_catalog(cluster, 600)
         emu = cluster.emu
         wait_until(lambda: served_by_healthy(emu, PROBE_APP, cluster.probe_port), 120)
         idle_rate = idle_cpu_rate(cluster.sidecar_pid, IDLE_SECONDS)
         traffic = ProbeTraffic(cluster.probe_port, Path(scratch) / "answers").start()
-        profiler = PySpy(cluster.sidecar_pid, Path(scratch)).start() if args.profile else None
-        result = storm_phase(cluster, args, idle_rate, traffic, profiler)
+        profilers = {}
+        if args.profile:
+            profilers["profile"] = PySpy(cluster.sidecar_pid, Path(scratch)).start()
+        if args.profile_publisher:
+            profilers["publisher_profile"] = PySpy(cluster.publisher_pid, Path(scratch)).start()
+        result = storm_phase(cluster, args, idle_rate, traffic, profilers)
     result["source"] = options.source
     result["apps"] = args.apps
     result["tasks"] = args.apps * options.tasks_per_app
@@ -460,7 +480,7 @@ def storm_phase(
     args: argparse.Namespace,
     idle_rate: float,
     traffic: ProbeTraffic,
-    profiler: Optional[PySpy],
+    profilers: dict[str, PySpy],
 ) -> dict[str, Any]:
     """The storm with the probe's changes; then until the sidecar has handled every event and
     the probe app is served by its healthy tasks again; the figures."""
@@ -481,7 +501,7 @@ def storm_phase(
     at_end = Counters.read(cluster)
     wait_caught_up(cluster, before, sent.count)
     after = Counters.read(cluster)
-    profile = profiler.stop() if profiler is not None else None
+    profiles = {name: profiler.stop() for name, profiler in profilers.items()}
     wait_until(lambda: served_by_healthy(emu, PROBE_APP, cluster.probe_port), 120)
     answers = traffic.stop()
     changes = probe.changes + probe.replacements(before.at)
@@ -496,8 +516,7 @@ def storm_phase(
     result["probe_turns_skipped"] = probe.skipped
     result["probe_requests"] = len(answers)
     result["probe_failed_requests"] = sum(1 for a in answers if not a.ok)
-    if profile is not None:
-        result["profile"] = profile
+    result.update(profiles)
     return result
 
 
@@ -517,7 +536,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--zookeeper", action="store_true", help="ZooKeeper mode: publisher, ZooKeeper, sidecar"
     )
+    parser.add_argument(
+        "--profile-publisher", action="store_true", help="ZooKeeper mode: sample the publisher"
+    )
     args = parser.parse_args(argv)
+    if args.profile_publisher and not args.zookeeper:
+        parser.error("--profile-publisher needs --zookeeper")
     result = run(args)
     storm, latency = result["storm"], result["probe_latency_ms"]
     result["goal"] = f"<= {GOAL_CPU_MS} ms CPU per event, p99 <= {GOAL_P99_MS} ms"

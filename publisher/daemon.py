@@ -178,16 +178,18 @@ class PublisherDaemon:
         if term.ended.is_set():
             return
         published = self._specs.publish(catalog)
-        if not self.publisher.publish(published.specs, term):
+        if not self.publisher.publish(published.specs, term, published.changes):
             return
         with self._lock:
             before, self._published = self._published, published
-        for problem in set(published.refused) - set(before.refused):
-            log.warning(
-                "service not published",
-                extra={"app_id": problem.app_id, "reason": problem.reason},
-            )
-        log.info(
+        if published.refused is not before.refused:
+            for problem in set(published.refused) - set(before.refused):
+                log.warning(
+                    "service not published",
+                    extra={"app_id": problem.app_id, "reason": problem.reason},
+                )
+        log.log(
+            logging.DEBUG if reason.startswith("event") else logging.INFO,  # a storm: 100s a second
             "catalog handed to ZooKeeper",
             extra={"reason": reason, "services": len(published.specs)},
         )

@@ -29,6 +29,8 @@ from kazoo.exceptions import KazooException
 from publisher.leadership import Leadership, Term
 from publisher.plan import MAX_TRANSACTION_BYTES, ServiceSpec
 from publisher.writer import CatalogWriter, Conflict, Deposed
+from sidecar.changes import Changes
+from sidecar.persistent_map import ShardedMap
 from sidecar.sources.zookeeper import layout
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,11 @@ class TermListener(Protocol):
         """Before the term writes anything; raising ends the term."""
 
     def term_ended(self, term: Term) -> None: ...
+
+
+# the wanted catalog (None: only a heartbeat is due) and its changes, its number, whether to read
+# everything first, whether a heartbeat is due
+_Work = tuple[Optional[Mapping[str, ServiceSpec]], Optional[Changes], int, bool, bool]
 
 
 def default_identifier() -> str:
@@ -70,7 +77,8 @@ class Publisher:
         self.heartbeat_interval = heartbeat_interval
         self.writer = CatalogWriter(client, zk_path, max_transaction_bytes)
         self._cond = threading.Condition()
-        self._wanted: Optional[dict[str, ServiceSpec]] = None
+        self._wanted: Optional[Mapping[str, ServiceSpec]] = None
+        self._wanted_changes: Optional[Changes] = None
         self._version = 0
         self._written_version = -1
         self._term: Optional[Term] = None
@@ -90,15 +98,24 @@ class Publisher:
     def stop(self) -> None:
         self.leadership.stop()
 
-    def publish(self, catalog: Mapping[str, ServiceSpec], term: Optional[Term] = None) -> int:
+    def publish(
+        self,
+        catalog: Mapping[str, ServiceSpec],
+        term: Optional[Term] = None,
+        changes: Optional[Changes] = None,
+    ) -> int:
         """Hand over the whole wanted catalog; returns its number (see `wait_written`).
 
         With `term`, the catalog is taken only while that term lasts (0 is returned otherwise).
+        `changes` tags it with the services changed since earlier catalogs (`sidecar.changes`):
+        the writer then looks at those only. A `ShardedMap` is kept as it is (it never changes),
+        any other mapping is copied.
         """
         with self._cond:
             if term is not None and (term is not self._term or term.ended.is_set()):
                 return 0
-            self._wanted = dict(catalog)
+            self._wanted = ShardedMap.of(catalog)
+            self._wanted_changes = changes
             self._version += 1
             self._cond.notify_all()
             return self._version
@@ -129,7 +146,7 @@ class Publisher:
                 self._term = None
                 self.last_error = None  # a standby reports no write error of its old term
                 if self.terms is not None:
-                    self._wanted = None
+                    self._wanted, self._wanted_changes = None, None
             if self.terms is not None:
                 self.terms.term_ended(term)
 
@@ -140,13 +157,13 @@ class Publisher:
             work = self._next_work(term, next_heartbeat)
             if work is None:
                 continue
-            wanted, version, full, heartbeat_due = work
+            wanted, changes, version, full, heartbeat_due = work
             try:
                 if not prepared:
                     self.writer.prepare()
                     prepared = True
                 if wanted is not None:
-                    self.writer.sync(wanted, term.fence, full)
+                    self.writer.sync(wanted, term.fence, full, changes)
                     self.last_error = None
                     self._mark_written(version)
                 if heartbeat_due:
@@ -166,9 +183,7 @@ class Publisher:
             self._written_version = version
             self._cond.notify_all()
 
-    def _next_work(
-        self, term: Term, next_heartbeat: float
-    ) -> Optional[tuple[Optional[dict[str, ServiceSpec]], int, bool, bool]]:
+    def _next_work(self, term: Term, next_heartbeat: float) -> Optional[_Work]:
         """What the leading loop does next, or None after waiting for a reason to act."""
         with self._cond:
             now = time.monotonic()
@@ -186,7 +201,8 @@ class Publisher:
             full = dirty and term.resync
             if dirty:
                 term.resync = False
-            return (wanted if dirty else None, self._version, full, heartbeat_due)
+            changes = self._wanted_changes if dirty else None
+            return (wanted if dirty else None, changes, self._version, full, heartbeat_due)
 
     def _heartbeat(self, wanted: Optional[Mapping[str, ServiceSpec]]) -> bytes:
         catalog = wanted if wanted is not None else self._wanted or {}

@@ -22,7 +22,7 @@ from sidecar.sources.zookeeper.layout import LayoutError
 
 def read_published(writer: CatalogWriter) -> Catalog:
     """The catalog our publishers wrote (KazooException when ZooKeeper cannot be read)."""
-    states = {name: writer.read_service(name) for name in writer.owned_services()}
+    states = writer.read_services(writer.owned_services())
     return published_catalog(writer.zk_path, states)
 
 

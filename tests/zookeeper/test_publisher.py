@@ -266,3 +266,37 @@ def test_transactions_near_the_default_limit_are_accepted_by_the_server(
     assert leader.writer.counters.transactions >= 2  # ~1.4 MB of creates: more than one multi
     assert leader.writer.counters.problems == {}
     assert len(connect().get_children(layout.service_path(ZK, "big"))) == 2500
+
+
+def test_many_services_read_at_once_read_as_one_at_a_time(
+    publishers: Callable[..., Publisher], connect: Callable[..., KazooClient]
+) -> None:
+    """The pipelined read of a full sync and a new leader's seed: ours, a nerve service without
+    options, and one that does not exist."""
+    leader = publishers("a")
+    leader.publish({f"s{n}": spec(f"s{n}", n % 3) for n in range(450)})
+    wait_until(leader.written, 60, "the catalog to be written")
+    connect().create(layout.service_path(ZK, "nerve") + "/hostA", b"{}", makepath=True)
+    names = [f"s{n}" for n in range(450)] + ["nerve", "missing"]
+    many = leader.writer.read_services(names)
+    assert many == {name: leader.writer.read_service(name) for name in names}
+    assert many["missing"].exists is False and many["nerve"].options is None
+    assert len(many["s2"].children) == 2 and many["s2"].options is not None
+
+
+def test_a_service_changed_behind_the_publishers_back_is_read_again_and_written(
+    publishers: Callable[..., Publisher], connect: Callable[..., KazooClient]
+) -> None:
+    """Its cached state is stale: the transaction sent for it fails (a conflict), the service is
+    read again and written; the other service of the same sync is written at once."""
+    leader = publishers("a")
+    assert leader.wait_written(leader.publish({"web": spec("web", 2), "api": spec("api", 1)}), 30)
+    admin = connect()
+    base = layout.service_path(ZK, "web")
+    admin.delete(f"{base}/{sorted(admin.get_children(base))[0]}")
+    changed = {"web": spec("web", 2, "v2"), "api": spec("api", 2)}
+    assert leader.wait_written(leader.publish(changed), 30)
+    assert leader.writer.counters.conflicts == 1
+    for service, wanted in changed.items():
+        names = {layout.child_name(i) for i in wanted.instances}
+        assert set(admin.get_children(layout.service_path(ZK, service))) == names

@@ -23,6 +23,7 @@ from sidecar.catalog import (
     Service,
     ServiceOptions,
     service_key,
+    updated_catalog,
 )
 from sidecar.main import main
 from sidecar.sources.zookeeper import layout
@@ -156,6 +157,48 @@ def test_what_the_publisher_writes_the_source_reads_back_as_the_same_services(
             if i.state == READY
         ]
     assert not read.problems and not read.skipped
+
+
+def ready_ids(catalog: Catalog) -> dict[str, list[str]]:
+    return {
+        key: [i.id for i in service.instances if i.state == READY]
+        for key, service in catalog.services.items()
+    }
+
+
+def test_catalogs_handed_over_change_by_change_are_written_as_the_last_one(
+    stack: Stack,
+) -> None:
+    """The writer looks only at the names a tagged catalog changed, across catalogs it skipped
+    (handed over faster than written): what ZooKeeper holds in the end is the last catalog."""
+
+    def svc(app_id: str, *tasks: int) -> Service:
+        instances = tuple(
+            Instance(f"{app_id[1:]}.{n}", "10.0.0.1", 31000 + n, READY, "running", 1, app_id)
+            for n in tasks
+        )
+        return Service(service_key(app_id, 0), app_id, 0, ServiceOptions(10080, 10080), instances)
+
+    publisher, specs = stack.publisher(), CatalogSpecs()
+    catalog = updated_catalog(Catalog(), {s.key: s for s in (svc("/web", 1), svc("/api", 2))})
+    published = specs.publish(catalog)
+    assert publisher.wait_written(publisher.publish(published.specs, None, published.changes), 30)
+    steps = [
+        {"/web:0": svc("/web", 1, 3)},  # a task more
+        {"/api:0": None, "/db:0": svc("/db", 4)},  # one service gone, one new
+        {"/web:0": svc("/web", 3)},  # a task less
+        {"/db:0": svc("/db", 5)},  # a task replaced
+    ]
+    number = 0
+    for step in steps:
+        catalog = updated_catalog(catalog, step)
+        published = specs.publish(catalog)
+        number = publisher.publish(published.specs, None, published.changes)
+    assert publisher.wait_written(number, 30)
+
+    _, seen = stack.source()
+    read = seen.wait_for(lambda c: set(c.services) == {"/web:0", "/db:0"}, "web and db")
+    assert ready_ids(read) == ready_ids(catalog)
 
 
 def test_an_empty_catalog_after_a_full_one_is_believed_only_when_confirmed(stack: Stack) -> None:

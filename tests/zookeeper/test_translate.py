@@ -5,14 +5,27 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sidecar.catalog import READY, Catalog, Problem, ServiceOptions, Skipped
+from sidecar.catalog import (
+    READY,
+    Catalog,
+    Problem,
+    Service,
+    ServiceOptions,
+    Skipped,
+    changed_services,
+)
+from sidecar.catalog import Instance as CatalogInstance
 from sidecar.sources.zookeeper.layout import Instance
 from sidecar.sources.zookeeper.layout import Problem as ReadProblem
 from sidecar.sources.zookeeper.translate import (
     NO_OPTIONS,
+    Assembly,
     ServiceEntry,
     assemble,
+    printable,
     service_entry,
 )
 from sidecar.sources.zookeeper.update import ServiceUpdate, gone
@@ -175,3 +188,91 @@ def test_znodes_that_are_no_service_names_are_reported_readably() -> None:
     catalog = assemble([], {"bad name\nwith a newline": "service name ...: use 1-200 letters"})
     (skipped,) = catalog.skipped
     assert skipped.app_id == "bad name\\nwith a newline" and "1-200 letters" in skipped.reason
+
+
+# --- one changed entry at a time ------------------------------------------------------------------
+
+NAMES = ("a", "b", "c", "d")
+KEYS = ("/x:0", "/y:0", "/z:0")  # fewer keys than names: names claim one key in turn
+
+
+def plain_entry(
+    name: str, key: Optional[str], problem: bool, skipped: bool, n: int
+) -> ServiceEntry:
+    """An entry made of plain data: maybe a service (instance ``n``), a problem, a skipped part."""
+    app_id = key.rsplit(":", 1)[0] if key else name
+    instance = CatalogInstance(f"{name}.{n}", "10.0.0.1", 31000 + n, READY, "in ZooKeeper")
+    services = (Service(key, app_id, 0, LEGACY, (instance,)),) if key else ()
+    return ServiceEntry(
+        gone(name),
+        services,
+        (Problem(app_id, "options", f"bad {name}"),) if problem else (),
+        (Skipped(app_id, f"child of {name}", None, f"c{n}"),) if skipped else (),
+    )
+
+
+entries = st.builds(
+    plain_entry,
+    st.sampled_from(NAMES),
+    st.one_of(st.none(), st.sampled_from(KEYS)),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 3),
+)
+batches = st.tuples(
+    st.dictionaries(st.sampled_from(NAMES), st.one_of(st.none(), entries), max_size=3),
+    st.sampled_from([{}, {"bad\nname": "not a service name"}]),
+)
+
+
+def reference(entries: dict[str, ServiceEntry], bad_names: dict[str, str]) -> Catalog:
+    """The rule, written plainly: the lowest name holds a key; bad names first, then by name
+    each entry's problems and skipped parts, with the keys it lost."""
+    owners: dict[str, str] = {}
+    for name in sorted(entries):
+        for service in entries[name].services:
+            owners.setdefault(service.key, name)
+    problems: list[Problem] = []
+    skipped = [Skipped(printable(n), why) for n, why in sorted(bad_names.items())]
+    services = {}
+    for name in sorted(entries):
+        problems += entries[name].problems
+        skipped += entries[name].skipped
+        for service in entries[name].services:
+            if owners[service.key] == name:
+                services[service.key] = service
+            else:
+                reason = (
+                    f"{service.key} is already served from ZooKeeper service {owners[service.key]}"
+                )
+                skipped.append(Skipped(service.app_id, reason, service.port_index))
+    return Catalog(services, tuple(problems), tuple(skipped))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(batches, min_size=1, max_size=12))
+def test_one_batch_at_a_time_equals_assembling_every_entry(
+    history: list[tuple[dict[str, Optional[ServiceEntry]], dict[str, str]]],
+) -> None:
+    assembly = Assembly()
+    current: dict[str, ServiceEntry] = {}
+    before = assembly.catalog
+    for changed, bad_names in history:
+        for name, entry in changed.items():
+            if entry is None:
+                current.pop(name, None)
+            else:
+                current[name] = entry._replace(update=gone(name))
+        catalog = assembly.update({n: current.get(n) for n in changed}, bad_names)
+        expected = reference(current, bad_names)
+        assert catalog == expected
+        assert catalog == assemble(sorted(current.items()), bad_names)
+        for service in catalog.services.values():  # the entries' very objects
+            assert any(service is s for e in current.values() for s in e.services)
+        differ = {
+            key
+            for key in set(before.services) | set(catalog.services)
+            if before.services.get(key) is not catalog.services.get(key)
+        }
+        assert differ <= set(changed_services(before, catalog))
+        before = catalog

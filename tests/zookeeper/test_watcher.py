@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterator
 from typing import Callable
 
@@ -14,6 +15,7 @@ from publisher.plan import ServiceSpec
 from publisher.publisher import Publisher
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.layout import Instance
+from sidecar.sources.zookeeper.update import ServiceUpdate
 from sidecar.sources.zookeeper.watcher import CatalogWatcher
 from testkit import wait_until
 from testkit.zookeeper import UpdateRecorder, ZooKeeperServer
@@ -209,6 +211,43 @@ def test_a_service_deleted_and_recreated_is_followed(
     seen.wait_for("web", lambda u: not u.exists, "web deleted")
     publish(publisher, {"web": spec("web", 1, "v9")})
     seen.wait_for("web", has(task("web", 0, "v9")), "web recreated")
+
+
+def test_a_service_recreated_while_the_worker_is_busy_is_followed(
+    connect: Callable[..., KazooClient],
+) -> None:
+    """The service is deleted and created again while the worker is held: it then takes the
+    node's end and a root listing that still has the name (the listing between, without it,
+    is replaced by the later one), and must still watch the new node."""
+    held, release = threading.Event(), threading.Event()
+    seen = UpdateRecorder()
+
+    def on_update(update: ServiceUpdate) -> None:
+        seen(update)
+        if update.service == "other":
+            held.set()
+            release.wait(30)
+
+    nerve = connect()
+    base = layout.service_path(ZK, "legacy")
+    nerve.create(f"{base}/hostA", b'{"host":"10.1.0.1","port":8080,"name":"hostA"}', makepath=True)
+    watcher = CatalogWatcher(connect(), ZK, on_update)
+    watcher.start()
+    try:
+        seen.wait_for("legacy", lambda u: {i.host for i in u.instances} == {"10.1.0.1"}, "hostA")
+        nerve.create(f"{ZK}/other/hostC", b'{"host":"10.1.0.3","port":8080,"name":"hostC"}',
+                     makepath=True)  # fmt: skip
+        wait_until(held.is_set, 30, "the worker holding in the callback")
+        nerve.delete(base, recursive=True)
+        wait_until(lambda: watcher._queue.qsize() >= 2, 30, "the node's end and a listing queued")
+        nerve.create(f"{base}/hostB", b'{"host":"10.1.0.2","port":8080,"name":"hostB"}',
+                     makepath=True)  # fmt: skip
+        wait_until(lambda: watcher._queue.qsize() >= 3, 30, "the listing with it again queued")
+        release.set()
+        seen.wait_for("legacy", lambda u: {i.host for i in u.instances} == {"10.1.0.2"}, "hostB")
+    finally:
+        release.set()
+        watcher.stop()
 
 
 def test_the_watcher_never_creates_paths_and_waits_for_the_catalog(

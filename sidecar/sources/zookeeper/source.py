@@ -14,10 +14,12 @@ Where each rule lives (one place each):
   included) and only differences are delivered.
 
 Threads: the watcher's worker calls :meth:`_on_update` per changed service and :meth:`_on_batch`
-once per batch; the batch becomes one catalog, built copy-on-write from per-service entries
-(:mod:`.translate`), so unchanged services keep their very objects. A monitor thread turns the
-connection state and the publisher's heartbeat into ``/health`` reasons every second and offers
-a held-back empty catalog again when due. Nothing here ever writes to ZooKeeper.
+once per batch; the batch becomes one catalog, made copy-on-write from the one before by the
+services it changed (:class:`.translate.Assembly`), so unchanged services keep their very objects
+and the catalog is tagged with the changed keys: the sidecar's pipeline looks at those only. A
+monitor thread turns the connection state and the publisher's heartbeat into ``/health``
+reasons every second and offers a held-back empty catalog again when due. Nothing here ever
+writes to ZooKeeper.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from . import health as zk_health
 from . import layout
 from .heartbeat import HeartbeatWatch
 from .local_services import LocalService
-from .translate import ServiceEntry, assemble, service_entry
+from .translate import Assembly, ServiceEntry, assemble, service_entry
 from .update import ServiceUpdate
 from .watcher import CatalogWatcher
 
@@ -134,7 +136,7 @@ class ZooKeeperSource:
         self.client: Any = None
         self.watcher: Optional[CatalogWatcher] = None
         self.heartbeat: Optional[HeartbeatWatch] = None
-        self._entries: dict[str, ServiceEntry] = {}
+        self._assembly = Assembly()
         self._pending: dict[str, ServiceUpdate] = {}
         self._bad_names: dict[str, str] = {}  # znodes that are no service names -> why
         self._offer_lock = threading.Lock()
@@ -261,14 +263,13 @@ class ZooKeeperSource:
             return
         self._bad_names = bad_names
         changed = sorted(self._pending)
+        entries: dict[str, Optional[ServiceEntry]] = {}
         for name in changed:
             update = self._pending[name]
-            if update.exists:
-                self._entries[name] = service_entry(update, self.local, self._entries.get(name))
-            else:
-                self._entries.pop(name, None)
+            previous = self._assembly.entry(name)
+            entries[name] = service_entry(update, self.local, previous) if update.exists else None
         self._pending.clear()
-        catalog = assemble(self._entries.items(), bad_names)
+        catalog = self._assembly.update(entries, bad_names)
         self.metrics.zookeeper_problems.set(len(catalog.problems) + len(catalog.skipped))
         first = self._latest is None
         reason = "first read" if first else _describe(changed)

@@ -19,8 +19,10 @@ What the publisher writes and how it reads back (names, the options JSON, the in
 is the contract in :mod:`.mapping`; this module adds the reading side's rules around it.
 
 :func:`assemble` puts the entries together: one catalog, every service key once (the lowest
-znode name wins a key two services claim; the other is skipped). Entries are reused while their
-update is the same object, so unchanged services keep their very
+znode name wins a key two services claim; the other is skipped). :class:`Assembly` does the same
+one changed entry at a time, for the watcher's batches: each catalog is made copy-on-write from
+the one before and tagged with the keys it changed, so a batch costs what it changed. Entries are
+reused while their update is the same object, so unchanged services keep their very
 :class:`~sidecar.catalog.Service` objects (the builder caches by identity).
 """
 
@@ -39,6 +41,7 @@ from sidecar.catalog import (
     ServiceOptions,
     Skipped,
     service_key,
+    updated_catalog,
 )
 from sidecar.sources.zookeeper import layout
 from sidecar.sources.zookeeper.mapping import Identity, catalog_instance, identity_from_options
@@ -143,23 +146,103 @@ def assemble(
 ) -> Catalog:
     """One catalog from every entry (znode name, entry); every service key once. `bad_names`:
     znodes under the catalog path that are not service names (name -> why), reported."""
-    services: dict[str, Service] = {}
-    owners: dict[str, str] = {}
-    problems: list[Problem] = []
-    skipped = [Skipped(printable(name), reason[:300]) for name, reason in sorted(bad_names.items())]
-    for name, entry in entries:
-        problems.extend(entry.problems)
-        skipped.extend(entry.skipped)
+    return Assembly().update(dict(entries), bad_names)
+
+
+class Assembly:
+    """The catalog of every entry, kept one changed entry at a time: :meth:`update` gives what
+    :func:`assemble` gives for all the entries, made with
+    :func:`~sidecar.catalog.updated_catalog` from the catalog before (tagged with the service
+    keys it changed, so consumers look at those only). Problems and skipped entries are listed
+    bad names first, then by znode name."""
+
+    def __init__(self) -> None:
+        self.catalog = Catalog()
+        self._entries: dict[str, ServiceEntry] = {}
+        self._claims: dict[str, set[str]] = {}  # service key -> znode names whose entry has it
+        self._reporting: set[str] = set()  # names whose entry has problems or skipped parts
+        self._contested: set[str] = set()  # keys claimed by more than one name
+        self._bad_names: Mapping[str, str] = _NO_NAMES
+
+    def entry(self, name: str) -> Optional[ServiceEntry]:
+        return self._entries.get(name)
+
+    def update(
+        self,
+        changed: Mapping[str, Optional[ServiceEntry]],
+        bad_names: Mapping[str, str] = _NO_NAMES,
+    ) -> Catalog:
+        """Replace the entries of ``changed`` (None: the znode is gone) and the bad names; the
+        new catalog (also :attr:`catalog`)."""
+        keys: set[str] = set()
+        report = bad_names != self._bad_names
+        for name, entry in changed.items():
+            report |= name in self._reporting
+            self._drop(name, keys)
+            if entry is not None:
+                report |= self._add(name, entry, keys)
+        report |= not self._contested.isdisjoint(keys)
+        services = self._owned_services(keys)
+        report |= not self._contested.isdisjoint(keys)
+        self._bad_names = bad_names
+        problems, skipped = self._report() if report else (None, None)
+        self.catalog = updated_catalog(self.catalog, services, problems, skipped)
+        return self.catalog
+
+    def _drop(self, name: str, keys: set[str]) -> None:
+        entry = self._entries.pop(name, None)
+        self._reporting.discard(name)
+        for service in entry.services if entry is not None else ():
+            self._claims[service.key].discard(name)
+            keys.add(service.key)
+
+    def _add(self, name: str, entry: ServiceEntry, keys: set[str]) -> bool:
+        """Take ``entry`` in; whether it has something to report."""
+        self._entries[name] = entry
         for service in entry.services:
-            owner = owners.get(service.key)
-            if owner is None or name < owner:
-                if owner is not None:
-                    skipped.append(_lost_key(services[service.key], name))
-                services[service.key] = service
-                owners[service.key] = name
+            self._claims.setdefault(service.key, set()).add(name)
+            keys.add(service.key)
+        if entry.problems or entry.skipped:
+            self._reporting.add(name)
+            return True
+        return False
+
+    def _owned_services(self, keys: set[str]) -> dict[str, Optional[Service]]:
+        """The service each of ``keys`` now has (the lowest claiming name's), where it differs
+        from the catalog's; updates which keys are contested."""
+        changed: dict[str, Optional[Service]] = {}
+        for key in keys:
+            claims = self._claims.get(key)
+            if len(claims or ()) > 1:
+                self._contested.add(key)
             else:
-                skipped.append(_lost_key(service, owner))
-    return Catalog(services, tuple(problems), tuple(skipped))
+                self._contested.discard(key)
+            service = self._service_of(min(claims), key) if claims else None
+            if not claims:
+                self._claims.pop(key, None)
+            if self.catalog.services.get(key) is not service:
+                changed[key] = service
+        return changed
+
+    def _service_of(self, name: str, key: str) -> Service:
+        return next(s for s in self._entries[name].services if s.key == key)
+
+    def _report(self) -> tuple[tuple[Problem, ...], tuple[Skipped, ...]]:
+        """Every problem and skipped part: bad names, then each reporting entry's with the keys
+        it lost to a lower name."""
+        problems: list[Problem] = []
+        bad = sorted(self._bad_names.items())
+        skipped = [Skipped(printable(name), reason[:300]) for name, reason in bad]
+        losers = {name for key in self._contested for name in self._claims[key]}
+        for name in sorted(self._reporting | losers):
+            entry = self._entries[name]
+            problems.extend(entry.problems)
+            skipped.extend(entry.skipped)
+            for service in entry.services:
+                owner = min(self._claims[service.key])
+                if owner != name:
+                    skipped.append(_lost_key(service, owner))
+        return tuple(problems), tuple(skipped)
 
 
 def printable(name: str, limit: int = 200) -> str:

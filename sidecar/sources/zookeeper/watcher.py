@@ -40,6 +40,7 @@ from sidecar.sources.zookeeper.update import ServiceUpdate, assemble, complete, 
 log = logging.getLogger(__name__)
 
 Event = tuple[Any, ...]
+LISTINGS = ("services", "options-list")  # events that carry a root's whole listing
 
 
 @dataclass
@@ -86,6 +87,10 @@ class CatalogWatcher:
         self._thread: Optional[threading.Thread] = None
         self._roots: list[NodeWatch] = []
         self._listed: set[str] = set()  # roots whose first listing was handled
+        self._service_names: frozenset[str] = frozenset()  # the last listing of <zk-path>
+        self._option_names: frozenset[str] = frozenset()  # the last listing of the options
+        self._ended: set[str] = set()  # services whose watch ended (node gone), still known
+        self._options_ended: set[str] = set()  # options whose watch ended (node gone)
         self._synced = threading.Event()
         self.state: str = KazooState.CONNECTED if client.connected else KazooState.SUSPENDED
         self.problems: dict[str, str] = {}  # service names under <zk-path> that were skipped
@@ -156,7 +161,7 @@ class CatalogWatcher:
             events = [self._queue.get(), *self._take_queued()]
             dirty: set[str] = set()
             while events:  # handling starts watches whose first reads queue more: take those too
-                for event in events:
+                for event in _latest_listings(events):
                     if event[0] == "stop":
                         self._cancel_all()
                         return
@@ -192,22 +197,28 @@ class CatalogWatcher:
         return self._on_state_change(event[1])
 
     def _on_services(self, names: list[str]) -> set[str]:
-        listed = set()
-        problems = {}
-        for name in names:
+        """A listing of the catalog root: what differs from the last one is handled (a service
+        created while 10,000 exist costs that service)."""
+        listed = frozenset(names)
+        added, removed = listed - self._service_names, self._service_names - listed
+        self._service_names = listed
+        problems = {n: why for n, why in self.problems.items() if n not in removed}
+        for name in sorted(added):
             try:
-                listed.add(layout.check_service_name(name))
+                layout.check_service_name(name)
             except LayoutError as exc:
-                if self.problems.get(name) != str(exc):
-                    log.warning("service skipped", extra={"service": name[:200], "error": str(exc)})
+                log.warning("service skipped", extra={"service": name[:200], "error": str(exc)})
                 problems[name] = str(exc)
-        self.problems = problems  # only names listed now
-        for name in listed:
+        if problems != self.problems:
+            self.problems = problems  # replaced, never changed: the source reads it
+        for name in sorted((added | (self._ended & listed)) - problems.keys()):
+            self._ended.discard(name)
             record = self._services.setdefault(name, _Service(name))
             if record.watch is None or not record.watch.active:
                 record.watch = self._watch_service(name)
-        dropped = set(self._services) - listed
+        dropped = set(removed & self._services.keys())
         for name in dropped:
+            self._ended.discard(name)
             record = self._services.pop(name)
             if record.watch is not None:
                 record.watch.cancel()
@@ -240,19 +251,27 @@ class CatalogWatcher:
         record.children = None
         record.seen = True
         record.read.clear()
+        self._ended.add(service)  # a node created again under the same name needs a new watch
         return {service}
 
     def _on_options_list(self, names: list[str]) -> set[str]:
-        listed = {n for n in names if _valid_service_name(n)}
-        for name in listed:
+        """A listing of the options root: what differs from the last one is handled."""
+        listed = frozenset(names)
+        added, removed = listed - self._option_names, self._option_names - listed
+        self._option_names = listed
+        for name in sorted(added | (self._options_ended & listed)):
+            self._options_ended.discard(name)
+            if not _valid_service_name(name):
+                continue
             entry = self._options.setdefault(name, _Options())
             if not entry.watch_active:
                 entry.watch_active = True
                 self._watch_options(name)
         changed = set()
-        for name in set(self._options) - listed:
-            self._options.pop(name)
-            changed.add(name)
+        for name in removed:
+            self._options_ended.discard(name)
+            if self._options.pop(name, None) is not None:
+                changed.add(name)
         return changed
 
     def _watch_options(self, service: str) -> None:
@@ -269,6 +288,7 @@ class CatalogWatcher:
         entry.seen = True
         if data is None:
             entry.watch_active = False  # the watch ended; a reappearing node starts a new one
+            self._options_ended.add(service)
             entry.value, entry.problem = None, None
             return {service}
         try:
@@ -375,6 +395,13 @@ class CatalogWatcher:
         for record in self._services.values():
             if record.watch is not None:
                 record.watch.cancel()
+
+
+def _latest_listings(events: list[Event]) -> list[Event]:
+    """``events`` without the listings of a root that a later listing of it replaces (a root
+    with 10,000 children listed after each of many creations is handled once per batch)."""
+    last = {event[0]: i for i, event in enumerate(events) if event[0] in LISTINGS}
+    return [e for i, e in enumerate(events) if e[0] not in LISTINGS or last[e[0]] == i]
 
 
 def _valid_service_name(name: str) -> bool:
