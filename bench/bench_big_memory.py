@@ -23,7 +23,7 @@ import sys
 import threading
 from typing import Any, Optional
 
-from testkit.big_cluster import BigCluster, BigClusterOptions
+from testkit.big_cluster import BigCluster, BigClusterOptions, add_cluster_arguments
 from testkit.machine import load_average, machine_facts
 from testkit.proc_usage import memory_kib
 from testkit.waiting import wait_until
@@ -65,9 +65,7 @@ def measure(apps: int, sidecar_args: list[str]) -> dict[str, Any]:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,5000,10000", help="apps of 3 tasks each")
-    parser.add_argument(
-        "--sidecar-arg", action="append", default=[], help="one more sidecar flag (repeatable)"
-    )
+    add_cluster_arguments(parser, apps=False)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     result = {"sizes": [measure(n, args.sidecar_arg) for n in sizes], "machine": machine_facts()}

@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import requests
 
-from testkit.big_cluster import BigCluster, BigClusterOptions, log_time
+from testkit.big_cluster import BigCluster, BigClusterOptions, add_cluster_arguments, log_time
 from testkit.machine import load_average, machine_facts
 from testkit.proc_usage import cpu_seconds
 from testkit.waiting import wait_until
@@ -117,11 +117,8 @@ def run(apps: int, runs: int, sidecar_args: list[str]) -> dict[str, Any]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--apps", type=int, default=10_000, help="apps of 3 tasks each")
+    add_cluster_arguments(parser)
     parser.add_argument("--runs", type=int, default=5, help="resyncs, one after another")
-    parser.add_argument(
-        "--sidecar-arg", action="append", default=[], help="one more sidecar flag (repeatable)"
-    )
     args = parser.parse_args(argv)
     result = run(args.apps, args.runs, args.sidecar_arg)
     totals = result["total"]

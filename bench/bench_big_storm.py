@@ -58,7 +58,7 @@ from typing import Any, Optional
 
 from sidecar.sources.marathon.follower import EVENT_TYPES
 from testkit.apps import served_by_healthy
-from testkit.big_cluster import PROBE_APP, BigCluster, BigClusterOptions
+from testkit.big_cluster import PROBE_APP, BigCluster, BigClusterOptions, add_cluster_arguments
 from testkit.event_clock import EventClock
 from testkit.http import histogram_buckets, metric_sample, metric_sum
 from testkit.machine import load_average, machine_facts, percentile
@@ -522,7 +522,7 @@ def storm_phase(
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--apps", type=int, default=10_000, help="apps of 3 tasks each")
+    add_cluster_arguments(parser)
     parser.add_argument("--rate", type=float, default=100.0, help="changes per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the storm lasts")
     parser.add_argument(
@@ -530,9 +530,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument("--probe-every", type=float, default=1.5, help="seconds between probes")
     parser.add_argument("--profile", action="store_true", help="sample the sidecar (py-spy)")
-    parser.add_argument(
-        "--sidecar-arg", action="append", default=[], help="one more sidecar flag (repeatable)"
-    )
     parser.add_argument(
         "--zookeeper", action="store_true", help="ZooKeeper mode: publisher, ZooKeeper, sidecar"
     )

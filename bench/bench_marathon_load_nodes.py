@@ -32,6 +32,8 @@ from typing import Any, Optional
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
+from marathon_bridge.testing.tasks import echo_health_check
+from testkit.apps import idle_app
 from testkit.machine import find_haproxy, machine_facts
 from testkit.ports import free_port
 from testkit.process import SidecarProcess
@@ -46,26 +48,9 @@ DEFAULT_RESYNC = 300.0
 
 
 def app_definition(index: int) -> dict[str, Any]:
-    return {
-        "id": f"/load/app-{index:02d}",
-        "cmd": "sleep 1000",
-        "instances": TASKS,
-        "cpus": 0.01,
-        "mem": 16,
-        "portDefinitions": [{"port": 0}],
-        "labels": {"HAPROXY_0_MODE": "http"},
-        "healthChecks": [
-            {
-                "protocol": "HTTP",
-                "path": "/health",
-                "portIndex": 0,
-                "gracePeriodSeconds": 10,
-                "intervalSeconds": 1,
-                "timeoutSeconds": 1,
-                "maxConsecutiveFailures": 0,
-            }
-        ],
-    }
+    app = idle_app(f"/load/app-{index:02d}", TASKS, HAPROXY_0_MODE="http")
+    app["healthChecks"] = [echo_health_check()]  # the bench sets each task's health itself
+    return app
 
 
 def is_snapshot(method: str, path: str) -> bool:

@@ -22,13 +22,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from kazoo.client import KazooClient
 
 from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
 from sidecar.sources.zookeeper import mapping
+from testkit.apps import idle_app
 from testkit.machine import load_average
 from testkit.publisher import PublisherProcess, children_stats, instances
 from testkit.waiting import wait_until
@@ -37,17 +38,6 @@ from testkit.zookeeper import ZooKeeperServer
 ZK_PATH = "/smartstack/services"
 TASKS = 3
 POLL = 0.02
-
-
-def app_definition(app_id: str, count: int) -> dict[str, Any]:
-    return {
-        "id": app_id,
-        "cmd": "sleep 1000",
-        "instances": count,
-        "cpus": 0.01,
-        "mem": 16,
-        "portDefinitions": [{"port": 0}],
-    }
 
 
 class Cluster:
@@ -117,16 +107,19 @@ def one_failover(
     killed = time.monotonic()
     leader.signal(sig)
     cluster.client.scale_app(target, count)
-    led = wrote = 0.0
-    while not wrote:
-        time.sleep(POLL)
+    seen: dict[str, float] = {}  # when the standby led, when the scale-up was written
+
+    def written() -> bool:
         now = time.monotonic()
-        if not led and standby.role() == "leader":
-            led = now
+        if "led" not in seen and standby.role() == "leader":
+            seen["led"] = now
         if len(cluster.published_tasks(target)) == count:
-            wrote = now
-        if now - killed > 120:
-            raise TimeoutError(f"no write 120 s after the leader's {sig.name}")
+            seen["wrote"] = now
+        return "wrote" in seen
+
+    wait_until(written, 120, f"a write after the leader's {sig.name}", interval=POLL)
+    wrote = seen["wrote"]
+    led = seen.get("led", 0.0)
     after = cluster.stats()
     changed = sum(1 for key, stat in before.items() if after.get(key) != stat)
     pair.remove(leader)
@@ -149,7 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
         cluster = Cluster(Path(tmp), emu, zookeeper, args.apps, args.session_timeout)
         try:
             for app_id in cluster.app_ids:
-                cluster.client.create_app(app_definition(app_id, TASKS))
+                cluster.client.create_app(idle_app(app_id, TASKS))
             pair = [cluster.publisher()]
             wait_until(lambda: pair[0].role() == "leader", 60, "the first publisher to lead")
             for _ in range(args.runs):

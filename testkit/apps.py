@@ -1,7 +1,8 @@
 """Marathon app definitions for tests that run real tasks, and how those tasks are doing.
 
 :func:`echo_app` is an app of echo tasks (``marathon_bridge.testing.echo_server``: each answers
-``GET /`` with its own task id and ``GET /health`` with 200) on one service port.
+``GET /`` with its own task id and ``GET /health`` with 200) on one service port;
+:func:`idle_app` one of tasks that only sleep, on a port Marathon picks.
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ def echo_app(
     if health:
         app["healthChecks"] = [echo_health_check()]
     app.update(extra)
+    return app
+
+
+def idle_app(app_id: str, instances: int, **labels: str) -> dict[str, Any]:
+    """Tasks that sleep (``sleep 1000``) on one port Marathon picks, with these labels."""
+    app: dict[str, Any] = {
+        "id": app_id,
+        "cmd": "sleep 1000",
+        "instances": instances,
+        "cpus": 0.01,
+        "mem": 16,
+        "portDefinitions": [{"port": 0}],
+    }
+    if labels:
+        app["labels"] = labels
     return app
 
 

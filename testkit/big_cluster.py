@@ -14,6 +14,7 @@ HAProxy's sockets.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -46,6 +47,16 @@ PROBE_APP = "/bench/probe"
 # be wide (3 tasks x 10k apps); the probe's real tasks get ports that are free when they start
 TASK_HOST_PORTS = (21000, 65000)
 EPHEMERAL_PORTS_START = 32768  # Linux's default ip_local_port_range
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser, apps: bool = True) -> None:
+    """The big-cluster benchmarks' shared flags: ``--apps`` (unless ``apps`` is false: the
+    benchmark takes several sizes) and ``--sidecar-arg``."""
+    if apps:
+        parser.add_argument("--apps", type=int, default=10_000, help="apps of 3 tasks each")
+    parser.add_argument(
+        "--sidecar-arg", action="append", default=[], help="one more sidecar flag (repeatable)"
+    )
 
 
 def service_port_block(count: int) -> int:

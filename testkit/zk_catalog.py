@@ -1,14 +1,18 @@
 """The catalog in ZooKeeper for tests: what a publisher writes, and a listener that keeps catalogs.
 
 Builders go through the publisher/source contract (:mod:`sidecar.sources.zookeeper.mapping`), so
-tests write exactly what ``marathon-publisher`` writes. :class:`CatalogRecorder` is a
-:class:`~sidecar.sources.base.CatalogListener` that tests wait on.
+tests write exactly what ``marathon-publisher`` writes; :func:`register_nerve` writes what nerve
+does. :class:`CatalogRecorder` is a :class:`~sidecar.sources.base.CatalogListener` that tests
+wait on.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any, Callable, Optional
+
+import orjson
+from kazoo.client import KazooClient
 
 from publisher.plan import ServiceSpec
 from sidecar.catalog import READY, Catalog, Instance, Service, ServiceOptions, service_key
@@ -34,6 +38,18 @@ def spec(app_id: str, port: int, count: int, version: str = "v1") -> ServiceSpec
     return ServiceSpec.of(
         [task(app_id, n, version) for n in range(count)], options_doc(app_id, port)
     )
+
+
+def register_nerve(
+    client: KazooClient, base: str, name: str, host: str, port: int, *, ephemeral: bool = False
+) -> str:
+    """An instance registered as nerve does: a sequential child ``<name>_`` of the service node
+    ``base`` holding nerve's JSON (host, port, name). Returns the path created."""
+    data = orjson.dumps({"host": host, "port": port, "name": name})
+    path: str = client.create(
+        f"{base}/{name}_", data, ephemeral=ephemeral, sequence=True, makepath=True
+    )
+    return path
 
 
 class CatalogRecorder:

@@ -21,6 +21,7 @@ from marathon_bridge.client import MarathonClient
 from marathon_bridge.testing.emulator import MarathonEmulator
 from sidecar.sources.zookeeper import layout
 from testkit import wait_until
+from testkit.apps import idle_app
 from testkit.publisher import PublisherProcess, children_stats, instances
 
 pytestmark = pytest.mark.slow
@@ -29,15 +30,7 @@ SERVICE = "shop_web:0"
 
 
 def app(app_id: str = "/shop/web", count: int = 2, **labels: str) -> dict[str, Any]:
-    return {
-        "id": app_id,
-        "cmd": "sleep 1000",
-        "instances": count,
-        "cpus": 0.01,
-        "mem": 16,
-        "portDefinitions": [{"port": 0}],
-        "labels": labels,
-    }
+    return idle_app(app_id, count, **labels)
 
 
 def deploy(client: MarathonClient, marathon: MarathonEmulator, definition: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ from testkit.load_process import LoadProcess
 from testkit.ports import free_ports
 from testkit.publisher import PublisherProcess
 from testkit.waiting import wait_until
+from testkit.zk_catalog import register_nerve
 from testkit.zk_mode import ZooKeeperSidecar
 from testkit.zookeeper import ZooKeeperEnsemble
 
@@ -361,13 +362,7 @@ def test_a_nerve_registered_service_is_served_with_the_port_of_the_services_map(
     base = layout.service_path(system.zk_path, LEGACY)
     port = system.legacy_port
     with echo_task("nerve-a") as first, echo_task("nerve-b") as second:
-        admin.create(  # as nerve does by default: ephemeral, sequential, JSON data
-            f"{base}/host-a_",
-            b'{"host":"127.0.0.1","port":%d,"name":"host-a"}' % first,
-            ephemeral=True,
-            sequence=True,
-            makepath=True,
-        )
+        register_nerve(admin, base, "host-a", "127.0.0.1", first, ephemeral=True)  # nerve's default
         served = {server_name(f"host-a_127.0.0.1:{first}")}
         wait_until(
             lambda: all(n.ready(LEGACY, port) == served for n in system.nodes),
@@ -391,12 +386,7 @@ def test_a_nerve_registered_service_is_served_with_the_port_of_the_services_map(
             60,
             "the deleted service to leave both sidecars",
         )
-        admin.create(
-            f"{base}/host-b_",
-            b'{"host":"127.0.0.1","port":%d,"name":"host-b"}' % second,
-            makepath=True,
-            sequence=True,
-        )
+        register_nerve(admin, base, "host-b", "127.0.0.1", second)
         served = {server_name(f"host-b_127.0.0.1:{second}")}
         wait_until(
             lambda: all(n.ready(LEGACY, port) == served for n in system.nodes),

@@ -34,6 +34,7 @@ from testkit.zk_catalog import (
     CatalogRecorder,
     instance_ids,
     options_doc,
+    register_nerve,
     spec,
     task,
     versions,
@@ -290,12 +291,7 @@ def test_a_silent_publisher_makes_the_catalog_suspect(stack: Stack) -> None:
 def test_nerve_services_are_served_from_the_services_map(stack: Stack) -> None:
     nerve = stack.connect()
     base = layout.service_path(ZK, "legacy")
-    nerve.create(
-        f"{base}/hostA_",
-        b'{"host":"10.1.0.1","port":8080,"name":"hostA"}',
-        makepath=True,
-        sequence=True,
-    )
+    register_nerve(nerve, base, "hostA", "10.1.0.1", 8080)
     nerve.create(
         f"{ZK}/unmapped/hostB_0000000001",
         b'{"host":"10.1.0.2","port":8080,"name":"hostB"}',

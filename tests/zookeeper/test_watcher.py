@@ -18,6 +18,7 @@ from sidecar.sources.zookeeper.layout import Instance
 from sidecar.sources.zookeeper.update import ServiceUpdate
 from sidecar.sources.zookeeper.watcher import CatalogWatcher
 from testkit import wait_until
+from testkit.zk_catalog import register_nerve
 from testkit.zookeeper import UpdateRecorder, ZooKeeperServer
 
 ZK = layout.DEFAULT_ZK_PATH
@@ -128,7 +129,7 @@ def test_nerve_registered_children_are_read_from_their_data(
     base = layout.service_path(ZK, "legacy")
     nerve.ensure_path(base)
     seen = watch()
-    nerve.create(f"{base}/hostA_", b'{"host":"10.1.0.1","port":8080,"name":"hostA"}', sequence=True)
+    register_nerve(nerve, base, "hostA", "10.1.0.1", 8080)
     nerve.create(
         f"{base}/hostB_",
         b'{"host":"10.1.0.2","port":8080,"name":"hostB","weight":"10","labels":{"region:a":""}}',
@@ -146,18 +147,13 @@ def test_a_child_claiming_to_be_ours_does_not_freeze_a_nerve_service(
 ) -> None:
     admin = connect()
     base = layout.service_path(ZK, "legacy")
-    admin.create(
-        f"{base}/hostA_",
-        b'{"host":"10.1.0.1","port":8080,"name":"hostA"}',
-        makepath=True,
-        sequence=True,
-    )
+    register_nerve(admin, base, "hostA", "10.1.0.1", 8080)
     seen = watch()
     seen.wait_for("legacy", lambda u: len(u.instances) == 1, "hostA")
     claimed = task("web", 7)  # labelled source: marathon-bridge, but no options node anywhere
     admin.create(f"{base}/{layout.child_name(claimed)}", layout.instance_json(claimed))
     seen.wait_for("legacy", lambda u: claimed in u.instances, "the claimed child delivered")
-    admin.create(f"{base}/hostB_", b'{"host":"10.1.0.2","port":8080,"name":"hostB"}', sequence=True)
+    register_nerve(admin, base, "hostB", "10.1.0.2", 8080)
     seen.wait_for("legacy", lambda u: len(u.instances) == 3, "hostB: the service still follows")
 
 
@@ -269,9 +265,7 @@ def test_plain_children_are_read_once_and_cached_by_name(
 ) -> None:
     admin = connect()
     base = layout.service_path(ZK, "legacy")
-    first = admin.create(
-        f"{base}/a_", b'{"host":"10.3.0.1","port":1,"name":"a"}', makepath=True, sequence=True
-    )
+    first = register_nerve(admin, base, "a", "10.3.0.1", 1)
     seen = watch()
     seen.wait_for("legacy", lambda u: len(u.instances) == 1, "a")
     admin.set(
