@@ -21,13 +21,17 @@ class Periodic:
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
-        self._thread.start()
+        """Start the thread (again after :meth:`stop`); nothing when it runs already."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+            self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            self._thread = None
 
     def _serve(self) -> None:
         while not self._stop.is_set():

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Callable, Optional, Protocol
 
 from .haproxy.runtime import RuntimeAPIError, parse_info
+from .periodic import Periodic
 from .traffic import (
     BACKEND_ROW,
     History,
@@ -81,31 +82,23 @@ class TrafficPoller:
         self._server_rows: dict[ServerKey, StatRow] = {}
         self._polled: set[str] = set()  # the backends whose servers the last poll read
         self._wanted: dict[str, float] = {}  # backend -> until when its servers are polled
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread = Periodic("traffic-poller", self._poll_and_wait, interval)
 
     # --- the thread ------------------------------------------------------------------------------
     def start(self) -> TrafficPoller:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="traffic-poller", daemon=True)
-            self._thread.start()
+        self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._thread.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                snapshot = self.poll()
-            except Exception:  # a bug here must not end the polling
-                log.exception("traffic poll failed")
-                snapshot = self.snapshot()
-            self._stop.wait(self.next_delay(snapshot))
+    def _poll_and_wait(self) -> float:
+        try:
+            snapshot = self.poll()
+        except Exception:  # a bug here must not end the polling
+            log.exception("traffic poll failed")
+            snapshot = self.snapshot()
+        return self.next_delay(snapshot)
 
     def next_delay(self, snapshot: TrafficSnapshot) -> float:
         """Seconds until the next poll: the interval, stretched to keep within the budget
